@@ -1,0 +1,23 @@
+"""medlab: a Jupyter-based research environment for medical images.
+
+The image model is :class:`medlab.Image` (array + 4x4 affine in LPS mm,
+axes ordered slice, row, column); :func:`medlab.load` and
+:func:`medlab.save` read and write it. Subpackages: ``io``, ``data``,
+``view``.
+"""
+
+from . import data, geometry, io
+from ._version import __version__
+from .image import Image
+from .io import load, save
+
+__all__ = ["Image", "__version__", "data", "geometry", "io", "load", "save", "view"]
+
+
+def __getattr__(name: str):
+    # view imports matplotlib; load it on first use to keep ``import medlab`` light
+    if name == "view":
+        import importlib
+
+        return importlib.import_module(".view", __name__)
+    raise AttributeError(f"module 'medlab' has no attribute {name!r}")

@@ -1,0 +1,168 @@
+"""Loading and saving images: DICOM, NIfTI, NRRD, MHA/MHD.
+
+``load(path)`` returns one :class:`~medlab.Image`; ``load_all(path)``
+returns every image under a path keyed by readable ids. Formats are
+recognised by content, not by file name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import MedlabError
+from ..image import Image
+from .dicom import ImageCollection, check_stack, looks_like_dicom, read_dicom
+from .dicom import load_one as _load_dicom
+from .itk import read_itk, write_itk
+from .nifti import read_nifti, write_nifti
+
+__all__ = [
+    "ImageCollection",
+    "check_stack",
+    "detect_format",
+    "dicom_to_nifti",
+    "load",
+    "load_all",
+    "save",
+]
+
+_ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".bmp")
+_NIFTI_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".mgz", ".mgh", ".mnc", ".par")
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """'dicom', 'nifti', 'itk' or 'unknown' for a file, by content first.
+
+    Examples
+    --------
+    >>> detect_format("no/such/file.nrrd")
+    'itk'
+    """
+    p = Path(path)
+    name = p.name.lower()
+    head = b""
+    if p.is_file():
+        with open(p, "rb") as f:
+            head = f.read(352)
+        if head[:2] == b"\x1f\x8b":
+            try:
+                with gzip.open(p, "rb") as g:
+                    head = g.read(352)
+            except OSError:
+                head = b""
+    if head:
+        if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00", b"n+2\x00", b"ni2\x00"):
+            return "nifti"
+        if head[4:8] in (b"n+2\x00", b"ni2\x00") or (len(head) >= 4 and head[:4] in (
+                b"\x5c\x01\x00\x00", b"\x00\x00\x01\x5c", b"\x1c\x02\x00\x00", b"\x00\x00\x02\x1c")):
+            return "nifti"
+        if head.startswith(b"NRRD") or head.lstrip().startswith((b"ObjectType", b"NDims")):
+            return "itk"
+    if p.is_file() and looks_like_dicom(p):
+        return "dicom"
+    if name.endswith(_NIFTI_SUFFIXES):
+        return "nifti"
+    if name.endswith(_ITK_SUFFIXES):
+        return "itk"
+    return "unknown"
+
+
+def load(path: str | os.PathLike, **kwargs: Any) -> Image:
+    """Load the one image stored at ``path``.
+
+    Parameters
+    ----------
+    path : path
+        A DICOM file or folder (searched recursively, files recognised by
+        content), or a NIfTI, NRRD or MHA/MHD file.
+    **kwargs
+        Passed to the DICOM reader (``irregular='stack'`` to accept uneven
+        slice spacing).
+
+    Raises
+    ------
+    MultipleImagesError
+        When the path holds several images; its message and ``.ids`` list
+        them. Use :func:`load_all` to get all of them.
+    FileNotFoundError
+        When nothing exists at ``path``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file or folder: {str(p)!r}")
+    if p.is_dir():
+        return _load_dicom(p, **kwargs)
+    fmt = detect_format(p)
+    if fmt == "nifti":
+        return read_nifti(p)
+    if fmt == "itk":
+        return read_itk(p)
+    if fmt == "dicom":
+        return _load_dicom(p, **kwargs)
+    raise MedlabError(
+        f"cannot tell the format of {str(p)!r}: not DICOM (no 'DICM' marker), NIfTI, NRRD "
+        "or MetaImage. Check the file, or load it with nibabel or SimpleITK directly"
+    )
+
+
+def load_all(path: str | os.PathLike, **kwargs: Any) -> ImageCollection:
+    """Every image under ``path``, keyed by readable ids.
+
+    DICOM files are grouped into series (and split where a series mixes
+    orientations, sizes, echoes or image types); NIfTI/NRRD/MHA files load
+    one image each, keyed by file name. What cannot be loaded is listed in
+    the result's ``skipped`` table with the reason; one bad file never
+    stops the rest.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file or folder: {str(p)!r}")
+    if p.is_file() and detect_format(p) in ("nifti", "itk"):
+        return ImageCollection({p.name: load(p)}, [])
+    collection = read_dicom(p, **kwargs)
+    if p.is_dir():
+        # volumes in other formats next to the DICOM files
+        for f in sorted(p.rglob("*")):
+            if f.is_file() and detect_format(f) in ("nifti", "itk") and not looks_like_dicom(f):
+                try:
+                    collection[str(f.relative_to(p))] = load(f)
+                except Exception as exc:  # listed, never fatal
+                    continue_reason = f"{type(exc).__name__}: {exc}"
+                    collection.skipped.loc[len(collection.skipped)] = [str(f), continue_reason]
+                else:
+                    drop = collection.skipped["path"] == str(f)
+                    collection.skipped = collection.skipped[~drop].reset_index(drop=True)
+    return collection
+
+
+def save(image: Image, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """Write ``image`` to NIfTI (``.nii``, ``.nii.gz``), NRRD or MHA/MHD.
+
+    Refuses to overwrite any file the image was loaded from.
+    """
+    p = Path(path)
+    sources = {Path(f).resolve() for f in image.meta.get("files", [])}
+    if p.resolve() in sources:
+        raise MedlabError(
+            f"refusing to overwrite {str(p)!r}: the image was loaded from it. "
+            "Choose another output path; medlab never modifies source files"
+        )
+    name = p.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return write_nifti(image, p)
+    if name.endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
+        return write_itk(image, p, **kwargs)
+    raise MedlabError(
+        f"cannot save to {str(p)!r}: unknown extension. Use .nii, .nii.gz, .nrrd, .mha or .mhd"
+    )
+
+
+def dicom_to_nifti(source: str | os.PathLike, dest: str | os.PathLike, **kwargs: Any):
+    """Convert DICOM series to NIfTI with BIDS sidecars; see :mod:`medlab.io.convert`."""
+    from .convert import dicom_to_nifti as _convert
+
+    return _convert(source, dest, **kwargs)
+

@@ -1,0 +1,402 @@
+"""Series assembly: group frames into images, sort them in space and time,
+and check the stack's geometry.
+
+:func:`check_stack` is *the* series-geometry check of medlab: the loader
+uses it to refuse irregular stacks and the cohort index uses it to say
+which series form regular volumes and why not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ... import geometry as geo
+from ._frames import Frame
+
+__all__ = ["StackCheck", "check_stack", "VolumePlan", "plan_volumes"]
+
+
+@dataclass(frozen=True)
+class StackCheck:
+    """The geometry of a stack of parallel frames, and what is wrong with it.
+
+    Attributes
+    ----------
+    n_slices : int
+    slice_spacing_mm : float
+        Median distance between neighbouring positions along the normal.
+    regular : bool
+        True when positions are evenly spaced on one line with no gap.
+    problem : str or None
+        Which check failed, in words, with the values found.
+    missing_slices : int
+        Slices that a gap of several spacings implies are missing.
+    spacing_deviation_mm : float
+        Largest deviation of a step from the median step.
+    tilt_deg : float
+        Angle between the stacking direction and the frame normal
+        (CT gantry tilt); 0 for a perpendicular stack.
+    step : ndarray
+        Mean world vector from one slice to the next.
+    """
+
+    n_slices: int
+    slice_spacing_mm: float
+    regular: bool
+    problem: str | None
+    missing_slices: int = 0
+    spacing_deviation_mm: float = 0.0
+    tilt_deg: float = 0.0
+    step: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+
+def check_stack(
+    positions: np.ndarray,
+    orientation: tuple[float, ...],
+    *,
+    rtol: float = 0.01,
+    atol_mm: float = 0.05,
+) -> StackCheck:
+    """Check that frame positions form a regular volume.
+
+    Parameters
+    ----------
+    positions : (n, 3) array
+        Image Position (Patient) of each frame, already sorted along the
+        normal.
+    orientation : 6 floats
+        Image Orientation (Patient) shared by the frames.
+    rtol, atol_mm : float
+        A step may differ from the median step by ``max(atol_mm, rtol *
+        median)`` before spacing counts as uneven.
+
+    Examples
+    --------
+    >>> pos = np.array([[0, 0, z] for z in (0, 2, 4, 8, 10)], dtype=float)
+    >>> c = check_stack(pos, (1, 0, 0, 0, 1, 0))
+    >>> c.regular, c.missing_slices
+    (False, 1)
+    """
+    positions = np.asarray(positions, dtype=float)
+    n = len(positions)
+    normal = np.cross(orientation[:3], orientation[3:])
+    if n < 2:
+        return StackCheck(n, 0.0, True, None)
+    d = positions @ normal
+    steps = np.diff(d)
+    median = float(np.median(steps))
+    if median <= 0:
+        return StackCheck(n, 0.0, False, "several frames share one position")
+    tol = max(atol_mm, rtol * median)
+    deviation = float(np.max(np.abs(steps - median)))
+    step_vec = (positions[-1] - positions[0]) / (n - 1)
+    # positions must lie on one line
+    residual = positions - (positions[0] + np.outer(np.arange(n), step_vec))
+    off_line = float(np.max(np.linalg.norm(residual - np.outer(residual @ normal, normal), axis=1)))
+    cos_tilt = abs(step_vec @ normal) / np.linalg.norm(step_vec)
+    tilt = float(np.degrees(np.arccos(np.clip(cos_tilt, -1.0, 1.0))))
+    problem = None
+    missing = 0
+    if deviation > tol:
+        ratios = steps / median
+        gaps = ratios > 1.5
+        near_multiple = np.abs(ratios - np.round(ratios)) < 0.1
+        if np.any(gaps) and np.all(near_multiple[gaps]):
+            missing = int(np.sum(np.round(ratios[gaps]) - 1))
+            where = ", ".join(f"after slice {i}" for i in np.flatnonzero(gaps)[:5])
+            problem = (
+                f"{missing} missing slice(s): the spacing is {median:.4g} mm but jumps to "
+                f"{', '.join(f'{s:.4g}' for s in steps[gaps][:5])} mm ({where})"
+            )
+        else:
+            problem = (
+                f"uneven slice spacing: steps range from {steps.min():.4g} to {steps.max():.4g} mm "
+                f"(median {median:.4g} mm, tolerance {tol:.2g} mm)"
+            )
+    elif off_line > max(atol_mm, 0.1 * median):
+        problem = (
+            f"frame positions are not on one line (off by up to {off_line:.3g} mm): "
+            "the series holds several stacks"
+        )
+    return StackCheck(
+        n_slices=n,
+        slice_spacing_mm=median,
+        regular=problem is None,
+        problem=problem,
+        missing_slices=missing,
+        spacing_deviation_mm=deviation,
+        tilt_deg=tilt if tilt > 0.01 else 0.0,
+        step=step_vec,
+    )
+
+
+@dataclass
+class VolumePlan:
+    """How to build one image from frames: ``grid[t][k]`` is the frame at
+    time ``t``, slice ``k``."""
+
+    id: str
+    grid: list[list[Frame]]
+    affine: np.ndarray
+    frame_times_s: np.ndarray | None
+    meta: dict[str, Any]
+    check: StackCheck | None = None
+
+    @property
+    def frames(self) -> list[Frame]:
+        return [f for vol in self.grid for f in vol]
+
+
+def _plane(iop: tuple[float, ...] | None) -> str:
+    if iop is None:
+        return "2D"
+    normal = np.abs(np.cross(iop[:3], iop[3:]))
+    return ("SAG", "COR", "AX")[int(np.argmax(normal))]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")[:48]
+
+
+def _series_label(f: Frame) -> str:
+    h = f.header
+    number = h.get("SeriesNumber")
+    desc = str(h.get("SeriesDescription") or h.get("ProtocolName") or "").strip()
+    modality = str(h.get("Modality") or "")
+    parts = []
+    parts.append(f"S{int(number):03d}" if number not in (None, "") else modality or "series")
+    if desc:
+        parts.append(_slug(desc))
+    elif modality and parts[0] != modality:
+        parts.append(modality)
+    return "-".join(parts)
+
+
+def _sort_in_time(frames: list[Frame]) -> list[Frame]:
+    def have(attr: str) -> bool:
+        return all(getattr(f, attr) is not None for f in frames)
+
+    keys = [a for a in ("temporal", "trigger_ms", "time_s", "acquisition") if have(a)]
+
+    def key(f: Frame) -> tuple:
+        return (*(getattr(f, a) for a in keys), f.instance, f.index or 0, f.tile or 0)
+
+    return sorted(frames, key=key)
+
+
+def _frame_times(grid: list[list[Frame]], meta: dict[str, Any]) -> np.ndarray:
+    """Seconds from the first frame, from whatever the headers say."""
+    n = len(grid)
+    first = [vol[0] for vol in grid]
+    h = first[0].header
+    tr_ms = None
+    try:
+        tr_ms = float(h.get("RepetitionTime")) if h.get("RepetitionTime") is not None else None
+    except (TypeError, ValueError):
+        tr_ms = None
+    times = [min((f.time_s for f in vol if f.time_s is not None), default=None) for vol in grid]
+    if all(t is not None for t in times) and len(set(np.round(times, 3))) == n:
+        meta["frame_time_source"] = "acquisition time"
+        t = np.asarray(times, dtype=float)
+        return t - t[0]
+    triggers = [vol[0].trigger_ms for vol in grid]
+    if all(t is not None for t in triggers) and len(set(triggers)) == n:
+        meta["frame_time_source"] = "trigger time"
+        t = np.asarray(triggers, dtype=float) / 1000.0
+        return t - t[0]
+    if tr_ms and str(h.get("Modality", "")) == "MR":
+        meta["frame_time_source"] = "repetition time"
+        return np.arange(n) * tr_ms / 1000.0
+    frame_time = first[0].frame_time_ms
+    if frame_time:
+        meta["frame_time_source"] = "frame time"
+        return np.arange(n) * frame_time / 1000.0
+    meta["frame_time_source"] = "index (no timing in the headers)"
+    return np.arange(n, dtype=float)
+
+
+def _group_features(frames: list[Frame]) -> dict[str, str]:
+    f = frames[0]
+    h = f.header
+    feats = {
+        "plane": _plane(f.iop),
+        "size": f"{f.rows}x{f.columns}",
+        "type": "_".join(str(v) for v in (h.get("ImageType") or ())[2:4]) or "",
+        "echo": f"echo{f.split_key[3]:g}" if f.split_key[3] is not None else "",
+    }
+    if len(f.split_key) > 9:  # enhanced multi-frame: (base 5, geometry 4, type, TE, stack)
+        ft = f.split_key[-3]
+        feats["frametype"] = "_".join(ft[2:4]) if ft else ""
+        feats["te"] = f"TE{f.split_key[-2]:g}" if f.split_key[-2] is not None else ""
+        feats["stack"] = f"stack{f.split_key[-1]}" if f.split_key[-1] is not None else ""
+    return feats
+
+
+def plan_volumes(frames: list[Frame]) -> tuple[list[VolumePlan], list[tuple[str, str]]]:
+    """Group frames into images.
+
+    Returns
+    -------
+    plans : list of VolumePlan
+    problems : list of (id, message)
+        Groups of frames that do not form an image, and why.
+    """
+    by_series: dict[str, list[Frame]] = defaultdict(list)
+    for f in frames:
+        by_series[f.series_uid].append(f)
+
+    plans: list[VolumePlan] = []
+    problems: list[tuple[str, str]] = []
+    for series_frames in by_series.values():
+        groups: dict[tuple, list[Frame]] = defaultdict(list)
+        for f in series_frames:
+            groups[f.split_key].append(f)
+        label = _series_label(series_frames[0])
+        group_list = list(groups.values())
+        suffixes = [""] * len(group_list)
+        if len(group_list) > 1:
+            feats = [_group_features(g) for g in group_list]
+            differing = [k for k in feats[0] if len({ft[k] for ft in feats}) > 1]
+            for i, ft in enumerate(feats):
+                suffixes[i] = "-".join(ft[k] for k in differing if ft[k])
+            if len(set(suffixes)) < len(suffixes):
+                suffixes = [f"{s}-{i + 1}".strip("-") for i, s in enumerate(suffixes)]
+        for group, suffix in zip(group_list, suffixes, strict=True):
+            gid = f"{label}[{suffix}]" if suffix else label
+            try:
+                plans.extend(_plan_group(group, gid))
+            except ValueError as exc:
+                problems.append((gid, str(exc)))
+    # make ids unique (two series may share number and description, or even a UID)
+    count: dict[str, int] = defaultdict(int)
+    for p in plans:
+        count[p.id] += 1
+    taken: set[str] = set()
+    for p in plans:
+        if count[p.id] > 1:
+            base = f"{p.id}~{p.frames[0].series_uid[-8:]}"
+            new_id, n = base, 1
+            while new_id in taken:
+                n += 1
+                new_id = f"{base}-{n}"
+            p.id = new_id
+            p.meta["id"] = new_id
+        taken.add(p.id)
+    return plans, problems
+
+
+def _plan_group(group: list[Frame], gid: str) -> list[VolumePlan]:
+    f0 = group[0]
+    if f0.iop is None or any(f.ipp is None for f in group):
+        return _plan_without_geometry(group, gid)
+    iop = f0.iop
+    normal = np.cross(iop[:3], iop[3:])
+    d = np.array([np.dot(f.ipp, normal) for f in group])  # type: ignore[arg-type]
+    order = np.argsort(d, kind="stable")
+    clusters: list[list[Frame]] = []
+    last = None
+    for i in order:
+        if last is None or d[i] - last > 1e-3:
+            clusters.append([])
+        clusters[-1].append(group[i])
+        last = d[i]
+    counts = {len(c) for c in clusters}
+    if len(counts) > 1:
+        per = defaultdict(list)
+        for c in clusters:
+            per[len(c)].append(c)
+        detail = ", ".join(f"{len(v)} position(s) with {k} frame(s)" for k, v in sorted(per.items()))
+        raise ValueError(
+            f"incomplete time series or duplicated slices: {len(clusters)} slice positions but "
+            f"{detail}; check for missing files or mixed acquisitions in this series"
+        )
+    n_t = counts.pop()
+    clusters = [_sort_in_time(c) for c in clusters]
+    grid = [[c[t] for c in clusters] for t in range(n_t)]
+    positions = np.array([f.ipp for f in grid[0]], dtype=float)
+    check = check_stack(positions, iop)
+    spacing = f0.pixel_spacing or (1.0, 1.0)
+    meta = _meta(group, gid)
+    if len(clusters) > 1:
+        step = check.step
+    else:
+        thick = f0.spacing_between or f0.slice_thickness or 1.0
+        step = normal * thick
+    affine = geo.dicom_affine(iop, positions[0], spacing, step)
+    if check.tilt_deg:
+        meta["gantry_tilt_deg"] = check.tilt_deg
+    if f0.pixel_spacing is None:
+        meta["spacing_unknown"] = True
+    times = None
+    if n_t > 1:
+        times = _frame_times(grid, meta)
+    return [VolumePlan(gid, grid, affine, times, meta, check)]
+
+
+def _plan_without_geometry(group: list[Frame], gid: str) -> list[VolumePlan]:
+    """2D images and cines without patient geometry: one image per file."""
+    by_file: dict[str, list[Frame]] = defaultdict(list)
+    for f in group:
+        by_file[str(f.path)].append(f)
+    plans = []
+    for i, frames in enumerate(by_file.values()):
+        frames = sorted(frames, key=lambda f: f.index or 0)
+        f0 = frames[0]
+        spacing = f0.pixel_spacing or (1.0, 1.0)
+        iop = f0.iop or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+        ipp = f0.ipp or (0.0, 0.0, 0.0)
+        normal = np.cross(iop[:3], iop[3:])
+        affine = geo.dicom_affine(iop, ipp, spacing, normal)
+        fid = gid if len(by_file) == 1 else f"{gid}-i{f0.instance or i + 1}"
+        meta = _meta(frames, fid)
+        meta["patient_geometry"] = False
+        if f0.pixel_spacing is None:
+            meta["spacing_unknown"] = True
+        if len(frames) > 1:
+            grid = [[f] for f in frames]
+            times = np.array(
+                [f.time_s if f.time_s is not None else j for j, f in enumerate(frames)], dtype=float
+            )
+            meta["frame_time_source"] = "frame time" if f0.frame_time_ms else "index"
+            plans.append(VolumePlan(fid, grid, affine, times - times[0], meta))
+        else:
+            plans.append(VolumePlan(fid, [[f0]], affine, None, meta))
+    return plans
+
+
+_META_KEYWORDS = {
+    "modality": "Modality",
+    "manufacturer": "Manufacturer",
+    "series_description": "SeriesDescription",
+    "series_number": "SeriesNumber",
+    "study_uid": "StudyInstanceUID",
+    "frame_of_reference_uid": "FrameOfReferenceUID",
+    "patient_position": "PatientPosition",
+    "photometric": "PhotometricInterpretation",
+    "body_part": "BodyPartExamined",
+    "units": "Units",
+}
+
+
+def _meta(frames: list[Frame], gid: str) -> dict[str, Any]:
+    h = frames[0].header
+    meta: dict[str, Any] = {"id": gid, "source": "dicom", "series_uid": frames[0].series_uid}
+    for key, kw in _META_KEYWORDS.items():
+        if kw in h and h.get(kw) not in (None, ""):
+            v = h.get(kw)
+            meta[key] = v if isinstance(v, (int, float)) else str(v)
+    for key, kw in (("repetition_time_s", "RepetitionTime"), ("echo_time_s", "EchoTime")):
+        try:
+            if h.get(kw) is not None:
+                meta[key] = float(h.get(kw)) / 1000.0
+        except (TypeError, ValueError):
+            pass
+    if meta.get("photometric") == "MONOCHROME1":
+        meta["invert_display"] = True
+    meta["files"] = sorted({str(f.path) for f in frames})
+    return meta

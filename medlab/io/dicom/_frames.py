@@ -1,0 +1,344 @@
+"""One record per 2D frame: the unit that series assembly sorts and stacks.
+
+A classic single-frame file gives one :class:`Frame`; an enhanced or
+legacy multi-frame object gives one per frame (geometry and rescale from
+its per-frame functional groups); a Siemens mosaic gives one per tile.
+Assembly (``_assemble``) then treats them all alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+__all__ = ["Frame", "frames_from_dataset", "NotAnImageError"]
+
+
+class NotAnImageError(ValueError):
+    """A DICOM object without pixel data (SR, RTSTRUCT, DICOMDIR, ...)."""
+
+
+@dataclass(slots=True)
+class Frame:
+    """Everything assembly needs to know about one 2D frame."""
+
+    path: Path
+    header: Dataset = field(repr=False)
+    index: int | None  # frame number in a multi-frame object (0-based)
+    tile: int | None  # tile number in a Siemens mosaic
+    mosaic_tiles_side: int  # number of tiles per mosaic row (0 if not a mosaic)
+    rows: int
+    columns: int
+    samples: int
+    series_uid: str
+    iop: tuple[float, ...] | None
+    ipp: tuple[float, ...] | None
+    pixel_spacing: tuple[float, float] | None
+    slope: float
+    intercept: float
+    instance: int
+    split_key: tuple
+    acquisition: int | None = None
+    temporal: float | None = None  # temporal position identifier / index
+    trigger_ms: float | None = None
+    time_s: float | None = None  # acquisition or content date-time, seconds
+    frame_time_ms: float | None = None  # cine frame interval
+    slice_thickness: float | None = None
+    spacing_between: float | None = None
+    mosaic_normal: tuple[float, ...] | None = None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n and all(math.isfinite(v) for v in out) else None
+
+
+def _seconds(date: Any, time: Any) -> float | None:
+    """Seconds since the epoch (or since midnight without a date) of DA/TM values."""
+    t = str(time or "").strip()
+    if not t:
+        return None
+    try:
+        hh, mm = int(t[0:2]), int(t[2:4] or 0)
+        ss = float(t[4:] or 0) if ":" not in t else None
+        if ":" in t:  # old ACR-NEMA style HH:MM:SS
+            hh, mm, ss = (float(x) for x in t.split(":"))
+    except ValueError:
+        return None
+    secs = hh * 3600 + mm * 60 + (ss or 0.0)
+    d = str(date or "").strip()
+    if len(d) == 8 and d.isdigit():
+        day = dt.date(int(d[:4]), int(d[4:6]), int(d[6:8]))
+        secs += (day - dt.date(1970, 1, 1)).days * 86400.0
+    return secs
+
+
+def _datetime_seconds(value: Any) -> float | None:
+    s = str(value or "").strip()
+    if len(s) < 8:
+        return None
+    return _seconds(s[:8], s[8:].split("+")[0].split("-")[0])
+
+
+def _acq_seconds(ds: Dataset) -> float | None:
+    for date_kw, time_kw in (("AcquisitionDate", "AcquisitionTime"), ("ContentDate", "ContentTime")):
+        s = _seconds(ds.get(date_kw) or ds.get("SeriesDate") or ds.get("StudyDate"), ds.get(time_kw))
+        if s is not None:
+            return s
+    return _datetime_seconds(ds.get("AcquisitionDateTime"))
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _group(ds: Dataset, per: Dataset | None, shared: Dataset | None, seq: str, kw: str) -> Any:
+    for grp in (per, shared):
+        if grp is not None and seq in grp and len(grp[seq].value):
+            item = grp[seq].value[0]
+            if kw in item:
+                return item[kw].value
+    return None
+
+
+def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
+    for kw in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+        ps = _floats(ds.get(kw), 2)
+        if ps and ps[0] > 0 and ps[1] > 0:
+            return ps  # type: ignore[return-value]
+    regions = ds.get("SequenceOfUltrasoundRegions")
+    if regions:
+        r = regions[0]
+        # units code 3 = cm
+        if r.get("PhysicalUnitsXDirection") == 3 and r.get("PhysicalUnitsYDirection") == 3:
+            dx, dy = _float(r.get("PhysicalDeltaX")), _float(r.get("PhysicalDeltaY"))
+            if dx and dy:
+                return (abs(dy) * 10.0, abs(dx) * 10.0)
+    return None
+
+
+def _require_pixels(ds: Dataset, path: Path) -> None:
+    has = any(kw in ds for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+    if not has or "Rows" not in ds or "Columns" not in ds:
+        sop = str(ds.get("SOPClassUID", "")) or "unknown"
+        name = getattr(ds.get("SOPClassUID"), "name", "") if "SOPClassUID" in ds else ""
+        modality = ds.get("Modality", "?")
+        raise NotAnImageError(
+            f"{path.name}: no image pixel data (modality {modality}, SOP class "
+            f"{name or sop}); not an image"
+        )
+
+
+def frames_from_dataset(ds: Dataset, path: Path) -> list[Frame]:
+    """All frames of one DICOM object (header only; pixels are read later)."""
+    _require_pixels(ds, path)
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    samples = _int(ds.get("SamplesPerPixel"), 1)
+    n_frames = _int(ds.get("NumberOfFrames"), 1) or 1
+    series_uid = str(ds.get("SeriesInstanceUID") or f"file:{path}")
+    image_type = tuple(str(v) for v in (ds.get("ImageType") or ()))
+    base_key = (
+        str(ds.get("Modality", "")),
+        samples,
+        str(ds.get("PhotometricInterpretation", "")),
+        _float(ds.get("EchoNumbers")),
+        image_type,
+    )
+    common: dict[str, Any] = {
+        "path": path,
+        "header": ds,
+        "series_uid": series_uid,
+        "samples": samples,
+        "instance": _int(ds.get("InstanceNumber")),
+        "acquisition": _int(ds.get("AcquisitionNumber"), None),  # type: ignore[arg-type]
+        "slice_thickness": _float(ds.get("SliceThickness")),
+        "spacing_between": _float(ds.get("SpacingBetweenSlices")),
+    }
+    slope = _float(ds.get("RescaleSlope"))
+    intercept = _float(ds.get("RescaleIntercept"))
+    slope = 1.0 if slope in (None, 0.0) else slope
+    intercept = intercept or 0.0
+
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        return _enhanced_frames(ds, common, base_key, rows, columns, n_frames, slope, intercept)
+
+    iop = _floats(ds.get("ImageOrientationPatient"), 6)
+    ipp = _floats(ds.get("ImagePositionPatient"), 3)
+    spacing = _pixel_spacing(ds)
+    if "ImageType" in ds and "MOSAIC" in image_type and iop and ipp:
+        return _mosaic_frames(ds, common, base_key, rows, columns, iop, spacing, slope, intercept)
+
+    time_s = _acq_seconds(ds)
+    temporal = _float(ds.get("TemporalPositionIdentifier"))
+    trigger = _float(ds.get("TriggerTime"))
+    key = (
+        *base_key,
+        rows,
+        columns,
+        None if iop is None else tuple(np.round(iop, 3)),
+        None if spacing is None else tuple(np.round(spacing, 4)),
+    )
+    if n_frames == 1:
+        return [
+            Frame(
+                index=None, tile=None, mosaic_tiles_side=0, rows=rows, columns=columns,
+                iop=iop, ipp=ipp, pixel_spacing=spacing, slope=slope, intercept=intercept,
+                split_key=key, temporal=temporal, trigger_ms=trigger, time_s=time_s, **common,
+            )
+        ]
+    # legacy multi-frame without functional groups: RT dose grids (frames are slices),
+    # otherwise cines / dynamic NM (frames are time points)
+    offsets = ds.get("GridFrameOffsetVector")
+    frame_time = _float(ds.get("FrameTime"))
+    times_vec = ds.get("FrameTimeVector")
+    out = []
+    for i in range(n_frames):
+        f_ipp = ipp
+        f_time = None
+        if offsets is not None and iop is not None and ipp is not None and len(offsets) == n_frames:
+            normal = np.cross(iop[:3], iop[3:])
+            f_ipp = tuple(np.asarray(ipp) + float(offsets[i]) * normal)
+        else:
+            if times_vec is not None and len(times_vec) == n_frames:
+                f_time = float(np.sum(np.asarray(times_vec[: i + 1], dtype=float))) / 1000.0
+            elif frame_time:
+                f_time = i * frame_time / 1000.0
+            else:
+                f_time = float(i)
+        out.append(
+            Frame(
+                index=i, tile=None, mosaic_tiles_side=0, rows=rows, columns=columns, iop=iop,
+                ipp=f_ipp, pixel_spacing=spacing, slope=slope, intercept=intercept,
+                split_key=key, temporal=float(i) if f_time is not None else None,
+                time_s=f_time, frame_time_ms=frame_time, **common,
+            )
+        )
+    return out
+
+
+def _enhanced_frames(
+    ds: Dataset,
+    common: dict[str, Any],
+    base_key: tuple,
+    rows: int,
+    columns: int,
+    n_frames: int,
+    slope: float,
+    intercept: float,
+) -> list[Frame]:
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared_seq[0] if shared_seq else None
+    per_seq = ds.get("PerFrameFunctionalGroupsSequence") or []
+    out = []
+    for i in range(n_frames):
+        per = per_seq[i] if i < len(per_seq) else None
+
+        def g(seq: str, kw: str, per: Dataset | None = per) -> Any:
+            return _group(ds, per, shared, seq, kw)
+
+        iop = _floats(g("PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        ipp = _floats(g("PlanePositionSequence", "ImagePositionPatient"), 3)
+        spacing = _floats(g("PixelMeasuresSequence", "PixelSpacing"), 2) or _pixel_spacing(ds)
+        f_slope = _float(g("PixelValueTransformationSequence", "RescaleSlope"))
+        f_inter = _float(g("PixelValueTransformationSequence", "RescaleIntercept"))
+        frame_type = None
+        for seq in ("MRImageFrameTypeSequence", "CTImageFrameTypeSequence", "FrameTypeSequence"):
+            ft = g(seq, "FrameType")
+            if ft is not None:
+                frame_type = tuple(str(v) for v in ft)
+                break
+        time_s = _datetime_seconds(g("FrameContentSequence", "FrameAcquisitionDateTime"))
+        if time_s is None:
+            time_s = _datetime_seconds(g("FrameContentSequence", "FrameReferenceDateTime"))
+        temporal = _float(g("FrameContentSequence", "TemporalPositionIndex"))
+        trigger = _float(g("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"))
+        echo = _float(g("MREchoSequence", "EffectiveEchoTime"))
+        stack = g("FrameContentSequence", "StackID")
+        key = (
+            *base_key,
+            rows,
+            columns,
+            None if iop is None else tuple(np.round(iop, 3)),
+            None if spacing is None else tuple(np.round(spacing, 4)),
+            frame_type,
+            echo,
+            None if stack is None else str(stack),
+        )
+        out.append(
+            Frame(
+                index=i, tile=None, mosaic_tiles_side=0, rows=rows, columns=columns, iop=iop,
+                ipp=ipp, pixel_spacing=spacing,
+                slope=slope if f_slope in (None, 0.0) else f_slope,
+                intercept=intercept if f_inter is None else f_inter,
+                split_key=key, temporal=temporal, trigger_ms=trigger,
+                time_s=time_s if time_s is not None else _acq_seconds(ds), **common,
+            )
+        )
+    return out
+
+
+def _mosaic_frames(
+    ds: Dataset,
+    common: dict[str, Any],
+    base_key: tuple,
+    rows: int,
+    columns: int,
+    iop: tuple[float, ...],
+    spacing: tuple[float, float] | None,
+    slope: float,
+    intercept: float,
+) -> list[Frame]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        from nibabel.nicom import csareader, dicomwrappers
+
+        csa = csareader.get_csa_header(ds, "image")
+        n_tiles = csareader.get_n_mosaic(csa) if csa else None
+        if not n_tiles:
+            raise ValueError(
+                f"{common['path'].name}: Siemens MOSAIC without a readable CSA header "
+                "(NumberOfImagesInMosaic); cannot split the mosaic into slices"
+            )
+        wrapper = dicomwrappers.MosaicWrapper(ds, csa, n_tiles)
+        first = np.asarray(wrapper.image_position, dtype=float)
+        normal = np.asarray(wrapper.slice_normal, dtype=float)
+    side = math.ceil(math.sqrt(n_tiles))
+    t_rows, t_cols = rows // side, columns // side
+    step = common["spacing_between"] or common["slice_thickness"] or 1.0
+    time_s = _acq_seconds(ds)
+    key = (*base_key, "mosaic", t_rows, t_cols, tuple(np.round(iop, 3)))
+    out = []
+    for k in range(int(n_tiles)):
+        out.append(
+            Frame(
+                index=None, tile=k, mosaic_tiles_side=side, rows=t_rows, columns=t_cols,
+                iop=iop, ipp=tuple(first + k * step * normal), pixel_spacing=spacing,
+                slope=slope, intercept=intercept, split_key=key, time_s=time_s,
+                temporal=_float(ds.get("TemporalPositionIdentifier")),
+                mosaic_normal=tuple(normal), **common,
+            )
+        )
+    return out

@@ -1,0 +1,270 @@
+"""Reading pixel data of planned volumes into one preallocated array.
+
+Uncompressed little-endian frames are read straight from the file into the
+output buffer (one ``readinto`` per frame, no intermediate copy);
+everything else is decoded by pydicom's pixel plugins (pylibjpeg,
+python-gdcm). Rescale slope/intercept are applied per frame; integer data
+stay integer whenever the rescaled values fit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pydicom
+import pydicom.pixels
+from pydicom.uid import UID
+
+from ...errors import DicomReadError, UnsupportedTransferSyntaxError
+from ._assemble import VolumePlan
+from ._files import read_dataset
+from ._frames import Frame
+
+__all__ = ["read_pixels", "transfer_syntax", "decode_error"]
+
+_NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+
+_INSTALL_HINT = (
+    "Install the decoders with: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "
+    "pylibjpeg-rle python-gdcm"
+)
+
+
+def transfer_syntax(ds: Any) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts is None:
+        return UID("1.2.840.10008.1.2.1") if not ds.is_implicit_VR else UID("1.2.840.10008.1.2")
+    return UID(str(ts))
+
+
+def _raw_dtype(h: Any) -> np.dtype:
+    if "FloatPixelData" in h:
+        return np.dtype(np.float32)
+    if "DoubleFloatPixelData" in h:
+        return np.dtype(np.float64)
+    bits = int(h.get("BitsAllocated", 16))
+    signed = int(h.get("PixelRepresentation", 0)) == 1
+    if bits == 1:
+        return np.dtype(np.uint8)
+    if bits <= 8:
+        return np.dtype(np.int8 if signed else np.uint8)
+    if bits <= 16:
+        return np.dtype(np.int16 if signed else np.uint16)
+    return np.dtype(np.int32 if signed else np.uint32)
+
+
+def _stored_range(h: Any) -> tuple[int, int]:
+    bits = int(h.get("BitsStored") or h.get("BitsAllocated") or 16)
+    if int(h.get("PixelRepresentation", 0)) == 1:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def _is_int(x: float) -> bool:
+    return abs(x - round(x)) < 1e-6
+
+
+def decode_error(exc: Exception, ds: Any, path: Any) -> DicomReadError:
+    """A clear error for a failed decode, naming the transfer syntax."""
+    ts = transfer_syntax(ds)
+    name = getattr(ts, "name", str(ts))
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if ts.is_compressed:
+        return UnsupportedTransferSyntaxError(
+            f"{os.path.basename(str(path))}: cannot decode pixel data in transfer syntax "
+            f"{name} ({ts}): {text}. No installed decoder handles it; {_INSTALL_HINT}"
+        )
+    return DicomReadError(f"{os.path.basename(str(path))}: cannot read pixel data ({name}): {text}")
+
+
+def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np.ndarray, bool]:
+    """The array of a planned volume, and whether it has a channel axis."""
+    grid = plan.grid
+    n_t, n_k = len(grid), len(grid[0])
+    f0 = grid[0][0]
+    has_time = plan.frame_times_s is not None
+    samples = f0.samples
+    shape: tuple[int, ...] = (n_k, f0.rows, f0.columns)
+    if has_time:
+        shape += (n_t,)
+    colour = samples > 1 or str(f0.header.get("PhotometricInterpretation", "")).startswith(
+        ("PALETTE", "YBR", "RGB")
+    )
+    if colour:
+        shape += (3,)
+    raw_dtype = _raw_dtype(f0.header)
+    if colour:
+        raw_dtype = np.dtype(np.uint8) if raw_dtype.itemsize == 1 else np.dtype(np.uint16)
+        lut = f0.header.get("RedPaletteColorLookupTableDescriptor")
+        if lut is not None and int(lut[2]) > 8:
+            raw_dtype = np.dtype(np.uint16)
+    buf = np.empty(shape, dtype=raw_dtype)
+
+    # frames per file, so each file is opened once
+    jobs: dict[str, list[tuple[int, int, Frame]]] = defaultdict(list)
+    for t, vol in enumerate(grid):
+        for k, f in enumerate(vol):
+            jobs[str(f.path)].append((t, k, f))
+
+    def index(k: int, t: int) -> tuple:
+        return (k, slice(None), slice(None), t) if has_time else (k,)
+
+    def do_file(items: list[tuple[int, int, Frame]]) -> None:
+        if not colour and _read_native(items, buf, index, raw_dtype):
+            return
+        _read_decoded(items, buf, index)
+
+    workers = max_workers or min(4, (os.cpu_count() or 1) * 2)
+    if len(jobs) > 8 and workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(do_file, jobs.values()))
+    else:
+        for items in jobs.values():
+            do_file(items)
+
+    if colour:
+        return buf, True
+    return _rescale(buf, plan, index), False
+
+
+def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> bool:
+    """Read uncompressed little-endian frames straight into ``buf``; False if not applicable."""
+    f = items[0][2]
+    h = f.header
+    if f.tile is not None or str(transfer_syntax(h)) not in _NATIVE_LE:
+        return False
+    elem = h.get_item(0x7FE00010, keep_deferred=True) if "PixelData" in h else None
+    tell = getattr(elem, "value_tell", None)
+    if elem is None or tell is None or getattr(elem, "value", None) is not None:
+        return False
+    bits_alloc = int(h.get("BitsAllocated", 0))
+    if bits_alloc not in (8, 16, 32) or dtype.itemsize * 8 != bits_alloc:
+        return False
+    frame_bytes = f.rows * f.columns * dtype.itemsize
+    n_frames = int(h.get("NumberOfFrames") or 1)
+    if elem.length < frame_bytes * n_frames:
+        raise DicomReadError(
+            f"{f.path.name}: pixel data are truncated: {elem.length} bytes for "
+            f"{n_frames} frame(s) of {f.rows}x{f.columns} ({frame_bytes * n_frames} expected)"
+        )
+    bits_stored = int(h.get("BitsStored") or bits_alloc)
+    with open(f.path, "rb") as fh:
+        for t, k, fr in items:
+            target = buf[index(k, t)]
+            fh.seek(tell + (fr.index or 0) * frame_bytes)
+            if target.flags.c_contiguous:
+                n = fh.readinto(memoryview(target).cast("B"))
+            else:
+                tmp = np.empty((fr.rows, fr.columns), dtype=dtype)
+                n = fh.readinto(memoryview(tmp).cast("B"))
+                target[...] = tmp
+            if n != frame_bytes:
+                raise DicomReadError(f"{fr.path.name}: file ended inside the pixel data")
+            if bits_stored < bits_alloc:
+                _fix_bits(buf[index(k, t)], bits_stored, bits_alloc, dtype)
+    return True
+
+
+def _fix_bits(a: np.ndarray, stored: int, allocated: int, dtype: np.dtype) -> None:
+    """Clear bits above BitsStored (and sign-extend signed data), in place."""
+    if dtype.kind == "i":
+        shift = allocated - stored
+        a <<= shift
+        a >>= shift
+    else:
+        a &= (1 << stored) - 1
+
+
+def _read_decoded(items: list, buf: np.ndarray, index: Any) -> None:
+    f = items[0][2]
+    try:
+        ds = read_dataset(f.path)
+    except Exception as exc:
+        raise DicomReadError(f"{f.path.name}: cannot read the file: {exc}") from exc
+    try:
+        if f.index is not None and len(items) < int(ds.get("NumberOfFrames") or 1) // 2:
+            frames = {
+                fr.index: pydicom.pixels.pixel_array(ds, index=fr.index) for _, _, fr in items
+            }
+        else:
+            arr = pydicom.pixels.pixel_array(ds)
+            if str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
+                arr = pydicom.pixels.apply_color_lut(arr, ds)
+            n_frames = int(ds.get("NumberOfFrames") or 1)
+            frames = None
+            if n_frames == 1 and f.index is not None:
+                arr = arr[np.newaxis]
+    except Exception as exc:
+        raise decode_error(exc, ds, f.path) from exc
+    for t, k, fr in items:
+        if frames is not None:
+            src = frames[fr.index]
+        elif fr.tile is not None:
+            side = fr.mosaic_tiles_side
+            r, c = divmod(fr.tile, side)
+            src = arr[r * fr.rows : (r + 1) * fr.rows, c * fr.columns : (c + 1) * fr.columns]
+        elif fr.index is not None:
+            src = arr[fr.index]
+        else:
+            src = arr
+        target = buf[index(k, t)]
+        if src.shape != target.shape:
+            if src.ndim == target.ndim - 1 and target.shape[-1] == 3:  # grey into colour
+                src = np.repeat(src[..., np.newaxis], 3, axis=-1)
+            else:
+                raise DicomReadError(
+                    f"{fr.path.name}: decoded frame has shape {src.shape}, expected {target.shape}"
+                )
+        target[...] = src
+
+
+def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
+    grid = plan.grid
+    pairs = {(f.slope, f.intercept) for f in plan.frames}
+    if pairs == {(1.0, 0.0)}:
+        return buf
+    plan.meta["rescaled"] = True
+    if buf.dtype.kind == "f" or not all(_is_int(s) and _is_int(i) for s, i in pairs):
+        out_dtype = np.dtype(np.float64 if buf.dtype.itemsize >= 4 else np.float32)
+        out = np.empty(buf.shape, dtype=out_dtype)
+        for t, vol in enumerate(grid):
+            for k, f in enumerate(vol):
+                ix = index(k, t)
+                np.multiply(buf[ix], f.slope, out=out[ix], dtype=out_dtype, casting="unsafe")
+                out[ix] += f.intercept
+        return out
+    # integer rescale: choose the smallest integer type holding the rescaled values
+    lo, hi = _stored_range(grid[0][0].header)
+    cands = [s * v + i for s, i in pairs for v in (lo, hi)]
+    target = _int_dtype(min(cands), max(cands))
+    if target.itemsize > buf.dtype.itemsize:
+        # the theoretical range does not fit: look at the actual values
+        vmin, vmax = int(buf.min()), int(buf.max())
+        cands = [s * v + i for s, i in pairs for v in (vmin, vmax)]
+        target = _int_dtype(min(cands), max(cands))
+    if target.itemsize == buf.dtype.itemsize:
+        out = buf.view(target)  # in place, frame by frame
+    else:
+        out = np.empty(buf.shape, dtype=target)
+    for t, vol in enumerate(grid):
+        for k, f in enumerate(vol):
+            ix = index(k, t)
+            tmp = buf[ix].astype(np.int64)
+            if f.slope != 1:
+                tmp *= round(f.slope)
+            tmp += round(f.intercept)
+            out[ix] = tmp
+    return out
+
+
+def _int_dtype(lo: float, hi: float) -> np.dtype:
+    for dt in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)

@@ -1,0 +1,45 @@
+"""NRRD, MetaImage (MHA/MHD) and other formats through SimpleITK."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import MedlabError
+from ..image import Image
+
+__all__ = ["read_itk", "write_itk"]
+
+
+def read_itk(path: str | os.PathLike) -> Image:
+    """Load an image SimpleITK can read (NRRD, MHA/MHD, PNG, ...) as an :class:`Image`.
+
+    4D files become a time series whose frame times are the 4th spacing
+    (seconds assumed).
+    """
+    import numpy as np
+    import SimpleITK as sitk
+
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise MedlabError(
+            f"SimpleITK cannot read {str(path)!r}: {str(exc).strip().splitlines()[-1]}"
+        ) from exc
+    meta = {"source": "itk", "files": [str(path)]}
+    if img.GetDimension() == 4:
+        frames = [sitk.Extract(img, [*img.GetSize()[:3], 0], [0, 0, 0, t])
+                  for t in range(img.GetSize()[3])]
+        vols = [Image.from_simpleitk(f) for f in frames]
+        arr = np.stack([v.array for v in vols], axis=3)
+        dt = img.GetSpacing()[3]
+        return Image(arr, vols[0].affine, frame_times_s=np.arange(arr.shape[3]) * dt, meta=meta)
+    return Image.from_simpleitk(img, meta=meta)
+
+
+def write_itk(image: Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
+    """Write ``image`` with SimpleITK (format from the extension: .nrrd, .mha, .mhd)."""
+    import SimpleITK as sitk
+
+    sitk.WriteImage(image.to_simpleitk(), str(path), useCompression=compress)
+    return Path(path)
