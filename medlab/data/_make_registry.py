@@ -232,9 +232,7 @@ RULES: dict[str, dict[str, Any]] = {
         # the one named by ../wg04-codecs/SOURCE.txt.  The J2KR files have the
         # SHA-256 the mirror publishes for data/WG04/J2KR/*; the *_UNC files are
         # its zstandard-compressed REF/ images (decompressed sizes match).
-        "sources": {
-            "dtf": _gh("robyoung/dicom-test-files", "data/WG04/", source_of="wg04-codecs")
-        },
+        "sources": {"dtf": _gh("robyoung/dicom-test-files", "data/WG04/", source_of="wg04-codecs")},
         "rules": [
             Rule(
                 r"(?P<img>[A-Z]+\d)_UNC\.dcm",
@@ -307,18 +305,12 @@ def _github_commits(text: str) -> dict[str, str]:
 
 
 def _wheel_versions(text: str) -> dict[str, str]:
-    # "PyPI dipy 1.12.1 (wheel)", "PyPI nibabel 5.4.2 wheel"
+    # "<index> dipy 1.12.1 (wheel)", "<index> nibabel 5.4.2 wheel"
     return dict(re.findall(r"\b([A-Za-z0-9_.-]+) (\d[0-9A-Za-z.]*) \(?wheel", text))
 
 
 def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
-
-
-def _clean(text: str) -> str:
-    # Name the package index generically: the fetcher uses whatever index the
-    # user's pip is configured with.
-    return _one_line(text.replace("PyPI ", "Python package "))
 
 
 # ---------------------------------------------------------------------------
@@ -425,7 +417,7 @@ def build_registry(root: Path, *, wheel_dir: Path | None = None) -> dict[str, An
         entry: dict[str, Any] = {
             "description": _one_line(spec.get("description") or what),
             "use": _one_line(use),
-            "licence": _clean(_field(notes[name], "License")),
+            "licence": _one_line(_field(notes[name], "License")),
             "origin": _origin(spec, sources),
             "sources": sources,
         }

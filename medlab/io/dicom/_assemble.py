@@ -17,6 +17,7 @@ import numpy as np
 
 from ... import geometry as geo
 from ._frames import Frame
+from ._timing import slice_times
 
 __all__ = ["StackCheck", "check_stack", "VolumePlan", "plan_volumes"]
 
@@ -335,6 +336,9 @@ def _plan_group(group: list[Frame], gid: str) -> list[VolumePlan]:
     times = None
     if n_t > 1:
         times = _frame_times(grid, meta)
+    st = slice_times(grid[0])
+    if st is not None:
+        meta["slice_times_s"] = st
     return [VolumePlan(gid, grid, affine, times, meta, check)]
 
 

