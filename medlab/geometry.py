@@ -42,6 +42,7 @@ __all__ = [
     "itk_to_affine",
     "affine_to_itk",
     "swap_xyz_index",
+    "reorientation",
 ]
 
 #: Flips x and y: converts an LPS point to RAS and back (its own inverse).
@@ -276,3 +277,33 @@ def swap_xyz_index(affine: npt.ArrayLike) -> np.ndarray:
     Its own inverse. Used at the nibabel edge, whose arrays are (i, j, k).
     """
     return np.asarray(affine, dtype=float) @ _REVERSE_INDEX
+
+
+def reorientation(affine: npt.ArrayLike, target: str = "SPL") -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """How to permute and flip array axes so they point to ``target`` letters.
+
+    Returns ``(perm, flips)``: new axis ``n`` is old axis ``perm[n]``, and
+    is reversed when ``flips[n]``. Oblique axes go to the closest letter.
+
+    Examples
+    --------
+    >>> reorientation(np.diag([-1.0, 1.0, 1.0, 1.0]), "RPS")
+    ((0, 1, 2), (False, False, False))
+    >>> reorientation(np.diag([-1.0, 1.0, 1.0, 1.0]), "LPS")
+    ((0, 1, 2), (True, False, False))
+    """
+    opposite = {"L": "R", "R": "L", "P": "A", "A": "P", "S": "I", "I": "S"}
+    target = target.upper()
+    if len(target) != 3 or {opposite.get(c, c) for c in target} | set(target) != set("LRPASI"):
+        raise GeometryError(
+            f"target must name one direction per axis from L/R, P/A, S/I (e.g. 'SPL'), got {target!r}"
+        )
+    codes = orientation_codes(affine)
+    perm, flips = [], []
+    for letter in target:
+        for old, code in enumerate(codes):
+            if code == letter or code == opposite[letter]:
+                perm.append(old)
+                flips.append(code != letter)
+                break
+    return tuple(perm), tuple(flips)

@@ -231,6 +231,27 @@ class Image:
         """All time frames as 3D images (views)."""
         return [self.frame(t) for t in range(self.n_frames)] if self._frame_times_s is not None else [self]
 
+    def reorient(self, target: str = "SPL") -> Image:
+        """The same voxels with array axes permuted/flipped to point to ``target``.
+
+        No interpolation: each voxel keeps its value and world position. For
+        oblique images the closest letters are used. ``'SPL'`` is the
+        canonical DICOM axial order (slices inferior to superior, rows
+        anterior to posterior, columns right to left).
+        """
+        perm, flips = geo.reorientation(self._affine, target)
+        arr = np.transpose(self._array, (*perm, *range(3, self.ndim)))
+        new = np.eye(4)
+        start = np.zeros(3)
+        for ax, (old, flip) in enumerate(zip(perm, flips, strict=True)):
+            col = self._affine[:3, old]
+            new[:3, ax] = -col if flip else col
+            if flip:
+                arr = np.flip(arr, axis=ax)
+                start[old] = self.spatial_shape[old] - 1
+        new[:3, 3] = self.index_to_world(start)
+        return self.with_array(arr, affine=new)
+
     def __repr__(self) -> str:
         sp = ", ".join(f"{s:.4g}" for s in self.spacing)
         extra = ""
