@@ -6,12 +6,12 @@ axes ordered slice, row, column); :func:`medlab.load` and
 ``view``.
 """
 
-from . import data, errors, geometry, io
+from . import data, errors, geometry, io, report
 from ._version import __version__
 from .image import Image
 from .io import load, save
 
-__all__ = ["Image", "__version__", "data", "errors", "geometry", "io", "load", "save", "view"]
+__all__ = ["Image", "__version__", "data", "errors", "geometry", "io", "load", "report", "save", "view"]
 
 
 def __getattr__(name: str):

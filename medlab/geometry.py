@@ -30,19 +30,19 @@ from .errors import GeometryError
 __all__ = [
     "LPS_TO_RAS",
     "RAS_TO_LPS",
+    "affine_to_itk",
     "apply_affine",
+    "axis_aligned_directions",
     "compose_affine",
     "decompose_affine",
-    "voxel_sizes",
-    "is_orthogonal",
-    "orientation_codes",
-    "axis_aligned_directions",
-    "rotation_matrix",
     "dicom_affine",
+    "is_orthogonal",
     "itk_to_affine",
-    "affine_to_itk",
-    "swap_xyz_index",
+    "orientation_codes",
     "reorientation",
+    "rotation_matrix",
+    "swap_xyz_index",
+    "voxel_sizes",
 ]
 
 #: Flips x and y: converts an LPS point to RAS and back (its own inverse).

@@ -12,7 +12,7 @@ from ._window import apply_window, resolve_window
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["plot_slices", "plane_slices"]
+__all__ = ["plane_slices", "plot_slices"]
 
 # (screen-left, screen-right, top, bottom) letters per plane in radiological convention
 _LETTERS = {

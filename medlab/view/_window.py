@@ -6,7 +6,7 @@ import numpy as np
 
 from ..image import Image
 
-__all__ = ["WINDOW_PRESETS", "auto_window", "apply_window", "resolve_window"]
+__all__ = ["WINDOW_PRESETS", "apply_window", "auto_window", "resolve_window"]
 
 #: (width, level) in the image's units (HU for CT).
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {

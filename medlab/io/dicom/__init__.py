@@ -54,9 +54,17 @@ class ImageCollection(dict):
         id) and ``reason``.
     """
 
-    def __init__(self, images: dict[str, Image], skipped: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        images: dict[str, Image],
+        skipped: list[tuple[str, str]],
+        errors: dict[tuple[str, str], Exception] | None = None,
+    ) -> None:
         super().__init__(images)
         self.skipped = pd.DataFrame(skipped, columns=["path", "reason"])
+        # (path, reason) -> the exception behind a skipped row, so that medlab.load can
+        # raise the specific error class (e.g. UnsupportedTransferSyntaxError)
+        self._errors = dict(errors or {})
 
     def summary(self) -> pd.DataFrame:
         """One row per image: id, modality, shape, spacing, orientation, frames."""
@@ -101,28 +109,124 @@ def scan(
     for path in tqdm(files, desc="reading DICOM headers", unit="file",
                      disable=not progress or len(files) < 200):
         if not looks_like_dicom(path):
-            skipped.append((str(path), "not a DICOM file"))
+            skipped.append((str(path), _not_dicom_reason(path)))
             continue
+        truncated: list[str] = []
+        ds = None
         try:
-            ds = _read_header(path)
+            ds, truncated = _read_header(path)
+            _check_header(ds, path)
             frames.extend(frames_from_dataset(ds, path))
         except NotAnImageError as exc:
-            skipped.append((str(path), str(exc)))
+            skipped.append((str(path), _not_image_reason(exc, ds, path, truncated)))
         except Exception as exc:  # a corrupt file must not stop the scan
-            skipped.append((str(path), f"unreadable DICOM: {type(exc).__name__}: {exc}"))
+            skipped.append((str(path), _unreadable_reason(exc, path)))
     return frames, skipped
 
 
+#: pydicom's warnings (while parsing) that mean the file ends too early
+_TRUNCATION_WARNINGS = ("end of file", "truncated", "unexpected end", "fewer bytes")
+
+
 def _read_header(path: Path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    """The dataset (pixel data deferred) and pydicom's truncation warnings, if any."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         with open(path, "rb") as f:
             gz = f.read(2) == b"\x1f\x8b"
         if gz:
-            return read_dataset(path)
-        import pydicom
+            ds = read_dataset(path)
+        else:
+            import pydicom
 
-        return pydicom.dcmread(path, defer_size=_DEFER_BYTES, force=True)
+            ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES, force=True)
+    truncated = [
+        str(w.message).split(" in file ")[0]
+        for w in caught
+        if any(key in str(w.message).lower() for key in _TRUNCATION_WARNINGS)
+    ]
+    return ds, truncated
+
+
+def _not_dicom_reason(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"{path.name}: cannot be opened ({exc.strerror or exc}); check its permissions"
+    if size == 0:
+        return f"{path.name}: empty file (0 bytes); not a DICOM file"
+    return (
+        f"{path.name}: not a DICOM file (no 'DICM' marker at byte 128 and no DICOM tag at "
+        f"the start; {size} bytes)"
+    )
+
+
+def _not_image_reason(exc: Exception, ds, path: Path, truncated: list[str]) -> str:
+    meta = getattr(ds, "file_meta", None)
+    sop = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+    if sop == "1.2.840.10008.1.3.10" or (ds is not None and "DirectoryRecordSequence" in ds):
+        return (
+            f"{path.name}: a DICOMDIR (index of a DICOM media folder), not an image; the "
+            "images it lists are found and loaded from their own files"
+        )
+    if truncated:
+        return (
+            f"{path.name}: the file is truncated ({truncated[0]}), so no pixel data could be "
+            "read; not an image as it stands. Get the complete file from its source"
+        )
+    text = str(exc)
+    if "SOP class unknown" in text and sop:
+        from pydicom.uid import UID
+
+        text = text.replace("SOP class unknown", f"SOP class {UID(sop).name or sop}")
+    return text
+
+
+def _unreadable_reason(exc: Exception, path: Path) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if text.startswith(f"{path.name}:"):  # already a complete medlab message
+        return text
+    return (
+        f"{path.name}: cannot parse the DICOM data ({type(exc).__name__}: {text}); the file is "
+        "malformed or truncated. Check it with another DICOM tool (e.g. dcmdump) or get a "
+        "fresh copy"
+    )
+
+
+_WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+def _check_header(ds, path: Path) -> None:
+    """Refuse headers that would make the pixel reader guess (and read wrong data)."""
+    raw = ds.get("NumberOfFrames")
+    if raw not in (None, ""):
+        try:
+            ok = int(raw) >= 1
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            hint = ""
+            elem = ds.get_item(0x7FE00010, keep_deferred=True) if "PixelData" in ds else None
+            try:
+                frame = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * (
+                    int(ds.BitsAllocated) // 8)
+                if elem is not None and frame and elem.length and elem.length % frame == 0:
+                    hint = f" (the pixel data size suggests {elem.length // frame})"
+            except (AttributeError, TypeError, ValueError):
+                pass
+            raise ValueError(
+                f"{path.name}: Number of Frames (0028,0008) is {str(raw)!r}, not a positive "
+                f"integer{hint}, so the frames in the pixel data cannot be counted. Correct the "
+                "header in a copy of the file (e.g. with pydicom: ds.NumberOfFrames = n; "
+                "ds.save_as(copy)) and load the copy"
+            )
+    if str(ds.get("SOPClassUID", "")) == _WSI_SOP_CLASS:
+        raise NotAnImageError(
+            f"{path.name}: a tiled whole-slide microscopy image ({ds.get('NumberOfFrames')} tiles "
+            f"of {ds.get('Rows')}x{ds.get('Columns')} in a {ds.get('TotalPixelMatrixRows')}x"
+            f"{ds.get('TotalPixelMatrixColumns')} pixel matrix); medlab does not assemble "
+            "whole-slide tiles. Open it with wsidicom or OpenSlide"
+        )
 
 
 def plan(
@@ -161,29 +265,43 @@ def read_dicom(
     """
     if irregular not in ("error", "stack"):
         raise ValueError(f"irregular must be 'error' or 'stack', got {irregular!r}")
-    plans, skipped = plan(paths, progress=progress)
+    frames, skipped = scan(paths, progress=progress)
+    plans, problems = plan_volumes(frames)
+    errors: dict[tuple[str, str], Exception] = {}
+
+    def fail(key: str, exc: Exception) -> None:
+        row = (key, str(exc))
+        skipped.append(row)
+        errors[row] = exc
+
+    for gid, problem in problems:
+        fail(gid, SeriesAssemblyError(problem))
     images: dict[str, Image] = {}
     for p in tqdm(plans, desc="reading pixel data", unit="image",
                   disable=not progress or len(plans) < 20):
         if p.check is not None and not p.check.regular:
             if irregular == "error":
-                skipped.append(
-                    (p.id, f"{p.check.problem}. Pass irregular='stack' to load it anyway "
-                           "(the mean slice step is used), or load a regular subset of files")
-                )
+                fail(p.id, SeriesAssemblyError(
+                    f"{p.check.problem}. Pass irregular='stack' to load it anyway "
+                    "(the mean slice step is used), or load a regular subset of files"))
                 continue
             p.meta["geometry_warning"] = p.check.problem
             warnings.warn(f"{p.id}: {p.check.problem}; stacked with the mean slice step",
                           stacklevel=2)
         try:
             array, channels = read_pixels(p)
+            images[p.id] = Image(
+                array, p.affine, frame_times_s=p.frame_times_s, channels=channels, meta=p.meta
+            )
         except DicomReadError as exc:
-            skipped.append((p.id, str(exc)))
-            continue
-        images[p.id] = Image(
-            array, p.affine, frame_times_s=p.frame_times_s, channels=channels, meta=p.meta
-        )
-    return ImageCollection(images, skipped)
+            fail(p.id, exc)
+        except Exception as exc:  # one bad image never stops the others
+            files = ", ".join(sorted({f.path.name for f in p.frames})[:3])
+            fail(p.id, DicomReadError(
+                f"{files}: unexpected {type(exc).__name__} while reading the pixel data: {exc}. "
+                "This is a medlab bug or a file that breaks an assumption; please report it "
+                "with the file's header (dcmdump or pydicom)"))
+    return ImageCollection(images, skipped, errors)
 
 
 def load_one(path: str | os.PathLike, **kwargs) -> Image:
@@ -194,9 +312,19 @@ def load_one(path: str | os.PathLike, **kwargs) -> Image:
     if len(images) == 1:
         return next(iter(images.values()))
     if not images:
-        reasons = "; ".join(f"{Path(p).name}: {r}" for p, r in images.skipped.itertuples(index=False))
-        errcls = SeriesAssemblyError if any(
-            not Path(p).exists() for p in images.skipped["path"]) else DicomReadError
+        rows = list(images.skipped.itertuples(index=False, name=None))
+        reasons = "; ".join(
+            r if r.startswith(f"{Path(p).name}:") else f"{Path(p).name}: {r}" for p, r in rows
+        )
+        # the specific class when every failure that raised one agrees
+        # (e.g. UnsupportedTransferSyntaxError for a file no decoder handles)
+        classes = {type(e) for e in (images._errors.get(row) for row in rows) if e is not None}
+        if len(classes) == 1:
+            errcls = classes.pop()
+        elif SeriesAssemblyError in classes:
+            errcls = SeriesAssemblyError
+        else:
+            errcls = DicomReadError
         raise errcls(f"no image could be loaded from {str(path)!r}: {reasons or 'no DICOM files'}")
     raise MultipleImagesError(
         f"{str(path)!r} holds {len(images)} images: {', '.join(images)}. "

@@ -247,9 +247,12 @@ def plan_volumes(frames: list[Frame]) -> tuple[list[VolumePlan], list[tuple[str,
     problems : list of (id, message)
         Groups of frames that do not form an image, and why.
     """
-    by_series: dict[str, list[Frame]] = defaultdict(list)
+    # Files that share a SeriesInstanceUID but carry different Series Numbers are
+    # different series, as for dcm2niix: e.g. re-encoded copies of one image
+    # (dcm_qa_ts, dcm_qa_12bit) must not become the time points of one 4D image.
+    by_series: dict[tuple[str, str], list[Frame]] = defaultdict(list)
     for f in frames:
-        by_series[f.series_uid].append(f)
+        by_series[(f.series_uid, str(f.header.get("SeriesNumber", "")).strip())].append(f)
 
     plans: list[VolumePlan] = []
     problems: list[tuple[str, str]] = []

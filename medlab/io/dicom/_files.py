@@ -64,7 +64,7 @@ def looks_like_dicom(path: str | os.PathLike) -> bool:
     if len(head) >= 8 and head[:2] in _NO_PREAMBLE_STARTS:
         # a plausible VR or a 4-byte length must follow the tag
         vr = head[4:6]
-        return vr.isalpha() and vr.isupper() or head[6:8] == b"\x00\x00" or head[4:6] == b"\x00\x00"
+        return (vr.isalpha() and vr.isupper()) or head[6:8] == b"\x00\x00" or head[4:6] == b"\x00\x00"
     return False
 
 

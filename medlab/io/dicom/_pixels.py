@@ -24,23 +24,9 @@ from ._assemble import VolumePlan
 from ._files import read_dataset
 from ._frames import Frame
 
-__all__ = ["read_pixels", "transfer_syntax", "decode_error"]
+__all__ = ["decode_error", "read_pixels", "transfer_syntax"]
 
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
-
-_INSTALL_HINT = (
-    "Install the decoders with: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "
-    "pylibjpeg-rle python-gdcm"
-)
-
-
-def transfer_syntax(ds: Any) -> UID:
-    meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    if ts is None:
-        return UID("1.2.840.10008.1.2.1") if not ds.is_implicit_VR else UID("1.2.840.10008.1.2")
-    return UID(str(ts))
-
 
 def _raw_dtype(h: Any) -> np.dtype:
     if "FloatPixelData" in h:
@@ -69,17 +55,115 @@ def _is_int(x: float) -> bool:
     return abs(x - round(x)) < 1e-6
 
 
+def transfer_syntax(ds: Any) -> UID:
+    """The transfer syntax of ``ds``: from its file meta, else from how it was read."""
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts is None:
+        implicit, little = getattr(ds, "original_encoding", (None, None))
+        if implicit is None:
+            implicit, little = bool(ds.is_implicit_VR), bool(ds.is_little_endian)
+        if not little:
+            return UID("1.2.840.10008.1.2.2")
+        return UID("1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1")
+    return UID(str(ts))
+
+
+def _frame_count(h: Any) -> int:
+    """Number of Frames, 1 when absent (the header check has rejected invalid values)."""
+    try:
+        return max(int(h.get("NumberOfFrames") or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+# what to install (or do) per family of transfer syntax, for error messages
+_JPEG_HINT = "pip install pylibjpeg pylibjpeg-libjpeg (or: pip install python-gdcm)"
+_J2K_HINT = "pip install pylibjpeg pylibjpeg-openjpeg (or: pip install python-gdcm)"
+_VIDEO_HINT = (
+    "pydicom has no decoder for video transfer syntaxes; extract the frames with ffmpeg "
+    "(e.g. from the encapsulated stream) or convert the file with a DICOM toolkit"
+)
+
+
+def _install_hint(ts: UID) -> str:
+    uid = str(ts)
+    if uid in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+               "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"):
+        return f"install a JPEG / JPEG-LS decoder: {_JPEG_HINT}"
+    if uid.startswith(("1.2.840.10008.1.2.4.9", "1.2.840.10008.1.2.4.20")):
+        return f"install a JPEG 2000 decoder: {_J2K_HINT}"
+    if uid == "1.2.840.10008.1.2.5":
+        return "install an RLE decoder: pip install pylibjpeg pylibjpeg-rle (numpy suffices too)"
+    if uid.startswith("1.2.840.10008.1.2.4.10"):
+        return _VIDEO_HINT
+    return (
+        "install the decoders pydicom supports: pip install pylibjpeg pylibjpeg-libjpeg "
+        "pylibjpeg-openjpeg pylibjpeg-rle python-gdcm"
+    )
+
+
+def _plugin_failures(exc: Exception) -> list[str]:
+    """The per-plugin reasons of pydicom's 'exceptions were raised by all plugins' error."""
+    lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+    return [ln for ln in lines if ":" in ln]
+
+
+def _decoders_for(ts: UID) -> tuple[str, ...] | None:
+    """The installed pydicom decoder plugins for ``ts``; None if pydicom has none at all."""
+    try:
+        decoder = pydicom.pixels.get_decoder(ts)
+    except (NotImplementedError, ValueError):
+        return None
+    try:
+        return tuple(decoder.available_plugins)
+    except Exception:  # pragma: no cover - depends on the installed plugins
+        return ()
+
+
 def decode_error(exc: Exception, ds: Any, path: Any) -> DicomReadError:
-    """A clear error for a failed decode, naming the transfer syntax."""
+    """A clear error for a failed decode: the file, the transfer syntax, why, what to do.
+
+    Returns :class:`UnsupportedTransferSyntaxError` when no installed decoder
+    can handle the transfer syntax (none installed, none exists, or a known
+    gap such as 12-bit JPEG Extended) and :class:`DicomReadError` when the
+    decoders are there but the data do not decode (corrupt or inconsistent
+    with the header).
+    """
+    name_of_file = os.path.basename(str(path))
     ts = transfer_syntax(ds)
-    name = getattr(ts, "name", str(ts))
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if ts.is_compressed:
-        return UnsupportedTransferSyntaxError(
-            f"{os.path.basename(str(path))}: cannot decode pixel data in transfer syntax "
-            f"{name} ({ts}): {text}. No installed decoder handles it; {_INSTALL_HINT}"
+    ts_text = f"{getattr(ts, 'name', str(ts))} ({ts})"
+    failures = _plugin_failures(exc)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    why = "; ".join(failures) if failures else first
+    if not ts.is_compressed:
+        return DicomReadError(
+            f"{name_of_file}: cannot read the pixel data ({ts_text}): {why}. The pixel data do "
+            "not match the image attributes (Rows, Columns, Bits Allocated, Samples per Pixel, "
+            "Number of Frames); the file is malformed"
         )
-    return DicomReadError(f"{os.path.basename(str(path))}: cannot read pixel data ({name}): {text}")
+    bits = ds.get("BitsStored") if hasattr(ds, "get") else None
+    if str(ts) == "1.2.840.10008.1.2.4.51" and bits is not None and int(bits) > 8:
+        return UnsupportedTransferSyntaxError(
+            f"{name_of_file}: cannot decode pixel data in transfer syntax {ts_text} with "
+            f"{int(bits)}-bit samples: none of pydicom's decoders handles 12-bit JPEG Extended "
+            f"({why}). Decompress the file first with GDCM's converter (install it with "
+            f"`pip install python-gdcm`): gdcmconv --raw {name_of_file} decompressed.dcm "
+            "(or DCMTK's dcmdjpeg), then load the decompressed copy"
+        )
+    plugins = _decoders_for(ts)
+    if plugins is None or not plugins:
+        what = "pydicom has no decoder for it" if plugins is None else "no decoder for it is installed"
+        return UnsupportedTransferSyntaxError(
+            f"{name_of_file}: cannot decode pixel data in transfer syntax {ts_text}: {what} "
+            f"({first}). To read it, {_install_hint(ts)}"
+        )
+    return DicomReadError(
+        f"{name_of_file}: cannot decode pixel data in transfer syntax {ts_text}: every installed "
+        f"decoder ({', '.join(plugins)}) failed ({why}). Decoders for this transfer syntax are "
+        "installed, so the compressed data are probably corrupt or do not match the header; "
+        "check the file in another DICOM viewer or get a fresh copy from its source"
+    )
 
 
 def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np.ndarray, bool]:
@@ -99,7 +183,8 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
         shape += (3,)
     raw_dtype = _raw_dtype(f0.header)
     if colour:
-        raw_dtype = np.dtype(np.uint8) if raw_dtype.itemsize == 1 else np.dtype(np.uint16)
+        # unsigned, as wide as the stored samples (8, 16 or 32 bits)
+        raw_dtype = np.dtype(f"u{raw_dtype.itemsize}") if raw_dtype.kind != "f" else raw_dtype
         lut = f0.header.get("RedPaletteColorLookupTableDescriptor")
         if lut is not None and int(lut[2]) > 8:
             raw_dtype = np.dtype(np.uint16)
@@ -146,11 +231,26 @@ def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> b
     if bits_alloc not in (8, 16, 32) or dtype.itemsize * 8 != bits_alloc:
         return False
     frame_bytes = f.rows * f.columns * dtype.itemsize
-    n_frames = int(h.get("NumberOfFrames") or 1)
+    n_frames = _frame_count(h)
+    if elem.length == 0:
+        raise DicomReadError(
+            f"{f.path.name}: the Pixel Data element is empty although the header describes "
+            f"{n_frames} frame(s) of {f.rows}x{f.columns}: the file holds no pixel values. "
+            "Get the complete file from its source"
+        )
     if elem.length < frame_bytes * n_frames:
         raise DicomReadError(
             f"{f.path.name}: pixel data are truncated: {elem.length} bytes for "
-            f"{n_frames} frame(s) of {f.rows}x{f.columns} ({frame_bytes * n_frames} expected)"
+            f"{n_frames} frame(s) of {f.rows}x{f.columns} at {bits_alloc} bits "
+            f"({frame_bytes * n_frames} bytes expected). Get the complete file from its source"
+        )
+    missing = tell + frame_bytes * n_frames - os.path.getsize(f.path)
+    if missing > 0:
+        raise DicomReadError(
+            f"{f.path.name}: the file is truncated: it ends {missing} bytes before the end of "
+            f"its pixel data ({n_frames} frame(s) of {f.rows}x{f.columns}, "
+            f"{frame_bytes * n_frames} bytes). It was probably cut short while copying or "
+            "downloading; get the complete file from its source"
         )
     bits_stored = int(h.get("BitsStored") or bits_alloc)
     with open(f.path, "rb") as fh:
@@ -164,7 +264,11 @@ def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> b
                 n = fh.readinto(memoryview(tmp).cast("B"))
                 target[...] = tmp
             if n != frame_bytes:
-                raise DicomReadError(f"{fr.path.name}: file ended inside the pixel data")
+                raise DicomReadError(
+                    f"{fr.path.name}: the file is truncated: it ends inside the pixel data "
+                    f"({n} of {frame_bytes} bytes of frame {(fr.index or 0) + 1}). Get the "
+                    "complete file from its source"
+                )
             if bits_stored < bits_alloc:
                 _fix_bits(buf[index(k, t)], bits_stored, bits_alloc, dtype)
     return True
@@ -186,16 +290,21 @@ def _read_decoded(items: list, buf: np.ndarray, index: Any) -> None:
         ds = read_dataset(f.path)
     except Exception as exc:
         raise DicomReadError(f"{f.path.name}: cannot read the file: {exc}") from exc
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # ACR-NEMA style or broken file meta: decode in the encoding the file was read in
+        ds.file_meta.TransferSyntaxUID = transfer_syntax(ds)
+    palette = str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR"
+
+    def decode(**kw: Any) -> np.ndarray:
+        a = pydicom.pixels.pixel_array(ds, **kw)
+        return pydicom.pixels.apply_color_lut(a, ds) if palette else a
+
+    n_frames = _frame_count(ds)
     try:
-        if f.index is not None and len(items) < int(ds.get("NumberOfFrames") or 1) // 2:
-            frames = {
-                fr.index: pydicom.pixels.pixel_array(ds, index=fr.index) for _, _, fr in items
-            }
+        if f.index is not None and len(items) < n_frames // 2:
+            frames = {fr.index: decode(index=fr.index) for _, _, fr in items}
         else:
-            arr = pydicom.pixels.pixel_array(ds)
-            if str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
-                arr = pydicom.pixels.apply_color_lut(arr, ds)
-            n_frames = int(ds.get("NumberOfFrames") or 1)
+            arr = decode()
             frames = None
             if n_frames == 1 and f.index is not None:
                 arr = arr[np.newaxis]
@@ -229,7 +338,10 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
     if pairs == {(1.0, 0.0)}:
         return buf
     plan.meta["rescaled"] = True
-    if buf.dtype.kind == "f" or not all(_is_int(s) and _is_int(i) for s, i in pairs):
+    # integer arithmetic only for integer, non-zero slopes: a tiny slope such as 5.9e-08
+    # (GE PET) is within 1e-6 of 0 and would round every value to 0
+    integer = all(_is_int(s) and round(s) != 0 and _is_int(i) for s, i in pairs)
+    if buf.dtype.kind == "f" or not integer:
         out_dtype = np.dtype(np.float64 if buf.dtype.itemsize >= 4 else np.float32)
         out = np.empty(buf.shape, dtype=out_dtype)
         for t, vol in enumerate(grid):

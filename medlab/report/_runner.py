@@ -1,0 +1,96 @@
+"""Execute notebooks with nbclient, headless, never touching the source file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import MedlabError
+
+__all__ = ["NotebookError", "run_notebook", "run_notebooks"]
+
+
+class NotebookError(MedlabError, RuntimeError):
+    """A notebook cell raised; the message names the notebook, cell and error."""
+
+
+def run_notebook(
+    path: str | os.PathLike,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    output: str | os.PathLike | None = None,
+    timeout_s: float = 600,
+    kernel_name: str = "python3",
+    cwd: str | os.PathLike | None = None,
+) -> Any:
+    """Execute a notebook top to bottom and return the executed notebook.
+
+    Parameters
+    ----------
+    path : path
+        The ``.ipynb`` file; it is read, never written.
+    parameters : mapping, optional
+        Values injected as a first cell (``name = repr(value)``), after the
+        cell tagged ``parameters`` when there is one (papermill's convention).
+    output : path, optional
+        Where to write the executed notebook (with outputs).
+    timeout_s : float
+        Per-cell timeout.
+    kernel_name : str
+    cwd : path, optional
+        Working directory of the kernel; default the notebook's folder.
+
+    Raises
+    ------
+    NotebookError
+        When a cell fails: names the notebook, the cell number and the error.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    if parameters:
+        src = "# injected parameters\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+        cell = nbformat.v4.new_code_cell(src, metadata={"tags": ["injected-parameters"]})
+        at = next((i + 1 for i, c in enumerate(nb.cells)
+                   if "parameters" in c.get("metadata", {}).get("tags", [])), 0)
+        nb.cells.insert(at, cell)
+    client = NotebookClient(
+        nb,
+        timeout=timeout_s,
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(cwd or path.parent)}},
+    )
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        failing = next(
+            (i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+             and any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        text = str(exc).strip().splitlines()
+        summary = text[-1] if text else type(exc).__name__
+        first_line = nb.cells[failing].source.strip().splitlines()[0] if failing is not None else ""
+        raise NotebookError(
+            f"{path.name}: cell {failing} ({first_line[:60]!r}) failed: {summary}"
+        ) from exc
+    if output is not None:
+        nbformat.write(nb, str(output))
+    return nb
+
+
+def run_notebooks(
+    paths: Iterable[str | os.PathLike], **kwargs: Any
+) -> dict[str, str | None]:
+    """Run several notebooks; returns name -> None (passed) or the error message."""
+    results: dict[str, str | None] = {}
+    for p in paths:
+        try:
+            run_notebook(p, **kwargs)
+            results[Path(p).name] = None
+        except NotebookError as exc:
+            results[Path(p).name] = str(exc)
+    return results
