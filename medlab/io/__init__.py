@@ -54,6 +54,10 @@ def detect_format(path: str | os.PathLike) -> str:
             except OSError:
                 head = b""
     if head:
+        # 'DICM' after the 128-byte preamble is decisive: a preamble may start with the
+        # bytes of a NIfTI/Analyze header size (nibabel's siemens_dwi_0.dcm.gz does)
+        if head[128:132] == b"DICM":
+            return "dicom"
         if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00", b"n+2\x00", b"ni2\x00"):
             return "nifti"
         if head[4:8] in (b"n+2\x00", b"ni2\x00") or (len(head) >= 4 and head[:4] in (

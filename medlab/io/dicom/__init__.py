@@ -7,9 +7,10 @@ this subpackage also exposes :func:`scan` (headers only) and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +22,7 @@ from ...image import Image
 from ._assemble import StackCheck, VolumePlan, check_stack, plan_volumes
 from ._files import iter_files, looks_like_dicom, read_dataset
 from ._frames import Frame, NotAnImageError, frames_from_dataset
-from ._pixels import read_pixels
+from ._pixels import pixel_data_problem, read_pixels
 
 __all__ = [
     "Frame",
@@ -115,13 +116,27 @@ def scan(
         ds = None
         try:
             ds, truncated = _read_header(path)
-            _check_header(ds, path)
-            frames.extend(frames_from_dataset(ds, path))
+            with quiet_pydicom():
+                _check_header(ds, path, truncated)
+                frames.extend(frames_from_dataset(ds, path))
         except NotAnImageError as exc:
             skipped.append((str(path), _not_image_reason(exc, ds, path, truncated)))
         except Exception as exc:  # a corrupt file must not stop the scan
             skipped.append((str(path), _unreadable_reason(exc, path)))
     return frames, skipped
+
+
+@contextlib.contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's value-validation warnings (over-long IS, invalid UIDs, ...).
+
+    Headers are read lazily, so these fire long after the file was opened;
+    they say nothing a user can act on. Real problems surface as errors or
+    as ``skipped`` reasons.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+        yield
 
 
 #: pydicom's warnings (while parsing) that mean the file ends too early
@@ -196,8 +211,18 @@ def _unreadable_reason(exc: Exception, path: Path) -> str:
 _WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 
-def _check_header(ds, path: Path) -> None:
-    """Refuse headers that would make the pixel reader guess (and read wrong data)."""
+def _check_header(ds, path: Path, truncated: Sequence[str] = ()) -> None:
+    """Refuse headers that would make the pixel reader guess (and read wrong data),
+    and files whose pixel data are visibly incomplete (so they never join a series)."""
+    if "PixelData" in ds:
+        problem = pixel_data_problem(ds, path)
+        if problem:
+            raise DicomReadError(problem)
+        if truncated:
+            raise DicomReadError(
+                f"{path.name}: the file is truncated ({truncated[0]}); its pixel data are "
+                "incomplete. Get the complete file from its source"
+            )
     raw = ds.get("NumberOfFrames")
     if raw not in (None, ""):
         try:
@@ -266,7 +291,8 @@ def read_dicom(
     if irregular not in ("error", "stack"):
         raise ValueError(f"irregular must be 'error' or 'stack', got {irregular!r}")
     frames, skipped = scan(paths, progress=progress)
-    plans, problems = plan_volumes(frames)
+    with quiet_pydicom():
+        plans, problems = plan_volumes(frames)
     errors: dict[tuple[str, str], Exception] = {}
 
     def fail(key: str, exc: Exception) -> None:
@@ -277,8 +303,13 @@ def read_dicom(
     for gid, problem in problems:
         fail(gid, SeriesAssemblyError(problem))
     images: dict[str, Image] = {}
-    for p in tqdm(plans, desc="reading pixel data", unit="image",
-                  disable=not progress or len(plans) < 20):
+    queue = list(plans)
+    taken = {p.id for p in plans}
+    bar = tqdm(total=len(queue), desc="reading pixel data", unit="image",
+               disable=not progress or len(plans) < 20)
+    while queue:
+        p = queue.pop(0)
+        bar.update(1)
         if p.check is not None and not p.check.regular:
             if irregular == "error":
                 fail(p.id, SeriesAssemblyError(
@@ -294,13 +325,34 @@ def read_dicom(
                 array, p.affine, frame_times_s=p.frame_times_s, channels=channels, meta=p.meta
             )
         except DicomReadError as exc:
-            fail(p.id, exc)
+            bad = getattr(exc, "path", None)
+            rest = [f for f in p.frames if str(f.path) != str(bad)]
+            if bad is None or not rest:
+                fail(p.id, exc)
+                continue
+            # one file of a multi-file image failed: list it on its own and rebuild the
+            # image from the other files (a gap then shows up in the geometry check)
+            fail(str(bad), exc)
+            with quiet_pydicom():
+                again, problems = plan_volumes(rest)
+            for gid, problem in problems:
+                fail(gid, SeriesAssemblyError(problem))
+            for n, q in enumerate(again):
+                new_id = p.id if len(again) == 1 else f"{p.id}-{n + 1}"
+                while new_id in taken and new_id != p.id:
+                    new_id += "~"
+                q.id = q.meta["id"] = new_id
+                taken.add(new_id)
+                q.meta["excluded_files"] = [*p.meta.get("excluded_files", []), str(bad)]
+            queue[:0] = again
+            bar.total += len(again)
         except Exception as exc:  # one bad image never stops the others
             files = ", ".join(sorted({f.path.name for f in p.frames})[:3])
             fail(p.id, DicomReadError(
                 f"{files}: unexpected {type(exc).__name__} while reading the pixel data: {exc}. "
                 "This is a medlab bug or a file that breaks an assumption; please report it "
                 "with the file's header (dcmdump or pydicom)"))
+    bar.close()
     return ImageCollection(images, skipped, errors)
 
 

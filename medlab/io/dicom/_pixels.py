@@ -10,6 +10,8 @@ stay integer whenever the rescaled values fit.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,7 +26,7 @@ from ._assemble import VolumePlan
 from ._files import read_dataset
 from ._frames import Frame
 
-__all__ = ["decode_error", "read_pixels", "transfer_syntax"]
+__all__ = ["decode_error", "pixel_data_problem", "read_pixels", "transfer_syntax"]
 
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
@@ -106,7 +108,8 @@ def _install_hint(ts: UID) -> str:
 def _plugin_failures(exc: Exception) -> list[str]:
     """The per-plugin reasons of pydicom's 'exceptions were raised by all plugins' error."""
     lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
-    return [ln for ln in lines if ":" in ln]
+    # drop object reprs such as '<_io.BytesIO object at 0x7f...>'
+    return [re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", ln) for ln in lines if ":" in ln]
 
 
 def _decoders_for(ts: UID) -> tuple[str, ...] | None:
@@ -146,7 +149,8 @@ def decode_error(exc: Exception, ds: Any, path: Any) -> DicomReadError:
     if str(ts) == "1.2.840.10008.1.2.4.51" and bits is not None and int(bits) > 8:
         return UnsupportedTransferSyntaxError(
             f"{name_of_file}: cannot decode pixel data in transfer syntax {ts_text} with "
-            f"{int(bits)}-bit samples: none of pydicom's decoders handles 12-bit JPEG Extended "
+            f"{int(bits)}-bit samples (12-bit JPEG precision): none of pydicom's decoders "
+            "handles 12-bit JPEG Extended "
             f"({why}). Decompress the file first with GDCM's converter (install it with "
             f"`pip install python-gdcm`): gdcmconv --raw {name_of_file} decompressed.dcm "
             "(or DCMTK's dcmdjpeg), then load the decompressed copy"
@@ -164,6 +168,62 @@ def decode_error(exc: Exception, ds: Any, path: Any) -> DicomReadError:
         "installed, so the compressed data are probably corrupt or do not match the header; "
         "check the file in another DICOM viewer or get a fresh copy from its source"
     )
+
+
+def pixel_data_problem(h: Any, path: Any) -> str | None:
+    """Why the pixel data of a header cannot be complete, if the header alone shows it.
+
+    Catches an empty Pixel Data element, a file that ends before its pixel
+    data do, and uncompressed pixel data shorter than Rows x Columns x
+    Samples x Bits Allocated x Number of Frames. Used while scanning, so that
+    a broken file is listed on its own and never joins a series.
+    """
+    name = os.path.basename(str(path))
+    if "PixelData" not in h:
+        return None
+    elem = h.get_item(0x7FE00010, keep_deferred=True)
+    length = getattr(elem, "length", None)
+    value = getattr(elem, "value", None)
+    if length in (None, 0xFFFFFFFF) and value is not None:
+        length = len(value) if isinstance(value, (bytes, bytearray)) else None
+    try:
+        rows, cols = int(h.get("Rows") or 0), int(h.get("Columns") or 0)
+        bits = int(h.get("BitsAllocated") or 0)
+        samples = int(h.get("SamplesPerPixel") or 1)
+    except (TypeError, ValueError):
+        return None
+    n_frames = _frame_count(h)
+    desc = f"{n_frames} frame(s) of {rows}x{cols}"
+    if length == 0 or (value is not None and len(value) == 0):
+        return (
+            f"{name}: the Pixel Data element is empty although the header describes {desc}: "
+            "the file holds no pixel values. Get the complete file from its source"
+        )
+    if length in (None, 0xFFFFFFFF):  # encapsulated: only the decoder can tell
+        return None
+    ts = transfer_syntax(h)
+    tell = getattr(elem, "value_tell", None)
+    # value_tell is a file offset only for plain files (not deflated, not gzipped)
+    if (value is None and tell is not None and str(ts) != "1.2.840.10008.1.2.1.99"
+            and os.path.isfile(str(path))):
+        missing = tell + length - os.path.getsize(str(path))
+        if missing > 0:
+            return (
+                f"{name}: the file is truncated: it ends {missing} bytes before the end of its "
+                f"pixel data ({desc}, {length} bytes declared). It was probably cut short while "
+                "copying or downloading; get the complete file from its source"
+            )
+    if not ts.is_compressed and bits in (1, 8, 16, 32, 64) and "FloatPixelData" not in h:
+        if samples == 3 and str(h.get("PhotometricInterpretation", "")).endswith("_422"):
+            samples = 2  # YBR_FULL_422: two chroma samples shared by two pixels
+        expected = (rows * cols * samples * n_frames * bits + 7) // 8
+        if length < expected:
+            return (
+                f"{name}: pixel data are truncated: {length} bytes for {desc} with {samples} "
+                f"sample(s) of {bits} bits ({expected} bytes expected). Get the complete file "
+                "from its source"
+            )
+    return None
 
 
 def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np.ndarray, bool]:
@@ -200,17 +260,29 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
         return (k, slice(None), slice(None), t) if has_time else (k,)
 
     def do_file(items: list[tuple[int, int, Frame]]) -> None:
-        if not colour and _read_native(items, buf, index, raw_dtype):
-            return
-        _read_decoded(items, buf, index)
+        try:
+            if not colour and _read_native(items, buf, index, raw_dtype):
+                return
+            if not colour and _read_packed12(items, buf, index):
+                return
+            _read_decoded(items, buf, index)
+        except DicomReadError as exc:
+            # which file failed, so the reader can drop it and keep the rest of the series
+            if getattr(exc, "path", None) is None:
+                exc.path = items[0][2].path  # type: ignore[attr-defined]
+            raise
 
     workers = max_workers or min(4, (os.cpu_count() or 1) * 2)
-    if len(jobs) > 8 and workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(do_file, jobs.values()))
-    else:
-        for items in jobs.values():
-            do_file(items)
+    with warnings.catch_warnings():
+        # pydicom's value-validation warnings (over-long IS, bad UIDs, ...) say nothing
+        # about the pixels; real problems surface as errors
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+        if len(jobs) > 8 and workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(do_file, jobs.values()))
+        else:
+            for items in jobs.values():
+                do_file(items)
 
     if colour:
         return buf, True
@@ -231,27 +303,9 @@ def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> b
     if bits_alloc not in (8, 16, 32) or dtype.itemsize * 8 != bits_alloc:
         return False
     frame_bytes = f.rows * f.columns * dtype.itemsize
-    n_frames = _frame_count(h)
-    if elem.length == 0:
-        raise DicomReadError(
-            f"{f.path.name}: the Pixel Data element is empty although the header describes "
-            f"{n_frames} frame(s) of {f.rows}x{f.columns}: the file holds no pixel values. "
-            "Get the complete file from its source"
-        )
-    if elem.length < frame_bytes * n_frames:
-        raise DicomReadError(
-            f"{f.path.name}: pixel data are truncated: {elem.length} bytes for "
-            f"{n_frames} frame(s) of {f.rows}x{f.columns} at {bits_alloc} bits "
-            f"({frame_bytes * n_frames} bytes expected). Get the complete file from its source"
-        )
-    missing = tell + frame_bytes * n_frames - os.path.getsize(f.path)
-    if missing > 0:
-        raise DicomReadError(
-            f"{f.path.name}: the file is truncated: it ends {missing} bytes before the end of "
-            f"its pixel data ({n_frames} frame(s) of {f.rows}x{f.columns}, "
-            f"{frame_bytes * n_frames} bytes). It was probably cut short while copying or "
-            "downloading; get the complete file from its source"
-        )
+    problem = pixel_data_problem(h, f.path)
+    if problem:
+        raise DicomReadError(problem)
     bits_stored = int(h.get("BitsStored") or bits_alloc)
     with open(f.path, "rb") as fh:
         for t, k, fr in items:
@@ -271,6 +325,45 @@ def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> b
                 )
             if bits_stored < bits_alloc:
                 _fix_bits(buf[index(k, t)], bits_stored, bits_alloc, dtype)
+    return True
+
+
+def _read_packed12(items: list, buf: np.ndarray, index: Any) -> bool:
+    """Old ACR-NEMA 12-bit packed pixels (Bits Allocated 12): two pixels in three bytes.
+
+    pydicom refuses Bits Allocated 12; the packing is GDCM's (and the ACR-NEMA
+    standard's): bytes b0 b1 b2 hold ``b0 | (b1 & 0x0F) << 8`` and
+    ``b1 >> 4 | b2 << 4``. False if not applicable.
+    """
+    f = items[0][2]
+    h = f.header
+    if str(h.get("BitsAllocated", "")) != "12" or str(transfer_syntax(h)) not in _NATIVE_LE:
+        return False
+    n_frames = _frame_count(h)
+    n_pix = f.rows * f.columns
+    try:
+        ds = read_dataset(f.path)
+        data = np.frombuffer(ds.PixelData, dtype=np.uint8)
+    except Exception as exc:
+        raise DicomReadError(f"{f.path.name}: cannot read the 12-bit packed pixel data: {exc}") from exc
+    need = (n_pix * n_frames * 3 + 1) // 2
+    if data.size < need:
+        raise DicomReadError(
+            f"{f.path.name}: 12-bit packed pixel data are truncated: {data.size} bytes for "
+            f"{n_frames} frame(s) of {f.rows}x{f.columns} ({need} expected). Get the complete "
+            "file from its source"
+        )
+    padded = np.zeros(-(-need // 3) * 3, dtype=np.uint8)  # whole 3-byte groups
+    padded[:need] = data[:need]
+    b = padded.reshape(-1, 3).astype(np.uint16)
+    pix = np.empty(b.shape[0] * 2, dtype=np.uint16)
+    pix[0::2] = b[:, 0] | ((b[:, 1] & 0x0F) << 8)
+    pix[1::2] = (b[:, 1] >> 4) | (b[:, 2] << 4)
+    frames = pix[: n_pix * n_frames].reshape(n_frames, f.rows, f.columns)
+    if buf.dtype.kind == "i":
+        frames = ((frames.astype(np.int16) << 4) >> 4).astype(buf.dtype)  # sign-extend 12 bits
+    for t, k, fr in items:
+        buf[index(k, t)] = frames[fr.index or 0]
     return True
 
 
@@ -355,10 +448,13 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
     cands = [s * v + i for s, i in pairs for v in (lo, hi)]
     target = _int_dtype(min(cands), max(cands))
     if target.itemsize > buf.dtype.itemsize:
-        # the theoretical range does not fit: look at the actual values
+        # the theoretical range does not fit: look at the actual values, but stay signed
+        # when the rescale can give negative values (CT: unsigned stored, intercept -1024),
+        # so the dtype does not depend on the data and later arithmetic does not wrap
+        signed = min(cands) < 0
         vmin, vmax = int(buf.min()), int(buf.max())
         cands = [s * v + i for s, i in pairs for v in (vmin, vmax)]
-        target = _int_dtype(min(cands), max(cands))
+        target = _int_dtype(min(cands), max(cands), signed=signed)
     if target.itemsize == buf.dtype.itemsize:
         out = buf.view(target)  # in place, frame by frame
     else:
@@ -374,8 +470,10 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
     return out
 
 
-def _int_dtype(lo: float, hi: float) -> np.dtype:
+def _int_dtype(lo: float, hi: float, *, signed: bool = False) -> np.dtype:
     for dt in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32):
+        if signed and np.dtype(dt).kind == "u":
+            continue
         info = np.iinfo(dt)
         if info.min <= lo and hi <= info.max:
             return np.dtype(dt)
