@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -118,8 +117,9 @@ def _child(reader: str, folder: Path) -> dict:
           "dcm2niix": read_dcm2niix}[reader]
     # import everything the reader needs before the clock and the memory baseline start
     if reader == "medlab":
+        import pydicom.pixels
+
         import medlab  # noqa: F401
-        import pydicom.pixels  # noqa: F401
     elif reader == "simpleitk":
         import SimpleITK  # noqa: F401
     elif reader == "pydicom":

@@ -134,7 +134,7 @@ def test_float_rescale_and_integer_rescale_dtypes(tmp_path):
 
 
 def test_corrupt_file_among_good_ones_is_listed_and_source_untouched(tmp_path):
-    paths, _ = write_dicom_series(tmp_path, _volume((5, 4, 4)))
+    write_dicom_series(tmp_path, _volume((5, 4, 4)))
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "broken").write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff")
     before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.iterdir()}

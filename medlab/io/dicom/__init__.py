@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+from pydicom.tag import Tag
 from tqdm.auto import tqdm
 
 from ...errors import DicomReadError, SeriesAssemblyError
 from ...image import Image
 from ._assemble import StackCheck, VolumePlan, check_stack, plan_volumes
+from ._fastheader import FastDataset, read_fast_header
 from ._files import iter_files, looks_like_dicom, read_dataset
 from ._frames import Frame, NotAnImageError, frames_from_dataset
 from ._pixels import pixel_data_problem, read_pixels
@@ -112,6 +114,10 @@ def scan(
         if not looks_like_dicom(path):
             skipped.append((str(path), _not_dicom_reason(path)))
             continue
+        fast = _fast_frames(path)
+        if fast is not None:
+            frames.extend(fast)
+            continue
         truncated: list[str] = []
         ds = None
         try:
@@ -124,6 +130,56 @@ def scan(
         except Exception as exc:  # a corrupt file must not stop the scan
             skipped.append((str(path), _unreadable_reason(exc, path)))
     return frames, skipped
+
+
+#: what the fast path reads from each plain single-frame file
+_FAST_KEYWORDS = (
+    "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "ImageType",
+    "InstanceNumber", "AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier",
+    "TriggerTime", "AcquisitionDate", "AcquisitionTime", "ContentDate", "ContentTime",
+    "SeriesDate", "StudyDate", "AcquisitionDateTime", "ImagePositionPatient",
+    "ImageOrientationPatient", "PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing",
+    "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns", "SamplesPerPixel",
+    "PhotometricInterpretation", "BitsAllocated", "BitsStored", "PixelRepresentation",
+    "RescaleSlope", "RescaleIntercept", "NumberOfFrames", "SOPClassUID",
+)
+_FAST_TAGS = frozenset(
+    {int(Tag(k)) for k in _FAST_KEYWORDS} | {0x0021105E}  # + GE RTIA timer
+)
+#: tags whose presence sends a file to the full (pydicom) path: functional groups,
+#: ultrasound calibration regions, float pixel data
+_FAST_DECLINE = frozenset({0x52009229, 0x52009230, 0x00186011, 0x7FE00008, 0x7FE00009})
+
+
+def _fast_frames(path: Path) -> list[Frame] | None:
+    """Frames of a plain single-frame little-endian file via the fast header reader.
+
+    None when the file needs the full reader: multi-frame, mosaic, enhanced,
+    ultrasound regions, packed bits, or anything odd about its pixel data (the
+    full reader then explains what is wrong).
+    """
+    fh = read_fast_header(path, _FAST_TAGS)
+    if fh is None or fh.pixel_offset is None or fh.seen & _FAST_DECLINE:
+        return None
+    ds = FastDataset(fh)
+    n_frames = ds.get("NumberOfFrames", 1)
+    image_type = ds.get("ImageType") or []
+    bits = ds.get("BitsAllocated")
+    rows, cols = ds.get("Rows"), ds.get("Columns")
+    if (n_frames not in (1, "1") or "MOSAIC" in image_type or bits not in (8, 16, 32)
+            or not rows or not cols or str(ds.get("SOPClassUID", "")) == _WSI_SOP_CLASS):
+        return None
+    if fh.pixel_length is not None:  # uncompressed: the length must match the header
+        samples = ds.get("SamplesPerPixel", 1)
+        if str(ds.get("PhotometricInterpretation", "")).endswith("_422"):
+            return None
+        expected = rows * cols * samples * bits // 8
+        if fh.pixel_length < expected or fh.pixel_offset + fh.pixel_length > path.stat().st_size:
+            return None
+    try:
+        return frames_from_dataset(ds, path, fast=fh)
+    except Exception:  # anything unexpected: let the full reader explain it
+        return None
 
 
 @contextlib.contextmanager

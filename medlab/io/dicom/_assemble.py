@@ -252,7 +252,7 @@ def plan_volumes(frames: list[Frame]) -> tuple[list[VolumePlan], list[tuple[str,
     # (dcm_qa_ts, dcm_qa_12bit) must not become the time points of one 4D image.
     by_series: dict[tuple[str, str], list[Frame]] = defaultdict(list)
     for f in frames:
-        by_series[(f.series_uid, str(f.header.get("SeriesNumber", "")).strip())].append(f)
+        by_series[(f.series_uid, f.series_number)].append(f)
 
     plans: list[VolumePlan] = []
     problems: list[tuple[str, str]] = []

@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FastHeader", "read_fast_header", "PIXEL_DATA"]
+__all__ = ["FastDataset", "FastHeader", "read_fast_header", "PIXEL_DATA"]
 
 PIXEL_DATA = 0x7FE00010
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -36,6 +36,7 @@ class FastHeader:
     """Raw values of the tags asked for, and where the pixel data are."""
 
     values: dict[int, tuple[bytes, bytes | None]]  # tag -> (raw bytes, VR or None if implicit)
+    seen: set[int]  # every top-level tag met before Pixel Data
     transfer_syntax: str
     implicit: bool
     pixel_offset: int | None  # file offset of the Pixel Data value
@@ -169,6 +170,7 @@ def read_fast_header(path: Any, tags: frozenset[int] | set[int]) -> FastHeader |
                 return None
             r.pos = 132
             values: dict[int, tuple[bytes, bytes | None]] = {}
+            seen: set[int] = set()
             ts = None
             # file meta: always explicit VR little endian
             while True:
@@ -192,12 +194,13 @@ def read_fast_header(path: Any, tags: frozenset[int] | set[int]) -> FastHeader |
                 try:
                     head = r.need(4)
                 except EOFError:
-                    return FastHeader(values, ts, implicit, None, None, None)  # type: ignore[arg-type]
+                    return FastHeader(values, seen, ts, implicit, None, None, None)  # type: ignore[arg-type]
                 g, e = _TAG.unpack(head)
                 tag = (g << 16) | e
                 vr, length = _element_header(r, implicit, g)
+                seen.add(tag)
                 if tag == PIXEL_DATA:
-                    return FastHeader(values, ts, implicit, r.pos,  # type: ignore[arg-type]
+                    return FastHeader(values, seen, ts, implicit, r.pos,  # type: ignore[arg-type]
                                       None if length == _UNDEFINED else length, vr)
                 if length == _UNDEFINED:  # a sequence (UN: encoded as implicit VR)
                     _skip_undefined_sequence(r, implicit or vr == b"UN")
@@ -206,6 +209,70 @@ def read_fast_header(path: Any, tags: frozenset[int] | set[int]) -> FastHeader |
                 else:
                     r.skip(length)
                 if g > 0x7FE0:
-                    return FastHeader(values, ts, implicit, None, None, None)  # type: ignore[arg-type]
+                    return FastHeader(values, seen, ts, implicit, None, None, None)  # type: ignore[arg-type]
     except (OSError, EOFError, ValueError, struct.error, UnicodeDecodeError):
         return None
+
+
+_BINARY = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i", "FL": "<f", "FD": "<d"}
+_NUMERIC_TEXT = {"DS": float, "IS": int}
+
+
+class FastDataset:
+    """A read-only, pydicom-like view (``get``, ``in``, attributes) of a FastHeader.
+
+    Values convert the way pydicom converts them for the VRs medlab reads
+    (numbers, text, multi-values as lists); tags that were not kept read as
+    absent, so only use it for the tags asked for.
+    """
+
+    __slots__ = ("fh",)
+
+    def __init__(self, fh: FastHeader) -> None:
+        self.fh = fh
+
+    def __contains__(self, keyword: str) -> bool:
+        from pydicom.datadict import tag_for_keyword
+
+        tag = tag_for_keyword(keyword)
+        return tag is not None and tag in self.fh.seen
+
+    def get(self, key: str | tuple[int, int], default: Any = None) -> Any:
+        from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+        tag = (key[0] << 16 | key[1]) if isinstance(key, tuple) else tag_for_keyword(key)
+        raw = self.fh.values.get(tag) if tag is not None else None
+        if raw is None:
+            return default
+        value, vr_bytes = raw
+        if vr_bytes:
+            vr = vr_bytes.decode("ascii")
+        else:
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:  # private tag in implicit VR: read as text
+                vr = "LO"
+        if vr in _BINARY:
+            fmt = _BINARY[vr]
+            n = len(value) // struct.calcsize(fmt)
+            if n == 0:
+                return default
+            vals = struct.unpack("<" + fmt[1] * n, value[: n * struct.calcsize(fmt)])
+            return vals[0] if n == 1 else list(vals)
+        text = value.decode("latin-1").strip("\x00 ")
+        if text == "":
+            return default
+        parts = [p.strip() for p in text.split("\\")]
+        if vr in _NUMERIC_TEXT:
+            try:
+                nums = [_NUMERIC_TEXT[vr](float(p)) if vr == "IS" else float(p) for p in parts]
+            except ValueError:
+                return text
+            return nums[0] if len(nums) == 1 else nums
+        return parts[0] if len(parts) == 1 else parts
+
+    def __getattr__(self, keyword: str) -> Any:
+        value = self.get(keyword)
+        if value is None:
+            raise AttributeError(keyword)
+        return value

@@ -69,11 +69,17 @@ def looks_like_dicom(path: str | os.PathLike) -> bool:
 
 
 def read_dataset(
-    path: str | os.PathLike, *, stop_before_pixels: bool = False, force: bool = True
+    path: str | os.PathLike,
+    *,
+    stop_before_pixels: bool = False,
+    force: bool = True,
+    defer_size: int | None = None,
 ) -> FileDataset:
     """Read a DICOM file, transparently un-gzipping ``.gz`` content.
 
-    The file is opened read-only; nothing is ever written next to it.
+    ``defer_size`` leaves values larger than that many bytes (pixel data) on
+    disk until accessed (plain files only). The file is opened read-only;
+    nothing is ever written next to it.
     """
     path = Path(path)
     with open(path, "rb") as f:
@@ -82,4 +88,5 @@ def read_dataset(
         with gzip.open(path, "rb") as g:
             data = g.read()
         return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels, force=force)
-    return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=force)
+    return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=force,
+                           defer_size=defer_size)

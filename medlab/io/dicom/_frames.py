@@ -30,7 +30,7 @@ class Frame:
     """Everything assembly needs to know about one 2D frame."""
 
     path: Path
-    header: Dataset = field(repr=False)
+    _header: Any = field(repr=False)  # pydicom Dataset, or None until first needed
     index: int | None  # frame number in a multi-frame object (0-based)
     tile: int | None  # tile number in a Siemens mosaic
     mosaic_tiles_side: int  # number of tiles per mosaic row (0 if not a mosaic)
@@ -53,6 +53,27 @@ class Frame:
     slice_thickness: float | None = None
     spacing_between: float | None = None
     mosaic_normal: tuple[float, ...] | None = None
+    series_number: str = ""
+    # how the pixel data are stored (so pixels can be read without the full header)
+    transfer_syntax: str = ""
+    pixel_offset: int | None = None  # file offset of the Pixel Data value, when known
+    pixel_length: int | None = None
+    bits_allocated: int = 16
+    bits_stored: int = 16
+    signed: bool = False
+    photometric: str = ""
+    rtia_s: float | None = None  # GE RTIA timer (slice timing), seconds
+
+    @property
+    def header(self) -> Dataset:
+        """The file's pydicom dataset (pixel data deferred), read on first use."""
+        if self._header is None:
+            from ._files import read_dataset
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._header = read_dataset(self.path, defer_size=1024)
+        return self._header
 
 
 def _float(value: Any) -> float | None:
@@ -140,6 +161,33 @@ def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     return None
 
 
+def _storage(ds: Any, fast: Any) -> dict[str, Any]:
+    """How the pixel data are stored: transfer syntax, offset, bits, photometric."""
+    bits = _int(ds.get("BitsAllocated"), 16)
+    out: dict[str, Any] = {
+        "bits_allocated": bits,
+        "bits_stored": _int(ds.get("BitsStored"), bits) or bits,
+        "signed": _int(ds.get("PixelRepresentation"), 0) == 1,
+        "photometric": str(ds.get("PhotometricInterpretation", "") or ""),
+    }
+    rtia = ds.get((0x0021, 0x105E))  # GE private RTIA timer, in 1/10 ms
+    if rtia is not None:
+        out["rtia_s"] = _float(getattr(rtia, "value", rtia))
+        out["rtia_s"] = None if out["rtia_s"] is None else out["rtia_s"] / 10000.0
+    if fast is not None:
+        out.update(transfer_syntax=fast.transfer_syntax, pixel_offset=fast.pixel_offset,
+                   pixel_length=fast.pixel_length)
+        return out
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    out["transfer_syntax"] = str(ts or "")
+    if "PixelData" in ds:
+        elem = ds.get_item(0x7FE00010, keep_deferred=True)
+        if getattr(elem, "value", None) is None and getattr(elem, "value_tell", None) is not None:
+            out["pixel_offset"], out["pixel_length"] = elem.value_tell, elem.length
+    return out
+
+
 def _require_pixels(ds: Dataset, path: Path) -> None:
     has = any(kw in ds for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
     if not has or "Rows" not in ds or "Columns" not in ds:
@@ -152,8 +200,13 @@ def _require_pixels(ds: Dataset, path: Path) -> None:
         )
 
 
-def frames_from_dataset(ds: Dataset, path: Path) -> list[Frame]:
-    """All frames of one DICOM object (header only; pixels are read later)."""
+def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]:
+    """All frames of one DICOM object (header only; pixels are read later).
+
+    ``ds`` is a pydicom Dataset, or a :class:`~._fastheader.FastDataset` for
+    a plain single-frame file read by the fast header reader (``fast`` is
+    then its FastHeader, which knows where the pixel data are).
+    """
     _require_pixels(ds, path)
     rows, columns = int(ds.Rows), int(ds.Columns)
     samples = _int(ds.get("SamplesPerPixel"), 1)
@@ -169,8 +222,10 @@ def frames_from_dataset(ds: Dataset, path: Path) -> list[Frame]:
     )
     common: dict[str, Any] = {
         "path": path,
-        "header": ds,
+        "_header": ds if isinstance(ds, Dataset) else None,
         "series_uid": series_uid,
+        "series_number": str(ds.get("SeriesNumber", "")).strip(),
+        **_storage(ds, fast),
         "samples": samples,
         "instance": _int(ds.get("InstanceNumber")),
         "acquisition": _int(ds.get("AcquisitionNumber"), None),  # type: ignore[arg-type]

@@ -236,9 +236,7 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
     shape: tuple[int, ...] = (n_k, f0.rows, f0.columns)
     if has_time:
         shape += (n_t,)
-    colour = samples > 1 or str(f0.header.get("PhotometricInterpretation", "")).startswith(
-        ("PALETTE", "YBR", "RGB")
-    )
+    colour = samples > 1 or f0.photometric.startswith(("PALETTE", "YBR", "RGB"))
     if colour:
         shape += (3,)
     raw_dtype = _raw_dtype(f0.header)
@@ -272,7 +270,10 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
                 exc.path = items[0][2].path  # type: ignore[attr-defined]
             raise
 
-    workers = max_workers or min(4, (os.cpu_count() or 1) * 2)
+    # decoders run outside the GIL and gain from threads; plain reads from the page cache
+    # are fastest in one thread
+    compressed = any(f.transfer_syntax not in _NATIVE_LE for f in (vol[0] for vol in grid))
+    workers = max_workers or (min(4, os.cpu_count() or 1) if compressed else 1)
     with warnings.catch_warnings():
         # pydicom's value-validation warnings (over-long IS, bad UIDs, ...) say nothing
         # about the pixels; real problems surface as errors
@@ -290,23 +291,27 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
 
 
 def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> bool:
-    """Read uncompressed little-endian frames straight into ``buf``; False if not applicable."""
+    """Read uncompressed little-endian frames straight into ``buf``; False if not applicable.
+
+    Uses only what the frame records say about the storage (transfer syntax,
+    pixel data offset and length, bits), so no header is parsed again.
+    """
     f = items[0][2]
-    h = f.header
-    if f.tile is not None or str(transfer_syntax(h)) not in _NATIVE_LE:
+    if (f.tile is not None or f.transfer_syntax not in _NATIVE_LE or f.pixel_offset is None
+            or f.pixel_length is None):
         return False
-    elem = h.get_item(0x7FE00010, keep_deferred=True) if "PixelData" in h else None
-    tell = getattr(elem, "value_tell", None)
-    if elem is None or tell is None or getattr(elem, "value", None) is not None:
-        return False
-    bits_alloc = int(h.get("BitsAllocated", 0))
+    bits_alloc = f.bits_allocated
     if bits_alloc not in (8, 16, 32) or dtype.itemsize * 8 != bits_alloc:
         return False
     frame_bytes = f.rows * f.columns * dtype.itemsize
-    problem = pixel_data_problem(h, f.path)
-    if problem:
-        raise DicomReadError(problem)
-    bits_stored = int(h.get("BitsStored") or bits_alloc)
+    n_needed = max((fr.index or 0) for _, _, fr in items) + 1
+    if f.pixel_length < frame_bytes * n_needed:
+        raise DicomReadError(
+            f"{f.path.name}: pixel data are truncated: {f.pixel_length} bytes for frame(s) of "
+            f"{f.rows}x{f.columns} ({frame_bytes * n_needed} expected). Get the complete file "
+            "from its source"
+        )
+    tell = f.pixel_offset
     with open(f.path, "rb") as fh:
         for t, k, fr in items:
             target = buf[index(k, t)]
@@ -323,8 +328,8 @@ def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> b
                     f"({n} of {frame_bytes} bytes of frame {(fr.index or 0) + 1}). Get the "
                     "complete file from its source"
                 )
-            if bits_stored < bits_alloc:
-                _fix_bits(buf[index(k, t)], bits_stored, bits_alloc, dtype)
+            if fr.bits_stored < bits_alloc:
+                _fix_bits(buf[index(k, t)], fr.bits_stored, bits_alloc, dtype)
     return True
 
 

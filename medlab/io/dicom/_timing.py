@@ -37,13 +37,9 @@ def slice_times(volume: list[Frame]) -> list[float] | None:
     trig = [f.trigger_ms for f in volume]
     if all(t is not None for t in trig) and len(set(trig)) > 1:
         return _relative([t / 1000.0 for t in trig])  # type: ignore[operator]
-    rtia = [f.header.get((0x0021, 0x105E)) for f in volume]
-    try:
-        rtia_s = [float(e.value) / 10000.0 for e in rtia]  # GE stores 1/10 ms
-    except (AttributeError, TypeError, ValueError):
-        rtia_s = []
-    if rtia_s and len(set(rtia_s)) > 1:
-        return _relative(rtia_s)
+    rtia_s = [f.rtia_s for f in volume]
+    if all(t is not None for t in rtia_s) and len(set(rtia_s)) > 1:
+        return _relative(rtia_s)  # type: ignore[arg-type]
     acq = [f.time_s for f in volume]
     if all(t is not None for t in acq) and len(set(np.round(acq, 4))) > 1:  # type: ignore[arg-type]
         rel = _relative(acq)  # type: ignore[arg-type]
