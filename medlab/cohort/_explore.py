@@ -1,0 +1,137 @@
+"""Day-one tables about a cohort: what is in it, from which scanners, usable how.
+
+Every function takes an :class:`~medlab.cohort.Index` (or its ``series``
+DataFrame) and returns a tidy DataFrame; ``medlab.view.cohort_overview``
+draws them. Patient identifiers are replaced by ordinal labels
+(``P001``...) unless ``show_phi=True``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "dates_table",
+    "series_counts",
+    "spacing_table",
+    "studies_per_patient",
+    "summary",
+    "volume_usability",
+]
+
+
+def _series(index: Any) -> pd.DataFrame:
+    """The series table of an Index, or the DataFrame itself."""
+    if isinstance(index, pd.DataFrame):
+        return index
+    series = getattr(index, "series", None)
+    if not isinstance(series, pd.DataFrame):
+        raise TypeError(
+            f"expected a medlab.cohort.Index or its series DataFrame, got {type(index).__name__}"
+        )
+    return series
+
+
+def _patient_labels(patient_ids: pd.Series, *, show_phi: bool) -> pd.Series:
+    if show_phi:
+        return patient_ids.fillna("(none)")
+    codes = {pid: f"P{i + 1:03d}" for i, pid in enumerate(pd.unique(patient_ids.fillna("(none)")))}
+    return patient_ids.fillna("(none)").map(codes)
+
+
+def summary(index: Any) -> pd.DataFrame:
+    """One row per measure: patients, studies, series, instances, modalities, dates, usability."""
+    s = _series(index)
+    rows: list[tuple[str, Any]] = [
+        ("patients", s["patient_id"].nunique(dropna=False) if "patient_id" in s else np.nan),
+        ("studies", s["study_uid"].nunique() if "study_uid" in s else np.nan),
+        ("series", len(s)),
+        ("instances", int(s["n_instances"].sum()) if "n_instances" in s else np.nan),
+        ("modalities", ", ".join(sorted(s["modality"].dropna().unique())) if "modality" in s else ""),
+    ]
+    if "study_date" in s and s["study_date"].notna().any():
+        dates = pd.to_datetime(s["study_date"])
+        rows.append(("first study", dates.min().date()))
+        rows.append(("last study", dates.max().date()))
+    if "is_volume" in s:
+        rows.append(("series usable as volumes", int(s["is_volume"].fillna(False).sum())))
+    if "decodable" in s:
+        rows.append(("series not decodable here", int((~s["decodable"].fillna(True)).sum())))
+    errors = getattr(index, "errors", None)
+    if isinstance(errors, pd.DataFrame):
+        rows.append(("files not indexed", len(errors)))
+    return pd.DataFrame(rows, columns=["measure", "value"])
+
+
+def studies_per_patient(index: Any, *, show_phi: bool = False) -> pd.DataFrame:
+    """One row per patient: studies, series, modalities (patient ids hidden by default)."""
+    s = _series(index)
+    out = (
+        s.assign(patient=_patient_labels(s["patient_id"], show_phi=show_phi))
+        .groupby("patient", sort=True)
+        .agg(n_studies=("study_uid", "nunique"), n_series=("series_uid", "count"),
+             modalities=("modality", lambda m: ", ".join(sorted(m.dropna().unique()))))
+        .reset_index()
+    )
+    return out
+
+
+def series_counts(index: Any, by: tuple[str, ...] | list[str] = ("modality", "manufacturer")
+                  ) -> pd.DataFrame:
+    """Number of series (and instances) per combination of ``by`` columns."""
+    s = _series(index)
+    by = list(by)
+    missing = [c for c in by if c not in s]
+    if missing:
+        raise KeyError(f"no column(s) {missing} in the series table; choose from {sorted(s.columns)}")
+    agg = {"n_series": ("series_uid", "count")}
+    if "n_instances" in s:
+        agg["n_instances"] = ("n_instances", "sum")
+    return (s.fillna({c: "(unknown)" for c in by}).groupby(by).agg(**agg)
+            .reset_index().sort_values("n_series", ascending=False, ignore_index=True))
+
+
+def spacing_table(index: Any) -> pd.DataFrame:
+    """Per series: modality, in-plane pixel spacing, slice thickness and slice spacing (mm)."""
+    s = _series(index)
+    cols = [c for c in ("series_uid", "modality", "pixel_spacing_row_mm", "pixel_spacing_col_mm",
+                        "slice_thickness_mm", "slice_spacing_mm", "rows", "columns", "n_slices")
+            if c in s]
+    return s[cols].reset_index(drop=True)
+
+
+def dates_table(index: Any, *, freq: str = "MS") -> pd.DataFrame:
+    """Studies and series per period of ``study_date`` (default: per month)."""
+    s = _series(index)
+    dated = s.dropna(subset=["study_date"]).assign(date=lambda d: pd.to_datetime(d["study_date"]))
+    if dated.empty:
+        return pd.DataFrame(columns=["period", "n_studies", "n_series"])
+    return (dated.groupby(pd.Grouper(key="date", freq=freq))
+            .agg(n_studies=("study_uid", "nunique"), n_series=("series_uid", "count"))
+            .reset_index().rename(columns={"date": "period"}))
+
+
+def _problem_kind(problem: Any) -> str:
+    if not isinstance(problem, str) or not problem:
+        return "other"
+    text = problem.lower()
+    for key, label in (("missing slice", "missing slices"), ("uneven", "uneven spacing"),
+                       ("share one position", "duplicate positions"),
+                       ("not on one line", "several stacks"), ("incomplete", "incomplete time series"),
+                       ("single", "single image"), ("no position", "no patient geometry")):
+        if key in text:
+            return label
+    return problem.split(":")[0][:40]
+
+
+def volume_usability(index: Any) -> pd.DataFrame:
+    """How many series form regular volumes, and why the others do not (per modality)."""
+    s = _series(index)
+    status = np.where(s["is_volume"].fillna(False), "regular volume",
+                      s["volume_problem"].map(_problem_kind))
+    return (s.assign(status=status).groupby(["modality", "status"], dropna=False)
+            .agg(n_series=("series_uid", "count")).reset_index()
+            .sort_values(["modality", "n_series"], ascending=[True, False], ignore_index=True))
