@@ -6,12 +6,12 @@ axes ordered slice, row, column); :func:`medlab.load` and
 ``cohort``, ``view``, ``report``.
 """
 
-from . import data, errors, geometry, io, report
+from . import data, errors, geometry, io, measure, report
 from ._version import __version__
 from .image import Image
 from .io import load, save
 
-__all__ = ["Image", "__version__", "data", "errors", "geometry", "io", "cohort", "load", "report", "save", "view"]
+__all__ = ["Image", "__version__", "data", "errors", "geometry", "io", "cohort", "load", "measure", "report", "save", "view"]
 
 
 def __getattr__(name: str):

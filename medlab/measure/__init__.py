@@ -1,0 +1,33 @@
+"""Measurement: label statistics, geometric measurements, segmentation metrics.
+
+Every function takes :class:`medlab.Image` objects (so sizes are in mm,
+for any spacing and orientation) or points in LPS millimetres, and
+returns numbers or tidy :class:`pandas.DataFrame` tables, one row per
+object, with the physical unit in each column name.
+
+- :func:`label_stats`: volume, intensity statistics, centroid, bounding
+  box, principal axes, longest 3D diameter and RECIST axes of each label;
+  :func:`recist_diameters` gives the RECIST axes' end points.
+- :func:`distance`, :func:`angle`, :func:`polyline_length` (points in
+  LPS mm) and :func:`points_to_world` (voxel indices to LPS mm).
+- :func:`overlap`, :func:`segmentation_metrics` and
+  :func:`surface_distances`: Dice, Jaccard, volume differences,
+  Hausdorff, HD95, ASSD; definitions in :mod:`medlab.measure.metrics`.
+"""
+
+from .metrics import overlap, segmentation_metrics, surface_distances
+from .points import angle, distance, points_to_world, polyline_length
+from .shape import recist_diameters
+from .stats import label_stats
+
+__all__ = [
+    "angle",
+    "distance",
+    "label_stats",
+    "overlap",
+    "points_to_world",
+    "polyline_length",
+    "recist_diameters",
+    "segmentation_metrics",
+    "surface_distances",
+]
