@@ -3,7 +3,7 @@
 The image model is :class:`medlab.Image` (array + 4x4 affine in LPS mm,
 axes ordered slice, row, column); :func:`medlab.load` and
 :func:`medlab.save` read and write it. Subpackages: ``io``, ``data``,
-``cohort``, ``view``, ``report``.
+``cohort``, ``measure``, ``segmentation``, ``view``, ``report``.
 """
 
 from . import data, errors, geometry, io, measure, report
@@ -11,12 +11,13 @@ from ._version import __version__
 from .image import Image
 from .io import load, save
 
-__all__ = ["Image", "__version__", "data", "errors", "geometry", "io", "cohort", "load", "measure", "report", "save", "view"]
+__all__ = ["Image", "__version__", "data", "errors", "geometry", "io", "cohort", "load", "measure", "report", "save", "segmentation",
+           "view"]
 
 
 def __getattr__(name: str):
     # view imports matplotlib; load it on first use to keep ``import medlab`` light
-    if name in ("view", "cohort"):
+    if name in ("view", "cohort", "segmentation"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
