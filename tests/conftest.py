@@ -43,3 +43,14 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped in CI (MEDLAB_NO_SKIP=1): {call.excinfo.value}"
         return report
     return None
+
+
+@pytest.fixture(scope="session")
+def orthanc_server(tmp_path_factory):
+    """A real Orthanc PACS (DICOMweb + DIMSE, authenticated) for the session; tests/orthanc.py."""
+    import orthanc
+
+    if orthanc.missing():
+        pytest.skip(orthanc.missing())
+    with orthanc.running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server

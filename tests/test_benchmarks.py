@@ -20,4 +20,5 @@ def test_benchmark_quick_mode_runs(script):
                          text=True, timeout=600, env=os.environ.copy())
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ratio" in out.stdout, out.stdout[-2000:]
-    assert "NO" not in out.stdout.split("same voxel sum")[-1].splitlines()[0], out.stdout
+    if "same voxel sum" in out.stdout:  # benchmarks that compare arrays say so on that line
+        assert "NO" not in out.stdout.split("same voxel sum")[-1].splitlines()[0], out.stdout

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Column", "INSTANCE_COLUMNS", "SERIES_COLUMNS", "ERROR_COLUMNS", "PHI_COLUMNS",
-           "column_names"]
+__all__ = ["Column", "INSTANCE_COLUMNS", "SERIES_COLUMNS", "ERROR_COLUMNS", "FRAME_COLUMNS",
+           "PHI_COLUMNS", "column_names"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,27 @@ ERROR_COLUMNS: tuple[Column, ...] = (
     Column("file_size", "BIGINT", None, ""),
     Column("mtime_ns", "BIGINT", None, ""),
     Column("reason", "VARCHAR", None, "why the file is not in the index"),
+)
+
+#: one row per 2D frame as medlab's loader assembles it (table ``frames``; the input of the
+#: series geometry columns); an image file the loader refuses gets one row with ``problem``
+FRAME_COLUMNS: tuple[Column, ...] = (
+    Column("path", "VARCHAR", None, "file of the frame"),
+    Column("series_uid", "VARCHAR", "SeriesInstanceUID", ""),
+    Column("series_number", "VARCHAR", "SeriesNumber", "as written; the loader groups by it"),
+    Column("group_key", "VARCHAR", None,
+           "JSON of the loader's split key (modality, samples, photometric, echo, image "
+           "type, rows, columns, orientation, pixel spacing, ...)"),
+    Column("frame_index", "INTEGER", None, "frame in a multi-frame object (0-based)"),
+    Column("tile", "INTEGER", None, "tile in a Siemens mosaic (0-based)"),
+    Column("position_mm", "DOUBLE[]", None, "Image Position (Patient) of the frame, LPS"),
+    Column("orientation", "DOUBLE[]", None, "Image Orientation (Patient) of the frame"),
+    Column("temporal", "DOUBLE", None, "temporal position identifier or index"),
+    Column("trigger_ms", "DOUBLE", None, "trigger time"),
+    Column("time_s", "DOUBLE", None, "acquisition or content time, s since the epoch"),
+    Column("acquisition", "INTEGER", "AcquisitionNumber", ""),
+    Column("instance", "INTEGER", "InstanceNumber", ""),
+    Column("problem", "VARCHAR", None, "why the loader refuses the file's pixel data"),
 )
 
 #: identifying columns hidden by default in summaries and plots

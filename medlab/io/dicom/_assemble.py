@@ -1,15 +1,17 @@
 """Series assembly: group frames into images, sort them in space and time,
 and check the stack's geometry.
 
-:func:`check_stack` is *the* series-geometry check of medlab: the loader
-uses it to refuse irregular stacks and the cohort index uses it to say
-which series form regular volumes and why not.
+:func:`stack_geometry` (clustering frame positions into slices and time
+points, then :func:`check_stack`) is *the* series-geometry check of medlab:
+the loader uses it to build and refuse irregular stacks and the cohort index
+uses it to say which series form regular volumes and why not.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +21,8 @@ from ... import geometry as geo
 from ._frames import Frame
 from ._timing import slice_times
 
-__all__ = ["StackCheck", "check_stack", "VolumePlan", "plan_volumes"]
+__all__ = ["StackCheck", "StackGeometry", "check_stack", "stack_geometry", "VolumePlan",
+           "plan_volumes"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,103 @@ def check_stack(
     )
 
 
+@dataclass(frozen=True)
+class StackGeometry:
+    """How frames at various positions form slices and time points.
+
+    Attributes
+    ----------
+    n_slices : int
+        Distinct positions along the frame normal.
+    n_timepoints : int
+        Frames per position (0 when positions hold different numbers of frames).
+    check : StackCheck or None
+        The geometry check of the slice positions; None when the frames do not
+        form a grid (positions with different numbers of frames).
+    problem : str or None
+        What is wrong, in words with the values found: uneven frame counts, or
+        ``check.problem``.
+    grid : list of list of int
+        ``grid[t][k]``: the index (into the positions given) of the frame at
+        time ``t`` and slice ``k``; empty when there is no grid.
+    """
+
+    n_slices: int
+    n_timepoints: int
+    check: StackCheck | None
+    problem: str | None
+    grid: list[list[int]] = field(default_factory=list)
+
+    @property
+    def regular(self) -> bool:
+        """True when the frames form a regular 3D (or 3D+t) grid."""
+        return self.problem is None
+
+
+def stack_geometry(
+    positions: Any,
+    orientation: tuple[float, ...],
+    *,
+    sort_in_time: Callable[[list[int]], list[int]] | None = None,
+) -> StackGeometry:
+    """Cluster frame positions into slices (and time points) and check the stack.
+
+    Positions closer than 1 µm along the normal of ``orientation`` are one
+    slice position; every position must hold the same number of frames (the
+    time points), and the first frame of each position in time must form a
+    regular stack (:func:`check_stack`).
+
+    Parameters
+    ----------
+    positions : (n, 3) array-like
+        Image Position (Patient) of each frame, in any order.
+    orientation : 6 floats
+        Image Orientation (Patient) shared by the frames.
+    sort_in_time : callable, optional
+        Takes the indices of the frames at one position and returns them in
+        time order; by default they stay in the order given.
+
+    Returns
+    -------
+    StackGeometry
+
+    Examples
+    --------
+    >>> pos = [[0, 0, z] for z in (0, 0, 2, 2, 4, 4)]
+    >>> g = stack_geometry(pos, (1, 0, 0, 0, 1, 0))
+    >>> g.n_slices, g.n_timepoints, g.regular
+    (3, 2, True)
+    """
+    pos = np.asarray(positions, dtype=float).reshape(-1, 3)
+    normal = np.cross(orientation[:3], orientation[3:])
+    d = pos @ normal
+    order = np.argsort(d, kind="stable")
+    clusters: list[list[int]] = []
+    last = None
+    for i in order:
+        if last is None or d[i] - last > 1e-3:
+            clusters.append([])
+        clusters[-1].append(int(i))
+        last = d[i]
+    counts = {len(c) for c in clusters}
+    if len(counts) > 1:
+        per: dict[int, int] = defaultdict(int)
+        for c in clusters:
+            per[len(c)] += 1
+        detail = ", ".join(f"{v} position(s) with {k} frame(s)" for k, v in sorted(per.items()))
+        problem = (
+            f"incomplete time series or duplicated slices: {len(clusters)} slice positions but "
+            f"{detail}; check for missing files or mixed acquisitions in this series"
+        )
+        return StackGeometry(len(clusters), 0, None, problem)
+    n_t = counts.pop() if counts else 0
+    if sort_in_time is not None:
+        clusters = [list(sort_in_time(c)) if len(c) > 1 else c for c in clusters]
+    grid = [[c[t] for c in clusters] for t in range(n_t)]
+    check = check_stack(pos[grid[0]], orientation) if grid else StackCheck(0, 0.0, False, "no frames")
+    return StackGeometry(len(clusters), n_t, check, check.problem, grid)
+
+
 @dataclass
 class VolumePlan:
     """How to build one image from frames: ``grid[t][k]`` is the frame at
@@ -188,6 +288,18 @@ def _sort_in_time(frames: list[Frame]) -> list[Frame]:
         return (*(getattr(f, a) for a in keys), f.instance, f.index or 0, f.tile or 0)
 
     return sorted(frames, key=key)
+
+
+def sort_indices_in_time(frames: list[Any], idx: list[int]) -> list[int]:
+    """``idx`` (indices into ``frames``) in time order, as :func:`_sort_in_time` orders frames.
+
+    ``frames`` need the attributes ``temporal``, ``trigger_ms``, ``time_s``,
+    ``acquisition``, ``instance``, ``index`` and ``tile`` (a :class:`Frame`,
+    or a lighter record with the same fields).
+    """
+    ranked = _sort_in_time([frames[i] for i in idx])
+    where = {id(frames[i]): i for i in idx}
+    return [where[id(f)] for f in ranked]
 
 
 def _frame_times(grid: list[list[Frame]], meta: dict[str, Any]) -> np.ndarray:
@@ -300,33 +412,17 @@ def _plan_group(group: list[Frame], gid: str) -> list[VolumePlan]:
         return _plan_without_geometry(group, gid)
     iop = f0.iop
     normal = np.cross(iop[:3], iop[3:])
-    d = np.array([np.dot(f.ipp, normal) for f in group])  # type: ignore[arg-type]
-    order = np.argsort(d, kind="stable")
-    clusters: list[list[Frame]] = []
-    last = None
-    for i in order:
-        if last is None or d[i] - last > 1e-3:
-            clusters.append([])
-        clusters[-1].append(group[i])
-        last = d[i]
-    counts = {len(c) for c in clusters}
-    if len(counts) > 1:
-        per = defaultdict(list)
-        for c in clusters:
-            per[len(c)].append(c)
-        detail = ", ".join(f"{len(v)} position(s) with {k} frame(s)" for k, v in sorted(per.items()))
-        raise ValueError(
-            f"incomplete time series or duplicated slices: {len(clusters)} slice positions but "
-            f"{detail}; check for missing files or mixed acquisitions in this series"
-        )
-    n_t = counts.pop()
-    clusters = [_sort_in_time(c) for c in clusters]
-    grid = [[c[t] for c in clusters] for t in range(n_t)]
+    geometry = stack_geometry([f.ipp for f in group], iop,
+                              sort_in_time=lambda idx: sort_indices_in_time(group, idx))
+    if geometry.check is None:
+        raise ValueError(geometry.problem)
+    check = geometry.check
+    n_t = geometry.n_timepoints
+    grid = [[group[i] for i in row] for row in geometry.grid]
     positions = np.array([f.ipp for f in grid[0]], dtype=float)
-    check = check_stack(positions, iop)
     spacing = f0.pixel_spacing or (1.0, 1.0)
     meta = _meta(group, gid)
-    if len(clusters) > 1:
+    if geometry.n_slices > 1:
         step = check.step
     else:
         thick = f0.spacing_between or f0.slice_thickness or 1.0

@@ -3,16 +3,19 @@
 It walks the top-level elements of a little-endian Part-10 file (explicit or
 implicit VR, uncompressed or encapsulated pixel data), keeps the raw bytes of
 the tags asked for, skips everything else (sequences included, defined or
-undefined length) and stops at Pixel Data, recording its file offset. It
-returns None for anything else (no preamble, big endian, deflate, gzip,
-malformed) so the caller falls back to pydicom. Tested against pydicom on
-every file of the shared datasets (tests/test_fastheader.py).
+undefined length) and stops at Pixel Data, recording its file offset. For a
+few named sequences (``items=``) it keeps the top-level values of the first
+item (e.g. the PET Radiopharmaceutical Information Sequence). It returns
+None for anything else (no preamble, big endian, deflate, gzip, malformed)
+so the caller falls back to pydicom. Tested against pydicom on every file of
+the shared datasets (tests/test_fastheader.py).
 """
 
 from __future__ import annotations
 
+import functools
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["FastDataset", "FastHeader", "read_fast_header", "PIXEL_DATA"]
@@ -42,6 +45,8 @@ class FastHeader:
     pixel_offset: int | None  # file offset of the Pixel Data value
     pixel_length: int | None  # its length (None: undefined = encapsulated)
     pixel_vr: bytes | None
+    #: sequence tag -> the top-level values of its first item (for the ``items`` asked for)
+    items: dict[int, dict[int, tuple[bytes, bytes | None]]] = field(default_factory=dict)
 
     def string(self, tag: int) -> str | None:
         """A text value, stripped of padding; None when absent or empty."""
@@ -87,19 +92,62 @@ class _Reader:
         self.start = 0  # file offset of buf[0]
         self.pos = 0  # file offset of the cursor
 
+    def _refill(self, n: int) -> None:
+        """Keep the buffer from the cursor on and read so that ``n`` bytes follow it."""
+        keep = self.buf[self.pos - self.start :]
+        self.buf = keep + self.f.read(max(_CHUNK, n - len(keep)))
+        self.start = self.pos
+
+    def available(self, n: int) -> int:
+        """Bytes after the cursor, reading more if fewer than ``n`` are buffered."""
+        have = len(self.buf) - (self.pos - self.start)
+        if have < n:
+            self._refill(n)
+            have = len(self.buf)
+        return have
+
     def need(self, n: int) -> memoryview | bytes:
         end = self.pos + n
         if end - self.start > len(self.buf):
-            # refill: keep from the cursor, read at least what is needed
-            keep = self.buf[self.pos - self.start :]
-            more = self.f.read(max(_CHUNK, n - len(keep)))
-            self.buf = keep + more
-            self.start = self.pos
+            self._refill(n)
             if end - self.start > len(self.buf):
                 raise EOFError
         out = self.buf[self.pos - self.start : end - self.start]
         self.pos = end
         return out
+
+    def element(self, implicit: bool, *, at_end: Any = EOFError) -> tuple[int, int, bytes | None, int]:
+        """The next element header: (group, element, VR or None, value length).
+
+        Item and delimiter tags (group FFFE) and implicit-VR elements (outside
+        the file meta group) have no VR, only a 4-byte length. Returns
+        ``at_end`` when fewer than 4 bytes are left (the file ends cleanly),
+        unless it is EOFError.
+        """
+        off = self.pos - self.start
+        if len(self.buf) - off < 12:
+            self._refill(12)
+            off = 0
+        buf = self.buf
+        avail = len(buf) - off
+        if avail < 8:
+            if avail < 4 and at_end is not EOFError:
+                return at_end
+            raise EOFError
+        g, e = _TAG.unpack_from(buf, off)
+        if g == 0xFFFE or (implicit and g != 0x0002):
+            self.pos += 8
+            return g, e, None, _U32.unpack_from(buf, off + 4)[0]
+        vr = buf[off + 4 : off + 6]
+        if vr in _LONG_VRS:
+            if avail < 12:
+                raise EOFError
+            self.pos += 12
+            return g, e, vr, _U32.unpack_from(buf, off + 8)[0]
+        if not (vr.isalpha() and vr.isupper()):
+            raise ValueError("not explicit VR")
+        self.pos += 8
+        return g, e, vr, _U16.unpack_from(buf, off + 6)[0]
 
     def skip(self, n: int) -> None:
         end = self.pos + n
@@ -118,8 +166,7 @@ class _Reader:
 def _skip_undefined_sequence(r: _Reader, implicit: bool) -> None:
     """Skip items until the sequence delimiter."""
     while True:
-        g, e = _TAG.unpack(r.need(4))
-        length = _U32.unpack(r.need(4))[0]
+        g, e, _, length = r.element(True)
         tag = (g << 16) | e
         if tag == _SEQ_END:
             return
@@ -132,33 +179,101 @@ def _skip_undefined_sequence(r: _Reader, implicit: bool) -> None:
 
 
 def _skip_dataset(r: _Reader, implicit: bool, *, until: int) -> None:
+    unpack_tag, unpack_u16, unpack_u32 = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
     while True:
-        g, e = _TAG.unpack(r.need(4))
+        buf = r.buf
+        off = r.pos - r.start
+        if len(buf) - off >= 12:
+            # _Reader.element inlined: this loop runs for every element of every sequence item
+            g, e = unpack_tag(buf, off)
+            if g == 0xFFFE or (implicit and g != 0x0002):
+                vr = None
+                length = unpack_u32(buf, off + 4)[0]
+                r.pos += 8
+            else:
+                vr = buf[off + 4 : off + 6]
+                if vr in _LONG_VRS:
+                    length = unpack_u32(buf, off + 8)[0]
+                    r.pos += 12
+                elif vr.isalpha() and vr.isupper():
+                    length = unpack_u16(buf, off + 6)[0]
+                    r.pos += 8
+                else:
+                    raise ValueError("not explicit VR")
+        else:
+            g, e, vr, length = r.element(implicit)
         tag = (g << 16) | e
         if tag == until:
-            r.need(4)
             return
-        vr, length = _element_header(r, implicit, g)
+        if g == 0xFFFE:
+            raise ValueError("malformed item")
         if length == _UNDEFINED:
             _skip_undefined_sequence(r, implicit or vr == b"UN")
+        elif r.pos + length - r.start <= len(r.buf):
+            r.pos += length
         else:
             r.skip(length)
 
 
-def _element_header(r: _Reader, implicit: bool, group: int) -> tuple[bytes | None, int]:
-    if implicit and group != 0x0002:
-        return None, _U32.unpack(r.need(4))[0]
-    vr = bytes(r.need(2))
-    if vr in _LONG_VRS:
-        r.need(2)
-        return vr, _U32.unpack(r.need(4))[0]
-    if not (vr.isalpha() and vr.isupper()):
-        raise ValueError("not explicit VR")
-    return vr, _U16.unpack(r.need(2))[0]
+#: values longer than this inside a kept sequence item are skipped (icons, blobs)
+_ITEM_VALUE_MAX = 64 * 1024
 
 
-def read_fast_header(path: Any, tags: frozenset[int] | set[int]) -> FastHeader | None:
+def _first_item(r: _Reader, implicit: bool, length: int) -> dict[int, tuple[bytes, bytes | None]]:
+    """The top-level values of a sequence's first item; skip the other items."""
+    end = None if length == _UNDEFINED else r.pos + length
+    first: dict[int, tuple[bytes, bytes | None]] | None = None
+    while end is None or r.pos < end:
+        g, e, _, item_length = r.element(True)
+        tag = (g << 16) | e
+        if tag == _SEQ_END:
+            break
+        if tag != _ITEM:
+            raise ValueError("malformed sequence")
+        if first is None:
+            first = _read_item(r, implicit, item_length)
+        elif item_length == _UNDEFINED:
+            _skip_dataset(r, implicit, until=_ITEM_END)
+        else:
+            r.skip(item_length)
+    if end is not None and r.pos != end:
+        raise ValueError("sequence items overrun the sequence length")
+    return first or {}
+
+
+def _read_item(r: _Reader, implicit: bool, length: int) -> dict[int, tuple[bytes, bytes | None]]:
+    out: dict[int, tuple[bytes, bytes | None]] = {}
+    end = None if length == _UNDEFINED else r.pos + length
+    while end is None or r.pos < end:
+        g, e, vr, value_length = r.element(implicit)
+        tag = (g << 16) | e
+        if tag == _ITEM_END:
+            break
+        if g == 0xFFFE:
+            raise ValueError("malformed item")
+        if value_length == _UNDEFINED:
+            _skip_undefined_sequence(r, implicit or vr == b"UN")
+        elif vr == b"SQ" or value_length > _ITEM_VALUE_MAX:
+            r.skip(value_length)
+        else:
+            out[tag] = (bytes(r.need(value_length)), vr)
+    if end is not None and r.pos != end:
+        raise ValueError("item elements overrun the item length")
+    return out
+
+
+def read_fast_header(
+    path: Any,
+    tags: frozenset[int] | set[int],
+    *,
+    items: frozenset[int] | set[int] = frozenset(),
+) -> FastHeader | None:
     """Read the values of ``tags`` (top level only) and locate Pixel Data.
+
+    ``items`` names top-level sequences whose first item's top-level values
+    are kept in :attr:`FastHeader.items` (a sequence encoded as UN is not
+    read: it is missing from ``items`` although its tag is in ``seen``, and
+    the caller should then use pydicom).
 
     Returns None when the file is not a little-endian Part-10 file this
     reader handles; the caller should then use pydicom.
@@ -170,15 +285,16 @@ def read_fast_header(path: Any, tags: frozenset[int] | set[int]) -> FastHeader |
                 return None
             r.pos = 132
             values: dict[int, tuple[bytes, bytes | None]] = {}
+            kept_items: dict[int, dict[int, tuple[bytes, bytes | None]]] = {}
             seen: set[int] = set()
             ts = None
             # file meta: always explicit VR little endian
             while True:
-                g, e = _TAG.unpack(r.need(4))
-                if g != 0x0002:
-                    r.pos -= 4
+                if r.available(4) < 4:
+                    raise EOFError
+                if _TAG.unpack_from(r.buf, r.pos - r.start)[0] != 0x0002:
                     break
-                vr, length = _element_header(r, False, g)
+                g, e, vr, length = r.element(False)
                 if length == _UNDEFINED:
                     return None
                 value = bytes(r.need(length))
@@ -190,32 +306,76 @@ def read_fast_header(path: Any, tags: frozenset[int] | set[int]) -> FastHeader |
                 implicit = False  # encapsulated syntaxes are explicit VR little endian
             else:
                 implicit = _LE_SYNTAXES[ts]  # type: ignore[index]
+            unpack_tag, unpack_u16, unpack_u32 = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
             while True:
-                try:
-                    head = r.need(4)
-                except EOFError:
-                    return FastHeader(values, seen, ts, implicit, None, None, None)  # type: ignore[arg-type]
-                g, e = _TAG.unpack(head)
+                buf = r.buf
+                off = r.pos - r.start
+                if len(buf) - off >= 12:
+                    # the common case, inlined (same as _Reader.element): the header is buffered
+                    g, e = unpack_tag(buf, off)
+                    if g == 0xFFFE or (implicit and g != 0x0002):
+                        vr = None
+                        length = unpack_u32(buf, off + 4)[0]
+                        r.pos += 8
+                    else:
+                        vr = buf[off + 4 : off + 6]
+                        if vr in _LONG_VRS:
+                            length = unpack_u32(buf, off + 8)[0]
+                            r.pos += 12
+                        elif vr.isalpha() and vr.isupper():
+                            length = unpack_u16(buf, off + 6)[0]
+                            r.pos += 8
+                        else:
+                            raise ValueError("not explicit VR")
+                else:
+                    head = r.element(implicit, at_end=None)
+                    if head is None:  # the file ends without pixel data
+                        return FastHeader(values, seen, ts, implicit, None, None, None,  # type: ignore[arg-type]
+                                          kept_items)
+                    g, e, vr, length = head
+                if g == 0xFFFE:
+                    raise ValueError("item tag at the top level")
                 tag = (g << 16) | e
-                vr, length = _element_header(r, implicit, g)
                 seen.add(tag)
                 if tag == PIXEL_DATA:
                     return FastHeader(values, seen, ts, implicit, r.pos,  # type: ignore[arg-type]
-                                      None if length == _UNDEFINED else length, vr)
-                if length == _UNDEFINED:  # a sequence (UN: encoded as implicit VR)
+                                      None if length == _UNDEFINED else length, vr, kept_items)
+                if tag in items and vr in (b"SQ", None):
+                    kept_items[tag] = _first_item(r, implicit, length)
+                elif length == _UNDEFINED:  # a sequence (UN: encoded as implicit VR)
                     _skip_undefined_sequence(r, implicit or vr == b"UN")
                 elif tag in tags:
                     values[tag] = (bytes(r.need(length)), vr)
+                elif r.pos + length - r.start <= len(r.buf):
+                    r.pos += length  # skip within the buffer
                 else:
                     r.skip(length)
                 if g > 0x7FE0:
-                    return FastHeader(values, seen, ts, implicit, None, None, None)  # type: ignore[arg-type]
+                    return FastHeader(values, seen, ts, implicit, None, None, None,  # type: ignore[arg-type]
+                                      kept_items)
     except (OSError, EOFError, ValueError, struct.error, UnicodeDecodeError):
         return None
 
 
 _BINARY = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i", "FL": "<f", "FD": "<d"}
 _NUMERIC_TEXT = {"DS": float, "IS": int}
+
+
+@functools.lru_cache(maxsize=1024)
+def _tag_for(keyword: str) -> int | None:
+    from pydicom.datadict import tag_for_keyword
+
+    return tag_for_keyword(keyword)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dictionary_vr(tag: int) -> str:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag)
+    except KeyError:  # private tag in implicit VR: read as text
+        return "LO"
 
 
 class FastDataset:
@@ -232,26 +392,16 @@ class FastDataset:
         self.fh = fh
 
     def __contains__(self, keyword: str) -> bool:
-        from pydicom.datadict import tag_for_keyword
-
-        tag = tag_for_keyword(keyword)
+        tag = _tag_for(keyword)
         return tag is not None and tag in self.fh.seen
 
     def get(self, key: str | tuple[int, int], default: Any = None) -> Any:
-        from pydicom.datadict import dictionary_VR, tag_for_keyword
-
-        tag = (key[0] << 16 | key[1]) if isinstance(key, tuple) else tag_for_keyword(key)
+        tag = (key[0] << 16 | key[1]) if isinstance(key, tuple) else _tag_for(key)
         raw = self.fh.values.get(tag) if tag is not None else None
         if raw is None:
             return default
         value, vr_bytes = raw
-        if vr_bytes:
-            vr = vr_bytes.decode("ascii")
-        else:
-            try:
-                vr = dictionary_VR(tag)
-            except KeyError:  # private tag in implicit VR: read as text
-                vr = "LO"
+        vr = vr_bytes.decode("ascii") if vr_bytes else _dictionary_vr(tag)
         if vr in _BINARY:
             fmt = _BINARY[vr]
             n = len(value) // struct.calcsize(fmt)
@@ -262,6 +412,14 @@ class FastDataset:
         text = value.decode("latin-1").strip("\x00 ")
         if text == "":
             return default
+        if "\\" not in text:  # one value (the usual case): what the general path gives
+            part = text.strip()
+            if vr in _NUMERIC_TEXT:
+                try:
+                    return int(float(part)) if vr == "IS" else float(part)
+                except ValueError:
+                    return text
+            return part
         parts = [p.strip() for p in text.split("\\")]
         if vr in _NUMERIC_TEXT:
             try:

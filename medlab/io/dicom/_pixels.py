@@ -9,6 +9,7 @@ stay integer whenever the rescaled values fit.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -26,7 +27,7 @@ from ._assemble import VolumePlan
 from ._files import read_dataset
 from ._frames import Frame
 
-__all__ = ["decode_error", "pixel_data_problem", "read_pixels", "transfer_syntax"]
+__all__ = ["can_decode", "decode_error", "pixel_data_problem", "read_pixels", "transfer_syntax"]
 
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
@@ -122,6 +123,66 @@ def _decoders_for(ts: UID) -> tuple[str, ...] | None:
         return tuple(decoder.available_plugins)
     except Exception:  # pragma: no cover - depends on the installed plugins
         return ()
+
+
+#: transfer syntaxes pydicom reads without a pixel decoder plugin
+_NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
+                    "1.2.840.10008.1.2.1.99"}
+
+
+@functools.lru_cache(maxsize=256)
+def can_decode(transfer_syntax: str | None, *, bits_stored: int | None = None) -> tuple[bool, str | None]:
+    """Whether pixel data in ``transfer_syntax`` can be decoded with what is installed.
+
+    The same rules as the loader's decode errors (:func:`decode_error`):
+    uncompressed syntaxes always decode; a compressed one needs an installed
+    pydicom decoder plugin; 12-bit JPEG Extended (``1.2.840.10008.1.2.4.51``
+    with Bits Stored > 8) has no decoder in pydicom at all.
+
+    Parameters
+    ----------
+    transfer_syntax : str or None
+        Transfer Syntax UID; None or '' (no file meta) means implicit VR
+        little endian, as pydicom reads such files.
+    bits_stored : int, optional
+        Bits Stored of the pixel data (only matters for JPEG Extended).
+
+    Returns
+    -------
+    ok : bool
+    problem : str or None
+        Why not, naming the transfer syntax and what to install or do.
+
+    Examples
+    --------
+    >>> can_decode("1.2.840.10008.1.2.1")
+    (True, None)
+    >>> ok, why = can_decode("1.2.840.10008.1.2.4.51", bits_stored=12)
+    >>> ok, "12-bit" in why
+    (False, True)
+    """
+    uid = str(transfer_syntax or "1.2.840.10008.1.2").strip()
+    if uid in _NATIVE_SYNTAXES:
+        return True, None
+    ts = UID(uid)
+    ts_text = f"{ts.name} ({uid})" if ts.name != uid else uid
+    if uid == "1.2.840.10008.1.2.4.51" and bits_stored is not None and int(bits_stored) > 8:
+        return False, (
+            f"transfer syntax {ts_text} with {int(bits_stored)}-bit samples (12-bit JPEG "
+            "precision): none of pydicom's decoders handles 12-bit JPEG Extended. Decompress "
+            "the files first with GDCM's converter (pip install python-gdcm): gdcmconv --raw "
+            "in.dcm out.dcm (or DCMTK's dcmdjpeg)"
+        )
+    plugins = _decoders_for(ts)
+    if plugins is None:
+        hint = _install_hint(ts)
+        if hint == _VIDEO_HINT:
+            return False, f"transfer syntax {ts_text}: {hint}"
+        return False, f"transfer syntax {ts_text}: pydicom has no decoder for it; to read it, {hint}"
+    if not plugins:
+        return False, (f"transfer syntax {ts_text}: no decoder for it is installed; to read it, "
+                       f"{_install_hint(ts)}")
+    return True, None
 
 
 def decode_error(exc: Exception, ds: Any, path: Any) -> DicomReadError:

@@ -1,0 +1,1144 @@
+"""The cohort index: DICOM headers of folders (and PACS query results) in DuckDB.
+
+Storage (one DuckDB database: a file the user chooses, or in memory):
+
+- ``instances`` — one row per DICOM instance, columns of
+  :data:`~medlab.cohort._schema.INSTANCE_COLUMNS` (local files and, marked
+  ``source='remote:<server>'``, PACS query results);
+- ``frames`` — one row per 2D frame as the loader assembles it (position,
+  orientation, time keys, the loader's grouping key), the input of the
+  series geometry;
+- ``series_geometry`` — the per-series derived columns of
+  :data:`~medlab.cohort._schema.SERIES_COLUMNS`, recomputed for the series a
+  scan touches;
+- ``errors`` — files that are not in the index, with the reason;
+- ``cohorts`` — named selections of series;
+- views ``series``, ``studies``, ``patients`` over these.
+
+A scan walks the folders, compares each file's size and mtime with the
+index, and reads the headers of new and changed files only — in local worker
+processes, or on a ``dask.distributed`` cluster — with
+:func:`medlab.cohort._scan.read_chunk`. The scanned folders are only read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._scan import read_chunk
+from ._schema import (
+    ERROR_COLUMNS,
+    FRAME_COLUMNS,
+    INSTANCE_COLUMNS,
+    SERIES_COLUMNS,
+    Column,
+    column_names,
+)
+from ._series import FrameRecord, InstanceRecord, series_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..image import Image
+
+__all__ = ["Index", "ScanReport", "open_index", "scan"]
+
+SCHEMA_VERSION = "1"
+COHORT_COLUMNS: tuple[Column, ...] = (
+    Column("cohort", "VARCHAR", None, "name of the cohort"),
+    Column("series_uid", "VARCHAR", None, ""),
+    Column("patient_id", "VARCHAR", None, ""),
+    Column("study_uid", "VARCHAR", None, ""),
+    Column("saved_at", "TIMESTAMP", None, "when the cohort was saved (local time)"),
+)
+#: files read per task; small enough for a smooth progress bar, large enough to amortise
+#: the cost of sending a task
+_CHUNK_MAX = 256
+#: below this many files to read, worker processes cost more than they save
+_PARALLEL_MIN_FILES = 400
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """What a scan did.
+
+    Attributes
+    ----------
+    n_files_seen : int
+        Files found under the scanned folders.
+    n_new, n_changed : int
+        Files read because they were not in the index, or their size or
+        modification time changed.
+    n_removed : int
+        Files in the index that are gone (their rows were dropped).
+    n_unchanged : int
+        Files not read again.
+    n_errors : int
+        Files read in this scan that went to the ``errors`` table.
+    seconds : float
+        Wall time of the scan.
+    """
+
+    n_files_seen: int
+    n_new: int
+    n_changed: int
+    n_removed: int
+    n_unchanged: int
+    n_errors: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"{self.n_files_seen} files: {self.n_new} new, {self.n_changed} changed, "
+                f"{self.n_removed} removed, {self.n_unchanged} unchanged; {self.n_errors} not "
+                f"indexed (see index.errors); {self.seconds:.2f} s")
+
+
+# ------------------------------------------------------------------------ schema
+_ARROW_TYPES = {"VARCHAR": "string", "BIGINT": "int64", "INTEGER": "int32", "DOUBLE": "float64",
+                "DATE": "date32", "TIMESTAMP": "timestamp", "BOOLEAN": "bool_",
+                "DOUBLE[]": "list_double"}
+
+
+def _arrow_schema(columns: tuple[Column, ...]) -> Any:
+    import pyarrow as pa
+
+    def typ(dtype: str) -> Any:
+        kind = _ARROW_TYPES[dtype]
+        if kind == "timestamp":
+            return pa.timestamp("us")
+        if kind == "list_double":
+            return pa.list_(pa.float64())
+        return getattr(pa, kind)()
+
+    return pa.schema([(c.name, typ(c.dtype)) for c in columns])
+
+
+def _ddl(table: str, columns: tuple[Column, ...]) -> str:
+    cols = ", ".join(f'"{c.name}" {c.dtype}' for c in columns)
+    return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"
+
+
+_INSTANCE_AT = {c.name: i for i, c in enumerate(INSTANCE_COLUMNS)}
+#: the instance columns the series checks read (InstanceRecord, after the series UID)
+_INSTANCE_INPUT = ("series_uid", "path", "modality", "sop_class_uid", "transfer_syntax",
+                   "bits_stored")
+
+_TABLES = {"instances": INSTANCE_COLUMNS, "frames": FRAME_COLUMNS, "errors": ERROR_COLUMNS,
+           "series_geometry": SERIES_COLUMNS, "cohorts": COHORT_COLUMNS}
+
+#: series-level descriptive columns of the ``series`` view: (name, SQL aggregate)
+_SERIES_DESCRIPTIVE = (
+    ("source", "CASE WHEN bool_or(source = 'local') THEN 'local' ELSE min(source) END"),
+    ("patient_id", "mode(patient_id)"),
+    ("patient_name", "mode(patient_name)"),
+    ("patient_sex", "mode(patient_sex)"),
+    ("patient_age", "mode(patient_age)"),
+    ("study_uid", "mode(study_uid)"),
+    ("study_date", "min(study_date)"),
+    ("study_description", "mode(study_description)"),
+    ("accession_number", "mode(accession_number)"),
+    ("institution", "mode(institution)"),
+    ("series_number", "mode(series_number)"),
+    ("series_description", "mode(series_description)"),
+    ("modality", "mode(modality)"),
+    ("body_part", "mode(body_part)"),
+    ("manufacturer", "mode(manufacturer)"),
+    ("model", "mode(model)"),
+    ("protocol_name", "mode(protocol_name)"),
+    ("frame_of_reference_uid", "mode(frame_of_reference_uid)"),
+    ("sop_class_uid", "mode(sop_class_uid)"),
+    ("first_acquisition", "min(acquisition_datetime)"),
+    ("last_acquisition", "max(acquisition_datetime)"),
+    ("rows", "mode(rows)"),
+    ("columns", "mode(columns)"),
+    ("pixel_spacing_row_mm", "mode(pixel_spacing_row_mm)"),
+    ("pixel_spacing_col_mm", "mode(pixel_spacing_col_mm)"),
+    ("slice_thickness_mm", "mode(slice_thickness_mm)"),
+    ("spacing_between_slices_mm", "mode(spacing_between_slices_mm)"),
+    ("image_orientation", "any_value(image_orientation)"),
+    ("photometric", "mode(photometric)"),
+    ("bits_stored", "mode(bits_stored)"),
+    ("transfer_syntax", "mode(transfer_syntax)"),
+    ("n_transfer_syntaxes", "CAST(count(DISTINCT transfer_syntax) AS INTEGER)"),
+    ("kvp", "mode(kvp)"),
+    ("echo_time_s", "mode(echo_time_s)"),
+    ("repetition_time_s", "mode(repetition_time_s)"),
+    ("flip_angle_deg", "mode(flip_angle_deg)"),
+    ("magnetic_field_t", "mode(magnetic_field_t)"),
+    ("contrast_agent", "mode(contrast_agent)"),
+    ("units", "mode(units)"),
+    ("radiopharmaceutical", "mode(radiopharmaceutical)"),
+    ("injected_dose_bq", "mode(injected_dose_bq)"),
+    ("half_life_s", "mode(half_life_s)"),
+    ("injection_time", "mode(injection_time)"),
+    ("burned_in_annotation", "mode(burned_in_annotation)"),
+    ("size_bytes", "CAST(sum(file_size) AS BIGINT)"),
+)
+
+
+def _series_view() -> str:
+    derived = [c.name for c in SERIES_COLUMNS if c.name not in ("series_uid", "n_instances",
+                                                                 "n_frames")]
+    agg = ",\n    ".join(f'{sql} AS "{name}"' for name, sql in _SERIES_DESCRIPTIVE)
+    return f"""CREATE OR REPLACE VIEW series AS
+WITH agg AS (
+  SELECT series_uid,
+    count(DISTINCT coalesce(sop_uid, path)) AS _n_instances,
+    sum(n_frames) AS _n_frames,
+    {agg}
+  FROM instances WHERE series_uid IS NOT NULL GROUP BY series_uid)
+SELECT agg.series_uid,
+  CAST(coalesce(g.n_instances, agg._n_instances) AS INTEGER) AS n_instances,
+  CAST(coalesce(g.n_frames, agg._n_frames) AS INTEGER) AS n_frames,
+  {", ".join(f"g.{c}" for c in derived)},
+  agg.* EXCLUDE (series_uid, _n_instances, _n_frames)
+FROM agg LEFT JOIN series_geometry g ON g.series_uid = agg.series_uid"""
+
+
+_STUDIES_VIEW = """CREATE OR REPLACE VIEW studies AS
+SELECT study_uid,
+  mode(patient_id) AS patient_id, mode(patient_name) AS patient_name,
+  min(study_date) AS study_date, mode(study_description) AS study_description,
+  mode(accession_number) AS accession_number, mode(institution) AS institution,
+  string_agg(DISTINCT modality, ',' ORDER BY modality) AS modalities,
+  CAST(count(DISTINCT series_uid) AS INTEGER) AS n_series,
+  CAST(count(DISTINCT coalesce(sop_uid, path)) AS INTEGER) AS n_instances,
+  CAST(sum(file_size) AS BIGINT) AS size_bytes
+FROM instances WHERE study_uid IS NOT NULL GROUP BY study_uid"""
+
+_PATIENTS_VIEW = """CREATE OR REPLACE VIEW patients AS
+SELECT patient_id,
+  mode(patient_name) AS patient_name, mode(patient_sex) AS patient_sex,
+  mode(patient_birth_date) AS patient_birth_date,
+  CAST(count(DISTINCT study_uid) AS INTEGER) AS n_studies,
+  CAST(count(DISTINCT series_uid) AS INTEGER) AS n_series,
+  CAST(count(DISTINCT coalesce(sop_uid, path)) AS INTEGER) AS n_instances,
+  string_agg(DISTINCT modality, ',' ORDER BY modality) AS modalities,
+  min(study_date) AS first_study_date, max(study_date) AS last_study_date,
+  CAST(sum(file_size) AS BIGINT) AS size_bytes
+FROM instances WHERE patient_id IS NOT NULL GROUP BY patient_id"""
+
+
+# ------------------------------------------------------------------------ walking
+def _norm_root(path: str | os.PathLike) -> str:
+    return os.path.abspath(os.fspath(path))
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk(root: str, skip: frozenset[str], dir_errors: list[tuple]) -> Iterator[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of every regular file under ``root``.
+
+    Hidden files and folders (starting with '.') are skipped, as the loader
+    does; folder symlinks are not followed. Folders that cannot be listed
+    go to ``dir_errors``.
+    """
+    if os.path.isfile(root):
+        st = os.stat(root)
+        yield root, st.st_size, st.st_mtime_ns
+        return
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            it = os.scandir(folder)
+        except OSError as exc:
+            dir_errors.append((folder, None, None,
+                               f"{os.path.basename(folder)}: folder cannot be listed "
+                               f"({exc.strerror or exc}); check its permissions"))
+            continue
+        with it:
+            for entry in it:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file() and entry.path not in skip:
+                        st = entry.stat()
+                        yield entry.path, st.st_size, st.st_mtime_ns
+                except OSError:  # vanished or unreadable between listing and stat
+                    continue
+
+
+# ------------------------------------------------------------------------ reading
+def _chunks(items: list, n_workers: int) -> list[list]:
+    size = max(16, min(_CHUNK_MAX, math.ceil(len(items) / max(1, 4 * n_workers))))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _process_pool(workers: int) -> Any:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork starts workers in milliseconds with medlab already imported; the children only
+    # run the header reader (no DuckDB, no threads) and leave with os._exit
+    if sys.platform.startswith("linux"):
+        ctx = mp.get_context("fork")
+    else:  # pragma: no cover - macOS / Windows
+        ctx = mp.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _read_files(
+    items: list[tuple[str, int, int]],
+    *,
+    workers: int,
+    client: Any,
+    progress: bool,
+) -> dict[str, list]:
+    """Run :func:`read_chunk` over ``items`` here, in worker processes or on a dask cluster."""
+    from tqdm.auto import tqdm
+
+    out: dict[str, list] = {"instances": [], "frames": [], "errors": []}
+    if not items:
+        return out
+    bar = tqdm(total=len(items), desc="indexing DICOM headers", unit="file",
+               disable=not progress or len(items) < 200)
+    results: dict[int, dict[str, list]] = {}
+    try:
+        if client is not None:
+            chunks = _chunks(items, _dask_workers(client))
+            results = _run_on_dask(client, chunks, bar)
+        elif workers > 1 and len(items) >= _PARALLEL_MIN_FILES:
+            from concurrent.futures import as_completed
+
+            chunks = _chunks(items, workers)
+            with _process_pool(min(workers, len(chunks))) as pool:
+                with warnings.catch_warnings():
+                    # Python >= 3.12 warns on fork() next to threads (DuckDB's); the workers
+                    # only read headers
+                    warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
+                                            category=DeprecationWarning)
+                    futures = {pool.submit(read_chunk, c): i for i, c in enumerate(chunks)}
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    results[i] = fut.result()
+                    bar.update(len(chunks[i]))
+        else:
+            chunks = _chunks(items, 1)
+            for i, c in enumerate(chunks):
+                results[i] = read_chunk(c)
+                bar.update(len(c))
+    finally:
+        bar.close()
+    for i in range(len(results)):
+        for key in out:
+            out[key].extend(results[i][key])
+    return out
+
+
+def _dask_client(client: Any) -> tuple[Any, bool]:
+    """A distributed Client for ``client`` (a Client, or a scheduler address to connect to)."""
+    if isinstance(client, str):
+        try:
+            from dask.distributed import Client
+        except ImportError as exc:  # pragma: no cover - dask is a cohort dependency
+            raise ImportError(
+                "scanning on a dask cluster needs dask.distributed: pip install 'dask[distributed]'"
+            ) from exc
+        try:
+            return Client(client, timeout="10s"), True
+        except OSError as exc:
+            raise ConnectionError(
+                f"cannot reach the dask scheduler at {client!r} ({exc}); start it (dask "
+                "scheduler) or pass client=None to scan with local processes"
+            ) from exc
+    if not hasattr(client, "map") or not hasattr(client, "gather"):
+        raise TypeError(
+            f"client must be a dask.distributed Client or a scheduler address such as "
+            f"'tcp://127.0.0.1:8786', got {type(client).__name__}"
+        )
+    return client, False
+
+
+def _dask_workers(client: Any) -> int:
+    try:
+        return max(1, sum(client.nthreads().values()))
+    except Exception:  # pragma: no cover - an unusual client
+        return 4
+
+
+def _run_on_dask(client: Any, chunks: list[list], bar: Any) -> dict[int, dict[str, list]]:
+    from dask.distributed import as_completed
+
+    futures = client.map(read_chunk, chunks, pure=False)
+    index_of = {f.key: i for i, f in enumerate(futures)}
+    results: dict[int, dict[str, list]] = {}
+    for fut in as_completed(futures):
+        i = index_of[fut.key]
+        results[i] = fut.result()
+        bar.update(len(chunks[i]))
+    return results
+
+
+# --------------------------------------------------------------------------- Index
+class Index:
+    """A queryable index of DICOM instances, series, studies and patients.
+
+    Create one with :func:`scan` (or reopen a saved one with
+    :func:`open_index`). Tables come back as pandas DataFrames; :meth:`sql`
+    runs any DuckDB query over the tables and views ``instances``,
+    ``series``, ``studies``, ``patients``, ``errors``, ``cohorts`` and
+    ``frames``.
+
+    Attributes
+    ----------
+    db_path : pathlib.Path or None
+        The DuckDB file, or None for an in-memory index.
+    roots : list of str
+        The scanned folders and files (absolute paths).
+    last_report : ScanReport or None
+        What the last scan, rescan or update did.
+    """
+
+    def __init__(self, con: Any, db_path: Path | None) -> None:
+        self._con = con
+        self.db_path = db_path
+        self.last_report: ScanReport | None = None
+        self._create_schema()
+
+    # ------------------------------------------------------------------ set-up
+    def _create_schema(self) -> None:
+        con = self._con
+        con.execute("CREATE TABLE IF NOT EXISTS medlab_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        for table, columns in _TABLES.items():
+            con.execute(_ddl(table, columns))
+            # columns added to the schema since this file was written
+            have = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                [table]).fetchall()}
+            for c in columns:
+                if c.name not in have:
+                    con.execute(f'ALTER TABLE {table} ADD COLUMN "{c.name}" {c.dtype}')
+        con.execute(_series_view())
+        con.execute(_STUDIES_VIEW)
+        con.execute(_PATIENTS_VIEW)
+        con.execute("INSERT OR REPLACE INTO medlab_meta VALUES ('schema_version', ?)",
+                    [SCHEMA_VERSION])
+        if self._meta("roots") is None:
+            self._set_meta("roots", "[]")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._con.execute("SELECT value FROM medlab_meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else row[0]
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._con.execute("INSERT OR REPLACE INTO medlab_meta VALUES (?, ?)", [key, value])
+
+    @property
+    def roots(self) -> list[str]:
+        """The scanned folders and files (absolute paths)."""
+        return list(json.loads(self._meta("roots") or "[]"))
+
+    # ------------------------------------------------------------------ tables
+    def _df(self, query: str, params: list | None = None) -> pd.DataFrame:
+        self._check_open()
+        return self._con.execute(query, params or []).df()
+
+    @property
+    def instances(self) -> pd.DataFrame:
+        """One row per DICOM instance (local files and PACS query results)."""
+        return self._df("SELECT * FROM instances ORDER BY path")
+
+    @property
+    def series(self) -> pd.DataFrame:
+        """One row per series: the derived geometry columns, then descriptive ones."""
+        return self._df("SELECT * FROM series ORDER BY patient_id, study_date, study_uid, "
+                        "series_number, series_uid")
+
+    @property
+    def studies(self) -> pd.DataFrame:
+        """One row per study, with counts of series and instances."""
+        return self._df("SELECT * FROM studies ORDER BY patient_id, study_date, study_uid")
+
+    @property
+    def patients(self) -> pd.DataFrame:
+        """One row per patient, with counts of studies, series and instances."""
+        return self._df("SELECT * FROM patients ORDER BY patient_id")
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """Files that are not in the index, and why."""
+        return self._df("SELECT * FROM errors ORDER BY path")
+
+    @property
+    def frames(self) -> pd.DataFrame:
+        """One row per 2D frame as the loader assembles it (the series geometry's input)."""
+        return self._df("SELECT * FROM frames ORDER BY path, frame_index, tile")
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Run a DuckDB SQL query on the index and return the result as a DataFrame.
+
+        Parameters
+        ----------
+        query : str
+            Any DuckDB query over ``instances``, ``series``, ``studies``,
+            ``patients``, ``errors``, ``cohorts`` and ``frames``.
+
+        Examples
+        --------
+        >>> index.sql("SELECT modality, count(*) AS n FROM series GROUP BY modality")  # doctest: +SKIP
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a SQL string, got {type(query).__name__}")
+        self._check_open()
+        try:
+            return self._con.execute(query).df()
+        except Exception as exc:
+            import duckdb
+
+            if isinstance(exc, duckdb.Error):
+                raise ValueError(
+                    f"the query failed: {exc}. Tables and views: instances, series, studies, "
+                    "patients, errors, cohorts, frames (see index.sql('DESCRIBE series'))"
+                ) from exc
+            raise
+
+    # ------------------------------------------------------------------ scanning
+    def rescan(self, *, progress: bool = True) -> ScanReport:
+        """Bring the index up to date with the scanned folders.
+
+        Reads only files that are new or whose size or modification time
+        changed, and drops the rows of files that are gone.
+
+        Parameters
+        ----------
+        progress : bool
+            Show a progress bar while reading many headers.
+
+        Returns
+        -------
+        ScanReport
+        """
+        return self._scan(self.roots, progress=progress, workers=None, client=None,
+                          missing_ok=True)
+
+    def update(self, paths: str | os.PathLike | Iterable[str | os.PathLike], *,
+               progress: bool = True) -> ScanReport:
+        """Add folders or files to the index (e.g. where a PACS retrieve put files).
+
+        Folders already indexed are rescanned incrementally.
+
+        Parameters
+        ----------
+        paths : path or list of paths
+        progress : bool
+            Show a progress bar while reading many headers.
+
+        Returns
+        -------
+        ScanReport
+        """
+        return self._scan(_as_paths(paths), progress=progress, workers=None, client=None)
+
+    def _scan(self, paths: list[str], *, progress: bool, workers: int | None, client: Any,
+              missing_ok: bool = False) -> ScanReport:
+        self._check_open()
+        t0 = time.perf_counter()
+        roots = [_norm_root(p) for p in paths]
+        live = []
+        for root in roots:
+            if os.path.exists(root):
+                live.append(root)
+            elif missing_ok:
+                warnings.warn(f"{root} no longer exists: its files are dropped from the index",
+                              stacklevel=3)
+            else:
+                raise FileNotFoundError(
+                    f"no such file or folder: {root!r}; pass existing DICOM folders or files")
+        skip = frozenset()
+        if self.db_path is not None:
+            db = str(self.db_path)
+            skip = frozenset({db, db + ".wal", db + ".tmp"})
+        dir_errors: list[tuple] = []
+        current: dict[str, tuple[int, int]] = {}
+        for root in live:
+            for path, size, mtime in _walk(root, skip, dir_errors):
+                current[path] = (size, mtime)
+        known = self._known_files(roots)
+        new, changed, removed = [], [], []
+        for path, stamp in current.items():
+            old = known.get(path)
+            if old is None:
+                new.append(path)
+            elif old != stamp:
+                changed.append(path)
+        removed = [p for p in known if p not in current]
+        to_read = sorted(new + changed)
+        n_workers = workers or os.cpu_count() or 1
+        dask_client, own_client = (None, False)
+        if client is not None:
+            dask_client, own_client = _dask_client(client)
+        try:
+            rows = _read_files([(p, *current[p]) for p in to_read], workers=n_workers,
+                               client=dask_client, progress=progress)
+        finally:
+            if own_client:
+                dask_client.close()
+        stored_roots = self.roots
+        new_roots = stored_roots + [r for r in roots if r not in stored_roots]
+        if to_read or removed or dir_errors or new_roots != stored_roots or self._has_dir_errors(roots):
+            self._write(rows, drop=changed + removed, roots=roots, dir_errors=dir_errors,
+                        new_roots=new_roots)
+        report = ScanReport(
+            n_files_seen=len(current), n_new=len(new), n_changed=len(changed),
+            n_removed=len(removed), n_unchanged=len(current) - len(new) - len(changed),
+            n_errors=len(rows["errors"]), seconds=time.perf_counter() - t0,
+        )
+        self.last_report = report
+        return report
+
+    def _known_files(self, roots: list[str]) -> dict[str, tuple[int, int]]:
+        """(size, mtime_ns) of the indexed local files under ``roots``."""
+        rows = self._con.execute(
+            "SELECT path, file_size, mtime_ns FROM instances WHERE source = 'local' "
+            "UNION ALL SELECT path, file_size, mtime_ns FROM errors WHERE file_size IS NOT NULL"
+        ).fetchall()
+        prefixes = tuple(r.rstrip(os.sep) + os.sep for r in roots)
+        exact = set(roots)
+        return {p: (s, m) for p, s, m in rows if p in exact or p.startswith(prefixes)}
+
+    def _has_dir_errors(self, roots: list[str]) -> bool:
+        rows = self._con.execute("SELECT path FROM errors WHERE file_size IS NULL").fetchall()
+        return any(_under(p, r) for (p,) in rows for r in roots)
+
+    def _write(self, rows: dict[str, list], *, drop: list[str], roots: list[str],
+               dir_errors: list[tuple], new_roots: list[str]) -> None:
+        import pyarrow as pa
+
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            affected: set[str] = set()
+            if drop:
+                con.register("_drop", pa.table({"path": pa.array(drop, pa.string())}))
+                affected |= {u for (u,) in con.execute(
+                    "SELECT DISTINCT series_uid FROM instances WHERE source = 'local' AND "
+                    "series_uid IS NOT NULL AND path IN (SELECT path FROM _drop)").fetchall()}
+                for table in ("instances", "frames", "errors"):
+                    extra = " AND source = 'local'" if table == "instances" else ""
+                    con.execute(f"DELETE FROM {table} WHERE path IN (SELECT path FROM _drop){extra}")
+                con.unregister("_drop")
+            # folder errors are recomputed on every scan of their root
+            old_dir_errors = [p for (p,) in con.execute(
+                "SELECT path FROM errors WHERE file_size IS NULL").fetchall()
+                if any(_under(p, r) for r in roots)]
+            for p in old_dir_errors:
+                con.execute("DELETE FROM errors WHERE path = ? AND file_size IS NULL", [p])
+            uid_at = _INSTANCE_AT["series_uid"]
+            affected |= {r[uid_at] for r in rows["instances"] if r[uid_at] is not None}
+            # the series' other files, as indexed before (the new rows are still in memory)
+            before = self._series_inputs(affected)
+            self._insert("instances", INSTANCE_COLUMNS, rows["instances"])
+            self._insert("frames", FRAME_COLUMNS, rows["frames"])
+            self._insert("errors", ERROR_COLUMNS, rows["errors"] + dir_errors)
+            self._update_series(affected, before, rows)
+            self._set_meta("roots", json.dumps(new_roots))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _insert(self, table: str, columns: tuple[Column, ...], rows: list[tuple]) -> None:
+        if not rows:
+            return
+        import pyarrow as pa
+
+        schema = _arrow_schema(columns)
+        cols = list(zip(*rows, strict=True))
+        arrays = [pa.array(list(values), type=field.type) for values, field in zip(cols, schema, strict=True)]
+        data = pa.Table.from_arrays(arrays, schema=schema)
+        self._con.register("_new_rows", data)
+        try:
+            self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows")
+        finally:
+            self._con.unregister("_new_rows")
+
+    def _series_inputs(self, uids: set[str]) -> tuple[list[tuple], list[tuple]]:
+        """(instance, frame) rows already in the index for the series ``uids``."""
+        if not uids:
+            return [], []
+        import pyarrow as pa
+
+        con = self._con
+        con.register("_uids", pa.table({"series_uid": pa.array(sorted(uids), pa.string())}))
+        try:
+            inst = con.execute(
+                f"SELECT {', '.join(_INSTANCE_INPUT)} FROM instances WHERE source = 'local' AND "
+                "series_uid IN (SELECT series_uid FROM _uids)").fetchall()
+            frames = con.execute(
+                f"SELECT {', '.join(c.name for c in FRAME_COLUMNS)} FROM frames WHERE series_uid "
+                "IN (SELECT series_uid FROM _uids)").fetchall()
+        finally:
+            con.unregister("_uids")
+        return inst, frames
+
+    def _update_series(self, uids: set[str], before: tuple[list[tuple], list[tuple]],
+                       new: dict[str, list]) -> None:
+        """Recompute the derived columns of the series ``uids`` (rows before + new rows)."""
+        if not uids:
+            return
+        import pyarrow as pa
+
+        at = [_INSTANCE_AT[c] for c in _INSTANCE_INPUT]
+        instances = before[0] + [tuple(r[i] for i in at) for r in new["instances"]
+                                 if r[_INSTANCE_AT["series_uid"]] in uids]
+        frames = before[1] + [r for r in new["frames"] if r[1] in uids]
+        con = self._con
+        con.register("_uids", pa.table({"series_uid": pa.array(sorted(uids), pa.string())}))
+        try:
+            con.execute("DELETE FROM series_geometry WHERE series_uid IN (SELECT series_uid FROM _uids)")
+        finally:
+            con.unregister("_uids")
+        rows = series_rows(
+            ((r[0], InstanceRecord(*r[1:])) for r in instances),
+            # FRAME_COLUMNS order: path, series_uid, then the FrameRecord fields
+            ((f[1], FrameRecord(f[0], *f[2:12], f[12] or 0, f[13])) for f in frames))
+        self._insert("series_geometry", SERIES_COLUMNS, rows)
+
+    # ------------------------------------------------------------------ images
+    def files(self, series_uid: str) -> list[str]:
+        """The local files of a series, sorted.
+
+        Parameters
+        ----------
+        series_uid : str
+            Series Instance UID (see ``index.series['series_uid']``).
+        """
+        self._check_open()
+        if not isinstance(series_uid, str):
+            raise TypeError(f"series_uid must be a string, got {type(series_uid).__name__}")
+        rows = self._con.execute(
+            "SELECT path, source FROM instances WHERE series_uid = ? ORDER BY path",
+            [series_uid]).fetchall()
+        if not rows:
+            n = self._con.execute("SELECT count(DISTINCT series_uid) FROM instances").fetchone()[0]
+            raise KeyError(
+                f"no series {series_uid!r} in the index ({n} series); pick a series_uid from "
+                "index.series"
+            )
+        return [p for p, source in rows if source == "local"]
+
+    def load_series(self, series_uid: str, **kwargs: Any) -> Image:
+        """Load a series as one :class:`medlab.Image`, with medlab's DICOM loader.
+
+        Parameters
+        ----------
+        series_uid : str
+            Series Instance UID (see ``index.series['series_uid']``).
+        **kwargs
+            Passed to the loader (:func:`medlab.io.dicom.read_dicom`), e.g.
+            ``irregular='stack'``, ``progress=False``.
+
+        Raises
+        ------
+        MultipleImagesError
+            The series holds several images (e.g. echoes or orientations);
+            the message names them.
+        SeriesAssemblyError, DicomReadError
+            The series cannot be loaded, with the reason.
+        """
+        from ..errors import DicomReadError, MultipleImagesError, SeriesAssemblyError
+        from ..io.dicom import read_dicom
+
+        files = self.files(series_uid)
+        if not files:
+            sources = {s for (s,) in self._con.execute(
+                "SELECT DISTINCT source FROM instances WHERE series_uid = ?",
+                [series_uid]).fetchall()}
+            raise FileNotFoundError(
+                f"series {series_uid!r} is only known from a PACS query ({', '.join(sorted(sources))}); "
+                "retrieve it first and index the folder it lands in with index.update(folder)"
+            )
+        missing = [f for f in files if not os.path.exists(f)]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of the {len(files)} files of series {series_uid!r} are gone "
+                f"(e.g. {missing[0]!r}); run index.rescan() to bring the index up to date"
+            )
+        kwargs.setdefault("progress", False)
+        images = read_dicom(files, **kwargs)
+        if len(images) == 1:
+            return next(iter(images.values()))
+        if len(images) > 1:
+            raise MultipleImagesError(
+                f"series {series_uid!r} holds {len(images)} images: {', '.join(images)}. Get all of "
+                f"them keyed by these ids with medlab.io.dicom.read_dicom(index.files(uid)) (as "
+                "medlab.io.load_all does for a folder)",
+                ids=list(images),
+            )
+        rows = list(images.skipped.itertuples(index=False, name=None))
+        reasons = "; ".join(r for _, r in rows) or "no DICOM image files"
+        classes = {type(e) for e in (images._errors.get(row) for row in rows) if e is not None}
+        errcls = classes.pop() if len(classes) == 1 else (
+            SeriesAssemblyError if SeriesAssemblyError in classes else DicomReadError)
+        raise errcls(f"series {series_uid!r} cannot be loaded: {reasons}")
+
+    # ------------------------------------------------------------------ remote rows
+    def add_remote(self, rows: pd.DataFrame, *, source: str) -> int:
+        """Add PACS query results (rows in the instance schema), marked as remote.
+
+        Rows from the same source with the same study, series and SOP
+        instance UIDs replace the ones already there, so repeating a query
+        does not duplicate them. Local-file columns (``file_size``,
+        ``mtime_ns``) are left null.
+
+        Parameters
+        ----------
+        rows : pandas.DataFrame
+            Columns named as in :data:`INSTANCE_COLUMNS` (missing ones are
+            null; ``path`` may hold a retrieve URL).
+        source : str
+            The server, e.g. ``'orthanc'``; stored as ``'remote:orthanc'``.
+
+        Returns
+        -------
+        int
+            Number of rows added.
+        """
+        import pandas as pd
+        import pyarrow as pa
+
+        self._check_open()
+        if not isinstance(rows, pd.DataFrame):
+            raise TypeError(f"rows must be a pandas DataFrame, got {type(rows).__name__}")
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError(f"source must name the server, e.g. 'orthanc', got {source!r}")
+        names = column_names(INSTANCE_COLUMNS)
+        unknown = [c for c in rows.columns if c not in names]
+        if unknown:
+            raise ValueError(
+                f"unknown column(s) {unknown} for the instance schema; use the names of "
+                "medlab.cohort.INSTANCE_COLUMNS (e.g. study_uid, series_uid, sop_uid, modality)"
+            )
+        tag = source if source.startswith("remote:") else f"remote:{source}"
+        df = rows.copy()
+        df["source"] = tag
+        for c in ("file_size", "mtime_ns"):
+            df[c] = None
+        df = df.reindex(columns=names)
+        schema = _arrow_schema(INSTANCE_COLUMNS)
+        arrays = []
+        for c, field in zip(names, schema, strict=True):
+            values = [None if _isna(v) else v for v in df[c].tolist()]
+            if field.type == pa.date32():
+                values = [_as_date(v) for v in values]
+            elif field.type == pa.timestamp("us"):
+                values = [_as_datetime(v) for v in values]
+            try:
+                arrays.append(pa.array(values, type=field.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"column {c!r} does not convert to {field.type} ({exc}); first values: "
+                    f"{values[:3]}"
+                ) from exc
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.register("_remote", table)
+            con.execute(
+                "DELETE FROM instances i WHERE i.source = ? AND EXISTS (SELECT 1 FROM _remote r "
+                "WHERE r.study_uid IS NOT DISTINCT FROM i.study_uid AND r.series_uid IS NOT "
+                "DISTINCT FROM i.series_uid AND r.sop_uid IS NOT DISTINCT FROM i.sop_uid)", [tag])
+            con.execute("INSERT INTO instances BY NAME SELECT * FROM _remote")
+            con.unregister("_remote")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return len(table)
+
+    # ------------------------------------------------------------------ cohorts
+    def save_cohort(self, name: str, selection: Any) -> pd.DataFrame:
+        """Save a named cohort: a table of series UIDs with their patient and study.
+
+        Parameters
+        ----------
+        name : str
+            Name of the cohort; saving again under the same name replaces it.
+        selection : DataFrame, str or list of str
+            A DataFrame with a ``series_uid`` column (e.g. a filtered
+            ``index.series``), a SQL condition on the ``series`` view (e.g.
+            ``"modality = 'CT' AND is_volume"``), or series UIDs.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The cohort: ``cohort``, ``series_uid``, ``patient_id``,
+            ``study_uid``, ``saved_at``.
+        """
+        import pandas as pd
+        import pyarrow as pa
+
+        self._check_open()
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a cohort needs a non-empty name, got {name!r}")
+        if isinstance(selection, str):
+            try:
+                uids = [u for (u,) in self._con.execute(
+                    f"SELECT series_uid FROM series WHERE {selection}").fetchall()]
+            except Exception as exc:
+                raise ValueError(
+                    f"the selection {selection!r} is not a valid SQL condition on the series "
+                    f"view ({exc}); e.g. \"modality = 'CT' AND is_volume\""
+                ) from exc
+        elif isinstance(selection, pd.DataFrame):
+            if "series_uid" not in selection.columns:
+                raise ValueError(
+                    "the selection DataFrame has no 'series_uid' column (columns: "
+                    f"{list(selection.columns)[:8]}); select rows of index.series"
+                )
+            uids = [str(u) for u in selection["series_uid"].dropna()]
+        elif isinstance(selection, Iterable):
+            uids = [str(u) for u in selection]
+        else:
+            raise TypeError(
+                "selection must be a DataFrame with a series_uid column, a SQL condition on "
+                f"the series view, or a list of series UIDs; got {type(selection).__name__}"
+            )
+        uids = list(dict.fromkeys(uids))
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.register("_sel", pa.table({"series_uid": pa.array(uids, pa.string())}))
+            unknown = [u for (u,) in con.execute(
+                "SELECT series_uid FROM _sel WHERE series_uid NOT IN "
+                "(SELECT series_uid FROM instances WHERE series_uid IS NOT NULL)").fetchall()]
+            if unknown:
+                raise ValueError(
+                    f"{len(unknown)} series of the selection are not in the index (e.g. "
+                    f"{unknown[0]!r}); select from index.series"
+                )
+            con.execute("DELETE FROM cohorts WHERE cohort = ?", [name])
+            con.execute(
+                "INSERT INTO cohorts SELECT ?, s.series_uid, a.patient_id, a.study_uid, ? FROM _sel s "
+                "JOIN (SELECT series_uid, mode(patient_id) AS patient_id, mode(study_uid) AS "
+                "study_uid FROM instances GROUP BY series_uid) a USING (series_uid)",
+                [name, dt.datetime.now().replace(microsecond=0)])
+            con.unregister("_sel")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return self.cohort(name)
+
+    def cohort(self, name: str) -> pd.DataFrame:
+        """The series of a saved cohort (``cohort``, ``series_uid``, ``patient_id``, ``study_uid``, ``saved_at``)."""
+        df = self._df("SELECT * FROM cohorts WHERE cohort = ? ORDER BY patient_id, study_uid, "
+                      "series_uid", [name])
+        if df.empty:
+            raise KeyError(f"no cohort {name!r}; saved cohorts: {self.cohorts() or 'none'}")
+        return df
+
+    def cohorts(self) -> list[str]:
+        """Names of the saved cohorts."""
+        self._check_open()
+        return [n for (n,) in self._con.execute(
+            "SELECT DISTINCT cohort FROM cohorts ORDER BY cohort").fetchall()]
+
+    # ------------------------------------------------------------------ life cycle
+    def _check_open(self) -> None:
+        if self._con is None:
+            raise RuntimeError("this index is closed; reopen it with medlab.cohort.open_index(db)")
+
+    def close(self) -> None:
+        """Close the database (a file-backed index stays on disk)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = str(self.db_path) if self.db_path is not None else "in memory"
+        if self._con is None:
+            return f"<medlab Index ({where}), closed>"
+        n_inst, n_series = self._con.execute(
+            "SELECT count(*), count(DISTINCT series_uid) FROM instances").fetchone()
+        n_err = self._con.execute("SELECT count(*) FROM errors").fetchone()[0]
+        return (f"<medlab Index ({where}): {n_inst} instances, {n_series} series, "
+                f"{n_err} files not indexed; roots {self.roots}>")
+
+
+def _isna(v: Any) -> bool:
+    if v is None:
+        return True
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(v)) if not isinstance(v, (list, tuple)) else False
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_date(v: Any) -> dt.date | None:
+    if v is None or (isinstance(v, dt.date) and not isinstance(v, dt.datetime)):
+        return v
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if hasattr(v, "date"):  # pandas Timestamp
+        return v.date()
+    from ._scan import parse_date
+
+    return parse_date(str(v))
+
+
+def _as_datetime(v: Any) -> dt.datetime | None:
+    if v is None or isinstance(v, dt.datetime):
+        return v
+    if hasattr(v, "to_pydatetime"):
+        return v.to_pydatetime()
+    from ._scan import parse_datetime
+
+    return parse_datetime(str(v))
+
+
+# ------------------------------------------------------------------------ entry points
+def _as_paths(paths: Any) -> list[str]:
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    if isinstance(paths, Iterable):
+        out = [os.fspath(p) for p in paths]
+        if not out:
+            raise ValueError("no paths given; pass a DICOM folder, a file, or a list of them")
+        return out
+    raise TypeError(f"paths must be a path or a list of paths, got {type(paths).__name__}")
+
+
+def _connect(db: str | os.PathLike | None, *, read_only: bool = False) -> tuple[Any, Path | None]:
+    try:
+        import duckdb
+    except ImportError as exc:  # pragma: no cover - duckdb is a cohort dependency
+        raise ImportError("the cohort index needs DuckDB: pip install 'medlab[cohort]'") from exc
+    if db is None:
+        return duckdb.connect(":memory:"), None
+    path = Path(db).expanduser().resolve()
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"db must be the path of a DuckDB file, got the folder {str(path)!r}; e.g. "
+            f"{str(path / 'index.duckdb')!r}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"the folder of the index file does not exist: {str(path.parent)!r}; create it first")
+    try:
+        return duckdb.connect(str(path), read_only=read_only), path
+    except duckdb.IOException as exc:
+        raise OSError(
+            f"cannot open the index {str(path)!r}: {exc}. If another process (a notebook kernel?) "
+            "has it open, close it there, or open it with read_only=True in both"
+        ) from exc
+
+
+def _tables(con: Any) -> set[str]:
+    return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
+def scan(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    db: str | os.PathLike | None = None,
+    progress: bool = True,
+    client: Any = None,
+    workers: int | None = None,
+) -> Index:
+    """Index the DICOM headers of folders and files (never the pixel data).
+
+    Parameters
+    ----------
+    paths : path or list of paths
+        Folders (searched recursively; files recognised by content, hidden
+        ones skipped) and/or files.
+    db : path, optional
+        The DuckDB file to keep the index in. If it holds an index already,
+        that index is updated incrementally with ``paths``. None keeps the
+        index in memory.
+    progress : bool
+        Show a progress bar while reading many headers.
+    client : dask.distributed.Client or str, optional
+        Read the headers on this dask cluster (a Client, or a scheduler
+        address such as ``'tcp://10.0.0.5:8786'``); the files must be
+        readable at the same paths on the workers.
+    workers : int, optional
+        Local worker processes (default: ``os.cpu_count()``); 1 reads in
+        this process.
+
+    Returns
+    -------
+    Index
+        With ``last_report`` (a :class:`ScanReport`) describing the scan.
+
+    Examples
+    --------
+    >>> import medlab as ml
+    >>> index = ml.cohort.scan(ml.data.fetch("sts-cohort"), progress=False)  # doctest: +SKIP
+    >>> index.series[["modality", "n_instances", "is_volume"]]  # doctest: +SKIP
+    """
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    roots = _as_paths(paths)
+    for p in roots:
+        if not os.path.exists(p):
+            raise FileNotFoundError(
+                f"no such file or folder: {p!r}; pass existing DICOM folders or files")
+    con, db_path = _connect(db)
+    if db_path is not None:
+        tables = _tables(con)
+        if tables and "medlab_meta" not in tables:
+            con.close()
+            raise ValueError(
+                f"{str(db_path)!r} is a DuckDB database but not a medlab index (it holds "
+                f"{', '.join(sorted(tables)[:5])}); choose another file for db=")
+    index = Index(con, db_path)
+    try:
+        index._scan(roots, progress=progress, workers=workers, client=client)
+    except BaseException:
+        index.close()
+        raise
+    return index
+
+
+def open_index(db: str | os.PathLike, *, read_only: bool = False) -> Index:
+    """Reopen an index saved in a DuckDB file by :func:`scan`.
+
+    Parameters
+    ----------
+    db : path
+        The DuckDB file.
+    read_only : bool
+        Open without the right to change it (several processes may then
+        read it at once); rescans and cohorts need read_only=False.
+    """
+    path = Path(db).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no index file at {str(path)!r}; create one with medlab.cohort.scan(folder, db=...)")
+    con, db_path = _connect(path, read_only=read_only)
+    tables = _tables(con)
+    if "medlab_meta" not in tables or "instances" not in tables:
+        con.close()
+        raise ValueError(
+            f"{str(path)!r} is a DuckDB file but not a medlab index (no medlab_meta/instances "
+            "tables); create one with medlab.cohort.scan(folder, db=...)")
+    if read_only:
+        index = Index.__new__(Index)
+        index._con, index.db_path, index.last_report = con, db_path, None
+        return index
+    return Index(con, db_path)

@@ -1,0 +1,523 @@
+"""Reading index rows from DICOM files: the work of one scan worker (headers only).
+
+:func:`read_chunk` turns a list of files into plain tuples — instance rows in
+the order of :data:`~medlab.cohort._schema.INSTANCE_COLUMNS`, frame rows
+(:data:`~medlab.cohort._schema.FRAME_COLUMNS`, the geometry the series checks
+use) and error rows
+(:data:`~medlab.cohort._schema.ERROR_COLUMNS`) — so that it runs alike in
+this process, in local worker processes or on a ``dask.distributed`` cluster.
+
+Values come from the fast header reader (:mod:`medlab.io.dicom._fastheader`)
+when it accepts the file, from pydicom otherwise; pixel data are never read.
+The frames are the loader's own (:func:`medlab.io.dicom._frames.frames_from_dataset`),
+so the index sees a series exactly as :func:`medlab.load` would assemble it.
+This module imports neither pandas nor DuckDB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import struct
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from pydicom.datadict import dictionary_VR
+from pydicom.tag import Tag
+
+from ..io.dicom import (
+    _FAST_DECLINE,
+    _FAST_TAGS,
+    _WSI_SOP_CLASS,
+    _check_header,
+    _not_dicom_reason,
+    _read_header,
+    _unreadable_reason,
+    quiet_pydicom,
+)
+from ..io.dicom._fastheader import FastDataset, FastHeader, read_fast_header
+from ..io.dicom._files import looks_like_dicom
+from ..io.dicom._frames import Frame, NotAnImageError, frames_from_dataset
+from ._schema import INSTANCE_COLUMNS, Column
+
+__all__ = ["read_chunk", "read_file"]
+
+_RADIO_SEQ = 0x00540016  # RadiopharmaceuticalInformationSequence
+_DIRECTORY_RECORDS = 0x00041220  # DirectoryRecordSequence: a DICOMDIR
+_CHARSET = 0x00080005
+_DICOMDIR_SOP = "1.2.840.10008.1.3.10"
+
+# ----------------------------------------------------------------- value parsing
+_LATIN1_SETS = {"", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6"}
+_U16 = struct.Struct("<H")
+_BINARY = {b"US": "<H", b"SS": "<h", b"UL": "<I", b"SL": "<i", b"FL": "<f", b"FD": "<d"}
+
+
+def _parts(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    parts = [p.strip(" \x00") for p in text.split("\\")]
+    return parts if any(parts) else None
+
+
+def _to_str(parts: list[str] | None) -> str | None:
+    """Text as written: values joined by '\\', padding stripped; None when empty."""
+    if not parts:
+        return None
+    s = "\\".join(parts).strip()
+    return s or None
+
+
+def _to_int(parts: list[str] | None) -> int | None:
+    if not parts:
+        return None
+    try:
+        f = float(parts[0])
+    except ValueError:
+        return None
+    return _int32(int(f)) if math.isfinite(f) and f == int(f) else None
+
+
+def _int32(v: int | None) -> int | None:
+    """``v`` when it fits an INTEGER column, else None (a malformed value)."""
+    return v if v is None or -(2**31) <= v < 2**31 else None
+
+
+def _to_float(parts: list[str] | None) -> float | None:
+    if not parts:
+        return None
+    try:
+        f = float(parts[0])
+    except ValueError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _to_floats(parts: list[str] | None) -> list[float] | None:
+    if not parts:
+        return None
+    try:
+        out = [float(p) for p in parts]
+    except ValueError:
+        return None
+    return out if all(math.isfinite(v) for v in out) else None
+
+
+def _to_ms_seconds(parts: list[str] | None) -> float | None:
+    f = _to_float(parts)
+    return None if f is None else f / 1000.0
+
+
+def parse_date(text: str | None) -> dt.date | None:
+    """A DA value ('YYYYMMDD', or the old 'YYYY.MM.DD') as a date; None if invalid."""
+    if not text:
+        return None
+    s = text.strip().replace(".", "")
+    if len(s) != 8 or not s.isdigit():
+        return None
+    try:
+        return dt.date(int(s[:4]), int(s[4:6]), int(s[6:8]))
+    except ValueError:
+        return None
+
+
+def parse_time(text: str | None) -> dt.time | None:
+    """A TM value ('HHMMSS.FFFFFF', truncated forms, or the old 'HH:MM:SS')."""
+    if not text:
+        return None
+    s = text.strip().replace(":", "")
+    whole, _, frac = s.partition(".")
+    if not whole.isdigit() or len(whole) % 2 or not 2 <= len(whole) <= 6:
+        return None
+    hh, mm, ss = int(whole[0:2]), int(whole[2:4] or 0), int(whole[4:6] or 0)
+    frac = (frac + "000000")[:6]
+    if not frac.isdigit():
+        return None
+    try:
+        return dt.time(hh, mm, min(ss, 59), int(frac))  # 60 (leap second) -> 59
+    except ValueError:
+        return None
+
+
+def parse_datetime(text: str | None) -> dt.datetime | None:
+    """A DT value ('YYYYMMDDHHMMSS.FFFFFF&ZZXX', possibly truncated), time-zone offset ignored."""
+    if not text:
+        return None
+    s = text.strip()
+    rest = s[8:]
+    for sign in "+-":
+        rest = rest.split(sign)[0]
+    day = parse_date(s[:8])
+    if day is None:
+        return None
+    t = parse_time(rest) if rest else dt.time()
+    return None if t is None else dt.datetime.combine(day, t)
+
+
+def combine_date_time(date: str | None, time: str | None) -> dt.datetime | None:
+    """DA + TM as a datetime; None unless both are valid."""
+    day, t = parse_date(date), parse_time(time)
+    if day is None or t is None:
+        return None
+    return dt.datetime.combine(day, t)
+
+
+_CONVERT: dict[str, Callable[[list[str] | None], Any]] = {
+    "str": _to_str, "int": _to_int, "float": _to_float, "floats": _to_floats,
+    "ms": _to_ms_seconds,
+    "date": lambda p: parse_date(p[0]) if p else None,
+    # person names: empty trailing component groups dropped, as pydicom shows them
+    "pn": lambda p: (_to_str(p) or "").rstrip("=") or None,
+}
+
+
+def _kind(col: Column) -> str:
+    if col.dtype == "VARCHAR":
+        return "str"
+    if col.dtype in ("INTEGER", "BIGINT"):
+        return "int"
+    if col.dtype == "DATE":
+        return "date"
+    if col.dtype == "DOUBLE[]":
+        return "floats"
+    return "ms" if col.description == "converted from ms" else "float"
+
+
+#: (column index, tag, kind, sequence tag or None, value index or None, dictionary VR)
+#: for the columns read from a DICOM keyword
+_SPECS: list[tuple[int, int, str, int | None, int | None, bytes]] = []
+#: tags read inside the first item of the Radiopharmaceutical Information Sequence
+_RADIO_KEYWORDS = {"Radiopharmaceutical", "RadionuclideTotalDose", "RadionuclideHalfLife",
+                   "RadiopharmaceuticalStartTime"}
+for _i, _c in enumerate(INSTANCE_COLUMNS):
+    if _c.keyword is None:
+        continue
+    _SPECS.append((
+        _i, int(Tag(_c.keyword)),
+        "pn" if dictionary_VR(Tag(_c.keyword)) == "PN" else _kind(_c),
+        _RADIO_SEQ if _c.keyword in _RADIO_KEYWORDS else None,
+        {"pixel_spacing_row_mm": 0, "pixel_spacing_col_mm": 1}.get(_c.name),
+        dictionary_VR(Tag(_c.keyword)).split(" or ")[0].encode("ascii"),
+    ))
+_COL = {c.name: i for i, c in enumerate(INSTANCE_COLUMNS)}
+_N_COLS = len(INSTANCE_COLUMNS)
+
+_EXTRA_KEYWORDS = ("AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime", "ContentDate",
+                   "ContentTime", "SpecificCharacterSet", "RadiopharmaceuticalStartDateTime",
+                   "NumberOfFrames", "PixelRepresentation", "SOPClassUID")
+_TOP_TAGS = frozenset({spec[1] for spec in _SPECS if spec[3] is None}
+                      | {int(Tag(k)) for k in _EXTRA_KEYWORDS} | _FAST_TAGS)
+_ITEM_TAGS = frozenset({_RADIO_SEQ})
+_START_DATETIME = int(Tag("RadiopharmaceuticalStartDateTime"))
+_T_ACQ_DT, _T_ACQ_DATE, _T_ACQ_TIME, _T_CON_DATE, _T_CON_TIME = (
+    int(Tag(k)) for k in ("AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime",
+                          "ContentDate", "ContentTime"))
+
+
+def _acquisition_datetime(text: Callable[[int], str | None]) -> dt.datetime | None:
+    value = parse_datetime(text(_T_ACQ_DT))
+    if value is None:
+        value = combine_date_time(text(_T_ACQ_DATE), text(_T_ACQ_TIME))
+    if value is None:
+        value = combine_date_time(text(_T_CON_DATE), text(_T_CON_TIME))
+    return value
+
+
+# --------------------------------------------------------------- from the fast reader
+def _raw_parts(raw: tuple[bytes, bytes | None], encoding: str, vr_default: bytes = b"LO",
+               ) -> list[str] | None:
+    value, vr = raw
+    vr = vr or vr_default  # implicit VR: the dictionary's
+    if vr in _BINARY:
+        fmt = _BINARY[vr]  # type: ignore[index]
+        size = struct.calcsize(fmt)
+        n = len(value) // size
+        if n == 0:
+            return None
+        return [repr(v) if isinstance(v, float) else str(v)
+                for v in struct.unpack("<" + fmt[1] * n, value[: n * size])]
+    return _parts(value.decode(encoding, "replace"))
+
+
+def _first(text: str) -> list[str]:
+    """The first of the values in ``text`` (what the number converters look at)."""
+    i = text.find("\\")
+    return [(text if i < 0 else text[:i]).strip(" \x00")]
+
+
+def _clean_text(text: str) -> str | None:
+    """The same as ``_to_str(_parts(text))``, faster for the usual single value."""
+    if "\\" in text:
+        return _to_str(_parts(text))
+    return text.strip(" \x00").strip() or None
+
+
+#: converters of decoded text for the fast path; each gives what
+#: ``_CONVERT[kind](_parts(text))`` gives
+_FAST_CONVERT: dict[str, Callable[[str], Any]] = {
+    "str": _clean_text,
+    "int": lambda t: _to_int(_first(t)),
+    "float": lambda t: _to_float(_first(t)),
+    "ms": lambda t: _to_ms_seconds(_first(t)),
+    "floats": lambda t: _to_floats(_parts(t)),
+    "date": lambda t: parse_date(_first(t)[0]),
+    "pn": lambda t: (_clean_text(t) or "").rstrip("=") or None,
+}
+#: tag -> [(column index, kind, value index, dictionary VR)], top level and in the PET item
+_TOP_SPECS: dict[int, list[tuple[int, str, int | None, bytes]]] = {}
+_RADIO_SPECS: dict[int, list[tuple[int, str, int | None, bytes]]] = {}
+for _i, _tag, _kind, _seq, _index, _vr in _SPECS:
+    (_RADIO_SPECS if _seq is not None else _TOP_SPECS).setdefault(_tag, []).append(
+        (_i, _kind, _index, _vr))
+
+
+def _fill_fast(row: list[Any], values: dict[int, tuple[bytes, bytes | None]],
+               specs: dict[int, list[tuple[int, str, int | None, bytes]]], encoding: str) -> None:
+    for tag, (value, vr) in values.items():
+        targets = specs.get(tag)
+        if targets is None:
+            continue
+        for i, kind, index, vr_default in targets:
+            vr = vr or vr_default
+            if vr == b"US" and kind == "int":
+                row[i] = _U16.unpack_from(value)[0] if len(value) >= 2 else None
+            elif vr in _BINARY or index is not None:
+                parts = _raw_parts((value, vr), encoding)
+                if index is not None:
+                    parts = parts[index:index + 1] if parts and len(parts) == 2 else None
+                row[i] = _CONVERT[kind](parts)
+            else:
+                row[i] = _FAST_CONVERT[kind](value.decode(encoding, "replace"))
+
+
+def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[Any] | None:
+    """An instance row from the fast reader's values; None when pydicom must do it."""
+    values = fh.values
+    charset = values.get(_CHARSET)
+    encoding = "latin-1"
+    if charset is not None:
+        cs = charset[0].decode("ascii", "replace").strip("\x00 ")
+        if cs == "ISO_IR 192":
+            encoding = "utf-8"
+        elif cs not in _LATIN1_SETS:
+            return None  # other character sets: pydicom decodes them
+    if _RADIO_SEQ in fh.seen and _RADIO_SEQ not in fh.items:
+        return None  # the sequence is encoded as UN: pydicom reads it
+    radio = fh.items.get(_RADIO_SEQ, {})
+    row: list[Any] = [None] * _N_COLS
+    _fill_fast(row, values, _TOP_SPECS, encoding)
+    if radio:
+        _fill_fast(row, radio, _RADIO_SPECS, encoding)
+
+    def text(tag: int) -> str | None:
+        raw = values.get(tag)
+        return None if raw is None else raw[0].decode("latin-1").strip("\x00 ") or None
+
+    row[_COL["acquisition_datetime"]] = _acquisition_datetime(text)
+    if row[_COL["injection_time"]] is None and _START_DATETIME in radio:
+        row[_COL["injection_time"]] = _to_str(_raw_parts(radio[_START_DATETIME], encoding))
+    row[_COL["transfer_syntax"]] = fh.transfer_syntax
+    if row[_COL["n_frames"]] is None and fh.pixel_offset is not None:
+        row[_COL["n_frames"]] = 1
+    _fill_location(row, path, size, mtime_ns)
+    return row
+
+
+def _fill_location(row: list[Any], path: str, size: int, mtime_ns: int) -> None:
+    row[_COL["path"]] = path
+    row[_COL["source"]] = "local"
+    row[_COL["file_size"]] = size
+    row[_COL["mtime_ns"]] = mtime_ns
+
+
+# ------------------------------------------------------------------- from pydicom
+def _pydicom_parts(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return _parts(bytes(value).decode("latin-1", "replace"))
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        parts = [str(v).strip(" \x00") for v in value]
+        return parts if any(parts) else None
+    return _parts(str(value))
+
+
+def _row_from_dataset(ds: Any, path: str, size: int, mtime_ns: int) -> list[Any]:
+    """An instance row from a pydicom dataset."""
+    from pydicom.tag import Tag as _Tag
+
+    radio = None
+    seq = ds.get(_Tag(_RADIO_SEQ))
+    if seq is not None and getattr(seq, "VR", None) == "SQ" and seq.value:
+        radio = seq.value[0]
+    row: list[Any] = [None] * _N_COLS
+    for i, tag, kind, in_seq, index, _vr in _SPECS:
+        source = radio if in_seq is not None else ds
+        if source is None:
+            continue
+        elem = source.get(_Tag(tag))
+        if elem is None:
+            continue
+        parts = _pydicom_parts(elem.value)
+        if index is not None:
+            parts = parts[index:index + 1] if parts and len(parts) == 2 else None
+        row[i] = _CONVERT[kind](parts)
+
+    def text(tag: int) -> str | None:
+        elem = ds.get(_Tag(tag))
+        return None if elem is None or elem.value in (None, "") else str(elem.value).strip()
+
+    row[_COL["acquisition_datetime"]] = _acquisition_datetime(text)
+    if row[_COL["injection_time"]] is None and radio is not None:
+        elem = radio.get(_Tag(_START_DATETIME))
+        if elem is not None:
+            row[_COL["injection_time"]] = _to_str(_pydicom_parts(elem.value))
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts is None:
+        from ..io.dicom._pixels import transfer_syntax
+
+        ts = transfer_syntax(ds)
+    row[_COL["transfer_syntax"]] = str(ts)
+    has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+    if row[_COL["n_frames"]] is None and has_pixels:
+        row[_COL["n_frames"]] = 1
+    _fill_location(row, path, size, mtime_ns)
+    return row
+
+
+# ------------------------------------------------------------------------ frames
+def _frame_rows(frames: Iterable[Frame], path: str, series_uid: str | None) -> list[tuple]:
+    out = []
+    for f in frames:
+        out.append((
+            path, series_uid, f.series_number, json.dumps(f.split_key, default=str),
+            _int32(f.index), _int32(f.tile),
+            None if f.ipp is None else [float(v) for v in f.ipp],
+            None if f.iop is None else [float(v) for v in f.iop],
+            f.temporal, f.trigger_ms, f.time_s, _int32(f.acquisition), _int32(f.instance), None,
+        ))
+    return out
+
+
+def _problem_row(path: str, series_uid: str | None, series_number: Any, problem: str) -> tuple:
+    return (path, series_uid, str(series_number or "").strip(), None, None, None, None, None,
+            None, None, None, None, None, problem)
+
+
+def _fast_frames_ok(fh: FastHeader, row: list[Any], size: int) -> bool:
+    """The loader's conditions for its fast path (``medlab.io.dicom._fast_frames``),
+    checked on the instance row's values."""
+    if fh.pixel_offset is None or fh.seen & _FAST_DECLINE:
+        return False
+    rows, cols = row[_COL["rows"]], row[_COL["columns"]]
+    bits = row[_COL["bits_allocated"]]
+    if (row[_COL["n_frames"]] != 1 or "MOSAIC" in (row[_COL["image_type"]] or "").split("\\")
+            or bits not in (8, 16, 32) or not rows or not cols
+            or row[_COL["sop_class_uid"]] == _WSI_SOP_CLASS):
+        return False
+    if fh.pixel_length is not None:
+        samples = row[_COL["samples_per_pixel"]] or 1
+        if (row[_COL["photometric"]] or "").endswith("_422"):
+            return False
+        expected = rows * cols * samples * bits // 8
+        if fh.pixel_length < expected or fh.pixel_offset + fh.pixel_length > size:
+            return False
+    return True
+
+
+# -------------------------------------------------------------------------- files
+#: Pixel Data, Float Pixel Data, Double Float Pixel Data
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+#: a dataset with none of these is not an object that can be indexed
+_IDENTIFYING = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+                "Modality", "PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tuple], tuple | None]:
+    """Index one file: (instance row or None, frame rows, error row or None). Never raises."""
+    try:
+        return _read_file(path, size, mtime_ns)
+    except Exception as exc:  # a file must never stop a scan
+        return None, [], (path, size, mtime_ns, _unreadable_reason(exc, Path(path)))
+
+
+def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tuple], tuple | None]:
+    fh = read_fast_header(path, _TOP_TAGS, items=_ITEM_TAGS)
+    row = None
+    if fh is not None:
+        if _DIRECTORY_RECORDS in fh.seen:
+            return None, [], (path, size, mtime_ns, _dicomdir_reason(path))
+        row = _row_from_fast(fh, path, size, mtime_ns)
+        if row is not None and _fast_frames_ok(fh, row, size):
+            try:
+                with quiet_pydicom():
+                    frames = frames_from_dataset(FastDataset(fh), Path(path), fast=fh)
+                return row, _frame_rows(frames, path, row[_COL["series_uid"]]), None
+            except Exception:  # as the loader: let the full reader explain it
+                pass
+        if row is not None and fh.pixel_offset is None and not fh.seen & _PIXEL_TAGS:
+            return row, [], None  # no pixel data: not an image (SR, RTSTRUCT, ...)
+    p = Path(path)
+    if fh is None and not looks_like_dicom(p):
+        return None, [], (path, size, mtime_ns, _not_dicom_reason(p))
+    try:
+        ds, truncated = _read_header(p)
+    except Exception as exc:
+        reason = _unreadable_reason(exc, p)
+        if row is not None:  # the header is indexed; the loader cannot read the file
+            return row, [_problem_row(path, row[_COL["series_uid"]],
+                                      row[_COL["series_number"]], reason)], None
+        return None, [], (path, size, mtime_ns, reason)
+    with quiet_pydicom():
+        meta = getattr(ds, "file_meta", None)
+        sop = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+        if sop == _DICOMDIR_SOP or "DirectoryRecordSequence" in ds:
+            return None, [], (path, size, mtime_ns, _dicomdir_reason(path))
+        if row is None and not any(k in ds for k in _IDENTIFYING):
+            return None, [], (path, size, mtime_ns, (
+                f"{p.name}: no DICOM attributes identify it (no SOP Class or Instance UID, no "
+                "Study or Series UID, no Modality, no pixel data); the file is empty or cut "
+                "short after its header. Get the complete file from its source"))
+        if row is None:
+            row = _row_from_dataset(ds, path, size, mtime_ns)
+        series_uid = row[_COL["series_uid"]]
+        try:
+            _check_header(ds, p, truncated)
+            frames = frames_from_dataset(ds, p)
+        except NotAnImageError:
+            return row, [], None
+        except Exception as exc:
+            reason = str(exc) if str(exc).startswith(f"{p.name}:") else _unreadable_reason(exc, p)
+            return row, [_problem_row(path, series_uid, ds.get("SeriesNumber"), reason)], None
+    return row, _frame_rows(frames, path, series_uid), None
+
+
+def _dicomdir_reason(path: str) -> str:
+    return (
+        f"{Path(path).name}: a DICOMDIR (index of a DICOM media folder), not an image or "
+        "object of a series; the files it lists are indexed from their own files"
+    )
+
+
+def read_chunk(items: list[tuple[str, int, int]]) -> dict[str, list]:
+    """Index a list of ``(path, size, mtime_ns)``: instance, frame and error rows.
+
+    The function a scan runs in worker processes or on a dask cluster; it
+    returns plain lists of tuples (cheap to send back) and never raises for
+    a bad file.
+    """
+    instances: list[tuple] = []
+    frames: list[tuple] = []
+    errors: list[tuple] = []
+    for path, size, mtime_ns in items:
+        row, frame_rows, error = read_file(path, size, mtime_ns)
+        if row is not None:
+            instances.append(tuple(row))
+        frames.extend(frame_rows)
+        if error is not None:
+            errors.append(error)
+    return {"instances": instances, "frames": frames, "errors": errors}
+
