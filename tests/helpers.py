@@ -42,6 +42,10 @@ def write_dicom_series(
     series_number=3,
     shuffle=True,
     high_bits=0,
+    patient_id="SYN001",
+    study_uid=None,
+    study_date="20240115",
+    manufacturer="medlab phantoms",
 ):
     """Write ``array`` (slices, rows, columns) as a single-frame DICOM series.
 
@@ -62,7 +66,7 @@ def write_dicom_series(
     if positions is None:
         positions = [np.asarray(origin) + k * np.asarray(slice_step) for k in range(n)]
     series_uid = series_uid or generate_uid()
-    study_uid, for_uid = generate_uid(), generate_uid()
+    study_uid, for_uid = study_uid or generate_uid(), generate_uid()
     bits_stored = bits_stored or 16
     rng = np.random.default_rng(1)
     names = rng.permutation(n) if shuffle else np.arange(n)
@@ -79,7 +83,8 @@ def write_dicom_series(
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = (
             study_uid, series_uid, for_uid)
         ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, series_number, n - k
-        ds.PatientName, ds.PatientID = "Phantom^Synthetic", "SYN001"
+        ds.PatientName, ds.PatientID = f"Phantom^{patient_id}", patient_id
+        ds.StudyDate, ds.Manufacturer = study_date, manufacturer
         ds.ImageOrientationPatient = [f"{v:.8f}" for v in iop]
         ds.ImagePositionPatient = [f"{v:.6f}" for v in positions[k]]
         ds.PixelSpacing = [f"{spacing[0]:.6f}", f"{spacing[1]:.6f}"]

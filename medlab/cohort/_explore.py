@@ -114,21 +114,34 @@ def dates_table(index: Any, *, freq: str = "MS") -> pd.DataFrame:
             .reset_index().rename(columns={"date": "period"}))
 
 
+#: (text found in a volume_problem, category) — first match wins
+_PROBLEM_KINDS = (
+    ("no image pixel data", "not an image"),
+    ("missing slice", "missing slices"),
+    ("uneven", "uneven spacing"),
+    ("share one position", "duplicate positions"),
+    ("not on one line", "several stacks"),
+    ("holds", "several images in one series"),
+    ("incomplete", "incomplete time series"),
+    ("single", "single image"),
+    ("no patient geometry", "no patient geometry"),
+)
+
+
 def _problem_kind(problem: Any) -> str:
     if not isinstance(problem, str) or not problem:
         return "other"
     text = problem.lower()
-    for key, label in (("missing slice", "missing slices"), ("uneven", "uneven spacing"),
-                       ("share one position", "duplicate positions"),
-                       ("not on one line", "several stacks"), ("incomplete", "incomplete time series"),
-                       ("single", "single image"), ("no position", "no patient geometry")):
-        if key in text:
-            return label
-    return problem.split(":")[0][:40]
+    return next((label for key, label in _PROBLEM_KINDS if key in text), "other")
 
 
 def volume_usability(index: Any) -> pd.DataFrame:
-    """How many series form regular volumes, and why the others do not (per modality)."""
+    """How many series form regular volumes, and why the others do not (per modality).
+
+    ``status`` is 'regular volume' or a category of the geometry check's
+    ``volume_problem`` ('missing slices', 'uneven spacing', 'single image',
+    'several images in one series', 'no patient geometry', 'not an image', ...).
+    """
     s = _series(index)
     status = np.where(s["is_volume"].fillna(False), "regular volume",
                       s["volume_problem"].map(_problem_kind))
