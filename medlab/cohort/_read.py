@@ -1,0 +1,180 @@
+"""Walking folders and reading headers in parallel (local processes or dask) for the index."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._scan import read_chunk
+
+if TYPE_CHECKING:
+
+    pass
+
+
+
+#: files read per task; small enough for a smooth progress bar, large enough to amortise
+#: the cost of sending a task
+_CHUNK_MAX = 256
+#: below this many files to read, worker processes cost more than they save
+_PARALLEL_MIN_FILES = 400
+
+# ------------------------------------------------------------------------ walking
+def _norm_root(path: str | os.PathLike) -> str:
+    return os.path.abspath(os.fspath(path))
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk(root: str, skip: frozenset[str], dir_errors: list[tuple]) -> Iterator[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of every regular file under ``root``.
+
+    Hidden files and folders (starting with '.') are skipped, as the loader
+    does; folder symlinks are not followed. Folders that cannot be listed
+    go to ``dir_errors``.
+    """
+    if os.path.isfile(root):
+        st = os.stat(root)
+        yield root, st.st_size, st.st_mtime_ns
+        return
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            it = os.scandir(folder)
+        except OSError as exc:
+            dir_errors.append((folder, None, None,
+                               f"{os.path.basename(folder)}: folder cannot be listed "
+                               f"({exc.strerror or exc}); check its permissions"))
+            continue
+        with it:
+            for entry in it:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file() and entry.path not in skip:
+                        st = entry.stat()
+                        yield entry.path, st.st_size, st.st_mtime_ns
+                except OSError:  # vanished or unreadable between listing and stat
+                    continue
+
+
+# ------------------------------------------------------------------------ reading
+def _chunks(items: list, n_workers: int) -> list[list]:
+    size = max(16, min(_CHUNK_MAX, math.ceil(len(items) / max(1, 4 * n_workers))))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _process_pool(workers: int) -> Any:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork starts workers in milliseconds with medlab already imported; the children only
+    # run the header reader (no DuckDB, no threads) and leave with os._exit
+    if sys.platform.startswith("linux"):
+        ctx = mp.get_context("fork")
+    else:  # pragma: no cover - macOS / Windows
+        ctx = mp.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _read_files(
+    items: list[tuple[str, int, int]],
+    *,
+    workers: int,
+    client: Any,
+    progress: bool,
+) -> dict[str, list]:
+    """Run :func:`read_chunk` over ``items`` here, in worker processes or on a dask cluster."""
+    from tqdm.auto import tqdm
+
+    out: dict[str, list] = {"instances": [], "frames": [], "errors": []}
+    if not items:
+        return out
+    bar = tqdm(total=len(items), desc="indexing DICOM headers", unit="file",
+               disable=not progress or len(items) < 200)
+    results: dict[int, dict[str, list]] = {}
+    try:
+        if client is not None:
+            chunks = _chunks(items, _dask_workers(client))
+            results = _run_on_dask(client, chunks, bar)
+        elif workers > 1 and len(items) >= _PARALLEL_MIN_FILES:
+            from concurrent.futures import as_completed
+
+            chunks = _chunks(items, workers)
+            with _process_pool(min(workers, len(chunks))) as pool:
+                with warnings.catch_warnings():
+                    # Python >= 3.12 warns on fork() next to threads (DuckDB's); the workers
+                    # only read headers
+                    warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
+                                            category=DeprecationWarning)
+                    futures = {pool.submit(read_chunk, c): i for i, c in enumerate(chunks)}
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    results[i] = fut.result()
+                    bar.update(len(chunks[i]))
+        else:
+            chunks = _chunks(items, 1)
+            for i, c in enumerate(chunks):
+                results[i] = read_chunk(c)
+                bar.update(len(c))
+    finally:
+        bar.close()
+    for i in range(len(results)):
+        for key in out:
+            out[key].extend(results[i][key])
+    return out
+
+
+def _dask_client(client: Any) -> tuple[Any, bool]:
+    """A distributed Client for ``client`` (a Client, or a scheduler address to connect to)."""
+    if isinstance(client, str):
+        try:
+            from dask.distributed import Client
+        except ImportError as exc:  # pragma: no cover - dask is a cohort dependency
+            raise ImportError(
+                "scanning on a dask cluster needs dask.distributed: pip install 'dask[distributed]'"
+            ) from exc
+        try:
+            return Client(client, timeout="10s"), True
+        except OSError as exc:
+            raise ConnectionError(
+                f"cannot reach the dask scheduler at {client!r} ({exc}); start it (dask "
+                "scheduler) or pass client=None to scan with local processes"
+            ) from exc
+    if not hasattr(client, "map") or not hasattr(client, "gather"):
+        raise TypeError(
+            f"client must be a dask.distributed Client or a scheduler address such as "
+            f"'tcp://127.0.0.1:8786', got {type(client).__name__}"
+        )
+    return client, False
+
+
+def _dask_workers(client: Any) -> int:
+    try:
+        return max(1, sum(client.nthreads().values()))
+    except Exception:  # pragma: no cover - an unusual client
+        return 4
+
+
+def _run_on_dask(client: Any, chunks: list[list], bar: Any) -> dict[int, dict[str, list]]:
+    from dask.distributed import as_completed
+
+    futures = client.map(read_chunk, chunks, pure=False)
+    index_of = {f.key: i for i, f in enumerate(futures)}
+    results: dict[int, dict[str, list]] = {}
+    for fut in as_completed(futures):
+        i = index_of[fut.key]
+        results[i] = fut.result()
+        bar.update(len(chunks[i]))
+    return results
+
+

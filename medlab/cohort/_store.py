@@ -1,0 +1,233 @@
+"""DuckDB storage of the cohort index: table schemas, views, value conversion, connections."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._schema import (
+    ERROR_COLUMNS,
+    FRAME_COLUMNS,
+    INSTANCE_COLUMNS,
+    SERIES_COLUMNS,
+    Column,
+)
+
+if TYPE_CHECKING:
+
+    pass
+
+
+
+COHORT_COLUMNS: tuple[Column, ...] = (
+    Column("cohort", "VARCHAR", None, "name of the cohort"),
+    Column("series_uid", "VARCHAR", None, ""),
+    Column("patient_id", "VARCHAR", None, ""),
+    Column("study_uid", "VARCHAR", None, ""),
+    Column("saved_at", "TIMESTAMP", None, "when the cohort was saved (local time)"),
+)
+
+# ------------------------------------------------------------------------ schema
+_ARROW_TYPES = {"VARCHAR": "string", "BIGINT": "int64", "INTEGER": "int32", "DOUBLE": "float64",
+                "DATE": "date32", "TIMESTAMP": "timestamp", "BOOLEAN": "bool_",
+                "DOUBLE[]": "list_double"}
+
+
+def _arrow_schema(columns: tuple[Column, ...]) -> Any:
+    import pyarrow as pa
+
+    def typ(dtype: str) -> Any:
+        kind = _ARROW_TYPES[dtype]
+        if kind == "timestamp":
+            return pa.timestamp("us")
+        if kind == "list_double":
+            return pa.list_(pa.float64())
+        return getattr(pa, kind)()
+
+    return pa.schema([(c.name, typ(c.dtype)) for c in columns])
+
+
+def _ddl(table: str, columns: tuple[Column, ...]) -> str:
+    cols = ", ".join(f'"{c.name}" {c.dtype}' for c in columns)
+    return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"
+
+
+_INSTANCE_AT = {c.name: i for i, c in enumerate(INSTANCE_COLUMNS)}
+#: the instance columns the series checks read (InstanceRecord, after the series UID)
+_INSTANCE_INPUT = ("series_uid", "path", "modality", "sop_class_uid", "transfer_syntax",
+                   "bits_stored")
+
+_TABLES = {"instances": INSTANCE_COLUMNS, "frames": FRAME_COLUMNS, "errors": ERROR_COLUMNS,
+           "series_geometry": SERIES_COLUMNS, "cohorts": COHORT_COLUMNS}
+
+#: series-level descriptive columns of the ``series`` view: (name, SQL aggregate)
+_SERIES_DESCRIPTIVE = (
+    ("source", "CASE WHEN bool_or(source = 'local') THEN 'local' ELSE min(source) END"),
+    ("patient_id", "mode(patient_id)"),
+    ("patient_name", "mode(patient_name)"),
+    ("patient_sex", "mode(patient_sex)"),
+    ("patient_age", "mode(patient_age)"),
+    ("study_uid", "mode(study_uid)"),
+    ("study_date", "min(study_date)"),
+    ("study_description", "mode(study_description)"),
+    ("accession_number", "mode(accession_number)"),
+    ("institution", "mode(institution)"),
+    ("series_number", "mode(series_number)"),
+    ("series_description", "mode(series_description)"),
+    ("modality", "mode(modality)"),
+    ("body_part", "mode(body_part)"),
+    ("manufacturer", "mode(manufacturer)"),
+    ("model", "mode(model)"),
+    ("protocol_name", "mode(protocol_name)"),
+    ("frame_of_reference_uid", "mode(frame_of_reference_uid)"),
+    ("sop_class_uid", "mode(sop_class_uid)"),
+    ("first_acquisition", "min(acquisition_datetime)"),
+    ("last_acquisition", "max(acquisition_datetime)"),
+    ("rows", "mode(rows)"),
+    ("columns", "mode(columns)"),
+    ("pixel_spacing_row_mm", "mode(pixel_spacing_row_mm)"),
+    ("pixel_spacing_col_mm", "mode(pixel_spacing_col_mm)"),
+    ("slice_thickness_mm", "mode(slice_thickness_mm)"),
+    ("spacing_between_slices_mm", "mode(spacing_between_slices_mm)"),
+    ("image_orientation", "any_value(image_orientation)"),
+    ("photometric", "mode(photometric)"),
+    ("bits_stored", "mode(bits_stored)"),
+    ("transfer_syntax", "mode(transfer_syntax)"),
+    ("n_transfer_syntaxes", "CAST(count(DISTINCT transfer_syntax) AS INTEGER)"),
+    ("kvp", "mode(kvp)"),
+    ("echo_time_s", "mode(echo_time_s)"),
+    ("repetition_time_s", "mode(repetition_time_s)"),
+    ("flip_angle_deg", "mode(flip_angle_deg)"),
+    ("magnetic_field_t", "mode(magnetic_field_t)"),
+    ("contrast_agent", "mode(contrast_agent)"),
+    ("units", "mode(units)"),
+    ("radiopharmaceutical", "mode(radiopharmaceutical)"),
+    ("injected_dose_bq", "mode(injected_dose_bq)"),
+    ("half_life_s", "mode(half_life_s)"),
+    ("injection_time", "mode(injection_time)"),
+    ("burned_in_annotation", "mode(burned_in_annotation)"),
+    ("size_bytes", "CAST(sum(file_size) AS BIGINT)"),
+)
+
+
+def _series_view() -> str:
+    derived = [c.name for c in SERIES_COLUMNS if c.name not in ("series_uid", "n_instances",
+                                                                 "n_frames")]
+    agg = ",\n    ".join(f'{sql} AS "{name}"' for name, sql in _SERIES_DESCRIPTIVE)
+    return f"""CREATE OR REPLACE VIEW series AS
+WITH agg AS (
+  SELECT series_uid,
+    count(DISTINCT coalesce(sop_uid, path)) AS _n_instances,
+    sum(n_frames) AS _n_frames,
+    {agg}
+  FROM instances WHERE series_uid IS NOT NULL GROUP BY series_uid)
+SELECT agg.series_uid,
+  CAST(coalesce(g.n_instances, agg._n_instances) AS INTEGER) AS n_instances,
+  CAST(coalesce(g.n_frames, agg._n_frames) AS INTEGER) AS n_frames,
+  {", ".join(f"g.{c}" for c in derived)},
+  agg.* EXCLUDE (series_uid, _n_instances, _n_frames)
+FROM agg LEFT JOIN series_geometry g ON g.series_uid = agg.series_uid"""
+
+
+_STUDIES_VIEW = """CREATE OR REPLACE VIEW studies AS
+SELECT study_uid,
+  mode(patient_id) AS patient_id, mode(patient_name) AS patient_name,
+  min(study_date) AS study_date, mode(study_description) AS study_description,
+  mode(accession_number) AS accession_number, mode(institution) AS institution,
+  string_agg(DISTINCT modality, ',' ORDER BY modality) AS modalities,
+  CAST(count(DISTINCT series_uid) AS INTEGER) AS n_series,
+  CAST(count(DISTINCT coalesce(sop_uid, path)) AS INTEGER) AS n_instances,
+  CAST(sum(file_size) AS BIGINT) AS size_bytes
+FROM instances WHERE study_uid IS NOT NULL GROUP BY study_uid"""
+
+_PATIENTS_VIEW = """CREATE OR REPLACE VIEW patients AS
+SELECT patient_id,
+  mode(patient_name) AS patient_name, mode(patient_sex) AS patient_sex,
+  mode(patient_birth_date) AS patient_birth_date,
+  CAST(count(DISTINCT study_uid) AS INTEGER) AS n_studies,
+  CAST(count(DISTINCT series_uid) AS INTEGER) AS n_series,
+  CAST(count(DISTINCT coalesce(sop_uid, path)) AS INTEGER) AS n_instances,
+  string_agg(DISTINCT modality, ',' ORDER BY modality) AS modalities,
+  min(study_date) AS first_study_date, max(study_date) AS last_study_date,
+  CAST(sum(file_size) AS BIGINT) AS size_bytes
+FROM instances WHERE patient_id IS NOT NULL GROUP BY patient_id"""
+
+
+
+
+def _isna(v: Any) -> bool:
+    if v is None:
+        return True
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(v)) if not isinstance(v, (list, tuple)) else False
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_date(v: Any) -> dt.date | None:
+    if v is None or (isinstance(v, dt.date) and not isinstance(v, dt.datetime)):
+        return v
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if hasattr(v, "date"):  # pandas Timestamp
+        return v.date()
+    from ._scan import parse_date
+
+    return parse_date(str(v))
+
+
+def _as_datetime(v: Any) -> dt.datetime | None:
+    if v is None or isinstance(v, dt.datetime):
+        return v
+    if hasattr(v, "to_pydatetime"):
+        return v.to_pydatetime()
+    from ._scan import parse_datetime
+
+    return parse_datetime(str(v))
+
+
+
+def _as_paths(paths: Any) -> list[str]:
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    if isinstance(paths, Iterable):
+        out = [os.fspath(p) for p in paths]
+        if not out:
+            raise ValueError("no paths given; pass a DICOM folder, a file, or a list of them")
+        return out
+    raise TypeError(f"paths must be a path or a list of paths, got {type(paths).__name__}")
+
+
+def _connect(db: str | os.PathLike | None, *, read_only: bool = False) -> tuple[Any, Path | None]:
+    try:
+        import duckdb
+    except ImportError as exc:  # pragma: no cover - duckdb is a cohort dependency
+        raise ImportError("the cohort index needs DuckDB: pip install 'medlab[cohort]'") from exc
+    if db is None:
+        return duckdb.connect(":memory:"), None
+    path = Path(db).expanduser().resolve()
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"db must be the path of a DuckDB file, got the folder {str(path)!r}; e.g. "
+            f"{str(path / 'index.duckdb')!r}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"the folder of the index file does not exist: {str(path.parent)!r}; create it first")
+    try:
+        return duckdb.connect(str(path), read_only=read_only), path
+    except duckdb.IOException as exc:
+        raise OSError(
+            f"cannot open the index {str(path)!r}: {exc}. If another process (a notebook kernel?) "
+            "has it open, close it there, or open it with read_only=True in both"
+        ) from exc
+
+
+def _tables(con: Any) -> set[str]:
+    return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
