@@ -13,21 +13,38 @@ object, with the physical unit in each column name.
 - :func:`overlap`, :func:`segmentation_metrics` and
   :func:`surface_distances`: Dice, Jaccard, volume differences,
   Hausdorff, HD95, ASSD; definitions in :mod:`medlab.measure.metrics`.
+- PET: :func:`suv_factors` and :func:`to_suv` (SUVbw, SUVlbm, SUVbsa from
+  the DICOM headers), :func:`read_rwvm` (Real World Value Mapping).
+- Export: :func:`write_sr` / :func:`read_sr` (DICOM SR TID 1500
+  Measurement Report referencing a SEG) and :func:`to_table` (CSV or
+  Parquet with source UIDs and medlab's version).
 """
 
+from ._sr import SRError, read_rwvm, read_sr, to_table, write_sr
+from ._suv import SuvError, suv_factors, to_suv
 from .metrics import overlap, segmentation_metrics, surface_distances
 from .points import angle, distance, points_to_world, polyline_length
+from .radiomics import RadiomicsConfig as RadiomicsConfig
+from .radiomics import radiomics as radiomics
 from .shape import recist_diameters
 from .stats import label_stats
 
 __all__ = [
+    "SRError",
+    "SuvError",
     "angle",
     "distance",
     "label_stats",
     "overlap",
     "points_to_world",
     "polyline_length",
+    "read_rwvm",
+    "read_sr",
     "recist_diameters",
     "segmentation_metrics",
     "surface_distances",
+    "suv_factors",
+    "to_suv",
+    "to_table",
+    "write_sr",
 ]
