@@ -6,18 +6,18 @@ axes ordered slice, row, column); :func:`medlab.load` and
 ``cohort``, ``measure``, ``segmentation``, ``view``, ``report``.
 """
 
-from . import data, errors, geometry, io, measure, report
+from . import data, errors, filters, geometry, io, measure, report
 from ._version import __version__
 from .image import Image
 from .io import load, save
 
-__all__ = ["Image", "__version__", "data", "errors", "geometry", "io", "cohort", "load", "measure", "report", "save", "segmentation",
-           "view"]
+__all__ = ["Image", "__version__", "data", "errors", "filters", "geometry", "io", "cohort", "load", "measure", "report", "save", "segmentation",
+           "view", "registration"]
 
 
 def __getattr__(name: str):
     # view imports matplotlib; load it on first use to keep ``import medlab`` light
-    if name in ("view", "cohort", "segmentation"):
+    if name in ("view", "cohort", "segmentation", "registration"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
