@@ -18,6 +18,11 @@ def test_notebook_runs(path, tmp_path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.get("output_type") == "error"]
     assert not errors
+    # every cell that draws with ml.view shows a picture (not just a Figure repr)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "ml.view." in cell.source:
+            kinds = {k for o in cell.outputs for k in o.get("data", {})}
+            assert "image/png" in kinds, f"no picture from: {cell.source.splitlines()[0]}"
     # the source notebook is untouched (still without outputs)
     import json
 

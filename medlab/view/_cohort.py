@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+from ._display import ensure_figure_display
+
 __all__ = ["cohort_overview"]
 
 _IMAGE_MODALITIES = ("CT", "MR", "PT", "NM")
@@ -104,4 +106,5 @@ def cohort_overview(index: Any, *, title: str | None = None, top_manufacturers: 
     if title:
         fig.suptitle(title)
     plt.close("all")
+    ensure_figure_display()
     return fig

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..image import Image
+from ._display import ensure_figure_display
 from ._window import apply_window, resolve_window
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,4 +130,5 @@ def plot_slices(
         fig.suptitle(title)
     fig.text(0.99, 0.01, f"W {width:g} / L {level:g}", ha="right", va="bottom", fontsize=8)
     plt.close("all")  # the Figure is not registered with pyplot; nothing leaks
+    ensure_figure_display()
     return fig
