@@ -1,0 +1,483 @@
+"""Voxel-wise fitting of Tofts, extended Tofts and Patlak over whole volumes.
+
+Linear least squares (Murase, MRM 51:858, 2004): integrating the Tofts
+equation ``dC/dt = Ktrans Cp - kep C`` gives, at every frame time,
+
+    C(t) = Ktrans int_0^t Cp - kep int_0^t C            (Tofts)
+    C(t) = (Ktrans + kep vp) int Cp - kep int C + vp Cp  (extended Tofts)
+    C(t) = Ktrans int_0^t Cp + vp Cp                      (Patlak)
+
+which is linear in the parameters; each voxel's 2x2 or 3x3 normal
+equations are solved in closed form / batched, for all voxels at once.
+``int Cp`` is exact (fine grid), ``int C`` uses the trapezoidal rule. The
+linear parameters are then re-solved exactly for the model at the
+linear-estimate kep (``E(kep)`` from a spline look-up table).
+
+Grid search (``search=True``, the default): the linearisation is biased
+where kep is high (the tissue curve follows the AIF closely, small ve). For
+voxels with a linear kep above 1/min, the exact model is also solved on a
+coarse grid of ln(kep) (one matrix product for all of them; linear
+parameters in closed form at each grid point), refined by a parabola, and
+the better fit of the two is kept.
+
+Non-linear refinement (``refine=True``): Levenberg-Marquardt on
+``(Ktrans, ln kep[, vp])``, batched over voxels in numpy, with the model
+and its derivative from the look-up table of the exact convolution, bounds
+by projection (``Ktrans >= 0``, kep in ``kep_range``, ``ve <= ve_max``,
+``0 <= vp <= 1``).
+
+Delay: ``delays_s`` tries each AIF delay for every voxel and keeps the one
+with the smallest residual (a map ``delay_s``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from ..image import Image
+from ._aif import AIF
+from ._common import TimeSeriesError, require_series, spatial_mask
+from ._kinetics import KEP_RANGE, ConvTable, FineGrid
+
+__all__ = ["fit_curves", "fit_kinetics"]
+
+Model = Literal["tofts", "extended_tofts", "patlak"]
+MODELS = ("tofts", "extended_tofts", "patlak")
+_CHUNK = 8192
+_MAX_THREADS = 8
+#: kep (/min) above which the linear estimate is checked by a grid search
+_SEARCH_KEP = 1.0
+
+#: parameter names per model, and the units of every output
+PARAMETERS = {"tofts": ("ktrans", "ve", "kep"), "extended_tofts": ("ktrans", "ve", "kep", "vp"),
+              "patlak": ("ktrans", "vp")}
+UNITS = {"ktrans": "/min", "kep": "/min", "ve": "1", "vp": "1", "r2": "1", "rmse": "mM",
+         "delay_s": "s"}
+
+
+class _Setup:
+    """Grid, look-up table and frame-time quantities for one AIF delay."""
+
+    def __init__(self, times_s: np.ndarray, aif: AIF, *, model: str, step_s: float,
+                 kep_range: tuple[float, float]) -> None:
+        self.grid = FineGrid(times_s, aif, step_s=step_s)
+        self.t = times_s / 60.0
+        self.cp = self.grid.cp_frames
+        self.a = self.grid.integral()
+        self.table = ConvTable(self.grid, kep_range=kep_range) if model != "patlak" else None
+
+
+def _dot(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """Row-wise dot products without BLAS (whose threads contend on small products)."""
+    return np.einsum("nt,t->n", rows, vector)
+
+
+def _cumtrapz(c: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """int_0^t C at the frame times (a linear ramp from 0 at t = 0 to the first frame)."""
+    out = np.empty_like(c)
+    tmp = c[:, 1:] + c[:, :-1]
+    tmp *= np.diff(t) / 2
+    tmp[:, 0] += c[:, 0] * (t[0] / 2)
+    np.cumsum(tmp, axis=1, out=out[:, 1:])
+    out[:, 0] = c[:, 0] * (t[0] / 2)
+    return out
+
+
+def _linear(c: np.ndarray, s: _Setup, model: str) -> dict[str, np.ndarray]:
+    """Murase linear least squares for every row of ``c`` (N, T)."""
+    a, cp = s.a, s.cp
+    if model == "patlak":
+        x = np.stack([a, cp], axis=1)
+        pinv = np.linalg.pinv(x)
+        p = np.stack([_dot(c, pinv[0]), _dot(c, pinv[1])], axis=1)
+        return {"ktrans": p[:, 0], "vp": p[:, 1]}
+    b = _cumtrapz(c, s.t)
+    aa, ab, bb = a @ a, _dot(b, a), np.einsum("nt,nt->n", b, b)
+    ac, bc = _dot(c, a), np.einsum("nt,nt->n", b, c)
+    if model == "tofts":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            det = aa * bb - ab**2
+            kt = (ac * bb - ab * bc) / det
+            kep = (ab * ac - aa * bc) / det
+        return {"ktrans": kt, "kep": kep}
+    m = np.empty((c.shape[0], 3, 3))
+    m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = aa, -ab, a @ cp
+    m[:, 1, 1], m[:, 1, 2], m[:, 2, 2] = bb, -_dot(b, cp), cp @ cp
+    m[:, 1, 0], m[:, 2, 0], m[:, 2, 1] = m[:, 0, 1], m[:, 0, 2], m[:, 1, 2]
+    rhs = np.stack([ac, -bc, _dot(c, cp)], axis=1)
+    ok = np.abs(np.linalg.det(m)) > 0
+    sol = np.full((c.shape[0], 3), np.nan)
+    sol[ok] = np.linalg.solve(m[ok], rhs[ok][..., None])[..., 0]
+    kep, vp = sol[:, 1], sol[:, 2]
+    return {"ktrans": sol[:, 0] - kep * vp, "kep": kep, "vp": vp}
+
+
+def _project(c: np.ndarray, s: _Setup, model: str, p: dict[str, np.ndarray],
+             ve_max: float | None, cc: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Clip kep into bounds, re-solve the linear parameters at that kep; return SSE too.
+
+    ``cc`` is each row's ``C.C``; the SSE is expanded in inner products so no
+    model curve is formed.
+    """
+    ccp, cpcp = _dot(c, s.cp), s.cp @ s.cp
+    if model == "patlak":
+        kt, vp = np.maximum(p["ktrans"], 0.0), np.clip(p["vp"], 0.0, 1.0)
+        ca, aa, acp = _dot(c, s.a), s.a @ s.a, s.a @ s.cp
+        sse = cc - 2 * (kt * ca + vp * ccp) + kt**2 * aa + 2 * kt * vp * acp + vp**2 * cpcp
+        return {"ktrans": kt, "vp": vp}, np.maximum(sse, 0.0)
+    assert s.table is not None
+    lo, hi = s.table.bounds
+    kep = p["kep"]
+    u = np.where(np.isfinite(kep) & (kep > 0), np.log(np.where(kep > 0, kep, 1.0)), hi)
+    u = np.clip(u, lo, hi)
+
+    def solve(u: np.ndarray, rows: np.ndarray | slice) -> tuple[np.ndarray, ...]:
+        ee, ec, ecp = s.table.products(u, c[rows])
+        if model == "tofts":
+            kt = np.maximum(ec / ee, 0.0)
+            return kt, np.zeros_like(kt), ee, ec, ecp
+        det = ee * cpcp - ecp**2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kt = (ec * cpcp - ecp * ccp[rows]) / det
+            vp = (ee * ccp[rows] - ecp * ec) / det
+        kt = np.where(np.isfinite(kt), kt, 0.0)
+        vp = np.where(np.isfinite(vp), vp, 0.0)
+        # outside the box: clip one parameter and re-solve the other
+        vp_c = np.clip(vp, 0.0, 1.0)
+        kt = np.where(vp_c != vp, (ec - vp_c * ecp) / ee, kt)
+        neg = kt < 0
+        vp = np.where(neg, np.clip(ccp[rows] / cpcp, 0.0, 1.0), vp_c)
+        return np.maximum(kt, 0.0), vp, ee, ec, ecp
+
+    kt, vp, ee, ec, ecp = solve(u, slice(None))
+    if ve_max is not None:
+        # ve = kt / kep <= ve_max  <=>  u >= ln(kt / ve_max)
+        need = np.flatnonzero(kt > ve_max * np.exp(u))
+        if need.size:
+            u[need] = np.clip(np.log(kt[need] / ve_max), lo, hi)
+            sub = solve(u[need], need)
+            kt[need] = np.minimum(sub[0], ve_max * np.exp(u[need]))
+            vp[need], ee[need], ec[need], ecp[need] = sub[1:]
+    sse = cc - 2 * (kt * ec + vp * ccp) + kt**2 * ee + 2 * kt * vp * ecp + vp**2 * cpcp
+    return {"ktrans": kt, "kep": np.exp(u), "vp": vp}, np.maximum(sse, 0.0)
+
+
+def _grid_search(c: np.ndarray, ec: np.ndarray, s: _Setup, model: str, cc: np.ndarray,
+                 ve_max: float | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Least squares over a coarse grid of ln(kep) (linear parameters solved exactly at
+    each), refined by a parabola through the best grid point and its neighbours.
+
+    ``ec`` is ``c @ E_grid.T`` (one matrix product, made by the caller).
+    Works with the SSE reduction ``score = cc - SSE`` of each grid point: for
+    Tofts ``(E.C)^2 / E.E`` (where ``E.C > 0``); for extended Tofts the
+    projection on ``[E, Cp]``. Bounds are enforced afterwards by :func:`_project`.
+    """
+    assert s.table is not None
+    grid_u = s.table.coarse[1]
+    if model == "tofts":
+        score = np.maximum(ec, 0.0)
+        score *= score
+        score *= 1.0 / s.table.coarse_ee
+    else:
+        ee, ecp = s.table.coarse_ee, s.table.coarse_ecp
+        cpcp = s.cp @ s.cp
+        ccp = _dot(c, s.cp)[:, None]
+        inv_det = 1.0 / (ee * cpcp - ecp**2)
+        # score = [ec, ccp] M^-1 [ec, ccp]^T with M = [[ee, ecp], [ecp, cpcp]]
+        score = (ec * ec) * (cpcp * inv_det)
+        score -= ec * ccp * (2 * ecp * inv_det)
+        score += (ccp * ccp) * (ee * inv_det)
+    m = np.clip(np.argmax(score, axis=1), 1, grid_u.size - 2)
+    rows = np.arange(c.shape[0])
+    step = grid_u[1] - grid_u[0]
+    u = _vertex(grid_u[m], step, score[rows, m - 1], score[rows, m], score[rows, m + 1])
+    return _project(c, s, model, {"kep": np.exp(u), "ktrans": np.zeros_like(u)}, ve_max, cc)
+
+
+def _vertex(u: np.ndarray, step: float, s0: np.ndarray, s1: np.ndarray, s2: np.ndarray
+            ) -> np.ndarray:
+    """Maximum of the parabola through scores at ``u - step, u, u + step`` (within them)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        curv = 2 * s1 - s0 - s2
+        shift = np.where(curv > 0, 0.5 * (s2 - s0) / curv, 0.0)
+    return u + np.clip(np.nan_to_num(shift), -1.0, 1.0) * step
+
+
+def _lm(c: np.ndarray, s: _Setup, model: str, p: dict[str, np.ndarray], sse: np.ndarray, *,
+        ve_max: float | None, max_iter: int, tol: float
+        ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Batched Levenberg-Marquardt on (Ktrans, ln kep[, vp]) from the given start."""
+    assert s.table is not None
+    ext = model == "extended_tofts"
+    lo, hi = s.table.bounds
+    theta = np.stack([p["ktrans"], np.log(p["kep"])] + ([p["vp"]] if ext else []), axis=1)
+    lam = np.full(c.shape[0], 1e-2)
+    active = np.flatnonzero(np.isfinite(sse))
+    e, de = s.table.eval(theta[active, 1], derivative=True)
+    sse = sse.copy()
+    start = theta[active, :1] * e + (theta[active, 2:3] * s.cp if ext else 0.0)
+    sse[active] = ((c[active] - start) ** 2).sum(axis=1)
+    for _ in range(max_iter):
+        if active.size == 0:
+            break
+        th, ca = theta[active], c[active]
+        resid = ca - th[:, :1] * e - (th[:, 2:3] * s.cp if ext else 0.0)
+        cols = [e, th[:, :1] * de] + ([np.broadcast_to(s.cp, e.shape)] if ext else [])
+        npar = len(cols)
+        jtj = np.empty((active.size, npar, npar))
+        jtr = np.empty((active.size, npar))
+        for i in range(npar):
+            jtr[:, i] = np.einsum("nt,nt->n", cols[i], resid)
+            for j in range(i, npar):
+                jtj[:, i, j] = jtj[:, j, i] = np.einsum("nt,nt->n", cols[i], cols[j])
+        diag = np.einsum("nii->ni", jtj).copy()
+        damped = jtj + (lam[active][:, None] * np.maximum(diag, 1e-12))[:, :, None] * np.eye(npar)
+        try:
+            step = np.linalg.solve(damped, jtr[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(damped.reshape(-1, npar), jtr.ravel(), rcond=None)[0]
+        trial = th + step
+        trial[:, 0] = np.maximum(trial[:, 0], 0.0)
+        trial[:, 1] = np.clip(trial[:, 1], lo, hi)
+        if ve_max is not None:
+            floor = np.log(np.maximum(trial[:, 0], 1e-300) / ve_max)
+            trial[:, 1] = np.clip(np.maximum(trial[:, 1], floor), lo, hi)
+            trial[:, 0] = np.minimum(trial[:, 0], ve_max * np.exp(trial[:, 1]))
+        if ext:
+            trial[:, 2] = np.clip(trial[:, 2], 0.0, 1.0)
+        e_new, de_new = s.table.eval(trial[:, 1], derivative=True)
+        pred = trial[:, :1] * e_new + (trial[:, 2:3] * s.cp if ext else 0.0)
+        sse_new = ((ca - pred) ** 2).sum(axis=1)
+        better = sse_new < sse[active]
+        gain = np.where(better, sse[active] - sse_new, 0.0)
+        theta[active[better]] = trial[better]
+        sse[active[better]] = sse_new[better]
+        e[better], de[better] = e_new[better], de_new[better]
+        lam[active] = np.where(better, lam[active] / 3, lam[active] * 4)
+        done = (better & (gain <= tol * np.maximum(sse[active], 1e-30))) | (lam[active] > 1e8)
+        keep = ~done
+        active, e, de = active[keep], e[keep], de[keep]
+    out = {"ktrans": theta[:, 0], "kep": np.exp(theta[:, 1])}
+    out["vp"] = theta[:, 2] if ext else np.zeros(c.shape[0])
+    return out, sse
+
+
+def _parallel(fn, n: int) -> None:
+    """``fn(slice)`` over chunks of ``range(n)``, in threads (numpy releases the GIL)."""
+    chunks = [slice(i, min(i + _CHUNK, n)) for i in range(0, n, _CHUNK)]
+    workers = min(len(chunks), os.cpu_count() or 1, _MAX_THREADS)
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(fn, chunks))
+    else:
+        for chunk in chunks:
+            fn(chunk)
+
+
+def fit_curves(
+    times_s: npt.ArrayLike,
+    curves: npt.ArrayLike,
+    aif: AIF,
+    *,
+    model: Model = "tofts",
+    refine: bool = False,
+    search: bool = True,
+    delays_s: float | Sequence[float] | None = None,
+    kep_range: tuple[float, float] = KEP_RANGE,
+    ve_max: float | None = 1.0,
+    max_iter: int = 50,
+    step_s: float = 0.25,
+) -> dict[str, np.ndarray]:
+    """Fit a kinetic model to concentration curves (rows of ``curves``).
+
+    Parameters
+    ----------
+    times_s : (T,) array_like
+        Frame times in seconds, from 0 (the first frame) and increasing.
+    curves : (T,) or (N, T) array_like
+        Tissue concentrations in mM; rows with a NaN are not fitted.
+    aif : AIF
+        Plasma input function on the same clock.
+    model : {'tofts', 'extended_tofts', 'patlak'}
+    refine : bool
+        Refine the estimates by non-linear least squares
+        (Levenberg-Marquardt, batched); Patlak is linear and exact already.
+    search : bool
+        Also solve the exact model on a coarse grid of kep (one matrix
+        product for all voxels, parabolic refinement) and keep, per voxel,
+        whichever of this and the linear estimate fits better. It removes
+        the bias of the linearisation where kep is high (small ve) at a
+        small cost.
+    delays_s : float or sequence of float, optional
+        Extra AIF delays to try for every voxel (seconds, added to the
+        AIF's own delay); the one with the smallest residual is kept.
+    kep_range : (float, float)
+        Bounds of kep, /min.
+    ve_max : float or None
+        Upper bound of ve (1 = the whole tissue); None for no bound.
+    max_iter : int
+        Levenberg-Marquardt iterations at most.
+    step_s : float
+        Fine grid of the convolution, seconds.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``ktrans`` (/min), ``ve``, ``kep`` (/min), ``vp`` (as the model
+        has them), ``r2`` (1 - SSE/SST) and ``rmse`` (mM) of the model
+        curve, and ``delay_s`` when ``delays_s`` is given; one value per row.
+    """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    if not isinstance(aif, AIF):
+        raise TypeError(
+            f"aif must be a medlab.timeseries.AIF, got {type(aif).__name__}; use e.g. "
+            "ml.timeseries.parker_aif(delay_s=30) or ml.timeseries.measured_aif(conc, roi)"
+        )
+    t = np.asarray(times_s, dtype=float).ravel()
+    c_all = np.atleast_2d(np.asarray(curves, dtype=np.float64))
+    if c_all.shape[-1] != t.size:
+        raise ValueError(f"curves have {c_all.shape[-1]} time points but times_s has {t.size}")
+    if not 0 < kep_range[0] < kep_range[1]:
+        raise ValueError(f"kep_range must be (low, high) with 0 < low < high, got {kep_range}")
+    delays = [0.0] if delays_s is None else [float(d) for d in np.atleast_1d(delays_s)]
+    setups = [_Setup(t, aif.delayed(d), model=model, step_s=step_s, kep_range=kep_range)
+              for d in delays]
+    n = c_all.shape[0]
+    names = [*PARAMETERS[model], "r2", "rmse"] + (["delay_s"] if delays_s is not None else [])
+    out = {k: np.full(n, np.nan) for k in names}
+    finite = np.isfinite(c_all.sum(axis=1))
+    rows = np.flatnonzero(finite)
+    c_fit = c_all if rows.size == n else c_all[rows]
+    cc = np.einsum("nt,nt->n", c_fit, c_fit)
+    best_p: dict[str, np.ndarray] = {}
+    best_sse = np.full(rows.size, np.inf)
+    best_d = np.zeros(rows.size, dtype=int)
+    for di, s in enumerate(setups):
+        p = {k: np.empty(rows.size) for k in ("ktrans", "kep", "vp")}
+        sse = np.empty(rows.size)
+
+        def linear(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+            q, e = _project(c_fit[sl], s, model, _linear(c_fit[sl], s, model), ve_max, cc[sl])
+            for k, v in q.items():
+                p[k][sl] = v
+            sse[sl] = e
+
+        _parallel(linear, rows.size)
+        if search and model != "patlak":
+            # the linearisation is biased where kep is high (the tissue curve follows the
+            # AIF closely): check those voxels against a grid search of the exact model
+            todo = np.flatnonzero(p["kep"] > _SEARCH_KEP)
+            assert s.table is not None
+            # one matrix product for all of them, in this thread: BLAS threads do not
+            # compete with the chunk threads
+            ec = c_fit[todo] @ s.table.coarse[0].T
+
+            def grid(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse,
+                     todo: np.ndarray = todo, ec: np.ndarray = ec) -> None:
+                idx = todo[sl]
+                q, e = _grid_search(c_fit[idx], ec[sl], s, model, cc[idx], ve_max)
+                win = e < sse[idx]
+                for k, v in q.items():
+                    p[k][idx[win]] = v[win]
+                sse[idx[win]] = e[win]
+
+            _parallel(grid, todo.size)
+        if refine and model != "patlak":
+
+            def lm(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+                q, e = _lm(c_fit[sl], s, model, {k: v[sl] for k, v in p.items()}, sse[sl],
+                           ve_max=ve_max, max_iter=max_iter, tol=1e-10)
+                for k, v in q.items():
+                    p[k][sl] = v
+                sse[sl] = e
+
+            _parallel(lm, rows.size)
+        win = sse < best_sse
+        best_sse = np.where(win, sse, best_sse)
+        best_d = np.where(win, di, best_d)
+        for k, v in p.items():
+            best_p[k] = np.where(win, v, best_p[k]) if k in best_p else v
+    sst = cc - c_fit.sum(axis=1) ** 2 / t.size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["r2"][rows] = np.where(sst > 0, 1 - best_sse / sst, np.nan)
+        out["rmse"][rows] = np.sqrt(best_sse / t.size)
+        out["ktrans"][rows] = best_p["ktrans"]
+        if "kep" in out:
+            out["kep"][rows] = best_p["kep"]
+            out["ve"][rows] = best_p["ktrans"] / best_p["kep"]
+        if "vp" in out:
+            out["vp"][rows] = best_p["vp"]
+    if delays_s is not None:
+        out["delay_s"][rows] = np.asarray(delays)[best_d]
+    if np.ndim(curves) == 1:
+        return {k: v[:1] for k, v in out.items()}
+    return out
+
+
+def fit_kinetics(
+    concentration: Image,
+    aif: AIF,
+    *,
+    model: Model = "tofts",
+    mask: Image | None = None,
+    refine: bool = False,
+    search: bool = True,
+    delays_s: float | Sequence[float] | None = None,
+    kep_range: tuple[float, float] = KEP_RANGE,
+    ve_max: float | None = 1.0,
+    max_iter: int = 50,
+    step_s: float = 0.25,
+):
+    """Voxel-wise kinetic parameter maps of a concentration series.
+
+    Parameters
+    ----------
+    concentration : Image
+        Tissue concentration series in mM (e.g. from
+        :func:`signal_to_concentration`), frame times in seconds.
+    aif : AIF
+        Plasma input function on the series' clock (:func:`parker_aif`,
+        :func:`measured_aif`, ...).
+    model : {'tofts', 'extended_tofts', 'patlak'}
+    mask : Image, optional
+        Voxels to fit (e.g. the enhancing tissue); NaN elsewhere.
+    refine, search, delays_s, kep_range, ve_max, max_iter, step_s
+        As in :func:`fit_curves`.
+
+    Returns
+    -------
+    KineticMaps
+        A mapping of parameter name to 3D Image on the series' grid:
+        ``ktrans`` (/min), ``ve``, ``kep`` (/min), ``vp``, ``r2``,
+        ``rmse`` (mM) and ``delay_s`` (when searched); units in each
+        image's ``meta['units']``.
+    """
+    from ._maps import KineticMaps
+
+    require_series(concentration, "concentration", min_frames=3)
+    if concentration.meta.get("units") not in (None, "mM"):
+        raise TimeSeriesError(
+            f"concentration has units {concentration.meta.get('units')!r}; kinetic models need "
+            "concentrations in mM: convert the signal first with "
+            "ml.timeseries.signal_to_concentration(...)"
+        )
+    keep = spatial_mask(concentration, mask)
+    flat = np.asarray(concentration.array).reshape(-1, concentration.n_frames)
+    rows = np.flatnonzero(keep.ravel()) if keep is not None else np.arange(flat.shape[0])
+    res = fit_curves(concentration.frame_times_s, flat[rows], aif, model=model, refine=refine,
+                     search=search, delays_s=delays_s, kep_range=kep_range, ve_max=ve_max, max_iter=max_iter,
+                     step_s=step_s)
+    maps = {}
+    for name, values in res.items():
+        arr = np.full(flat.shape[0], np.nan, dtype=np.float32)
+        arr[rows] = values
+        maps[name] = arr.reshape(concentration.spatial_shape)
+    method = "linear least squares (Murase 2004)" + (" + Levenberg-Marquardt" if refine else "")
+    return KineticMaps.from_arrays(concentration, maps, model=model, aif=aif, method=method)
