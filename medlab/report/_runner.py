@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,35 @@ __all__ = ["NotebookError", "run_notebook", "run_notebooks"]
 
 
 class NotebookError(MedlabError, RuntimeError):
-    """A notebook cell raised; the message names the notebook, cell and error."""
+    """A notebook cell raised; the message names the notebook, cell and error.
+
+    Attributes
+    ----------
+    notebook : nbformat.NotebookNode or None
+        The notebook as executed up to (and including) the failing cell.
+    cell : int or None
+        Index of the failing cell.
+    """
+
+    def __init__(self, message: str, *, notebook: Any = None, cell: int | None = None) -> None:
+        super().__init__(message)
+        self.notebook = notebook
+        self.cell = cell
+
+
+def _run_coroutine(coro: Any) -> Any:
+    """Run a coroutine to completion on an event loop of its own.
+
+    Unlike nbclient's ``execute`` (whose loop is shared through a context
+    variable), this is safe in threads that run notebooks side by side (dask
+    workers); inside a running loop (a Jupyter kernel) it uses a thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def run_notebook(
@@ -24,6 +55,8 @@ def run_notebook(
     timeout_s: float = 600,
     kernel_name: str = "python3",
     cwd: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    startup: str | None = None,
 ) -> Any:
     """Execute a notebook top to bottom and return the executed notebook.
 
@@ -41,6 +74,11 @@ def run_notebook(
     kernel_name : str
     cwd : path, optional
         Working directory of the kernel; default the notebook's folder.
+    env : mapping, optional
+        Environment of the kernel process (default: this process's).
+    startup : str, optional
+        One line of Python the kernel runs before the first cell (IPython's
+        ``exec_lines``); not shown in the notebook.
 
     Raises
     ------
@@ -64,18 +102,22 @@ def run_notebook(
         timeout=timeout_s,
         kernel_name=kernel_name,
         resources={"metadata": {"path": str(cwd or path.parent)}},
+        # the kernel's own log (e.g. its TCP transport warning) is not notebook output
+        extra_arguments=["--IPKernelApp.log_level=ERROR"]
+        + ([f"--IPKernelApp.exec_lines={startup}"] if startup else []),
     )
     try:
-        client.execute()
+        _run_coroutine(client.async_execute(**({"env": dict(env)} if env is not None else {})))
     except CellExecutionError as exc:
         failing = next(
             (i for i, c in enumerate(nb.cells) if c.cell_type == "code"
              and any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        text = str(exc).strip().splitlines()
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()  # no colours
         summary = text[-1] if text else type(exc).__name__
         first_line = nb.cells[failing].source.strip().splitlines()[0] if failing is not None else ""
         raise NotebookError(
-            f"{path.name}: cell {failing} ({first_line[:60]!r}) failed: {summary}"
+            f"{path.name}: cell {failing} ({first_line[:60]!r}) failed: {summary}",
+            notebook=nb, cell=failing,
         ) from exc
     if output is not None:
         nbformat.write(nb, str(output))
