@@ -12,12 +12,12 @@ from .image import Image
 from .io import load, save
 
 __all__ = ["Image", "__version__", "data", "errors", "filters", "geometry", "io", "cohort", "load", "measure", "report", "save", "segmentation",
-           "view", "registration"]
+           "view", "registration", "timeseries"]
 
 
 def __getattr__(name: str):
     # view imports matplotlib; load it on first use to keep ``import medlab`` light
-    if name in ("view", "cohort", "segmentation", "registration"):
+    if name in ("view", "cohort", "segmentation", "registration", "timeseries"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
