@@ -406,3 +406,16 @@ def _check_timeout(timeout_s: float) -> float:
 # DICOMweb
 
 
+
+
+def resource_path(base: str, row: Mapping[str, Any], level: str) -> str | None:
+    """``base/studies/<uid>[/series/<uid>[/instances/<uid>]]`` for a query row, or None
+    when the row lacks a UID its level needs (DICOMweb URLs and DIMSE locators alike)."""
+    parts = [("studies", row.get("study_uid"))]
+    if level in ("series", "instance"):
+        parts.append(("series", row.get("series_uid")))
+    if level == "instance":
+        parts.append(("instances", row.get("sop_uid")))
+    if not all(uid for _, uid in parts):
+        return None
+    return base + "".join(f"/{name}/{uid}" for name, uid in parts)

@@ -30,6 +30,7 @@ from ._common import (
     _row,
     _safe_name,
     _write_atomic,
+    resource_path,
 )
 
 
@@ -239,19 +240,7 @@ class DicomWeb:
         return out
 
     def _url(self, row: Mapping[str, Any], level: str) -> str | None:
-        st, se, sop = row.get("study_uid"), row.get("series_uid"), row.get("sop_uid")
-        if not st:
-            return None
-        url = f"{self.url}/studies/{st}"
-        if level in ("series", "instance"):
-            if not se:
-                return None
-            url += f"/series/{se}"
-        if level == "instance":
-            if not sop:
-                return None
-            url += f"/instances/{sop}"
-        return url
+        return resource_path(self.url, row, level)
 
     def retrieve(self, *, study_uid: str, series_uid: str | None = None,
                  dest: str | os.PathLike[str], transfer_syntax: str = "*") -> list[Path]:

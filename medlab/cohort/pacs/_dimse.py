@@ -30,6 +30,7 @@ from ._common import (
     _row,
     _safe_name,
     _write_atomic,
+    resource_path,
 )
 
 _GET_TRANSFER_SYNTAXES = (
@@ -375,19 +376,7 @@ class Dimse:
         return out
 
     def _locator(self, row: Mapping[str, Any], level: str) -> str | None:
-        st, se, sop = row.get("study_uid"), row.get("series_uid"), row.get("sop_uid")
-        if not st:
-            return None
-        loc = f"dimse://{self.called_aet}@{self.host}:{self.port}/studies/{st}"
-        if level in ("series", "instance"):
-            if not se:
-                return None
-            loc += f"/series/{se}"
-        if level == "instance":
-            if not sop:
-                return None
-            loc += f"/instances/{sop}"
-        return loc
+        return resource_path(f"dimse://{self.called_aet}@{self.host}:{self.port}", row, level)
 
     def get(self, *, study_uid: str, series_uid: str | None = None,
             dest: str | os.PathLike[str]) -> list[Path]:
