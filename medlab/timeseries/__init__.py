@@ -21,6 +21,8 @@ never plot.
 - Motion: :func:`motion_correct` (every frame registered to a reference).
 - Longitudinal: :func:`track_lesion` (a lesion across studies, with
   absolute and percent change).
+- Simulation with known truth: :func:`simulate_tofts_volume`,
+  :func:`simulate_follow_up`.
 """
 
 from ._aif import AIF, georgiou_aif, mcgrath_aif, measured_aif, parker_aif
@@ -42,6 +44,7 @@ from ._longitudinal import LesionTracking, track_lesion
 from ._maps import KineticMaps, save_maps_nifti, write_parametric_map
 from ._motion import MotionCorrection, motion_correct
 from ._signal import signal_to_concentration, spgr_signal, vfa_t1
+from ._simulate import simulate_follow_up, simulate_tofts_volume
 
 __all__ = [
     "AIF",
@@ -66,6 +69,8 @@ __all__ = [
     "save_maps_nifti",
     "signal_enhancement_ratio",
     "signal_to_concentration",
+    "simulate_follow_up",
+    "simulate_tofts_volume",
     "spgr_signal",
     "time_to_peak",
     "tofts",
