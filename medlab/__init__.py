@@ -3,7 +3,8 @@
 The image model is :class:`medlab.Image` (array + 4x4 affine in LPS mm,
 axes ordered slice, row, column); :func:`medlab.load` and
 :func:`medlab.save` read and write it. Subpackages: ``io``, ``data``,
-``cohort``, ``measure``, ``segmentation``, ``view``, ``report``.
+``cohort``, ``segmentation``, ``measure``, ``registration``, ``timeseries``,
+``filters``, ``view``, ``report``.
 """
 
 from . import data, errors, filters, geometry, io, measure, report
@@ -11,12 +12,15 @@ from ._version import __version__
 from .image import Image
 from .io import load, save
 
-__all__ = ["Image", "__version__", "data", "errors", "filters", "geometry", "io", "cohort", "load", "measure", "report", "save", "segmentation",
-           "view", "registration", "timeseries"]
+__all__ = [
+    "Image", "__version__", "cohort", "data", "errors", "filters", "geometry", "io", "load",
+    "measure", "registration", "report", "save", "segmentation", "timeseries", "view",
+]
 
 
 def __getattr__(name: str):
-    # view imports matplotlib; load it on first use to keep ``import medlab`` light
+    # these subpackages pull in matplotlib, DuckDB, highdicom, ...: load them on first use
+    # to keep ``import medlab`` light
     if name in ("view", "cohort", "segmentation", "registration", "timeseries"):
         import importlib
 
