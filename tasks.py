@@ -56,8 +56,12 @@ def lab(args: list[str]) -> int:
     if "--execute" in args:
         return _run(PY, "-m", "medlab.report", "execute", "notebooks", check=False)
     extra = [a for a in args if a != "--execute"]
-    return _run(BIN / "jupyter", "lab", "--notebook-dir", "notebooks", "--ip", "127.0.0.1",
-                *extra, check=False)
+    # offline first: no extension-manager queries to a package index from the Lab UI
+    options = ["--notebook-dir", "notebooks", "--ip", "127.0.0.1",
+               "--LabApp.extension_manager=readonly"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        options.append("--allow-root")  # containers and CI machines run as root
+    return _run(BIN / "jupyter", "lab", *options, *extra, check=False)
 
 
 def test(args: list[str]) -> int:
