@@ -1,4 +1,4 @@
-"""Make returned matplotlib figures display in Jupyter.
+"""Display plumbing: returned figures show in Jupyter; widgets carry a static PNG.
 
 medlab's plot functions build ``matplotlib.figure.Figure`` objects without
 pyplot (so nothing leaks into pyplot's global state). IPython shows such a
@@ -9,7 +9,9 @@ explicitly, and only inside a running IPython kernel.
 
 from __future__ import annotations
 
-__all__ = ["ensure_figure_display"]
+from typing import Any
+
+__all__ = ["StaticSnapshot", "ensure_figure_display", "figure_png"]
 
 
 def ensure_figure_display() -> None:
@@ -28,3 +30,44 @@ def ensure_figure_display() -> None:
     from IPython.core.pylabtools import select_figure_formats
 
     select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
+def figure_png(fig: Any, *, dpi: int = 80) -> bytes:
+    """PNG bytes of a matplotlib figure (Agg, no pyplot state)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+class StaticSnapshot:
+    """Mixin for medlab widgets: a static PNG of the current state beside the live view.
+
+    A widget class mixes this in and implements :meth:`snapshot`, which
+    returns a matplotlib Figure drawn from the widget's Python state only.
+    The notebook output then carries both the interactive view and
+    ``image/png``; JupyterLab shows the widget, and nbconvert/medlab.report
+    exports keep the picture (no JavaScript, no network).
+    """
+
+    def snapshot(self) -> Any:  # pragma: no cover - implemented by each widget
+        """A matplotlib Figure of what the widget shows now."""
+        raise NotImplementedError
+
+    def to_png(self, *, dpi: int = 80) -> bytes:
+        """The static snapshot as PNG bytes."""
+        return figure_png(self.snapshot(), dpi=dpi)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        import base64
+
+        bundle = dict(super()._repr_mimebundle_(**kwargs) or {})  # type: ignore[misc]
+        try:
+            bundle["image/png"] = base64.b64encode(self.to_png()).decode("ascii")
+        except Exception as exc:  # a snapshot failure must not hide the live widget
+            bundle["text/plain"] = f"{bundle.get('text/plain', '')} (no snapshot: {exc})"
+        return bundle
