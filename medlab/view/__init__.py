@@ -1,11 +1,15 @@
-"""Everything that draws: static plots now, widgets later.
+"""Everything that draws: static plots and widgets.
 
-Compute functions elsewhere return data; functions here draw it.
+Compute functions elsewhere return data; functions here draw it. Every widget
+also carries a static PNG of its state, so exported reports show a picture.
 """
 
 from ._cohort import cohort_overview
+from ._gallery import Gallery, Tile, gallery, series_thumbnail
 from ._slices import plane_slices, plot_slices
+from ._slices_widget import CMAPS, SliceViewer, compare, slices
 from ._window import WINDOW_PRESETS, apply_window, auto_window, resolve_window
 
-__all__ = ["WINDOW_PRESETS", "apply_window", "auto_window", "cohort_overview", "plane_slices",
-           "plot_slices", "resolve_window"]
+__all__ = ["CMAPS", "WINDOW_PRESETS", "Gallery", "SliceViewer", "Tile", "apply_window",
+           "auto_window", "cohort_overview", "compare", "gallery", "plane_slices", "plot_slices",
+           "resolve_window", "series_thumbnail", "slices"]

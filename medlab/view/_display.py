@@ -62,12 +62,15 @@ class StaticSnapshot:
         """The static snapshot as PNG bytes."""
         return figure_png(self.snapshot(), dpi=dpi)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         import base64
 
-        bundle = dict(super()._repr_mimebundle_(**kwargs) or {})  # type: ignore[misc]
+        out = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        # ipywidgets returns the bundle; anywidget returns (bundle, metadata)
+        bundle, metadata = out if isinstance(out, tuple) else (out, None)
+        bundle = dict(bundle or {})
         try:
             bundle["image/png"] = base64.b64encode(self.to_png()).decode("ascii")
         except Exception as exc:  # a snapshot failure must not hide the live widget
             bundle["text/plain"] = f"{bundle.get('text/plain', '')} (no snapshot: {exc})"
-        return bundle
+        return bundle if metadata is None else (bundle, metadata)
