@@ -5,11 +5,14 @@ also carries a static PNG of its state, so exported reports show a picture.
 """
 
 from ._cohort import cohort_overview
+from ._curves_widget import CurveExplorer, curves
 from ._gallery import Gallery, Tile, gallery, series_thumbnail
+from ._landmarks_widget import LandmarkPairs, landmarks
 from ._slices import plane_slices, plot_slices
 from ._slices_widget import CMAPS, SliceViewer, compare, slices
 from ._window import WINDOW_PRESETS, apply_window, auto_window, resolve_window
 
-__all__ = ["CMAPS", "WINDOW_PRESETS", "Gallery", "SliceViewer", "Tile", "apply_window",
-           "auto_window", "cohort_overview", "compare", "gallery", "plane_slices", "plot_slices",
-           "resolve_window", "series_thumbnail", "slices"]
+__all__ = ["CMAPS", "WINDOW_PRESETS", "CurveExplorer", "Gallery", "LandmarkPairs", "SliceViewer",
+           "Tile", "apply_window", "auto_window", "cohort_overview", "compare", "curves", "gallery",
+           "landmarks", "plane_slices", "plot_slices", "resolve_window", "series_thumbnail",
+           "slices"]

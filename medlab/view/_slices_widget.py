@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - the view extra is missing
         "medlab.view widgets need anywidget and ipywidgets: pip install 'medlab[view]'"
     ) from exc
 
-__all__ = ["CMAPS", "SliceViewer", "compare", "slices"]
+__all__ = ["CMAPS", "SliceViewer", "acquisition_plane", "compare", "slices"]
 
 _STATIC = Path(__file__).parent / "_static"
 PLANES = ("axial", "coronal", "sagittal")
@@ -57,6 +57,14 @@ def _letter(direction: np.ndarray) -> str:
     """The patient direction (LPS) a screen direction points to."""
     a = int(np.argmax(np.abs(direction)))
     return ("L", "P", "S")[a] if direction[a] > 0 else ("R", "A", "I")[a]
+
+
+def acquisition_plane(image: Image) -> str:
+    """The plane (axial, coronal or sagittal) closest to the image's own slices."""
+    if image.spatial_shape[0] == 1:
+        return "axial"
+    normal = image.affine[:3, 0]
+    return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
 
 
 def _wire(array: np.ndarray) -> tuple[bytes, str]:
