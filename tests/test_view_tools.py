@@ -85,3 +85,17 @@ def test_landmark_pairs_recover_a_known_rigid_transform(tmp_path):
     other = ml.view.landmarks(img, img)
     other.load(path)
     np.testing.assert_allclose(other.arrays()[1], m, atol=1e-9)
+
+
+def test_projection_radiograph_letters_come_from_patient_orientation():
+    import pydicom
+
+    path = ml.data.path("wg04-modalities", "RG3_J2KR.dcm")
+    row_dir, col_dir = pydicom.dcmread(path, stop_before_pixels=True).PatientOrientation
+    cr = ml.load(path)
+    assert cr.meta["patient_geometry"] is False and cr.meta["invert_display"]
+    viewer = ml.view.slices(cr)
+    left, right, top, bottom = viewer._pane_axial["letters"]
+    assert (right, bottom) == (row_dir, col_dir) == ("R", "F")
+    assert (left, top) == ("L", "H")
+    assert viewer.invert and viewer.planes == ["axial"]

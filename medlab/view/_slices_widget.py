@@ -59,6 +59,17 @@ def _letter(direction: np.ndarray) -> str:
     return ("L", "P", "S")[a] if direction[a] > 0 else ("R", "A", "I")[a]
 
 
+_OPPOSITE = str.maketrans("LRAPHFSI", "RLPAFHIS")
+
+
+def _projection_letters(orientation: Any) -> list[str]:
+    """(left, right, top, bottom) from DICOM PatientOrientation (row, column directions)."""
+    if not orientation or len(orientation) != 2:
+        return ["", "", "", ""]
+    right, bottom = (str(v) for v in orientation)
+    return [right.translate(_OPPOSITE), right, bottom.translate(_OPPOSITE), bottom]
+
+
 def acquisition_plane(image: Image) -> str:
     """The plane (axial, coronal or sagittal) closest to the image's own slices."""
     if image.spatial_shape[0] == 1:
@@ -305,8 +316,8 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
         a = self._canon.affine[:3, :3]
         down, right = a @ m[:, 0], a @ m[:, 1]
         letters = [_letter(-right), _letter(right), _letter(-down), _letter(down)]
-        if self._is_2d and not self.image.meta.get("orientation_known", True):
-            letters = ["", "", "", ""]
+        if self.image.meta.get("patient_geometry") is False:  # no position in the patient
+            letters = _projection_letters(self.image.meta.get("patient_orientation"))
         pane: dict[str, Any] = {
             "shape": [h, w], "dtype": dtype, "data": data, "pixel_mm": [float(v) for v in pixel_mm],
             "M": m.tolist(), "letters": letters, "slice": int(self.cursor[_NORMAL[name]]),

@@ -458,6 +458,10 @@ def _plan_without_geometry(group: list[Frame], gid: str) -> list[VolumePlan]:
         fid = gid if len(by_file) == 1 else f"{gid}-i{f0.instance or i + 1}"
         meta = _meta(frames, fid)
         meta["patient_geometry"] = False
+        po = f0.header.get("PatientOrientation")
+        if po:  # row and column directions of a projection image (PS3.3 C.7.6.1.1.1)
+            meta["patient_orientation"] = [str(v) for v in
+                                           (po.split("\\") if isinstance(po, str) else po)]
         if f0.pixel_spacing is None:
             meta["spacing_unknown"] = True
         if len(frames) > 1:
