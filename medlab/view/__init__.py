@@ -10,9 +10,11 @@ from ._gallery import Gallery, Tile, gallery, series_thumbnail
 from ._landmarks_widget import LandmarkPairs, landmarks
 from ._slices import plane_slices, plot_slices
 from ._slices_widget import CMAPS, SliceViewer, compare, slices
+from ._volume import VolumeView, volume
+from ._volume_itk import ViewerUnavailableError
 from ._window import WINDOW_PRESETS, apply_window, auto_window, resolve_window
 
 __all__ = ["CMAPS", "WINDOW_PRESETS", "CurveExplorer", "Gallery", "LandmarkPairs", "SliceViewer",
-           "Tile", "apply_window", "auto_window", "cohort_overview", "compare", "curves", "gallery",
-           "landmarks", "plane_slices", "plot_slices", "resolve_window", "series_thumbnail",
-           "slices"]
+           "Tile", "ViewerUnavailableError", "VolumeView", "apply_window", "auto_window",
+           "cohort_overview", "compare", "curves", "gallery", "landmarks", "plane_slices",
+           "plot_slices", "resolve_window", "series_thumbnail", "slices", "volume"]

@@ -78,7 +78,8 @@ class Snapshot:
         from matplotlib.patches import Patch
 
         n = len(self.planes)
-        fig = Figure(figsize=(4.0 * n, 4.3), layout="constrained", facecolor="black")
+        fig = Figure(figsize=(4.0 * n, 4.3) if n > 1 else (5.6, 5.8), layout="constrained",
+                     facecolor="black")
         axes = fig.subplots(1, n, squeeze=False)[0]
         results = self._results
         for ax, name in zip(axes, self.planes, strict=True):
@@ -119,7 +120,7 @@ class Snapshot:
                     pts = np.vstack([xy, xy[:1]]) if closed else xy
                     ax.plot(pts[:, 0], pts[:, 1], "-o", color="lime", lw=1.2, ms=3)
                 ax.text(xy[-1, 0], xy[-1, 1], f" {a['kind']} {a['id']}: "
-                        f"{results.get(str(a['id']), '')}", color="lime", fontsize=8)
+                        f"{results.get(str(a['id']), '')}", color="lime", fontsize=7, clip_on=True)
             left, right, top, bottom = pane["letters"]
             kw = {"color": "yellow", "fontsize": 11, "fontweight": "bold",
                   "transform": ax.transAxes}
