@@ -63,7 +63,7 @@ class Annotations:
                 row.update(area_mm2=float(s["volume_mm3"]) / thickness,
                            voxel_count=int(s["voxel_count"]), mean=float(s["mean"]),
                            std=float(s["std"]), min=float(s["min"]), max=float(s["max"]),
-                           units=str(s["units"]))
+                           units=s["units"] if isinstance(s["units"], str) else "")
         return row
 
     @staticmethod
@@ -102,8 +102,11 @@ class Annotations:
             from matplotlib.path import Path as MplPath
 
             path = MplPath(rc[:, ::-1])
-            inside = path.contains_points(np.column_stack([cols.ravel(), rows.ravel()]),
-                                          radius=1e-9).reshape(h, w)
+            centres = np.column_stack([cols.ravel(), rows.ravel()])
+            # the sign of matplotlib's radius grows or shrinks the path depending on the vertex
+            # order: take both so that voxel centres on an edge count either way
+            inside = (path.contains_points(centres, radius=1e-9)
+                      | path.contains_points(centres, radius=-1e-9)).reshape(h, w)
         r, c = np.nonzero(inside)
         idx = np.rint(m @ np.vstack([r, c, np.ones_like(r)])).astype(int)
         offset = np.zeros(3, dtype=int)
@@ -113,7 +116,7 @@ class Annotations:
         mask = np.zeros(slab_shape, dtype=np.uint8)
         idx[axis] = 0
         mask[idx[0], idx[1], idx[2]] = 1
-        arr = self._frame_array(self._canon)
+        arr = self._frame_array(self._canon, frame=int(a.get("frame", self.frame)))
         sl = [slice(None)] * 3
         sl[axis] = slice(s, s + 1)
         values = arr[tuple(sl)]
@@ -150,6 +153,7 @@ class Annotations:
         *,
         plane: str | None = None,
         group: str | None = None,
+        frame: int | None = None,
     ) -> int:
         """Add an annotation from Python (as if drawn), with points in LPS mm.
 
@@ -165,6 +169,8 @@ class Annotations:
             The plane the annotation is drawn on (default the first shown).
         group : str, optional
             Landmark group (e.g. ``'fixed'``).
+        frame : int, optional
+            Time frame the annotation belongs to (default the one shown).
 
         Returns
         -------
@@ -182,11 +188,16 @@ class Annotations:
             raise ValueError(f"a {kind} needs {need.get(kind, 'at least 3')} points, got {len(pts)}")
         index = np.atleast_2d(self._canon.world_to_index(pts))
         axis = NORMAL[plane]
+        if kind in ROI_KINDS and not -0.5 <= index[0, axis] <= self.shape[axis] - 0.5:
+            raise ValueError(  # an ROI measures voxels: it must lie on a slice of the image
+                f"the {kind}'s first point {pts[0].round(2).tolist()} mm lies outside the image along the "
+                f"{plane} plane's normal (voxel index {index[0, axis]:.1f}, valid 0..{self.shape[axis] - 1})")
         s = int(np.clip(np.rint(index[0, axis]), 0, self.shape[axis] - 1))
         if kind in ROI_KINDS:
             index[:, axis] = s
         new_id = max((int(a["id"]) for a in self.annotations), default=0) + 1
-        item = {"id": new_id, "kind": kind, "plane": plane, "slice": s, "frame": int(self.frame),
+        item = {"id": new_id, "kind": kind, "plane": plane, "slice": s,
+                "frame": int(self.frame if frame is None else frame),
                 "points": index.tolist(), "group": group or self.landmark_group}
         self.annotations = [*self.annotations, item]
         return new_id
@@ -261,4 +272,9 @@ class Annotations:
             raise ValueError(f"{path} is not a medlab annotation file (missing 'medlab_annotations')")
         for item in doc["items"]:
             plane = item["plane"] if item["plane"] in self.planes else None
-            self.add(item["kind"], item["points_lps"], plane=plane, group=item.get("group"))
+            if plane is None and item["kind"] in ROI_KINDS:
+                raise ValueError(f"{path}: a {item['kind']} ROI drawn on the {item['plane']} plane "
+                                 f"cannot be shown on {self.planes}; open the viewer with "
+                                 f"planes=[{item['plane']!r}, ...]")
+            self.add(item["kind"], item["points_lps"], plane=plane, group=item.get("group"),
+                     frame=int(item.get("frame", 0)))

@@ -27,6 +27,11 @@ def _scale_bar_mm(width_mm: float) -> float:
     return max([s for s in nice if s <= target], default=nice[0])
 
 
+def _lut_index(values: np.ndarray, width: float, level: float) -> np.ndarray:
+    """0..255 lookup-table indices of windowed values (NaN shows as the lowest, like the browser)."""
+    return np.rint(np.nan_to_num(apply_window(values, width, level), nan=0.0) * 255).astype(int)
+
+
 class Snapshot:
     """Mixin for :class:`~medlab.view.SliceViewer`: the same compositing as the browser, in numpy."""
 
@@ -40,16 +45,16 @@ class Snapshot:
         if self.rgb:
             rgb = np.asarray(px, dtype=np.float32) / 255.0
         else:
-            g = np.rint(apply_window(px, width, level) * 255).astype(int)
+            g = _lut_index(px, width, level)
             if self.invert:
                 g = 255 - g
             rgb = lut[g]
         if self._overlay is not None and self.overlay_mode not in ("off", "none"):
             ov = self._plane_pixels(self._frame_array(self._overlay), name)
             a = self.overlay_alpha
-            grey = lut[np.rint(apply_window(ov, width, level) * 255).astype(int)]
+            grey = lut[_lut_index(ov, width, level)]
             if self.overlay_mode == "fusion":
-                t_ = apply_window(ov, *self.overlay_window)
+                t_ = np.nan_to_num(apply_window(ov, *self.overlay_window), nan=0.0)
                 olut = np.frombuffer(self._overlay_lut, np.uint8).reshape(256, 3) / 255.0
                 col = olut[np.rint(t_ * 255).astype(int)]
                 on = (t_ > 0)[..., None]

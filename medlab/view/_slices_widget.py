@@ -300,10 +300,10 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
             px = px[:, ::-1]
         return px
 
-    def _frame_array(self, image: Image) -> np.ndarray:
+    def _frame_array(self, image: Image, *, frame: int | None = None) -> np.ndarray:
         arr = image.array
         if image.n_frames > 1:
-            arr = arr[:, :, :, min(self.frame, image.n_frames - 1)]
+            arr = arr[:, :, :, min(self.frame if frame is None else frame, image.n_frames - 1)]
         return arr
 
     def _pane(self, name: str) -> dict[str, Any]:
