@@ -99,3 +99,13 @@ def test_projection_radiograph_letters_come_from_patient_orientation():
     assert (right, bottom) == (row_dir, col_dir) == ("R", "F")
     assert (left, top) == ("L", "H")
     assert viewer.invert and viewer.planes == ["axial"]
+
+
+def test_cursor_outside_the_image_is_refused():
+    viewer = ml.view.slices(ml.Image(np.zeros((4, 5, 6), np.float32), np.diag([2.0, 1, 1, 1])))
+    assert viewer.shape == [4, 5, 6]
+    viewer.cursor = [3, 4, 5]
+    assert viewer._pane_axial["slice"] == 3
+    with pytest.raises(ValueError, match=r"cursor must be a voxel index .* got \[-1, 0, 0\]"):
+        viewer.cursor = [-1, 0, 0]
+    assert viewer.cursor == [3, 4, 5]

@@ -334,6 +334,13 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
     def _send_pane(self, name: str) -> None:
         setattr(self, f"_pane_{name}", self._pane(name))
 
+    @t.validate("cursor")
+    def _valid_cursor(self, proposal: dict[str, Any]) -> list[int]:
+        cursor = [int(c) for c in proposal["value"]]
+        if self.shape and (len(cursor) != 3 or any(not 0 <= c < n for c, n in zip(cursor, self.shape, strict=False))):
+            raise ValueError(f"cursor must be a voxel index (k, j, i) inside {self.shape}, got {cursor}")
+        return cursor
+
     def _on_cursor(self, change: dict[str, Any]) -> None:
         old, new = change["old"] or [None] * 3, change["new"]
         for name in self.planes:
