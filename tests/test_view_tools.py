@@ -102,7 +102,8 @@ def test_projection_radiograph_letters_come_from_patient_orientation():
 
 
 def test_cursor_outside_the_image_is_refused():
-    viewer = ml.view.slices(ml.Image(np.zeros((4, 5, 6), np.float32), np.diag([2.0, 1, 1, 1])))
+    spl = np.array([[0, 0, 1.0, 0], [0, 1, 0, 0], [2, 0, 0, 0], [0, 0, 0, 1]])  # axial order
+    viewer = ml.view.slices(ml.Image(np.zeros((4, 5, 6), np.float32), spl))
     assert viewer.shape == [4, 5, 6]
     viewer.cursor = [3, 4, 5]
     assert viewer._pane_axial["slice"] == 3
