@@ -348,12 +348,13 @@ window.ready = true;
 
 
 def test_front_end_click_sets_the_selection(sts_gallery, offline_page):
-    from medlab.view._gallery import _ESM
+    from medlab.view._gallery import _TileGrid
 
+    esm = str(_TileGrid._esm)  # the bundled file's contents
     grid = sts_gallery._grid
     state = {"tiles": grid.tiles[:5], "selected_index": -1, "size": grid.size, "columns": 0}
     page = offline_page.page
-    page.set_content(_PAGE % (json.dumps(state), json.dumps(_ESM)))
+    page.set_content(_PAGE % (json.dumps(state), json.dumps(esm)))
     page.wait_for_function("window.ready === true", timeout=10_000)
     tiles = page.locator("figure.medlab-tile")
     assert tiles.count() == 5

@@ -26,6 +26,7 @@ import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -490,106 +491,7 @@ def _make_tile(row: Any, frames: pd.DataFrame, label: str, *, window: Any, size:
 
 
 # --------------------------------------------------------------------------- widget
-_ESM = r"""
-function render({ model, el }) {
-  const grid = document.createElement("div");
-  grid.className = "medlab-gallery";
-  el.appendChild(grid);
-  const tiles = [];
 
-  function select(i) {
-    model.set("selected_index", i);
-    model.save_changes();
-  }
-
-  function mark() {
-    const sel = model.get("selected_index");
-    tiles.forEach((t, i) => {
-      t.classList.toggle("selected", i === sel);
-      t.setAttribute("aria-selected", i === sel ? "true" : "false");
-    });
-  }
-
-  function draw() {
-    const size = model.get("size");
-    const cols = model.get("columns");
-    grid.style.gridTemplateColumns = cols > 0
-      ? `repeat(${cols}, ${size + 16}px)`
-      : `repeat(auto-fill, ${size + 16}px)`;
-    grid.replaceChildren();
-    tiles.length = 0;
-    model.get("tiles").forEach((t, i) => {
-      const fig = document.createElement("figure");
-      fig.className = `medlab-tile ${t.kind}`;
-      fig.tabIndex = 0;
-      fig.title = t.tooltip;
-      fig.setAttribute("role", "option");
-      const box = document.createElement("div");
-      box.className = "medlab-thumb";
-      box.style.width = `${size}px`;
-      box.style.height = `${size}px`;
-      if (t.src) {
-        const img = document.createElement("img");
-        img.src = t.src;
-        img.alt = t.lines.join(" / ");
-        box.appendChild(img);
-      } else {
-        const note = document.createElement("span");
-        note.textContent = t.kind === "text" ? t.lines[0] : `no thumbnail: ${t.problem}`;
-        box.appendChild(note);
-      }
-      fig.appendChild(box);
-      const cap = document.createElement("figcaption");
-      t.lines.forEach((line, j) => {
-        const div = document.createElement("div");
-        div.textContent = line;
-        if (j === 0) div.className = "head";
-        cap.appendChild(div);
-      });
-      fig.appendChild(cap);
-      fig.addEventListener("click", () => select(i));
-      fig.addEventListener("keydown", (e) => {
-        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(i); }
-      });
-      grid.appendChild(fig);
-      tiles.push(fig);
-    });
-    mark();
-  }
-
-  draw();
-  model.on("change:tiles", draw);
-  model.on("change:size", draw);
-  model.on("change:columns", draw);
-  model.on("change:selected_index", mark);
-  return () => {
-    model.off("change:tiles", draw);
-    model.off("change:size", draw);
-    model.off("change:columns", draw);
-    model.off("change:selected_index", mark);
-  };
-}
-export default { render };
-"""
-
-_CSS = """
-.medlab-gallery { display: grid; gap: 6px; max-height: 640px; overflow-y: auto; padding: 2px; }
-.medlab-tile { margin: 0; padding: 4px; border: 2px solid transparent; border-radius: 4px;
-  cursor: pointer; font: 11px/1.25 sans-serif; color: var(--jp-ui-font-color1, #222); }
-.medlab-tile:hover { border-color: #9ab; }
-.medlab-tile.selected { border-color: #e0442b; background: rgba(224, 68, 43, 0.08); }
-.medlab-tile:focus { outline: 1px dotted #666; }
-.medlab-thumb { display: flex; align-items: center; justify-content: center; background: #000;
-  overflow: hidden; }
-.medlab-thumb img { max-width: 100%; max-height: 100%; image-rendering: auto; }
-.medlab-tile.placeholder .medlab-thumb, .medlab-tile.text .medlab-thumb {
-  background: #ddd; color: #444; padding: 6px; box-sizing: border-box; text-align: center;
-  font-size: 10px; overflow: hidden; }
-.medlab-tile.text .medlab-thumb { font-size: 14px; font-weight: bold; background: #eef; }
-.medlab-tile figcaption { margin-top: 3px; overflow: hidden; }
-.medlab-tile figcaption div { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.medlab-tile figcaption .head { font-weight: bold; }
-"""
 
 
 if anywidget is not None:
@@ -597,8 +499,8 @@ if anywidget is not None:
     class _TileGrid(anywidget.AnyWidget):
         """The clickable grid of tiles (one front-end view for all tiles)."""
 
-        _esm = _ESM
-        _css = _CSS
+        _esm = Path(__file__).parent / "_static" / "gallery.js"
+        _css = Path(__file__).parent / "_static" / "gallery.css"
         tiles = traitlets.List(traitlets.Dict()).tag(sync=True)
         selected_index = traitlets.Int(-1).tag(sync=True)
         size = traitlets.Int(128).tag(sync=True)
