@@ -45,7 +45,10 @@ function fmt(v) {
 function render({ model, el: host }) {
   const root = el("div", "medlab-slices");
   root.dataset.repaintCount = "0";
-  root.dataset.lmSuppressShortcuts = "true";  // arrow keys move sliders, not Lab's cell selection
+  // keys typed in the viewer's controls are theirs: JupyterLab's notebook shortcuts (which turn
+  // ArrowLeft/Right into cell navigation and cancel the key) must not see them
+  root.dataset.lmSuppressShortcuts = "true";
+  root.addEventListener("keydown", (e) => { if (e.target.matches("input, select, button")) e.stopPropagation(); });
   host.appendChild(root);
   const title = el("div", "medlab-title");
   const toolbar = el("div", "medlab-toolbar");
@@ -87,7 +90,7 @@ function render({ model, el: host }) {
   const labelOpacity = el("input", "medlab-label-opacity");
   labelOpacity.type = "range"; labelOpacity.min = 0; labelOpacity.max = 1; labelOpacity.step = 0.05;
   labelOpacity.title = "Label opacity";
-  labelOpacity.addEventListener("input", () => { model.set("label_opacity", +labelOpacity.value); model.save_changes(); paintAll(); });
+  labelOpacity.addEventListener("input", () => { model.set("label_opacity", +labelOpacity.value); model.save_changes(); paintAll(true); });
   const overlayBox = el("span", "medlab-overlay-controls");
   const modeSelect = el("select", "medlab-overlay-mode");
   for (const m of ["fusion", "checkerboard", "blend", "difference", "flicker", "off"]) {
@@ -96,10 +99,10 @@ function render({ model, el: host }) {
   modeSelect.addEventListener("change", () => { model.set("overlay_mode", modeSelect.value); model.save_changes(); });
   const alpha = el("input", "medlab-overlay-alpha");
   alpha.type = "range"; alpha.min = 0; alpha.max = 1; alpha.step = 0.05; alpha.title = "Blend";
-  alpha.addEventListener("input", () => { model.set("overlay_alpha", +alpha.value); model.save_changes(); paintAll(); });
+  alpha.addEventListener("input", () => { model.set("overlay_alpha", +alpha.value); model.save_changes(); paintAll(true); });
   const tiles = el("input", "medlab-tiles");
   tiles.type = "range"; tiles.min = 2; tiles.max = 32; tiles.step = 1; tiles.title = "Checkerboard tiles";
-  tiles.addEventListener("input", () => { model.set("tiles", +tiles.value); model.save_changes(); paintAll(); });
+  tiles.addEventListener("input", () => { model.set("tiles", +tiles.value); model.save_changes(); paintAll(true); });
   overlayBox.append(modeSelect, alpha, tiles);
   toolbar.append(toolGroup, presetSelect, windowText, cmapSelect, neuro, labelOpacity, overlayBox);
 
@@ -163,8 +166,11 @@ function render({ model, el: host }) {
     p.labels = d.labels ? typed(d.labels, d.labels_dtype) : null;
     p.overlay = d.overlay ? typed(d.overlay, "float32") : null;
     p.data = d;
-    p.off.width = w; p.off.height = h;
-    p.image = p.off.getContext("2d").createImageData(w, h);
+    if (p.off.width !== w || p.off.height !== h || !p.image) {
+      p.off.width = w; p.off.height = h;
+      p.image = p.off.getContext("2d").createImageData(w, h);
+    }
+    p.dirty = true;
   }
 
   // index (k, j, i) <-> pane pixel (row, col); M maps [row, col, 1] to the index
@@ -262,7 +268,7 @@ function render({ model, el: host }) {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.fillStyle = "#000"; ctx.fillRect(0, 0, cw, ch);
     if (!p.data) return;
-    composePane(p);
+    if (p.dirty) { composePane(p); p.dirty = false; }
     const L = layout(p);
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(p.off, L.x0, L.y0, p.w * p.pix[1] * L.scale, p.h * p.pix[0] * L.scale);
@@ -339,7 +345,11 @@ function render({ model, el: host }) {
       root.dataset.repaintCount = String(+root.dataset.repaintCount + 1);
     });
   }
-  function paintAll() { for (const p of Object.values(panes)) paint(p); afterPaint(false); }
+  // recompose: the pixels' colours changed (window, colour map, overlay, labels), not just the drawing
+  function paintAll(recompose) {
+    for (const p of Object.values(panes)) { if (recompose) p.dirty = true; paint(p); }
+    afterPaint(false);
+  }
 
   // ------------------------------------------------------------ mouse
   function attachMouse(p) {
@@ -516,13 +526,13 @@ function render({ model, el: host }) {
 
   function setFlicker() {
     const want = model.get("has_overlay") && model.get("overlay_mode") === "flicker";
-    if (want && !flickerTimer) flickerTimer = setInterval(() => { flickerOn = !flickerOn; paintAll(); }, 600);
+    if (want && !flickerTimer) flickerTimer = setInterval(() => { flickerOn = !flickerOn; paintAll(true); }, 600);
     if (!want && flickerTimer) { clearInterval(flickerTimer); flickerTimer = null; flickerOn = false; }
   }
 
   buildPanes();
   for (const p of Object.values(panes)) loadPane(p);
-  syncControls(); setFlicker(); paintAll();
+  syncControls(); setFlicker(); paintAll(true);
 
   for (const name of PLANES) {
     model.on(`change:_pane_${name}`, () => {
@@ -530,10 +540,13 @@ function render({ model, el: host }) {
       loadPane(p); syncControls(); paint(p); framePending = false; afterPaint(true);
     });
   }
-  model.on("change:planes", () => { buildPanes(); for (const p of Object.values(panes)) loadPane(p); syncControls(); paintAll(); });
-  for (const t of ["cursor", "window", "cmap", "_lut", "_overlay_lut", "_label_lut", "label_opacity", "overlay_mode",
-                   "overlay_alpha", "overlay_window", "tiles", "annotations", "_results", "tool", "legend", "invert"]) {
-    model.on(`change:${t}`, () => { syncControls(); setFlicker(); paintAll(); });
+  model.on("change:planes", () => { buildPanes(); for (const p of Object.values(panes)) loadPane(p); syncControls(); paintAll(true); });
+  for (const t of ["window", "cmap", "_lut", "_overlay_lut", "_label_lut", "label_opacity", "overlay_mode",
+                   "overlay_alpha", "overlay_window", "tiles", "legend", "invert"]) {
+    model.on(`change:${t}`, () => { syncControls(); setFlicker(); paintAll(true); });
+  }
+  for (const t of ["cursor", "annotations", "_results", "tool"]) {
+    model.on(`change:${t}`, () => { syncControls(); paintAll(false); });
   }
   for (const t of ["frame", "n_frames", "title", "neurological", "presets", "cmaps"]) model.on(`change:${t}`, syncControls);
   return () => { if (flickerTimer) clearInterval(flickerTimer); if (playTimer) clearInterval(playTimer); };
