@@ -6,11 +6,8 @@ that does not go to 127.0.0.1/localhost or a ``file:``/``data:`` URL is
 aborted, and every request is recorded, so a test can assert that nothing
 left the machine.
 
-Use in a test module::
-
-    import browser
-    chromium_browser = browser.chromium_browser  # the fixtures, under their names
-    offline_page = browser.offline_page
+The fixtures are registered once in ``tests/conftest.py`` (one Playwright per
+session). Use in a test::
 
     def test_page(offline_page):
         offline_page.page.goto(url)

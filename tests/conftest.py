@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# The browser fixtures are defined once for the whole session: a second sync Playwright in the
+# same process (one per test module) fails. Tests use them by name.
+from browser import chromium_browser, offline_page  # noqa: F401
+from lab import jupyter_lab, lab_page, screenshot  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 _default = REPO.parent / "shared" / "data"
 if "MEDLAB_DATA" not in os.environ and _default.is_dir():

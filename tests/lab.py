@@ -16,16 +16,10 @@ request leaving the machine aborted and recorded). This module adds:
 - fixtures ``jupyter_lab`` (session), ``lab_page`` (a tall offline page) and
   ``screenshot`` (saves under the test's id).
 
-Use in a test module::
+The fixtures are registered once in ``tests/conftest.py`` (one Playwright
+per session: a second sync Playwright in the same process fails). Use::
 
-    import browser
     import lab
-
-    chromium_browser = browser.chromium_browser  # the fixtures, under their names
-    offline_page = browser.offline_page
-    jupyter_lab = lab.jupyter_lab
-    lab_page = lab.lab_page
-    screenshot = lab.screenshot
 
     @pytest.mark.slow
     def test_widget(jupyter_lab, lab_page, screenshot):

@@ -6,16 +6,9 @@ from __future__ import annotations
 import io
 import time
 
-import browser
 import lab
 import numpy as np
 import pytest
-
-chromium_browser = browser.chromium_browser  # the fixtures, under their names
-offline_page = browser.offline_page
-jupyter_lab = lab.jupyter_lab
-lab_page = lab.lab_page
-screenshot = lab.screenshot
 
 SLIDER_IMAGE = """\
 import io

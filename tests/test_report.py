@@ -22,9 +22,6 @@ import medlab as ml
 from medlab.__main__ import main as medlab_main
 from medlab.errors import MissingDependencyError
 
-# the offline Chromium fixtures (tests/browser.py)
-chromium_browser = browser.chromium_browser
-offline_page = browser.offline_page
 chromium_missing = browser.chromium_missing
 
 PATIENT = "STS_777"  # an identifier that must not appear in any report

@@ -11,17 +11,10 @@ from __future__ import annotations
 
 import re
 
-import browser
 import lab
 import nbformat
 import pytest
 from conftest import REPO
-
-chromium_browser = browser.chromium_browser
-offline_page = browser.offline_page
-jupyter_lab = lab.jupyter_lab
-lab_page = lab.lab_page
-screenshot = lab.screenshot
 
 PANE = 300  # the viewer's pane size in screen pixels (height=PANE below)
 

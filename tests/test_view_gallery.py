@@ -12,15 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
-import browser
 import numpy as np
 import pytest
 
 import medlab as ml
 from medlab.view._gallery import Gallery, _middle_frame, _series_frames, gallery, series_thumbnail
-
-chromium_browser = browser.chromium_browser
-offline_page = browser.offline_page
 
 IMAGE_MODALITIES = {"CT", "MR", "PT"}
 

@@ -8,7 +8,6 @@ import io
 import sys
 import time
 
-import browser
 import lab
 import numpy as np
 import pytest
@@ -23,11 +22,6 @@ from medlab.view._window import apply_window, resolve_window
 
 pytest.importorskip("ipyniivue")
 
-chromium_browser = browser.chromium_browser  # the fixtures, under their names
-offline_page = browser.offline_page
-jupyter_lab = lab.jupyter_lab
-lab_page = lab.lab_page
-screenshot = lab.screenshot
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
