@@ -135,6 +135,44 @@ def test_viewing_notebook_in_jupyterlab(jupyter_lab, lab_page, screenshot):
         canvas = root.locator("canvas.medlab-pane").first
         png = screenshot(canvas, f"viewer-{n}")
         assert not lab.is_blank(png), f"viewer {n} is blank"
+    def viewer(title: str):
+        return viewers.filter(has=page.locator(".medlab-title", has_text=title)).first
+
+    # the ultrasound cine: the frame slider shows another frame
+    cine = viewer("Ultrasound cine")
+    cine.scroll_into_view_if_needed()
+    frame_before = screenshot(cine.locator("canvas.medlab-pane"), "cine-before")
+    count = int(cine.get_attribute("data-repaint-count"))
+    cine.locator("input.medlab-frame").evaluate(
+        "(e) => { e.value = '5'; e.dispatchEvent(new Event('input', {bubbles: true})); }")
+    _wait_repaint(page, cine, count)
+    assert "frame 6/" in cine.locator(".medlab-frame-text").inner_text()
+    assert lab.differs(frame_before, screenshot(cine.locator("canvas.medlab-pane"), "cine-after")) > 0.01
+
+    # the compare view: switching checkerboard -> blend changes the picture
+    before = viewer("before registration")
+    before.scroll_into_view_if_needed()
+    axial = before.locator('canvas.medlab-pane[data-plane="axial"]')
+    checker = screenshot(axial, "compare-checkerboard")
+    count = int(before.get_attribute("data-repaint-count"))
+    before.locator("select.medlab-overlay-mode").select_option("blend")
+    _wait_repaint(page, before, count)
+    assert lab.differs(checker, screenshot(axial, "compare-blend")) > 0.02
+
+    # the curve explorer: a click with the seed tool adds a curve beside the image
+    curves = viewer("S002-Sagittal")
+    curves.scroll_into_view_if_needed()
+    plot = panel.locator(".widget-image").last
+    plot_before = screenshot(plot, "curves-before")
+    src = plot.get_attribute("src")
+    box = curves.locator("canvas.medlab-pane").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5)
+    page.wait_for_function("([el, src]) => el.src !== src", arg=[plot.element_handle(), src],
+                           timeout=20_000)
+    page.wait_for_timeout(200)
+    assert lab.differs(plot_before, screenshot(plot, "curves-after")) > 0.005
+    assert curves.locator('.medlab-measurement[data-kind="seed"]').count() == 2
+
     # the gallery shows the cohort's thumbnails
     tiles = panel.locator(".medlab-gallery img")
     assert tiles.count() >= 10

@@ -57,7 +57,8 @@ class CurveExplorer(StaticSnapshot, ipywidgets.HBox):
         self._roi_curves = (None if roi is None else
                             _timeseries().curves(self._scalar, self.viewer._labels,
                                                  label_names=label_names))
-        self.plot = ipywidgets.Image(format="png", layout=ipywidgets.Layout(width="420px"))
+        self.plot = ipywidgets.Image(format="png", layout=ipywidgets.Layout(
+            width="420px", height="auto", align_self="flex-start", object_fit="contain"))
         super().__init__([self.viewer, self.plot])
         self.viewer.observe(self._refresh, names="annotations")
         self._refresh()
