@@ -16,6 +16,7 @@ session). Use in a test::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -100,7 +101,18 @@ def chromium_browser() -> Iterator[Any]:
 @pytest.fixture
 def offline_page(chromium_browser: Any) -> Iterator[OfflinePage]:
     """A fresh page (own context) whose non-local requests are aborted and all recorded."""
-    context = chromium_browser.new_context()
+    with open_offline_page(chromium_browser) as record:
+        yield record
+
+
+@contextlib.contextmanager
+def open_offline_page(chromium_browser: Any, **context_options: Any) -> Iterator[OfflinePage]:
+    """A page in a new context of ``chromium_browser`` with every non-local request aborted.
+
+    Usable outside pytest; ``context_options`` go to ``browser.new_context``
+    (e.g. ``viewport``).
+    """
+    context = chromium_browser.new_context(**context_options)
     page = context.new_page()
     record = OfflinePage(page)
     page.on("request", lambda request: record.requests.append(request.url))

@@ -57,7 +57,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import CHROMIUM_ARGS, OfflinePage, chromium_missing, chromium_path, is_local
+from browser import (
+    CHROMIUM_ARGS,
+    OfflinePage,
+    chromium_missing,
+    chromium_path,
+    open_offline_page,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TALL_VIEWPORT = {"width": 1400, "height": 8000}
@@ -619,23 +625,8 @@ def offline_page_in(chromium_browser: Any) -> Iterator[OfflinePage]:
 
     The same rule as the ``offline_page`` fixture (``browser.is_local``).
     """
-    context = chromium_browser.new_context(viewport=dict(TALL_VIEWPORT))
-    page = context.new_page()
-    record = OfflinePage(page)
-    page.on("request", lambda request: record.requests.append(request.url))
-
-    def route(r: Any) -> None:
-        if is_local(r.request.url):
-            r.continue_()
-        else:
-            record.blocked.append(r.request.url)
-            r.abort()
-
-    context.route("**/*", route)
-    try:
+    with open_offline_page(chromium_browser, viewport=dict(TALL_VIEWPORT)) as record:
         yield record
-    finally:
-        context.close()
 
 
 # ---------------------------------------------------------------- artefacts

@@ -40,18 +40,6 @@ ORIGIN = (12.5, -30.25, 41.0)
 
 
 # --------------------------------------------------------------------------- helpers
-def signed_permutations() -> list[np.ndarray]:
-    """The 48 axis-aligned direction matrices (columns: LPS direction of each array axis)."""
-    out = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1.0, -1.0), repeat=3):
-            d = np.zeros((3, 3))
-            for col, (row, sign) in enumerate(zip(perm, signs, strict=True)):
-                d[row, col] = sign
-            out.append(d)
-    return out
-
-
 def closest_letter(v) -> str:
     a = int(np.argmax(np.abs(v)))
     return ("L", "P", "S")[a] if v[a] > 0 else ("R", "A", "I")[a]
@@ -145,7 +133,7 @@ def check_pane_values(viewer, name, image, affine) -> tuple[np.ndarray, np.ndarr
 
 
 # --------------------------------------------------------------------------- geometry
-DIRECTIONS = signed_permutations()
+DIRECTIONS = ml.geometry.axis_aligned_directions()
 
 
 def test_there_are_48_distinct_orientations():

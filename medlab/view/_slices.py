@@ -13,7 +13,7 @@ from ._window import apply_window, resolve_window
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["plane_slices", "plot_slices"]
+__all__ = ["draw_letters", "plane_slices", "plot_slices"]
 
 # (screen-left, screen-right, top, bottom) letters per plane in radiological convention
 _LETTERS = {
@@ -21,6 +21,16 @@ _LETTERS = {
     "coronal": ("R", "L", "S", "I"),
     "sagittal": ("A", "P", "S", "I"),
 }
+
+
+def draw_letters(ax: Any, letters: tuple[str, ...] | list[str], *, fontsize: int = 12) -> None:
+    """Orientation letters (left, right, top, bottom) at the edges of a matplotlib Axes."""
+    left, right, top, bottom = letters
+    kw = {"color": "yellow", "fontsize": fontsize, "fontweight": "bold", "transform": ax.transAxes}
+    ax.text(0.02, 0.5, left, ha="left", va="center", **kw)
+    ax.text(0.98, 0.5, right, ha="right", va="center", **kw)
+    ax.text(0.5, 0.98, top, ha="center", va="top", **kw)
+    ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **kw)
 
 
 def plane_slices(
@@ -121,11 +131,7 @@ def plot_slices(
                       vmin=1, vmax=10)
         ax.set_title(name if not is_2d else (title or image.meta.get("id", "image")))
         ax.set_xlabel("mm")
-        kw = {"color": "yellow", "fontsize": 12, "fontweight": "bold", "transform": ax.transAxes}
-        ax.text(0.02, 0.5, left, ha="left", va="center", **kw)
-        ax.text(0.98, 0.5, right, ha="right", va="center", **kw)
-        ax.text(0.5, 0.98, top, ha="center", va="top", **kw)
-        ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **kw)
+        draw_letters(ax, (left, right, top, bottom))
     if title and not is_2d:
         fig.suptitle(title)
     fig.text(0.99, 0.01, f"W {width:g} / L {level:g}", ha="right", va="bottom", fontsize=8)

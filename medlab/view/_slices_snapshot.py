@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ._slices import draw_letters
 from ._window import apply_window
 
 __all__ = ["Snapshot", "label_colors"]
@@ -126,13 +127,7 @@ class Snapshot:
                     ax.plot(pts[:, 0], pts[:, 1], "-o", color="lime", lw=1.2, ms=3)
                 ax.text(xy[-1, 0], xy[-1, 1], f" {a['kind']} {a['id']}: "
                         f"{results.get(str(a['id']), '')}", color="lime", fontsize=7, clip_on=True)
-            left, right, top, bottom = pane["letters"]
-            kw = {"color": "yellow", "fontsize": 11, "fontweight": "bold",
-                  "transform": ax.transAxes}
-            ax.text(0.02, 0.5, left, ha="left", va="center", **kw)
-            ax.text(0.98, 0.5, right, ha="right", va="center", **kw)
-            ax.text(0.5, 0.98, top, ha="center", va="top", **kw)
-            ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **kw)
+            draw_letters(ax, pane["letters"], fontsize=11)
             bar = _scale_bar_mm(w * dc)
             ax.plot([w * dc * 0.95 - bar, w * dc * 0.95], [h * dr * 0.93] * 2, color="white", lw=2)
             ax.text(w * dc * 0.95, h * dr * 0.91, f"{bar:g} mm", color="white", fontsize=7,

@@ -20,7 +20,7 @@ from .. import geometry as geo
 from ..errors import GeometryError, GeometryMismatchError
 from ..image import Image
 from ._display import StaticSnapshot, ensure_figure_display
-from ._slices import _LETTERS
+from ._slices import _LETTERS, draw_letters
 from ._volume_niivue import _label_colors, _matplotlib_cmap
 from ._window import apply_window, resolve_window
 
@@ -292,7 +292,7 @@ class VolumeView(StaticSnapshot, _widget_base()):  # type: ignore[misc]
         if self.display_labels is not None:
             label_values = np.unique(self.display_labels.array)
             label_values = label_values[label_values != 0]
-        for ax, (name, (mip, lmip, extent, (left, right, top, bottom))) in zip(
+        for ax, (name, (mip, lmip, extent, letters)) in zip(
             axes, planes.items(), strict=True
         ):
             ax.imshow(apply_window(mip, width, level), cmap=cmap, vmin=0, vmax=1, extent=extent,
@@ -307,11 +307,7 @@ class VolumeView(StaticSnapshot, _widget_base()):  # type: ignore[misc]
                           interpolation="nearest")
             ax.set_title(f"{name} MIP")
             ax.set_xlabel("mm")
-            kw = {"color": "yellow", "fontsize": 12, "fontweight": "bold", "transform": ax.transAxes}
-            ax.text(0.02, 0.5, left, ha="left", va="center", **kw)
-            ax.text(0.98, 0.5, right, ha="right", va="center", **kw)
-            ax.text(0.5, 0.98, top, ha="center", va="top", **kw)
-            ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **kw)
+            draw_letters(ax, letters)
         suptitle = self.title
         if self.downsampled:
             suptitle += " (display downsampled: " + "x".join(str(n) for n in self.display_shape) + ")"
