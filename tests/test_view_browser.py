@@ -88,8 +88,27 @@ def test_slice_viewer_draws_pages_windows_and_measures(jupyter_lab, lab_page, sc
     assert lab.differs(paged, lung) > 0.05
     assert "W 1500 L -600" in out.locator(".medlab-window").inner_text()
 
-    # the cursor readout: LPS position and value under the mouse
+    # the mouse wheel pages (one slice a notch); ctrl+wheel zooms in (the picture changes,
+    # the slice does not); a double-click resets the view
     box = panes["axial"].bounding_box()
+    page.mouse.move(box["x"] + PANE / 2, box["y"] + PANE / 2)
+    value = int(slider.input_value())
+    page.mouse.wheel(0, -100)
+    expect(slider).to_have_value(str(value + 1))
+    count = _wait_repaint(page, root, count)
+    unzoomed = screenshot(panes["axial"], "axial-before-zoom")
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -100)
+    page.keyboard.up("Control")
+    page.wait_for_timeout(200)
+    zoomed = lab.differs(unzoomed, screenshot(panes["axial"], "axial-zoomed"))
+    assert zoomed > 0.05
+    assert slider.input_value() == str(value + 1)
+    panes["axial"].dblclick()  # (its clicks may also move the crosshair a voxel)
+    page.wait_for_timeout(200)
+    assert lab.differs(unzoomed, screenshot(panes["axial"], "axial-reset")) < zoomed / 3
+
+    # the cursor readout: LPS position and value under the mouse
     page.mouse.move(box["x"] + PANE / 2, box["y"] + PANE / 2)
     status = out.locator(".medlab-status").inner_text()
     assert re.search(r"LPS \(-?[\d.]+, -?[\d.]+, -?[\d.]+\) mm .* HU", status), status
@@ -147,6 +166,11 @@ def test_viewing_notebook_in_jupyterlab(jupyter_lab, lab_page, screenshot):
         "(e) => { e.value = '5'; e.dispatchEvent(new Event('input', {bubbles: true})); }")
     _wait_repaint(page, cine, count)
     assert "frame 6/" in cine.locator(".medlab-frame-text").inner_text()
+    play = cine.locator("button.medlab-play")
+    play.click()  # plays: the frame advances by itself
+    page.wait_for_function("(el) => !/^frame 6\\//.test(el.textContent)",
+                           arg=cine.locator(".medlab-frame-text").element_handle(), timeout=20_000)
+    play.click()  # and stops
     assert lab.differs(frame_before, screenshot(cine.locator("canvas.medlab-pane"), "cine-after")) > 0.01
 
     # the compare view: switching checkerboard -> blend changes the picture
