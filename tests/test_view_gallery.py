@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import medlab as ml
-from medlab.view._gallery import Gallery, _middle_frame, _series_frames, gallery, series_thumbnail
+from medlab.view._gallery import Gallery, gallery
+from medlab.view._gallery_tiles import _middle_frame, _series_frames, series_thumbnail
 
 IMAGE_MODALITIES = {"CT", "MR", "PT"}
 
