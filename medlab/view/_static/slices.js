@@ -468,6 +468,15 @@ function render({ model, el: host }) {
   }
 
   // ------------------------------------------------------------ model -> view
+  // rebuild a control's DOM only when what it lists changed (an open menu stays open while
+  // slices arrive)
+  const built = {};
+  function changed(key, value) {
+    const text = JSON.stringify(value);
+    if (built[key] === text) return false;
+    built[key] = text; return true;
+  }
+
   function syncControls() {
     title.textContent = model.get("title");
     const shape = model.get("shape"), cur = model.get("cursor");
@@ -478,18 +487,24 @@ function render({ model, el: host }) {
     }
     for (const [t, b] of Object.entries(toolButtons)) b.classList.toggle("medlab-active", model.get("tool") === t);
     const presets = model.get("presets"), win = model.get("window");
-    presetSelect.textContent = "";
+    if (changed("presets", presets)) {
+      presetSelect.textContent = "";
+      for (const name of Object.keys(presets)) {
+        const o = el("option", null, name); o.value = name; presetSelect.appendChild(o);
+      }
+      const custom = el("option", null, "custom"); custom.value = ""; presetSelect.appendChild(custom);
+    }
     let match = "";
     for (const [name, wl] of Object.entries(presets)) {
-      const o = el("option", null, name); o.value = name; presetSelect.appendChild(o);
       if (Math.abs(wl[0] - win[0]) < 1e-6 && Math.abs(wl[1] - win[1]) < 1e-6) match = name;
     }
-    const custom = el("option", null, "custom"); custom.value = ""; presetSelect.appendChild(custom);
     presetSelect.value = match;
     presetSelect.style.display = model.get("rgb") ? "none" : "";
     windowText.textContent = model.get("rgb") ? "" : `W ${fmt(win[0])} L ${fmt(win[1])}`;
-    cmapSelect.textContent = "";
-    for (const c of model.get("cmaps")) { const o = el("option", null, c); o.value = c; cmapSelect.appendChild(o); }
+    if (changed("cmaps", model.get("cmaps"))) {
+      cmapSelect.textContent = "";
+      for (const c of model.get("cmaps")) { const o = el("option", null, c); o.value = c; cmapSelect.appendChild(o); }
+    }
     cmapSelect.value = model.get("cmap");
     cmapSelect.style.display = model.get("rgb") ? "none" : "";
     neuroBox.checked = model.get("neurological");
@@ -503,15 +518,18 @@ function render({ model, el: host }) {
     frameRow.style.display = nf > 1 ? "" : "none";
     frameSlider.max = nf - 1; frameSlider.value = model.get("frame");
     frameText.textContent = nf > 1 ? `frame ${model.get("frame") + 1}/${nf}${model.get("frame_label") ? "  " + model.get("frame_label") : ""}` : "";
-    legend.textContent = "";
-    for (const e of model.get("legend")) {
-      const item = el("span", "medlab-legend-item");
-      const sw = el("span", "medlab-swatch"); sw.style.background = e.color;
-      item.append(sw, document.createTextNode(`${e.value} ${e.name}`));
-      legend.appendChild(item);
+    if (changed("legend", model.get("legend"))) {
+      legend.textContent = "";
+      for (const e of model.get("legend")) {
+        const item = el("span", "medlab-legend-item");
+        const sw = el("span", "medlab-swatch"); sw.style.background = e.color;
+        item.append(sw, document.createTextNode(`${e.value} ${e.name}`));
+        legend.appendChild(item);
+      }
     }
-    measurements.textContent = "";
     const results = model.get("_results");
+    if (!changed("measurements", [model.get("annotations"), results])) return;
+    measurements.textContent = "";
     for (const a of model.get("annotations")) {
       const line = el("div", "medlab-measurement");
       line.dataset.id = a.id; line.dataset.kind = a.kind;
