@@ -110,3 +110,25 @@ def test_cursor_outside_the_image_is_refused():
     with pytest.raises(ValueError, match=r"cursor must be a voxel index .* got \[-1, 0, 0\]"):
         viewer.cursor = [-1, 0, 0]
     assert viewer.cursor == [3, 4, 5]
+
+
+def test_a_label_has_one_colour_in_every_view():
+    """Label k is matplotlib's tab10[k-1] in the slice viewer, its snapshot, plot_slices and NiiVue."""
+    import matplotlib
+
+    spl = np.array([[0, 0, 1.0, 0], [0, 1, 0, 0], [2, 0, 0, 0], [0, 0, 0, 1]])
+    img = ml.Image(np.zeros((4, 6, 9), np.float32), spl)
+    lab_arr = np.zeros((4, 6, 9), np.uint8)
+    lab_arr[:, :, 0:3], lab_arr[:, :, 3:6], lab_arr[:, :, 6:9] = 1, 2, 3
+    labels = img.with_array(lab_arr)
+    tab10 = np.rint(np.asarray(matplotlib.colormaps["tab10"].colors[:3]) * 255).astype(int)
+
+    viewer = ml.view.slices(img, labels=labels)
+    legend = [[int(e["color"][i:i + 2], 16) for i in (1, 3, 5)] for e in viewer.legend]
+    np.testing.assert_array_equal(legend, tab10)
+    lut = np.frombuffer(viewer._label_lut, np.uint8).reshape(256, 3)
+    np.testing.assert_array_equal(lut[1:4], tab10)
+
+    niivue_lut = ml.view.volume(img, labels=labels).niivue.volumes[1].colormap_label
+    rgba = np.asarray(niivue_lut.lut).reshape(-1, 4)
+    np.testing.assert_array_equal(rgba[1:4, :3], tab10)

@@ -13,7 +13,7 @@ from ._window import apply_window, resolve_window
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["draw_letters", "plane_slices", "plot_slices"]
+__all__ = ["draw_letters", "label_colors", "plane_slices", "plot_slices"]
 
 # (screen-left, screen-right, top, bottom) letters per plane in radiological convention
 _LETTERS = {
@@ -21,6 +21,22 @@ _LETTERS = {
     "coronal": ("R", "L", "S", "I"),
     "sagittal": ("A", "P", "S", "I"),
 }
+
+
+def label_colors(values: Any) -> np.ndarray:
+    """RGB in [0, 1] of label values (0 is black): the one label mapping of every medlab view.
+
+    matplotlib's tab10 then tab20b, cycling, so label 1 has the same colour in
+    static plots, the slice viewer, its snapshot and the 3D view.
+    """
+    import matplotlib
+
+    base = np.vstack([matplotlib.colormaps["tab10"].colors,
+                      matplotlib.colormaps["tab20b"].colors])[:, :3]
+    v = np.asarray(values, dtype=int)
+    out = base[(v - 1) % len(base)]
+    out[v == 0] = 0.0
+    return out
 
 
 def draw_letters(ax: Any, letters: tuple[str, ...] | list[str], *, fontsize: int = 12) -> None:
@@ -126,9 +142,8 @@ def plot_slices(
                   interpolation="nearest")
         if label_planes is not None:
             lab = label_planes[name][0]
-            masked = np.ma.masked_equal(lab, 0)
-            ax.imshow(masked, cmap="tab10", alpha=0.45, extent=extent, interpolation="nearest",
-                      vmin=1, vmax=10)
+            rgba = np.concatenate([label_colors(lab), 0.45 * (lab > 0)[..., None]], axis=-1)
+            ax.imshow(rgba, extent=extent, interpolation="nearest")
         ax.set_title(name if not is_2d else (title or image.meta.get("id", "image")))
         ax.set_xlabel("mm")
         draw_letters(ax, (left, right, top, bottom))

@@ -6,19 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from ._slices import draw_letters
+from ._slices import draw_letters, label_colors
 from ._window import apply_window
 
-__all__ = ["Snapshot", "label_colors"]
+__all__ = ["Snapshot", "label_lut"]
 
 
-def label_colors(n: int = 256) -> np.ndarray:
-    """(n, 3) uint8 colours of label values (0 black), shared by the browser and snapshots."""
-    import matplotlib
-
-    base = np.vstack([matplotlib.colormaps["tab10"].colors, matplotlib.colormaps["tab20b"].colors])
-    colors = np.array([base[(v - 1) % len(base)] if v else (0, 0, 0) for v in range(n)])
-    return (colors[:, :3] * 255).round().astype(np.uint8)
+def label_lut() -> np.ndarray:
+    """(256, 3) uint8 colours of label values modulo 256, sent to the browser (0 black)."""
+    return np.rint(label_colors(np.arange(256)) * 255).astype(np.uint8)
 
 
 def _scale_bar_mm(width_mm: float) -> float:
@@ -72,7 +68,7 @@ class Snapshot:
                 rgb = np.repeat(d[..., None], 3, axis=-1)
         if self._labels is not None and self.label_opacity > 0:
             lab = self._plane_pixels(np.asarray(self._labels.array), name)
-            colors = label_colors() / 255.0
+            colors = label_lut() / 255.0
             on = (lab > 0)[..., None]
             rgb = np.where(on, (1 - self.label_opacity) * rgb
                            + self.label_opacity * colors[lab.astype(int) % 256], rgb)

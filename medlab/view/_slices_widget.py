@@ -26,7 +26,7 @@ from ..image import Image
 from ._annotations import NORMAL as _NORMAL
 from ._annotations import TOOLS, Annotations
 from ._display import StaticSnapshot
-from ._slices_snapshot import Snapshot, label_colors
+from ._slices_snapshot import Snapshot, label_lut
 from ._window import WINDOW_PRESETS, auto_window, resolve_window
 
 try:
@@ -207,7 +207,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
             self.label_opacity = label_opacity
             self._label_names = label_names
             if self._labels is not None:
-                self._label_lut = label_colors().tobytes()
+                self._label_lut = label_lut().tobytes()
                 self.legend = self._legend()
             self.has_overlay = self._overlay is not None
             if self._overlay is not None:
@@ -264,7 +264,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
         if isinstance(names, Sequence) and not isinstance(names, str):
             names = {i + 1: n for i, n in enumerate(names)}
         names = {int(k): str(v) for k, v in dict(names).items()}
-        colors = label_colors()
+        colors = label_lut()
         return [{"value": int(v), "name": names.get(int(v), f"label {int(v)}"),
                  "color": "#{:02x}{:02x}{:02x}".format(*colors[int(v) % 256])}
                 for v in values if v > 0]

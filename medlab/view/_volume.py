@@ -20,8 +20,8 @@ from .. import geometry as geo
 from ..errors import GeometryError, GeometryMismatchError
 from ..image import Image
 from ._display import StaticSnapshot, ensure_figure_display
-from ._slices import _LETTERS, draw_letters
-from ._volume_niivue import _label_colors, _matplotlib_cmap
+from ._slices import _LETTERS, draw_letters, label_colors
+from ._volume_niivue import _matplotlib_cmap
 from ._window import apply_window, resolve_window
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -301,7 +301,7 @@ class VolumeView(StaticSnapshot, _widget_base()):  # type: ignore[misc]
                 # map label values to 1..n so the listed colours match the NiiVue table
                 index = np.searchsorted(label_values, lmip)
                 index = np.where(lmip != 0, index + 1, 0)
-                colours = ListedColormap(_label_colors(label_values))
+                colours = ListedColormap(label_colors(label_values))
                 ax.imshow(np.ma.masked_equal(index, 0), cmap=colours, vmin=0.5,
                           vmax=label_values.size + 0.5, alpha=self.label_opacity, extent=extent,
                           interpolation="nearest")

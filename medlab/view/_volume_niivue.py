@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError
 from ..image import Image
+from ._slices import label_colors
 
 __all__ = ["build_niivue", "check_niivue", "nifti_bytes", "niivue_colormaps"]
 
@@ -33,14 +34,6 @@ def check_niivue(colormap: str) -> None:
     names = niivue_colormaps()
     if names and colormap not in names:
         raise ValueError(f"unknown colormap {colormap!r}; NiiVue has: {', '.join(names)}")
-
-
-def _label_colors(values: np.ndarray) -> np.ndarray:
-    """RGB (0..1) per label value: matplotlib's tab20, by value (one mapping for all views)."""
-    from matplotlib import colormaps
-
-    table = colormaps["tab20"].colors
-    return np.array([table[(int(v) - 1) % len(table)][:3] for v in values], dtype=float)
 
 
 def _niivue_colormap_dir() -> Any:
@@ -94,7 +87,7 @@ def nifti_bytes(image: Image) -> bytes:
 
 def _label_lut(values: np.ndarray, names: Mapping[int, str] | None) -> dict[str, Any]:
     values = np.unique(np.concatenate([[0], values.astype(np.int64)]))
-    rgb = np.rint(_label_colors(values) * 255).astype(int)
+    rgb = np.rint(label_colors(values) * 255).astype(int)
     names = dict(names or {})
     return {
         "R": rgb[:, 0].tolist(),
