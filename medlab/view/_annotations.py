@@ -9,7 +9,7 @@ calls :func:`medlab.measure.distance`, :func:`~medlab.measure.angle` and
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ class Annotations:
         axis = NORMAL[name]
         cursor = list(self.cursor)
         cursor[axis] = s
-        m, (h, w) = self._pane_geometry_at(name, cursor)
+        m, (h, w) = self._pane_geometry(name, cursor)
         rc = self._pane_rc_at(m, np.asarray(a["points"], dtype=float))
         rows, cols = np.mgrid[0:h, 0:w]
         if a["kind"] == "rect":
@@ -126,14 +126,6 @@ class Annotations:
         affine[:3, 3] = self._canon.index_to_world(offset)
         slab = Image(np.ascontiguousarray(values), affine, meta=dict(self._canon.meta))
         return slab, Image(mask, affine)
-
-    def _pane_geometry_at(self, name: str, cursor: Sequence[int]) -> tuple[np.ndarray, tuple]:
-        saved = self._trait_values["cursor"]
-        self._trait_values["cursor"] = list(cursor)  # evaluate without notifying the view
-        try:
-            return self._pane_geometry(name)
-        finally:
-            self._trait_values["cursor"] = saved
 
     @staticmethod
     def _pane_rc_at(m: np.ndarray, index: np.ndarray) -> np.ndarray:

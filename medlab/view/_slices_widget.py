@@ -270,10 +270,13 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
                 for v in values if v > 0]
 
     # ------------------------------------------------------------ planes
-    def _pane_geometry(self, name: str) -> tuple[np.ndarray, tuple[int, int]]:
-        """M (3x3, index = M @ [row, col, 1]) and the pane's (rows, cols)."""
+    def _pane_geometry(
+        self, name: str, cursor: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, tuple[int, int]]:
+        """M (3x3, index = M @ [row, col, 1]) and the pane's (rows, cols), at ``cursor``
+        (default the current one)."""
         nz, ny, nx = self.shape
-        k, j, i = self.cursor
+        k, j, i = self.cursor if cursor is None else cursor
         if self._is_2d:
             m, hw = [[0, 0, 0], [1, 0, 0], [0, 1, 0]], (ny, nx)
         elif name == "axial":
