@@ -230,3 +230,19 @@ def test_deepbet_on_mni152_any_orientation():
         model.weight_files(), key=str))).hexdigest()
     assert labels.meta["algorithm"]["weights_sha256"] == digest
     assert labels.meta["algorithm"]["name"] == "deepbet" and labels.meta["labels"] == {1: "Brain"}
+
+
+def test_sliding_window_runs_a_torch_module_on_a_device():
+    import torch
+
+    net = torch.nn.Conv3d(1, 2, kernel_size=1)
+    with torch.no_grad():
+        net.weight.zero_()
+        net.bias.zero_()
+        net.weight[1, 0] = 1.0
+        net.bias[1] = -50.0  # class 1 where the voxel is above 50
+    image = phantom().reorient("IRA")
+    labels = ml.segmentation.sliding_window(image, net, patch_size=(8, 8, 8), batch_size=3,
+                                            device="cpu", progress=False)
+    np.testing.assert_array_equal(labels.array, image.array > 50)
+    assert np.array_equal(labels.affine, image.affine)
