@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,11 @@ class MonaiBundle(Model):
         torch = require("torch", feature="MONAI bundles")
         parser = self._parser(device)
         try:
-            net = parser.get_parsed_content("network_def", instantiate=True)
-            pre = parser.get_parsed_content("preprocessing", instantiate=True)
-            inferer = parser.get_parsed_content("inferer", instantiate=True)
+            with warnings.catch_warnings():  # MONAI's notices about its own changed defaults
+                warnings.simplefilter("ignore", FutureWarning)
+                net = parser.get_parsed_content("network_def", instantiate=True)
+                pre = parser.get_parsed_content("preprocessing", instantiate=True)
+                inferer = parser.get_parsed_content("inferer", instantiate=True)
         except KeyError as exc:
             raise ModelError(f"{self.config_path} lacks {exc} (a bundle's inference config defines "
                              "network_def, preprocessing and inferer)") from exc
