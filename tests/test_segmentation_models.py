@@ -189,6 +189,17 @@ def test_clear_errors(tmp_path, nnunet, monkeypatch):
                                       nnunet(phantom(), device="cpu").array)
 
 
+def test_nnunet_orientation_from_a_reorienting_reader(tmp_path):
+    import json
+
+    folder = models.example_nnunet(tmp_path)
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["image_reader_writer"] = "NibabelIOWithReorient"  # nnU-Net makes every image RAS+
+    (folder / "plans.json").write_text(json.dumps(plans))
+    assert models.load(folder).orientation == "SAR"
+    assert models.load(folder, orientation="spl").orientation == "SPL"
+
+
 def test_totalsegmentator_without_weights_says_what_is_missing(tmp_path, monkeypatch):
     pytest.importorskip("totalsegmentator")
     monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "home"))
@@ -246,3 +257,27 @@ def test_sliding_window_runs_a_torch_module_on_a_device():
                                             device="cpu", progress=False)
     np.testing.assert_array_equal(labels.array, image.array > 50)
     assert np.array_equal(labels.affine, image.affine)
+
+
+@pytest.mark.slow
+def test_totalsegmentator_with_weights_on_disk(tmp_path, monkeypatch):
+    """TotalSegmentator's own pipeline (RAS+, its resampling, nnU-Net, back) on weights laid out
+    as it downloads them: a tiny hand-set model in the folder of its 'breasts' task."""
+    pytest.importorskip("totalsegmentator")
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "home"))
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    models.example_nnunet(tmp_path / "weights", spacing=(1.5, 1.5, 1.5),
+                          name="Dataset527_breasts_1559subj",
+                          trainer="nnUNetTrainer_DASegOrd0_NoMirroring",
+                          labels={"background": 0, "breast": 1})
+    model = models.load("totalsegmentator", task="breasts", weights_dir=tmp_path / "weights")
+    base = phantom(spacing=(1.5, 1.5, 1.5))
+    image = base.reorient("RAI")
+    labels = model(image, device="cpu", progress=False)
+    assert labels.shape == image.shape and np.array_equal(labels.affine, image.affine)
+    assert labels.meta["labels"] == {1: "breast"}
+    assert labels.meta["algorithm"]["name"] == "TotalSegmentator breasts"
+    # TotalSegmentator's network input is the RAS+ image in (z, y, x) order: axis 0 points S
+    expected = shifted(base.array > 50, axis=2, step=1)
+    back = labels.resample_to(base, interpolation="nearest")
+    np.testing.assert_array_equal(back.array, expected)

@@ -30,6 +30,8 @@ def example_nnunet(
     spacing: Sequence[float] = (2.0, 1.0, 1.0),
     patch_size: Sequence[int] = (16, 16, 16),
     name: str = "Dataset999_MedlabShift",
+    trainer: str = "nnUNetTrainer",
+    labels: dict[str, int] | None = None,
 ) -> Path:
     """Write an nnU-Net v2 results folder holding a 2-stage PlainConvUNet with set weights.
 
@@ -42,14 +44,18 @@ def example_nnunet(
     checkpoint (no mirroring allowed). Trained on nothing: the orientation is
     the caller's to state (see :class:`NnUNetModel`).
 
+    ``trainer`` names the results folder only (the checkpoint's network is
+    built by ``nnUNetTrainer``); ``labels`` renames the label (default
+    ``{'background': 0, 'shifted': 1}``).
+
     Returns
     -------
     pathlib.Path
-        ``folder/<name>/nnUNetTrainer__nnUNetPlans__3d_fullres``.
+        ``folder/<name>/<trainer>__nnUNetPlans__3d_fullres``.
     """
     torch = require("torch", feature="example models")
     plans_mod = require("nnunetv2.utilities.get_network_from_plans", feature="example models")
-    out = Path(folder) / name / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    out = Path(folder) / name / f"{trainer}__nnUNetPlans__3d_fullres"
     (out / "fold_0").mkdir(parents=True, exist_ok=True)
     arch = {
         "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
@@ -89,7 +95,7 @@ def example_nnunet(
             "max": 100.0, "mean": 50.0, "median": 50.0, "min": 0.0, "percentile_00_5": 0.0,
             "percentile_99_5": 100.0, "std": 30.0}},
     }
-    dataset = {"channel_names": {"0": "T1"}, "labels": {"background": 0, "shifted": 1},
+    dataset = {"channel_names": {"0": "T1"}, "labels": labels or {"background": 0, "shifted": 1},
                "numTraining": 0, "file_ending": ".nii.gz", "release": "1.0",
                "description": "medlab example: the bright object shifted one voxel along axis 0"}
     net = plans_mod.get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"],
