@@ -3,8 +3,8 @@
 On the same in-memory image (a synthetic phantom, 1.0 x 1.5 x 2.0 mm voxels
 given in DICOM axial order 'SPL', so medlab must reorient it), times:
 
-* an nnU-Net v2 results folder (the tiny example model, 16^3 patches,
-  Gaussian sliding windows): ``model(image)`` against nnunetv2's
+* an nnU-Net v2 results folder (the tiny example model, 16^3 patches in
+  the quick run, 32 x 64 x 64 in the full one, Gaussian sliding windows): ``model(image)`` against nnunetv2's
   ``nnUNetPredictor.predict_single_npy_array`` on the array already put in
   the training orientation by hand;
 * a MONAI bundle (the example bundle, a Gaussian ``SlidingWindowInferer``):
@@ -83,7 +83,9 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="medlab-bench-models-"))
 
     # ------------------------------------------------------------ nnU-Net
-    nn = models.load(models.example_nnunet(tmp, spacing=(2.0, 1.5, 1.0)), orientation="SAR")
+    patch = (16, 16, 16) if args.quick else (32, 64, 64)
+    nn = models.load(models.example_nnunet(tmp, spacing=(2.0, 1.5, 1.0), patch_size=patch),
+                     orientation="SAR")
     t_med, lab = best_time(lambda: nn(image, device=device, progress=False), repeat)
     sar = image.reorient("SAR")
     predictor = nn.predictor(device)
@@ -98,7 +100,7 @@ def main(argv=None) -> int:
           f"{'yes' if same else 'NO'}")
 
     # -------------------------------------------------------------- MONAI
-    mb = models.load(models.example_monai_bundle(tmp, pixdim=(1.0, 1.5, 2.0)))
+    mb = models.load(models.example_monai_bundle(tmp, pixdim=(1.0, 1.5, 2.0), roi_size=patch[::-1]))
     t_med, lab = best_time(lambda: mb(image, device=device, progress=False), repeat)
     parts = mb._load(device)
     from monai.data import MetaTensor
