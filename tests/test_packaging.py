@@ -52,8 +52,9 @@ def test_environment_yml_agrees_with_pyproject():
 
 def test_all_extra_covers_every_extra():
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    # itkwidgets[lab] pins pydantic<2 and adds a Lab extension: users opt in (README says so)
-    extras = set(meta["optional-dependencies"]) - {"all", "itkwidgets"}
+    # itkwidgets[lab] pins pydantic<2 and adds a Lab extension: users opt in (README says so);
+    # dl brings PyTorch (GBs with CUDA): users opt in, .ci/run installs it with a CPU build
+    extras = set(meta["optional-dependencies"]) - {"all", "itkwidgets", "dl"}
     (all_line,) = meta["optional-dependencies"]["all"]
     assert set(re.search(r"\[(.*)\]", all_line).group(1).split(",")) == extras
 

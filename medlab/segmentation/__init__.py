@@ -28,13 +28,16 @@ in ``meta['labels']``):
 * components and label editing: :func:`connected_components`,
   :func:`largest_component`, :func:`merge_labels`, :func:`remove_labels`,
   :func:`relabel`;
-* any deep-learning model (a callable on numpy batches):
-  :func:`sliding_window`.
+* any deep-learning model (a callable on numpy batches or a torch
+  module): :func:`sliding_window`;
+* trained models that run offline (deepbet, nnU-Net v2 folders, MONAI
+  bundles, TotalSegmentator): :mod:`medlab.segmentation.models`.
 
 All results are :class:`medlab.Image` objects on the reference grid (same
 shape and affine), so they line up voxel for voxel with the image.
 """
 
+from . import models
 from ._common import SegmentationError
 from ._components import (
     connected_components,
@@ -68,6 +71,7 @@ __all__ = [
     "hu_preset",
     "largest_component",
     "merge_labels",
+    "models",
     "multi_otsu",
     "opening",
     "otsu",

@@ -237,8 +237,8 @@ def write_seg(
     segmentation_type: Literal["BINARY", "FRACTIONAL"] = "BINARY",
     category: CodeLike | Mapping = None,
     property_type: CodeLike | Mapping = None,
-    algorithm_type: AlgorithmType = "MANUAL",
-    algorithm_name: str = "medlab",
+    algorithm_type: AlgorithmType | None = None,
+    algorithm_name: str | None = None,
     algorithm_family: CodeLike = None,
     series_description: str = "medlab segmentation",
     series_number: int = 300,
@@ -267,12 +267,16 @@ def write_seg(
     category, property_type : code, tuple (value, scheme, meaning) or mapping
         Segmented property category and type, for all segments or by name
         or segment number; default SNOMED CT 85756007 "Tissue".
-    algorithm_type : {'MANUAL', 'SEMIAUTOMATIC', 'AUTOMATIC'}
+    algorithm_type : {'MANUAL', 'SEMIAUTOMATIC', 'AUTOMATIC'}, optional
         How the segments were made; the latter two record
         ``algorithm_name`` and ``algorithm_family`` (a code of DICOM CID
         7162, default "Histogram Analysis", e.g. thresholds; use
         ``codes.cid7162.ArtificialIntelligence`` for a network) with
-        medlab's version.
+        medlab's version. Default: a model's result
+        (:mod:`medlab.segmentation.models`, ``meta['algorithm']``) is
+        AUTOMATIC with the model's name, version and weights SHA-256 (as an
+        algorithm parameter) and family "Artificial Intelligence"; else
+        MANUAL.
     algorithm_name, algorithm_family, series_description, series_number
         Recorded in the SEG.
     omit_empty_frames : bool, default True
@@ -296,6 +300,9 @@ def write_seg(
 
     if segmentation_type not in ("BINARY", "FRACTIONAL"):
         raise ValueError(f"segmentation_type must be 'BINARY' or 'FRACTIONAL', got {segmentation_type!r}")
+    model = labels.meta.get("algorithm") if isinstance(labels, Image) else None
+    model = dict(model) if isinstance(model, Mapping) else {}
+    algorithm_type = algorithm_type or model.get("type") or "MANUAL"
     if algorithm_type not in ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
         raise ValueError(f"algorithm_type must be MANUAL, SEMIAUTOMATIC or AUTOMATIC, got {algorithm_type!r}")
     fractional = segmentation_type == "FRACTIONAL"
@@ -311,9 +318,12 @@ def write_seg(
         pixels[..., s] = np.clip(arr[order], 0, 1) if fractional else arr[order]
     algorithm = None
     if algorithm_type != "MANUAL":
+        family = codes.cid7162.ArtificialIntelligence if model else codes.cid7162.HistogramAnalysis
         algorithm = hd.AlgorithmIdentificationSequence(
-            name=algorithm_name, version=__version__,
-            family=_code(algorithm_family) or codes.cid7162.HistogramAnalysis)
+            name=algorithm_name or model.get("name") or "medlab",
+            version=str(model.get("version") or __version__),
+            family=_code(algorithm_family) or family,
+            parameters={"weights_sha256": model["weights_sha256"]} if model.get("weights_sha256") else None)
     descriptions = []
     for number, (name, _, meta) in enumerate(segments, start=1):
         cat = _code(_per_segment(category, name, number)) or codes.SCT.Tissue

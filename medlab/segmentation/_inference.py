@@ -56,6 +56,23 @@ def _as_numpy(out: Any) -> np.ndarray:
     return np.asarray(out)
 
 
+def _on_device(model: Any, device: Any) -> Any:
+    """A torch module as a numpy-batch callable running on ``device``; other callables as they are."""
+    torch = __import__("sys").modules.get("torch")
+    if torch is None or not isinstance(model, torch.nn.Module):
+        return model
+    from .models._base import torch_device
+
+    dev = torch_device(device)
+    net = model.to(dev).eval()
+
+    def run(batch: np.ndarray) -> Any:
+        with torch.inference_mode():
+            return net(torch.from_numpy(batch).to(dev))
+
+    return run
+
+
 def _names(class_names: Sequence[str] | Mapping[int, str] | None, n_classes: int) -> dict[int, str]:
     if class_names is None:
         return {k: f"class {k}" for k in range(1, n_classes)}
@@ -85,6 +102,7 @@ def sliding_window(
     sigma_scale: float = 0.125,
     padding_mode: str = "constant",
     padding_value: float = 0.0,
+    device: Any = None,
     progress: bool = True,
 ) -> Image:
     """Run a segmentation model patch by patch over an image and blend the patches.
@@ -95,8 +113,10 @@ def sliding_window(
         A 3D image, or a 3D image with channels (``channels=True``, e.g.
         co-registered CT and PET stacked on the last axis). Voxel values are
         passed as they are: normalise inside ``model`` if it expects that.
-    model : callable
-        ``model(batch) -> scores``. ``batch`` is a float32 numpy array of
+    model : callable or torch.nn.Module
+        ``model(batch) -> scores``. A ``torch.nn.Module`` is put in eval
+        mode on ``device`` and called on float32 tensors there, without
+        gradients; any other callable gets numpy batches. ``batch`` is a float32 numpy array of
         shape ``(batch, channel, slice, row, column)`` (array order of
         :class:`medlab.Image`: for axial DICOM, inferior-to-superior slices,
         anterior-to-posterior rows, right-to-left columns). ``scores`` must
@@ -134,6 +154,10 @@ def sliding_window(
         An image smaller than the window along an axis is padded on both
         sides (``numpy.pad`` mode; ``'constant'`` uses ``padding_value``)
         and the result cropped back.
+    device : str or torch.device, optional
+        Where a ``torch.nn.Module`` runs (``'cpu'``, ``'cuda'``,
+        ``'cuda:1'``); default a CUDA GPU when PyTorch sees one, else the
+        CPU. Only used for a torch module.
     progress : bool
         Show a progress bar over the windows.
 
@@ -169,6 +193,7 @@ def sliding_window(
                             "pass image.frame(t)")
     if not callable(model):
         raise TypeError(f"model must be a callable (numpy batch -> scores), got {type(model).__name__}")
+    model = _on_device(model, device)
     patch = _patch_size(patch_size)
     if not 0.0 <= float(overlap) < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
