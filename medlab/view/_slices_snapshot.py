@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ._slices import draw_letters, label_colors
-from ._window import apply_window
+from ._window import apply_window, window_scaled
 
 __all__ = ["Snapshot", "label_lut"]
 
@@ -22,12 +22,6 @@ def _scale_bar_mm(width_mm: float) -> float:
     nice = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
     target = width_mm / 5
     return max([s for s in nice if s <= target], default=nice[0])
-
-
-def _scaled(values: np.ndarray, width: float, level: float) -> np.ndarray:
-    """Values scaled by a window, unclipped: 0 at its bottom, 1 at its top (the browser's rule)."""
-    lo = level - 0.5 - (width - 1) / 2
-    return (np.asarray(values, dtype=np.float64) - lo) / max(width - 1, 1e-6)
 
 
 def _lut_index(values: np.ndarray, width: float, level: float) -> np.ndarray:
@@ -71,8 +65,8 @@ class Snapshot:
             elif self.overlay_mode == "blend":
                 rgb = (1 - a) * rgb + a * grey
             elif self.overlay_mode == "difference":
-                d = np.clip(0.5 + 0.5 * (_scaled(px, width, level)
-                                         - _scaled(ov, *self.overlay_window)), 0, 1)
+                d = np.clip(0.5 + 0.5 * (window_scaled(px, width, level)
+                                         - window_scaled(ov, *self.overlay_window)), 0, 1)
                 rgb = np.repeat(np.nan_to_num(d, nan=0.5)[..., None], 3, axis=-1)
         if self._labels is not None and self.label_opacity > 0:
             lab = self._plane_pixels(np.asarray(self._labels.array), name)

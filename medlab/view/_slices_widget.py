@@ -26,6 +26,8 @@ from ..image import Image
 from ._annotations import NORMAL as _NORMAL
 from ._annotations import TOOLS, Annotations
 from ._display import FullStateOnOpen, StaticSnapshot
+from ._slices import _letter, acquisition_plane, label_legend
+from ._slices import projection_letters as _projection_letters
 from ._slices_snapshot import Snapshot, label_lut
 from ._window import WINDOW_PRESETS, auto_window, resolve_window
 
@@ -51,31 +53,6 @@ def _lut(name: str) -> bytes:
 
     cmap = matplotlib.colormaps[name]
     return (np.asarray(cmap(np.linspace(0, 1, 256)))[:, :3] * 255).round().astype(np.uint8).tobytes()
-
-
-def _letter(direction: np.ndarray) -> str:
-    """The patient direction (LPS) a screen direction points to."""
-    a = int(np.argmax(np.abs(direction)))
-    return ("L", "P", "S")[a] if direction[a] > 0 else ("R", "A", "I")[a]
-
-
-_OPPOSITE = str.maketrans("LRAPHFSI", "RLPAFHIS")
-
-
-def _projection_letters(orientation: Any) -> list[str]:
-    """(left, right, top, bottom) from DICOM PatientOrientation (row, column directions)."""
-    if not orientation or len(orientation) != 2:
-        return ["", "", "", ""]
-    right, bottom = (str(v) for v in orientation)
-    return [right.translate(_OPPOSITE), right, bottom.translate(_OPPOSITE), bottom]
-
-
-def acquisition_plane(image: Image) -> str:
-    """The plane (axial, coronal or sagittal) closest to the image's own slices."""
-    if image.spatial_shape[0] == 1:
-        return "axial"
-    normal = image.affine[:3, 0]
-    return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
 
 
 def _units(image: Image) -> str:
@@ -285,17 +262,8 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, FullStateOnOpen, anywid
         return presets
 
     def _legend(self) -> list[dict[str, Any]]:
-        values = np.unique(np.asarray(self._labels.array))
-        names = self._label_names
-        if names is None:
-            names = self._labels.meta.get("label_names") or self._labels.meta.get("labels") or {}
-        if isinstance(names, Sequence) and not isinstance(names, str):
-            names = {i + 1: n for i, n in enumerate(names)}
-        names = {int(k): str(v) for k, v in dict(names).items()}
-        colors = label_lut()
-        return [{"value": int(v), "name": names.get(int(v), f"label {int(v)}"),
-                 "color": "#{:02x}{:02x}{:02x}".format(*colors[int(v) % 256])}
-                for v in values if v > 0]
+        return label_legend(np.asarray(self._labels.array), self._label_names,
+                            meta=self._labels.meta)
 
     # ------------------------------------------------------------ planes
     def _pane_geometry(
