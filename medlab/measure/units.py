@@ -37,8 +37,8 @@ DISPLAY_UNITS: dict[str, str] = {
     # DICOM PET Units (0054,1001), as they arrive in meta['units']
     "BQML": "Bq/ml",
     "CNTS": "counts",
-    "GML": "SUV (g/ml)",
-    "CM2ML": "SUV (cm²/ml)",
+    "GML": "SUV",  # values already SUV, in g/ml (body weight, unless SUVType says otherwise)
+    "CM2ML": "SUVbsa",
 }
 
 
