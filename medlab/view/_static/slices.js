@@ -573,7 +573,7 @@ function render({ model, el: host }) {
     neuroBox.checked = model.get("neurological");
     neuro.style.display = model.get("planes").length > 1 ? "" : "none";
     labelOpacity.value = model.get("label_opacity");
-    labelOpacity.style.display = model.get("legend").length ? "" : "none";
+    labelOpacityLabel.style.display = model.get("legend").length ? "" : "none";
     const hasOverlay = model.get("has_overlay");
     overlayBox.style.display = hasOverlay ? "" : "none";
     const mode = model.get("overlay_mode");
