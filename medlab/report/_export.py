@@ -48,10 +48,10 @@ _EXTRA_CSS = """
 img { max-width: 100%; height: auto; }
 @media print {
   pre { white-space: pre-wrap; word-break: break-word; }
-  /* a cell may continue on the next page (keeping whole cells together left pages half
-     empty); pictures, table rows and short inputs stay in one piece, headings with what follows */
+  /* a cell may continue on the next page (keeping whole cells, or whole inputs, together left
+     pages half empty); pictures and table rows stay in one piece, headings with what follows */
   .jp-Cell, .jp-OutputArea-child { break-inside: auto; }
-  .jp-OutputArea-output img, .jp-RenderedHTMLCommon tr, .jp-InputArea { break-inside: avoid; }
+  .jp-OutputArea-output img, .jp-RenderedHTMLCommon tr { break-inside: avoid; }
   h1, h2, h3, h4 { break-after: avoid; }
   .jp-OutputArea-output { overflow: visible !important; }
   /* wide tables wrap between words; a column header is never broken inside a word (which
