@@ -250,6 +250,9 @@ def test_sr_round_trips_ct_statistics_exactly(sts, tmp_path):
         assert row["value"] == expected, (row["tracking_id"], row["statistic"])  # exact
     assert set(table.loc[table["statistic"] == "mean", "unit"]) == {"[hnsf'U]"}
     assert set(table.loc[table["statistic"] == "volume_mm3", "unit"]) == {"mm3"}
+    # as people read them (reports show this column, never the UCUM code)
+    assert set(table.loc[table["statistic"] == "mean", "units"]) == {"HU"}
+    assert set(table.loc[table["statistic"] == "volume_mm3", "units"]) == {"mm³"}
     seg_ds = _quiet_read(seg_path)
     assert set(table["seg_sop_instance_uid"]) == {str(seg_ds.SOPInstanceUID)}
     assert set(table["source_series_uid"]) == {ct.meta["series_uid"]}
@@ -286,6 +289,7 @@ def test_sr_of_pet_suv_statistics(tmp_path):
     table = read_sr(write_sr(stats, seg_path, pet, tmp_path / "pet_sr.dcm"))
     means = table[table["statistic"] == "mean"]
     assert means["unit"].item() == "g/ml{SUVbw}" and means["quantity"].item() == "SUVbw"
+    assert means["units"].item() == "SUVbw"
     assert means["value"].item() == stats.loc[0, "mean"]
 
 

@@ -87,6 +87,8 @@ def test_slice_viewer_draws_pages_windows_and_measures(jupyter_lab, lab_page, sc
     lung = screenshot(panes["axial"], "axial-lung")
     assert lab.differs(paged, lung) > 0.05
     assert "W 1500 L -600" in out.locator(".medlab-window").inner_text()
+    out.locator("select.medlab-preset").select_option("auto")  # the viewer's default window
+    count = _wait_repaint(page, root, count)
 
     # the mouse wheel pages (one slice a notch); ctrl+wheel zooms in (the picture changes,
     # the slice does not); a double-click resets the view
@@ -104,8 +106,8 @@ def test_slice_viewer_draws_pages_windows_and_measures(jupyter_lab, lab_page, sc
     zoomed = lab.differs(unzoomed, screenshot(panes["axial"], "axial-zoomed"))
     assert zoomed > 0.05
     assert slider.input_value() == str(value + 1)
-    panes["axial"].dblclick()  # (its clicks may also move the crosshair a voxel)
-    page.wait_for_timeout(200)
+    panes["axial"].dblclick()  # resets zoom and window/level; the crosshair stays
+    page.wait_for_timeout(400)
     assert lab.differs(unzoomed, screenshot(panes["axial"], "axial-reset")) < zoomed / 3
 
     # the cursor readout: LPS position and value under the mouse

@@ -329,10 +329,12 @@ _PAGE = """<!doctype html><html><body><div id="root"></div><script type="module"
 const state = %s;
 const handlers = {};
 window.saved = 0;
+window.sent = [];
 const model = {
   get: (k) => state[k],
   set: (k, v) => { state[k] = v; (handlers["change:" + k] || []).forEach((f) => f()); },
   save_changes: () => { window.saved += 1; },
+  send: (msg) => { window.sent.push(msg); },
   on: (ev, f) => { (handlers[ev] = handlers[ev] || []).push(f); },
   off: () => {},
 };
@@ -355,6 +357,9 @@ def test_front_end_click_sets_the_selection(sts_gallery, offline_page):
     page.wait_for_function("window.ready === true", timeout=10_000)
     tiles = page.locator("figure.medlab-tile")
     assert tiles.count() == 5
+    # once loaded, the front end asks the kernel for its whole state (updates sent while the
+    # module loaded may have been dropped)
+    assert page.evaluate("window.sent") == [{"type": "medlab-sync"}]
     assert page.locator("figure.medlab-tile img").count() == 5
     assert page.evaluate("document.querySelector('figure.medlab-tile img').naturalWidth") == 128
     tiles.nth(2).click()

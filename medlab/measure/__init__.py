@@ -18,6 +18,7 @@ object, with the physical unit in each column name.
 - Export: :func:`write_sr` / :func:`read_sr` (DICOM SR TID 1500
   Measurement Report referencing a SEG) and :func:`to_table` (CSV or
   Parquet with source UIDs and medlab's version).
+- :func:`display_units`: coded units (UCUM, DICOM) as people read them.
 """
 
 from ._sr import SRError, read_rwvm, read_sr, to_table, write_sr
@@ -28,11 +29,13 @@ from .radiomics import RadiomicsConfig as RadiomicsConfig
 from .radiomics import radiomics as radiomics
 from .shape import recist_diameters
 from .stats import label_stats
+from .units import display_units
 
 __all__ = [
     "SRError",
     "SuvError",
     "angle",
+    "display_units",
     "distance",
     "label_stats",
     "overlap",

@@ -23,6 +23,7 @@ import pandas as pd
 from .._version import __version__
 from ..errors import DicomReadError, MedlabError, MissingDependencyError
 from ..image import Image
+from .units import display_units
 
 __all__ = ["SRError", "read_rwvm", "read_sr", "to_table", "write_sr"]
 
@@ -314,7 +315,8 @@ def read_sr(path: str | os.PathLike | Any) -> pd.DataFrame:
         ``quantity`` (concept name), ``quantity_code`` ('SCHEME:value'),
         ``derivation``, ``method``, ``value`` (float: the Floating Point
         Value when present, else the decimal string), ``unit`` (UCUM
-        code), ``unit_meaning`` and ``statistic`` (the :func:`label_stats`
+        code), ``unit_meaning``, ``units`` (the unit as people read it,
+        :func:`display_units`: ``HU`` for ``[hnsf'U]``) and ``statistic`` (the :func:`label_stats`
         column it corresponds to: ``volume_mm3``, ``mean``, ...; else None).
         ``attrs`` holds ``sop_instance_uid``, ``series_instance_uid``,
         ``study_instance_uid`` and ``source``.
@@ -343,7 +345,7 @@ def read_sr(path: str | os.PathLike | Any) -> pd.DataFrame:
                 rows.extend(_group_rows(group, kind, n))
     columns = ["group", "group_type", "tracking_id", "tracking_uid", "finding", "finding_site",
                "seg_sop_instance_uid", "segment_number", "source_series_uid", "quantity",
-               "quantity_code", "derivation", "method", "value", "unit", "unit_meaning", "statistic"]
+               "quantity_code", "derivation", "method", "value", "unit", "unit_meaning", "units", "statistic"]
     table = pd.DataFrame(rows, columns=columns)
     table.attrs.update(sop_instance_uid=str(sr.SOPInstanceUID),
                        series_instance_uid=str(sr.SeriesInstanceUID),
@@ -386,6 +388,7 @@ def _group_rows(group: Any, kind: str, n: int) -> list[dict]:
             "quantity_code": f"{m.name.scheme_designator}:{m.name.value}",
             "derivation": _meaning(m.derivation), "method": _meaning(m.method),
             "value": float(m.value), "unit": unit, "unit_meaning": _meaning(m.unit),
+            "units": display_units(unit),
             "statistic": _statistic(m.name, m.derivation, unit or ""),
         })
     return rows

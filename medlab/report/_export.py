@@ -48,13 +48,19 @@ _EXTRA_CSS = """
 img { max-width: 100%; height: auto; }
 @media print {
   pre { white-space: pre-wrap; word-break: break-word; }
-  .jp-Cell, .jp-OutputArea-output img { break-inside: avoid; }
-  /* wide tables wrap instead of being cut at the page edge */
+  /* a cell may continue on the next page (keeping whole cells, or whole inputs, together left
+     pages half empty); pictures and table rows stay in one piece, headings with what follows */
+  .jp-Cell, .jp-OutputArea-child { break-inside: auto; }
+  .jp-OutputArea-output img, .jp-RenderedHTMLCommon tr { break-inside: avoid; }
+  h1, h2, h3, h4 { break-after: avoid; }
   .jp-OutputArea-output { overflow: visible !important; }
+  /* wide tables wrap between words; a column header is never broken inside a word (which
+     stacked headers one letter per line), the column grows to its longest header word */
   .jp-RenderedHTMLCommon table { font-size: 0.7em; table-layout: auto; max-width: 100%; }
   .jp-RenderedHTMLCommon th, .jp-RenderedHTMLCommon td { white-space: normal;
     overflow-wrap: break-word; padding: 0.2em 0.35em; }
-  .jp-RenderedHTMLCommon th { overflow-wrap: anywhere; }
+  .jp-RenderedHTMLCommon th { overflow-wrap: normal; word-break: keep-all; hyphens: none; }
+  .jp-RenderedHTMLCommon thead { display: table-header-group; }
 }
 """
 _REMOTE = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:)?//", re.I)
@@ -117,6 +123,25 @@ def external_references(html_text: str) -> list[str]:
     return found
 
 
+def _header_breaks(soup: Any) -> None:
+    """Let table headers wrap after underscores (``volume_<wbr>mm3``), and nowhere else inside a
+    word: tidy column names are long single words that printed one letter per line otherwise."""
+    from bs4 import NavigableString
+
+    for th in soup.find_all("th"):
+        for text in list(th.find_all(string=True)):
+            if "_" not in text or not isinstance(text, NavigableString):
+                continue
+            parts = str(text).split("_")
+            new: list[Any] = []
+            for i, part in enumerate(parts):
+                if i < len(parts) - 1:
+                    new += [NavigableString(part + "_"), soup.new_tag("wbr")]
+                elif part:
+                    new.append(NavigableString(part))
+            text.replace_with(*new)
+
+
 def _make_static(html_text: str, title: str) -> str:
     from bs4 import BeautifulSoup
 
@@ -145,6 +170,7 @@ def _make_static(html_text: str, title: str) -> str:
             _CSS_COMMENT.sub("", css)))
         if cleaned != css:
             style.string = cleaned
+    _header_breaks(soup)
     head = soup.head or soup.new_tag("head")
     if soup.head is None:
         (soup.html or soup).insert(0, head)
@@ -247,6 +273,20 @@ def _is_local(url: str) -> bool:
             or re.match(r"^[a-z]+://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/|$)", u) is not None)
 
 
+_PRINT_WIDTH_PX = round((210 - 20) / 25.4 * 96)  # A4 less 2 x 10 mm margins, CSS pixels
+# a table wider than the page is scaled down to fit (not cut at the page edge), at most to half
+_FIT_TABLES_JS = """() => {
+  for (const table of document.querySelectorAll('table')) {
+    // the printed page lays the cells out a little narrower than the screen: keep 8 % spare
+    const page = document.documentElement.clientWidth;
+    const parent = table.parentElement ? table.parentElement.clientWidth : page;
+    const room = 0.92 * Math.min(parent, page - table.getBoundingClientRect().left);
+    const need = table.scrollWidth;
+    if (room > 0 && need > room) table.style.zoom = String(Math.max(0.5, room / need));
+  }
+}"""
+
+
 def _print_pdf(html_path: Path, pdf_path: Path, executable: str, timeout_s: float) -> list[str]:
     from playwright.sync_api import sync_playwright
 
@@ -263,10 +303,12 @@ def _print_pdf(html_path: Path, pdf_path: Path, executable: str, timeout_s: floa
         browser = p.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS),
                                     timeout=timeout_s * 1000)
         try:
-            page = browser.new_page()
+            # laid out at the printed width (A4 less the margins), so that tables can be fitted
+            page = browser.new_page(viewport={"width": _PRINT_WIDTH_PX, "height": 1100})
             page.route("**/*", route)
             page.goto(html_path.resolve().as_uri(), wait_until="load", timeout=timeout_s * 1000)
             page.emulate_media(media="print")
+            page.evaluate(_FIT_TABLES_JS)
             page.pdf(path=str(pdf_path), format="A4", print_background=True,
                      margin={"top": "12mm", "bottom": "12mm", "left": "10mm", "right": "10mm"})
         finally:

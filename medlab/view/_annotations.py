@@ -22,6 +22,7 @@ __all__ = ["Annotations", "TOOLS"]
 
 TOOLS = ("navigate", "ruler", "angle", "rect", "ellipse", "polygon", "seed", "landmark")
 ROI_KINDS = ("rect", "ellipse", "polygon")
+POINT_KINDS = ("seed", "landmark")
 NORMAL = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 
@@ -52,6 +53,8 @@ class Annotations:
             row["length_mm"] = measure.distance(lps[0], lps[1])
         elif kind == "angle":
             row["angle_deg"] = measure.angle(lps[0], lps[1], lps[2])
+        elif kind in POINT_KINDS:
+            row.update(x_mm=float(lps[0, 0]), y_mm=float(lps[0, 1]), z_mm=float(lps[0, 2]))
         elif kind in ROI_KINDS:
             slab, mask = self._roi_slab(a)
             stats = measure.label_stats(slab, mask, shape=False, percentiles=())
@@ -72,6 +75,8 @@ class Annotations:
             return f"{row['length_mm']:.1f} mm"
         if "angle_deg" in row:
             return f"{row['angle_deg']:.1f}\u00b0"
+        if "x_mm" in row:
+            return f"LPS ({row['x_mm']:.1f}, {row['y_mm']:.1f}, {row['z_mm']:.1f}) mm"
         if "area_mm2" in row:
             if not row.get("voxel_count"):
                 return "empty"
@@ -203,6 +208,7 @@ class Annotations:
 
         Columns: ``id``, ``kind``, ``plane``, ``frame``, ``group``,
         ``n_points``, then as applicable ``length_mm``, ``angle_deg``,
+        ``x_mm``/``y_mm``/``z_mm`` (a seed's or landmark's LPS position),
         ``area_mm2``, ``voxel_count``, ``mean``, ``std``, ``min``, ``max``,
         ``units``.
         """

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..image import Image
-from ._display import StaticSnapshot, figure_png
+from ._display import FullStateOnOpen, StaticSnapshot, figure_png
 from ._slices_widget import SliceViewer, acquisition_plane
 
 try:
@@ -26,7 +26,7 @@ __all__ = ["CurveExplorer", "curves"]
 _CURVE_KINDS = ("seed", "landmark", "rect", "ellipse", "polygon")
 
 
-class CurveExplorer(StaticSnapshot, ipywidgets.HBox):
+class CurveExplorer(StaticSnapshot, FullStateOnOpen, ipywidgets.HBox):
     """A slice viewer of a time series beside the curves of what was drawn on it (see :func:`curves`)."""
 
     def __init__(
@@ -57,11 +57,14 @@ class CurveExplorer(StaticSnapshot, ipywidgets.HBox):
         self._roi_curves = (None if roi is None else
                             _timeseries().curves(self._scalar, self.viewer._labels,
                                                  label_names=label_names))
-        self.plot = ipywidgets.Image(format="png", layout=ipywidgets.Layout(
-            width="420px", height="auto", align_self="flex-start", object_fit="contain"))
+        # the plot's picture is in the Image widget's creation message (no update to lose)
+        self.plot = ipywidgets.Image(value=self._plot_png(), format="png",
+                                     layout=ipywidgets.Layout(width="420px", height="auto",
+                                                              align_self="flex-start",
+                                                              object_fit="contain"))
         super().__init__([self.viewer, self.plot])
         self.viewer.observe(self._refresh, names="annotations")
-        self._refresh()
+        self._open_with_state()
 
     # ------------------------------------------------------------ computing (medlab.timeseries)
     def _curve_of(self, a: dict[str, Any]) -> pd.DataFrame:
@@ -116,8 +119,11 @@ class CurveExplorer(StaticSnapshot, ipywidgets.HBox):
         ax.grid(alpha=0.3)
         return fig
 
+    def _plot_png(self) -> bytes:
+        return figure_png(self._plot_figure(), dpi=80)
+
     def _refresh(self, change: Any = None) -> None:
-        self.plot.value = figure_png(self._plot_figure(), dpi=80)
+        self.plot.value = self._plot_png()
 
     def snapshot(self) -> Any:
         """The viewer's first plane beside the curves."""

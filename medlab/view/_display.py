@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["StaticSnapshot", "ensure_figure_display", "figure_png"]
+__all__ = ["FullStateOnOpen", "StaticSnapshot", "ensure_figure_display", "figure_png"]
 
 
 def ensure_figure_display() -> None:
@@ -74,3 +74,44 @@ class StaticSnapshot:
         except Exception as exc:  # a snapshot failure must not hide the live widget
             bundle["text/plain"] = f"{bundle.get('text/plain', '')} (no snapshot: {exc})"
         return bundle if metadata is None else (bundle, metadata)
+
+
+SYNC_REQUEST = "medlab-sync"
+"""The message a medlab front end sends once its module has loaded: 'send me your state'."""
+
+
+class FullStateOnOpen:
+    """Mixin for medlab widgets: the front end gets the complete state with the widget's creation.
+
+    ipywidgets opens the front-end connection (the comm) at the end of
+    ``Widget.__init__``, with the traits' *default* values; everything a
+    widget sets afterwards travels as separate updates. anywidget (0.11)
+    gives a front-end module 2 s to load and drops the updates that wait for
+    it when loading takes longer (a busy page: software 3D rendering, Run
+    All), which left viewers empty. A widget using this mixin opens its comm
+    only when its ``__init__`` calls :meth:`_open_with_state`, after every
+    trait is set, so the creation message carries the whole state.
+
+    Front ends that send :data:`SYNC_REQUEST` once loaded get the whole state
+    again (an update sent while they were loading may have been dropped).
+    """
+
+    _defer_open = False  # open as ipywidgets does, unless __init__ below ran
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._defer_open = True
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        self.on_msg(self._on_sync_request)  # type: ignore[attr-defined]
+
+    def open(self) -> None:
+        """Open the comm (deferred until :meth:`_open_with_state` during construction)."""
+        if not self._defer_open:
+            super().open()  # type: ignore[misc]
+
+    def _open_with_state(self) -> None:
+        self._defer_open = False
+        self.open()
+
+    def _on_sync_request(self, widget: Any, content: Any, buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == SYNC_REQUEST:
+            self.send_state()  # type: ignore[attr-defined]

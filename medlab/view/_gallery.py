@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ._display import StaticSnapshot, ensure_figure_display
+from ._display import FullStateOnOpen, StaticSnapshot, ensure_figure_display
 from ._gallery_tiles import (
     NON_IMAGE_MODALITIES,
     Tile,
@@ -58,7 +58,7 @@ __all__ = ["NON_IMAGE_MODALITIES", "Gallery", "Tile", "gallery", "series_thumbna
 
 if anywidget is not None:
 
-    class _TileGrid(anywidget.AnyWidget):
+    class _TileGrid(FullStateOnOpen, anywidget.AnyWidget):
         """The clickable grid of tiles (one front-end view for all tiles)."""
 
         _esm = Path(__file__).parent / "_static" / "gallery.js"
@@ -67,6 +67,10 @@ if anywidget is not None:
         selected_index = traitlets.Int(-1).tag(sync=True)
         size = traitlets.Int(128).tag(sync=True)
         columns = traitlets.Int(0).tag(sync=True)
+
+        def __init__(self, **state: Any) -> None:
+            super().__init__(**state)
+            self._open_with_state()
 
     _Base: Any = widgets.VBox
 else:  # pragma: no cover
@@ -80,7 +84,7 @@ def _require_widgets() -> None:
                           "pip install 'medlab[view]'")
 
 
-class Gallery(StaticSnapshot, _Base):
+class Gallery(StaticSnapshot, FullStateOnOpen, _Base):
     """Thumbnails of the series of a cohort index in a grid; click one to select it.
 
     Build one with :func:`gallery`. The widget shows a summary line, the
@@ -174,6 +178,7 @@ class Gallery(StaticSnapshot, _Base):
         self._details = widgets.HTML(value="<i>click a thumbnail to select its series</i>")
         self.children = (self._header, self._grid, self._details)
         self.add_class("medlab-gallery-widget")
+        self._open_with_state()
 
     # ------------------------------------------------------------------ selection
     def _summary(self) -> str:

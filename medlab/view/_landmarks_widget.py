@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..image import Image
-from ._display import StaticSnapshot
+from ._display import FullStateOnOpen, StaticSnapshot
 from ._slices_widget import SliceViewer
 
 try:
@@ -30,7 +30,7 @@ _COLUMNS = ["pair", "fixed_x_mm", "fixed_y_mm", "fixed_z_mm", "moving_x_mm", "mo
             "moving_z_mm"]
 
 
-class LandmarkPairs(StaticSnapshot, ipywidgets.VBox):
+class LandmarkPairs(StaticSnapshot, FullStateOnOpen, ipywidgets.VBox):
     """Two viewers for picking corresponding points (see :func:`landmarks`)."""
 
     def __init__(self, fixed: Image, moving: Image, **options: Any) -> None:
@@ -40,11 +40,11 @@ class LandmarkPairs(StaticSnapshot, ipywidgets.VBox):
                                       title=options.pop("fixed_title", "fixed"), **options)
         self.moving_view = SliceViewer(moving, tool="landmark", landmark_group="moving",
                                        title=options.pop("moving_title", "moving"), **options)
-        self.table = ipywidgets.HTML()
+        self.table = ipywidgets.HTML(value=self._table_html())
         super().__init__([ipywidgets.HBox([self.fixed_view, self.moving_view]), self.table])
         for view in (self.fixed_view, self.moving_view):
             view.observe(self._refresh, names="annotations")
-        self._refresh()
+        self._open_with_state()
 
     def _points(self, view: SliceViewer) -> pd.DataFrame:
         return view.points("landmark")
@@ -99,12 +99,15 @@ class LandmarkPairs(StaticSnapshot, ipywidgets.VBox):
             self.add(f, m)
 
     def _refresh(self, change: Any = None) -> None:
+        self.table.value = self._table_html()
+
+    def _table_html(self) -> str:
         table = self.pairs()
         waiting = self.unpaired()
         note = "".join(f" {n} {side} landmark(s) wait for a partner." for side, n in waiting.items()
                        if n)
         html = table.round(2).to_html(index=False, classes="medlab-landmarks") if len(table) else ""
-        self.table.value = f"<b>{len(table)} pair(s)</b>{note}{html}"
+        return f"<b>{len(table)} pair(s)</b>{note}{html}"
 
     def snapshot(self) -> Any:
         """Both viewers side by side."""

@@ -13,7 +13,7 @@ from ._window import apply_window, resolve_window
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["draw_letters", "label_colors", "plane_slices", "plot_slices"]
+__all__ = ["draw_letters", "label_colors", "label_legend", "plane_slices", "plot_slices"]
 
 # (screen-left, screen-right, top, bottom) letters per plane in radiological convention
 _LETTERS = {
@@ -39,14 +39,58 @@ def label_colors(values: Any) -> np.ndarray:
     return out
 
 
+def label_legend(values: Any, names: Any = None, *, meta: Any = None) -> list[dict[str, Any]]:
+    """Legend entries ``{'value', 'name', 'color'}`` of the non-zero label values, in order.
+
+    ``names``: a mapping value -> name or a sequence (value 1 first); default
+    ``meta['label_names']`` or ``meta['labels']``; unnamed values read
+    ``"label <value>"``. Colours are :func:`label_colors` as ``#rrggbb``.
+    """
+    from collections.abc import Sequence
+
+    if names is None and meta is not None:
+        names = meta.get("label_names") or meta.get("labels")
+    names = names or {}
+    if isinstance(names, Sequence) and not isinstance(names, str):
+        names = {i + 1: n for i, n in enumerate(names)}
+    names = {int(k): str(v) for k, v in dict(names).items()}
+    vals = [int(v) for v in np.unique(np.asarray(values)) if v > 0]
+    colours = np.rint(label_colors(vals) * 255).astype(int) if vals else []
+    return [{"value": v, "name": names.get(v, f"label {v}"),
+             "color": "#{:02x}{:02x}{:02x}".format(*c)} for v, c in zip(vals, colours, strict=True)]
+
+
 def draw_letters(ax: Any, letters: tuple[str, ...] | list[str], *, fontsize: int = 12) -> None:
     """Orientation letters (left, right, top, bottom) at the edges of a matplotlib Axes."""
     left, right, top, bottom = letters
-    kw = {"color": "yellow", "fontsize": fontsize, "fontweight": "bold", "transform": ax.transAxes}
+    from matplotlib import patheffects
+
+    # a dark outline keeps them readable on bright pixels
+    kw = {"color": "yellow", "fontsize": fontsize, "fontweight": "bold", "transform": ax.transAxes,
+          "path_effects": [patheffects.withStroke(linewidth=2.5, foreground="black")]}
     ax.text(0.02, 0.5, left, ha="left", va="center", **kw)
     ax.text(0.98, 0.5, right, ha="right", va="center", **kw)
     ax.text(0.5, 0.98, top, ha="center", va="top", **kw)
     ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **kw)
+
+
+_AXIS_NAMES = ("x", "y", "z")
+
+
+def _plane_axes(affine: np.ndarray, origin_index: np.ndarray, row_step: np.ndarray,
+                col_step: np.ndarray, shape: tuple[int, int]) -> tuple[tuple[float, ...], str, str]:
+    """imshow extent (left, right, bottom, top) of a plane in LPS mm, and the LPS axis names
+    (horizontal, vertical): pixel (row r, column c) shows canonical voxel
+    ``origin_index + r * row_step + c * col_step``; the extent puts every pixel centre at the
+    LPS coordinate of its voxel along the axis each screen direction follows most closely."""
+    a = np.asarray(affine, dtype=float)
+    w0 = a[:3, :3] @ origin_index + a[:3, 3]
+    dc, dr = a[:3, :3] @ col_step, a[:3, :3] @ row_step
+    hor, ver = int(np.argmax(np.abs(dc))), int(np.argmax(np.abs(dr)))
+    h, w = shape
+    left, right = w0[hor] - dc[hor] / 2, w0[hor] + (w - 0.5) * dc[hor]
+    top, bottom = w0[ver] - dr[ver] / 2, w0[ver] + (h - 0.5) * dr[ver]
+    return (float(left), float(right), float(bottom), float(top)), _AXIS_NAMES[hor], _AXIS_NAMES[ver]
 
 
 def plane_slices(
@@ -54,10 +98,14 @@ def plane_slices(
 ) -> dict[str, tuple[np.ndarray, tuple[float, float, float, float], tuple[str, ...]]]:
     """Axial, coronal and sagittal planes through ``point`` (LPS mm; default centre).
 
-    Returns, per plane, ``(pixels, extent_mm, letters)`` ready for
-    ``imshow(pixels, extent=extent_mm)`` with the first row at the top.
-    Axis-aligned reorientation only (oblique images show their closest
-    planes, not resampled ones).
+    Returns, per plane, ``(pixels, extent, letters)`` ready for
+    ``imshow(pixels, extent=extent)`` with the first row at the top. The
+    extent is in patient coordinates (LPS mm): each pixel's centre lies at
+    its voxel's LPS coordinates along the two axes shown (axial: x, y;
+    coronal: x, z; sagittal: y, z), so a point's position can be read off
+    the axes. Axis-aligned reorientation only (oblique images show their
+    closest planes, not resampled ones, with the coordinates of the axes
+    they lie closest to). RGB images keep their trailing channel axis.
     """
     img = image.frame(frame) if image.n_frames > 1 else image
     canon = img.reorient("SPL")  # axes: inferior->superior, anterior->posterior, right->left
@@ -67,23 +115,35 @@ def plane_slices(
     else:
         idx = np.clip(np.rint(canon.world_to_index(point)).astype(int), 0,
                       np.asarray(canon.spatial_shape) - 1)
-    sz, sy, sx = canon.spacing
-    nz, ny, nx = canon.spatial_shape
+    nz = canon.spatial_shape[0]
+    k, j, i = (int(v) for v in idx)
+    e = np.eye(3)
+    # (pixels, canonical index of pixel (0, 0), index step per row, per column)
+    planes = {
+        # rows anterior->posterior (top = A), columns right->left (left = R)
+        "axial": (arr[k], np.array([k, 0, 0.0]), e[1], e[2]),
+        # rows superior at top -> flip the slice axis
+        "coronal": (arr[::-1, j], np.array([nz - 1.0, j, 0]), -e[0], e[2]),
+        # columns anterior->posterior, rows superior at top
+        "sagittal": (arr[::-1, :, i], np.array([nz - 1.0, 0, i]), -e[0], e[1]),
+    }
     out = {}
-    # axial: rows anterior->posterior (top = A), columns right->left (left = R)
-    ax = arr[idx[0]]
-    out["axial"] = (ax, (0, nx * sx, ny * sy, 0), _LETTERS["axial"])
-    # coronal: rows superior at top -> flip the slice axis
-    co = arr[::-1, idx[1]]
-    out["coronal"] = (co, (0, nx * sx, 0, nz * sz), _LETTERS["coronal"])
-    # sagittal: columns anterior->posterior, rows superior at top
-    sa = arr[::-1, :, idx[2]]
-    out["sagittal"] = (sa, (0, ny * sy, 0, nz * sz), _LETTERS["sagittal"])
-    if neurological:
-        for name in ("axial", "coronal"):
-            px, ext, (left, right, top, bottom) = out[name]
-            out[name] = (px[:, ::-1], ext, (right, left, top, bottom))
+    for name, (px, origin, row_step, col_step) in planes.items():
+        letters = _LETTERS[name]
+        if neurological and name != "sagittal":
+            px = px[:, ::-1]
+            origin = origin + (px.shape[1] - 1) * col_step
+            col_step = -col_step
+            letters = (letters[1], letters[0], letters[2], letters[3])
+        extent, _, _ = _plane_axes(canon.affine, origin, row_step, col_step, px.shape[:2])
+        out[name] = (px, extent, letters)
     return out
+
+
+def _axis_label(image: Image, name: str) -> str:
+    if image.meta.get("patient_geometry") is False:
+        return f"{name} ({'pixels' if image.meta.get('spacing_unknown') else 'mm'})"
+    return f"{name} (LPS mm)"
 
 
 def plot_slices(
@@ -97,11 +157,19 @@ def plot_slices(
     neurological: bool = False,
     title: str | None = None,
 ) -> Figure:
-    """Three orthogonal slices with orientation letters, window/level and mm axes.
+    """Three orthogonal slices with orientation letters, window/level and axes in LPS mm.
+
+    The axes are patient coordinates (LPS millimetres: axial x and y,
+    coronal x and z, sagittal y and z), so a point's position, e.g. a seed
+    for region growing, can be read off the figure. A single 2D image (a
+    radiograph, an ultrasound frame) is shown as stored, one pane; without
+    a position in the patient its axes are the image's own columns and
+    rows (mm from the corner, or pixels when the spacing is unknown).
 
     Parameters
     ----------
     image : Image
+        Grey-scale, or RGB (``image.channels``; shown as stored, no window).
     window : str or (width, level), optional
         A preset name (``'ct_lung'``, ``'ct_bone'``, ... see
         ``medlab.view.WINDOW_PRESETS``), an explicit pair, or None for
@@ -109,7 +177,7 @@ def plot_slices(
     point : 3 floats, optional
         LPS mm point the planes pass through; default the image centre.
     frame : int
-        Time frame of a 4D image.
+        Time frame of a 4D image (or cine).
     labels : Image, optional
         A label image on the same grid, drawn as a coloured overlay.
     neurological : bool
@@ -122,34 +190,99 @@ def plot_slices(
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    if image.channels:
-        raise ValueError("plot_slices shows grey-scale images; show RGB frames with imshow")
-    width, level = resolve_window(image, window)
+    rgb = bool(image.channels)
+    if rgb and image.array.shape[-1] not in (3, 4):
+        raise ValueError(f"plot_slices shows grey-scale or RGB(A) images, got {image.array.shape[-1]} "
+                         "channels; pick channels with image.with_array(image.array[..., :3])")
+    width, level = resolve_window(image, window) if not rgb else (255.0, 127.5)
     if image.meta.get("invert_display"):
         cmap = cmap + "_r" if not cmap.endswith("_r") else cmap[:-2]
-    planes = plane_slices(image, point=point, frame=frame, neurological=neurological)
+    is_2d = image.spatial_shape[0] == 1
+    if is_2d:
+        planes = {"axial": _image_plane(image, frame)}
+    else:
+        planes = plane_slices(image, point=point, frame=frame, neurological=neurological)
     label_planes = None
     if labels is not None:
         image.match_geometry(labels)
-        label_planes = plane_slices(labels, point=point, neurological=neurological)
-    is_2d = image.spatial_shape[0] == 1
+        label_planes = ({"axial": _image_plane(labels, 0)} if is_2d else
+                        plane_slices(labels, point=point, neurological=neurological))
     names = ["axial"] if is_2d else ["axial", "coronal", "sagittal"]
-    fig = Figure(figsize=(4.2 * len(names), 4.4), layout="constrained")
+    fig = Figure(figsize=(4.2 * len(names), 4.4) if not is_2d else (6.0, 5.6),
+                 layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
+    axis_names = {"axial": ("x", "y"), "coronal": ("x", "z"), "sagittal": ("y", "z")}
     for ax, name in zip(axes, names, strict=True):
-        px, extent, (left, right, top, bottom) = planes[name]
-        ax.imshow(apply_window(px, width, level), cmap=cmap, vmin=0, vmax=1, extent=extent,
-                  interpolation="nearest")
+        px, extent, letters = planes[name][:3]
+        if rgb:
+            shown = np.asarray(px)
+            if shown.dtype != np.uint8:
+                shown = np.clip(shown / max(float(np.nanmax(shown)), 1e-12), 0, 1)
+            ax.imshow(shown, extent=extent, interpolation="nearest")
+        else:
+            ax.imshow(apply_window(px, width, level), cmap=cmap, vmin=0, vmax=1, extent=extent,
+                      interpolation="nearest")
         if label_planes is not None:
             lab = label_planes[name][0]
             rgba = np.concatenate([label_colors(lab), 0.45 * (lab > 0)[..., None]], axis=-1)
             ax.imshow(rgba, extent=extent, interpolation="nearest")
-        ax.set_title(name if not is_2d else (title or image.meta.get("id", "image")))
-        ax.set_xlabel("mm")
-        draw_letters(ax, (left, right, top, bottom))
+        if is_2d:
+            hname, vname = planes[name][3], planes[name][4]
+            ax.set_title(title or str(image.meta.get("id", "image")))
+        else:
+            hname, vname = axis_names[name]
+            ax.set_title(name)
+        ax.set_xlabel(_axis_label(image, hname))
+        ax.set_ylabel(_axis_label(image, vname))
+        draw_letters(ax, letters)
     if title and not is_2d:
         fig.suptitle(title)
-    fig.text(0.99, 0.01, f"W {width:g} / L {level:g}", ha="right", va="bottom", fontsize=8)
+    info = [] if rgb else [f"W {width:g} / L {level:g}"]
+    if image.n_frames > 1:
+        info.append(f"frame {frame + 1}/{image.n_frames}")
+    fig.text(0.99, 0.01, "   ".join(info), ha="right", va="bottom", fontsize=8)
     plt.close("all")  # the Figure is not registered with pyplot; nothing leaks
     ensure_figure_display()
     return fig
+
+
+def _image_plane(image: Image, frame: int) -> tuple[np.ndarray, tuple[float, ...], tuple[str, ...], str, str]:
+    """A 2D image as stored (rows down, columns right): pixels, extent, letters, axis names."""
+    arr = image.array[0]
+    if image.n_frames > 1:
+        arr = arr[:, :, frame]
+    h, w = arr.shape[:2]
+    if image.meta.get("patient_geometry") is False:
+        sr, sc = image.spacing[1], image.spacing[2]
+        letters = tuple(projection_letters(image.meta.get("patient_orientation")))
+        return arr, (0.0, w * sc, h * sr, 0.0), letters, "column", "row"
+    e = np.eye(3)
+    extent, hname, vname = _plane_axes(image.affine, np.zeros(3), e[1], e[2], (h, w))
+    a = image.affine[:3, :3]
+    letters = (_letter(-a @ e[2]), _letter(a @ e[2]), _letter(-a @ e[1]), _letter(a @ e[1]))
+    return arr, extent, letters, hname, vname
+
+
+def _letter(direction: np.ndarray) -> str:
+    """The patient direction (LPS) a screen direction points to."""
+    a = int(np.argmax(np.abs(direction)))
+    return ("L", "P", "S")[a] if direction[a] > 0 else ("R", "A", "I")[a]
+
+
+_OPPOSITE = str.maketrans("LRAPHFSI", "RLPAFHIS")
+
+
+def projection_letters(orientation: Any) -> list[str]:
+    """(left, right, top, bottom) from DICOM PatientOrientation (row, column directions)."""
+    if not orientation or len(orientation) != 2:
+        return ["", "", "", ""]
+    right, bottom = (str(v) for v in orientation)
+    return [right.translate(_OPPOSITE), right, bottom.translate(_OPPOSITE), bottom]
+
+
+def acquisition_plane(image: Image) -> str:
+    """The plane (axial, coronal or sagittal) closest to the image's own slices."""
+    if image.spatial_shape[0] == 1:
+        return "axial"
+    normal = image.affine[:3, 0]
+    return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]

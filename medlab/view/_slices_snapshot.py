@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ._slices import draw_letters, label_colors
-from ._window import apply_window
+from ._window import apply_window, window_scaled
 
 __all__ = ["Snapshot", "label_lut"]
 
@@ -49,7 +49,8 @@ class Snapshot:
         if self._overlay is not None and self.overlay_mode not in ("off", "none"):
             ov = self._plane_pixels(self._frame_array(self._overlay), name)
             a = self.overlay_alpha
-            grey = lut[_lut_index(ov, width, level)]
+            og = _lut_index(ov, *self.overlay_window)  # the overlay's own window
+            grey = lut[255 - og if self.invert else og]
             if self.overlay_mode == "fusion":
                 t_ = np.nan_to_num(apply_window(ov, *self.overlay_window), nan=0.0)
                 olut = np.frombuffer(self._overlay_lut, np.uint8).reshape(256, 3) / 255.0
@@ -64,8 +65,9 @@ class Snapshot:
             elif self.overlay_mode == "blend":
                 rgb = (1 - a) * rgb + a * grey
             elif self.overlay_mode == "difference":
-                d = np.clip(np.abs(np.asarray(px, float) - ov) / max(width - 1, 1e-6), 0, 1)
-                rgb = np.repeat(d[..., None], 3, axis=-1)
+                d = np.clip(0.5 + 0.5 * (window_scaled(px, width, level)
+                                         - window_scaled(ov, *self.overlay_window)), 0, 1)
+                rgb = np.repeat(np.nan_to_num(d, nan=0.5)[..., None], 3, axis=-1)
         if self._labels is not None and self.label_opacity > 0:
             lab = self._plane_pixels(np.asarray(self._labels.array), name)
             colors = label_lut() / 255.0
@@ -92,7 +94,8 @@ class Snapshot:
             ax.set_facecolor("black")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(name if n > 1 else self.title or name, color="white", fontsize=10)
+            ax.set_title(pane["title"] if n > 1 else self.title or pane["title"], color="white",
+                         fontsize=10)
             m = np.asarray(pane["M"])
 
             def to_mm(index: np.ndarray, m: np.ndarray = m, dr: float = dr,
@@ -131,7 +134,21 @@ class Snapshot:
         info = [] if self.rgb else [f"W {self.window[0]:g} / L {self.window[1]:g}"]
         if self.n_frames > 1:
             info.append(f"frame {self.frame + 1}/{self.n_frames} {self.frame_label}")
+        if self._overlay is not None and self.overlay_mode == "difference":
+            info.insert(0, "difference: fixed \u2212 moving, each scaled by its own window")
         fig.text(0.99, 0.005, "   ".join(info), color="white", ha="right", va="bottom", fontsize=8)
+        if self._overlay is not None and self.overlay_mode == "fusion":
+            from matplotlib.cm import ScalarMappable
+            from matplotlib.colors import ListedColormap, Normalize
+
+            ow, ol = self.overlay_window
+            olut = np.frombuffer(self._overlay_lut, np.uint8).reshape(256, 3) / 255.0
+            bar = fig.colorbar(ScalarMappable(Normalize(ol - ow / 2, ol + ow / 2),
+                                              ListedColormap(olut)),
+                               ax=list(axes), orientation="horizontal", shrink=0.4, aspect=40,
+                               pad=0.02)
+            bar.set_label(f"overlay {self.overlay_units}".strip(), color="white", fontsize=8)
+            bar.ax.tick_params(colors="white", labelsize=7)
         if self.legend:
             handles = [Patch(color=e["color"], label=f"{e['value']} {e['name']}") for e in self.legend]
             fig.legend(handles=handles, loc="lower left", fontsize=7, ncols=min(len(handles), 6),

@@ -25,7 +25,9 @@ from ..errors import MissingDependencyError
 from ..image import Image
 from ._annotations import NORMAL as _NORMAL
 from ._annotations import TOOLS, Annotations
-from ._display import StaticSnapshot
+from ._display import FullStateOnOpen, StaticSnapshot
+from ._slices import _letter, acquisition_plane, label_legend
+from ._slices import projection_letters as _projection_letters
 from ._slices_snapshot import Snapshot, label_lut
 from ._window import WINDOW_PRESETS, auto_window, resolve_window
 
@@ -53,29 +55,28 @@ def _lut(name: str) -> bytes:
     return (np.asarray(cmap(np.linspace(0, 1, 256)))[:, :3] * 255).round().astype(np.uint8).tobytes()
 
 
-def _letter(direction: np.ndarray) -> str:
-    """The patient direction (LPS) a screen direction points to."""
-    a = int(np.argmax(np.abs(direction)))
-    return ("L", "P", "S")[a] if direction[a] > 0 else ("R", "A", "I")[a]
+def _units(image: Image) -> str:
+    """The intensity unit of an image as people read it (HU for CT, SUVbw, Bq/ml, ...)."""
+    from ..measure import display_units
+    from ..measure.stats import image_units
+
+    return display_units(image_units(image))
 
 
-_OPPOSITE = str.maketrans("LRAPHFSI", "RLPAFHIS")
-
-
-def _projection_letters(orientation: Any) -> list[str]:
-    """(left, right, top, bottom) from DICOM PatientOrientation (row, column directions)."""
-    if not orientation or len(orientation) != 2:
-        return ["", "", "", ""]
-    right, bottom = (str(v) for v in orientation)
-    return [right.translate(_OPPOSITE), right, bottom.translate(_OPPOSITE), bottom]
-
-
-def acquisition_plane(image: Image) -> str:
-    """The plane (axial, coronal or sagittal) closest to the image's own slices."""
-    if image.spatial_shape[0] == 1:
-        return "axial"
+def pane_title(image: Image, plane: str) -> str:
+    """What a pane of ``image`` is called: the plane of a 3D image; for a single 2D image the
+    plane its normal is closest to when it has a position in the patient, else "projection"
+    (radiographs) or "2D" (ultrasound, photographs: no patient geometry)."""
+    if image.spatial_shape[0] != 1:
+        return plane
+    if image.meta.get("patient_geometry") is False:
+        modality = str(image.meta.get("modality", "")).upper()
+        return "projection" if modality in _PROJECTION_MODALITIES else "2D"
     normal = image.affine[:3, 0]
     return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
+
+
+_PROJECTION_MODALITIES = {"CR", "DX", "MG", "XA", "RF", "IO", "PX", "RG", "DR"}
 
 
 def _wire(array: np.ndarray) -> tuple[bytes, str]:
@@ -88,7 +89,7 @@ def _wire(array: np.ndarray) -> tuple[bytes, str]:
     return a.tobytes(), a.dtype.name
 
 
-class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
+class SliceViewer(Annotations, Snapshot, StaticSnapshot, FullStateOnOpen, anywidget.AnyWidget):
     """Linked orthogonal slice views of an :class:`~medlab.Image` (see :func:`slices`).
 
     Attributes you can read or set from Python (all synced with the view):
@@ -112,6 +113,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
     frame_label = t.Unicode("").tag(sync=True)
     fps = t.Float(10.0).tag(sync=True)
     window = t.List(t.Float()).tag(sync=True)
+    default_window = t.List(t.Float()).tag(sync=True)
     presets = t.Dict().tag(sync=True)
     cmap = t.Unicode("gray").tag(sync=True)
     cmaps = t.List(t.Unicode(), default_value=list(CMAPS)).tag(sync=True)
@@ -125,6 +127,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
     overlay_mode = t.Unicode("fusion").tag(sync=True)
     overlay_alpha = t.Float(0.5).tag(sync=True)
     overlay_window = t.List(t.Float(), default_value=[1.0, 0.5]).tag(sync=True)
+    overlay_units = t.Unicode("").tag(sync=True)
     tiles = t.Int(8).tag(sync=True)
     tool = t.Unicode("navigate").tag(sync=True)
     landmark_group = t.Unicode("").tag(sync=True)
@@ -179,8 +182,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
             self.title = title if title is not None else str(image.meta.get("id") or "")
             self.rgb = bool(image.channels)
             self.invert = bool(image.meta.get("invert_display"))
-            self.units = str(image.meta.get("units") or
-                             ("HU" if str(image.meta.get("modality", "")).upper() == "CT" else ""))
+            self.units = _units(image)
             default_planes = ["axial"] if self._is_2d else list(PLANES)
             chosen = list(planes) if planes is not None else default_planes
             bad = [p for p in chosen if p not in PLANES]
@@ -201,6 +203,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
             self.cursor = [int(c) for c in cursor]
             self.presets = self._presets()
             self.window = list(resolve_window(image, window)) if not self.rgb else [255.0, 127.5]
+            self.default_window = list(self.window)
             self.cmap = cmap
             self._lut = _lut(cmap)
             self.neurological = neurological
@@ -212,6 +215,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
             self.has_overlay = self._overlay is not None
             if self._overlay is not None:
                 self.overlay_window = list(resolve_window(overlay, overlay_window))
+                self.overlay_units = _units(overlay)
                 self._overlay_lut = _lut(overlay_cmap)
             self.overlay_mode = overlay_mode
             self.overlay_alpha = overlay_alpha
@@ -229,6 +233,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
         self.observe(self._on_neurological, names="neurological")
         self.observe(self._on_cmap, names="cmap")
         self.observe(self._on_annotations, names="annotations")
+        self._open_with_state()  # the front end gets all of the above with the widget's creation
 
     # ------------------------------------------------------------ set-up
     def _prepare_layer(self, layer: Image | None, what: str, *, nearest: bool) -> Image | None:
@@ -257,17 +262,8 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
         return presets
 
     def _legend(self) -> list[dict[str, Any]]:
-        values = np.unique(np.asarray(self._labels.array))
-        names = self._label_names
-        if names is None:
-            names = self._labels.meta.get("label_names") or self._labels.meta.get("labels") or {}
-        if isinstance(names, Sequence) and not isinstance(names, str):
-            names = {i + 1: n for i, n in enumerate(names)}
-        names = {int(k): str(v) for k, v in dict(names).items()}
-        colors = label_lut()
-        return [{"value": int(v), "name": names.get(int(v), f"label {int(v)}"),
-                 "color": "#{:02x}{:02x}{:02x}".format(*colors[int(v) % 256])}
-                for v in values if v > 0]
+        return label_legend(np.asarray(self._labels.array), self._label_names,
+                            meta=self._labels.meta)
 
     # ------------------------------------------------------------ planes
     def _pane_geometry(
@@ -324,6 +320,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
         pane: dict[str, Any] = {
             "shape": [h, w], "dtype": dtype, "data": data, "pixel_mm": [float(v) for v in pixel_mm],
             "M": m.tolist(), "letters": letters, "slice": int(self.cursor[_NORMAL[name]]),
+            "title": pane_title(self.image, name),
         }
         if self._labels is not None:
             lab = self._plane_pixels(np.asarray(self._labels.array), name)
@@ -439,6 +436,7 @@ def compare(
     tiles: int = 8,
     alpha: float = 0.5,
     window: str | tuple[float, float] | None = None,
+    moving_window: str | tuple[float, float] | None = None,
     **options: Any,
 ) -> SliceViewer:
     """Judge a registration: checkerboard, blend, difference or flicker of two images.
@@ -446,7 +444,11 @@ def compare(
     ``moving`` is resampled onto ``fixed``'s grid for display (linear; the
     input images are untouched), so the two may come from any grids, e.g.
     ``moving`` straight from the scanner or ``result.resample(moving)``.
-    Both are shown with the same window.
+    Each image is shown with its own window, so two images with different
+    intensity ranges (two scanners, MR sequences, modalities) each keep
+    their contrast. The difference view subtracts the two after scaling
+    each by its own window (0 at the window's bottom, 1 at its top):
+    mid-grey where they agree, bright where the fixed image is brighter.
 
     Parameters
     ----------
@@ -457,6 +459,10 @@ def compare(
     alpha : float
         Blend weight of ``moving``.
     window : str or (width, level), optional
+        Window of ``fixed`` (default automatic, see :func:`resolve_window`).
+    moving_window : str or (width, level), optional
+        Window of ``moving``; default ``window`` when one is given (the same
+        preset for two CTs), else automatic for ``moving`` itself.
     **options
         Passed to :func:`slices` (``planes``, ``point``, ``title``, ...).
 
@@ -468,6 +474,7 @@ def compare(
     if mode not in modes:
         raise ValueError(f"mode must be one of {modes}, got {mode!r}")
     win = resolve_window(fixed, window)
+    moving_win = resolve_window(moving, moving_window if moving_window is not None else window)
     return SliceViewer(fixed, overlay=moving, overlay_mode=mode, tiles=tiles,
-                       overlay_alpha=alpha, window=win, overlay_window=win,
+                       overlay_alpha=alpha, window=win, overlay_window=moving_win,
                        overlay_cmap=options.pop("overlay_cmap", "gray"), **options)

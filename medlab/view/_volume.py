@@ -20,7 +20,7 @@ from .. import geometry as geo
 from ..errors import GeometryError, GeometryMismatchError
 from ..image import Image
 from ._display import StaticSnapshot, ensure_figure_display
-from ._slices import _LETTERS, draw_letters, label_colors
+from ._slices import _LETTERS, draw_letters, label_colors, label_legend
 from ._volume_niivue import _matplotlib_cmap
 from ._window import apply_window, resolve_window
 
@@ -183,6 +183,7 @@ class VolumeView(StaticSnapshot, _widget_base()):  # type: ignore[misc]
         self.neurological: bool = state["neurological"]
         self.invert: bool = state["invert"]
         self.label_opacity: float = state["label_opacity"]
+        self.legend: list[dict[str, Any]] = list(state.get("legend") or [])
         self.title: str = state["title"]
         self.notes: list[str] = list(state["notes"])
         self.niivue: Any = state.get("niivue")
@@ -313,6 +314,12 @@ class VolumeView(StaticSnapshot, _widget_base()):  # type: ignore[misc]
             suptitle += " (display downsampled: " + "x".join(str(n) for n in self.display_shape) + ")"
         fig.suptitle(suptitle)
         fig.text(0.99, 0.01, f"W {width:g} / L {level:g}", ha="right", va="bottom", fontsize=8)
+        if self.legend:
+            from matplotlib.patches import Patch
+
+            handles = [Patch(color=e["color"], label=f"{e['value']} {e['name']}") for e in self.legend]
+            fig.legend(handles=handles, loc="lower left", fontsize=8, ncols=min(len(handles), 6),
+                       frameon=False)
         ensure_figure_display()
         return fig
 
@@ -466,6 +473,8 @@ def volume(
         "neurological": bool(neurological),
         "invert": bool(image.meta.get("invert_display")),
         "label_opacity": float(label_opacity),
+        "legend": ([] if lab is None else
+                   label_legend(lab.array, label_names, meta=labels.meta if labels is not None else None)),
         "title": name,
         "notes": notes,
     }
@@ -490,4 +499,13 @@ def _caption(state: dict[str, Any]) -> str:
     parts = [f"<b>{html.escape(state['title'])}</b>", f"3D render + MPR ({engine})",
              f"W {w:g} / L {lev:g}"]
     parts += [html.escape(n) for n in state["notes"]]
-    return " &middot; ".join(parts)
+    text = " &middot; ".join(parts)
+    legend = state.get("legend") or []
+    if legend:  # the labels' colours, as the 3D view draws them
+        items = "".join(
+            f'<span class="medlab-volume-legend-item" style="margin-right:10px;white-space:nowrap">'
+            f'<span style="display:inline-block;width:10px;height:10px;margin-right:4px;'
+            f'border:1px solid #888;background:{e["color"]}"></span>'
+            f'{e["value"]} {html.escape(e["name"])}</span>' for e in legend)
+        text += f'<div class="medlab-volume-legend">labels: {items}</div>'
+    return text

@@ -114,6 +114,12 @@ def build_niivue(state: dict[str, Any], *, height: int, label_names: Mapping[int
         is_orient_cube=True,
         drag_and_drop_enabled=False,
         back_color=(0.0, 0.0, 0.0, 1.0),
+        # orientation letters white and large enough to read (NiiVue's default: small, grey)
+        font_color=(1.0, 1.0, 1.0, 1.0),
+        font_size_scaling=0.8,
+        font_min_px=16,
+        # the nose to the left on the sagittal pane: anterior on the left, as in the slice viewer
+        sagittal_nose_left=True,
     )
     main = Volume(
         name="image.nii",

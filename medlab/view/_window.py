@@ -6,7 +6,7 @@ import numpy as np
 
 from ..image import Image
 
-__all__ = ["WINDOW_PRESETS", "apply_window", "auto_window", "resolve_window"]
+__all__ = ["WINDOW_PRESETS", "apply_window", "auto_window", "resolve_window", "window_scaled"]
 
 #: (width, level) in the image's units (HU for CT).
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -69,3 +69,13 @@ def apply_window(values: np.ndarray, width: float, level: float) -> np.ndarray:
     """Map values to [0, 1] with the DICOM linear window (PS3.3 C.11.2.1.2)."""
     lo = level - 0.5 - (width - 1) / 2
     return np.clip((np.asarray(values, dtype=np.float32) - lo) / max(width - 1, 1e-6), 0.0, 1.0)
+
+
+def window_scaled(values: np.ndarray, width: float, level: float) -> np.ndarray:
+    """Values scaled by a window but not clipped: 0 at its bottom, 1 at its top.
+
+    Two images of different ranges (scanners, modalities) become comparable
+    after each is scaled by its own window: the compare views subtract them.
+    """
+    lo = level - 0.5 - (width - 1) / 2
+    return (np.asarray(values, dtype=np.float64) - lo) / max(width - 1, 1e-6)

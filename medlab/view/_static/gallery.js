@@ -3,6 +3,8 @@ function render({ model, el }) {
   const grid = document.createElement("div");
   grid.className = "medlab-gallery";
   el.appendChild(grid);
+  // the kernel sends its whole state again (an update sent while this module loaded may be lost)
+  model.send({ type: "medlab-sync" });
   const tiles = [];
 
   function select(i) {

@@ -49,7 +49,13 @@ function render({ model, el: host }) {
   // ArrowLeft/Right into cell navigation and cancel the key) must not see them
   root.dataset.lmSuppressShortcuts = "true";
   root.addEventListener("keydown", (e) => { if (e.target.matches("input, select, button")) e.stopPropagation(); });
+  // right-drag sets window/level: JupyterLab's context menu (opened from a document listener)
+  // must not open over the viewer; Lab skips elements inside [data-jp-suppress-context-menu]
+  root.dataset.jpSuppressContextMenu = "";
   host.appendChild(root);
+  // the kernel sends its whole state again: an update sent while this module loaded may have
+  // been dropped (anywidget gives a module 2 s)
+  model.send({ type: "medlab-sync" });
   const title = el("div", "medlab-title");
   const toolbar = el("div", "medlab-toolbar");
   const panesRow = el("div", "medlab-panes");
@@ -57,8 +63,17 @@ function render({ model, el: host }) {
   const status = el("div", "medlab-status", "\u00a0");
   const legend = el("div", "medlab-legend");
   const measurements = el("div", "medlab-measurements");
-  root.append(title, toolbar, panesRow, frameRow, status, legend, measurements);
+  const caption = el("div", "medlab-caption");
+  const colorbar = el("div", "medlab-colorbar");
+  const colorbarLow = el("span", "medlab-colorbar-low");
+  const colorbarRamp = el("canvas", "medlab-colorbar-ramp");
+  colorbarRamp.width = 160; colorbarRamp.height = 10;
+  const colorbarHigh = el("span", "medlab-colorbar-high");
+  const colorbarUnits = el("span", "medlab-colorbar-units");
+  colorbar.append(el("span", "medlab-colorbar-name", "overlay"), colorbarLow, colorbarRamp, colorbarHigh, colorbarUnits);
+  root.append(title, toolbar, caption, panesRow, frameRow, status, colorbar, legend, measurements);
 
+  const dragCleanups = [];
   let lastInput = null;      // performance.now() of the last slider input, until painted
   let flickerOn = false, flickerTimer = null, playTimer = null, framePending = false;
   const panes = {};
@@ -90,6 +105,8 @@ function render({ model, el: host }) {
   const labelOpacity = el("input", "medlab-label-opacity");
   labelOpacity.type = "range"; labelOpacity.min = 0; labelOpacity.max = 1; labelOpacity.step = 0.05;
   labelOpacity.title = "Label opacity";
+  const labelOpacityLabel = el("label", "medlab-slider-label");
+  labelOpacityLabel.append(document.createTextNode("labels "), labelOpacity);
   labelOpacity.addEventListener("input", () => { model.set("label_opacity", +labelOpacity.value); model.save_changes(); paintAll(true); });
   const overlayBox = el("span", "medlab-overlay-controls");
   const modeSelect = el("select", "medlab-overlay-mode");
@@ -98,13 +115,17 @@ function render({ model, el: host }) {
   }
   modeSelect.addEventListener("change", () => { model.set("overlay_mode", modeSelect.value); model.save_changes(); });
   const alpha = el("input", "medlab-overlay-alpha");
-  alpha.type = "range"; alpha.min = 0; alpha.max = 1; alpha.step = 0.05; alpha.title = "Blend";
+  alpha.type = "range"; alpha.min = 0; alpha.max = 1; alpha.step = 0.05; alpha.title = "Opacity of the overlay";
   alpha.addEventListener("input", () => { model.set("overlay_alpha", +alpha.value); model.save_changes(); paintAll(true); });
   const tiles = el("input", "medlab-tiles");
-  tiles.type = "range"; tiles.min = 2; tiles.max = 32; tiles.step = 1; tiles.title = "Checkerboard tiles";
+  tiles.type = "range"; tiles.min = 2; tiles.max = 32; tiles.step = 1; tiles.title = "Checkerboard tiles per side";
   tiles.addEventListener("input", () => { model.set("tiles", +tiles.value); model.save_changes(); paintAll(true); });
-  overlayBox.append(modeSelect, alpha, tiles);
-  toolbar.append(toolGroup, presetSelect, windowText, cmapSelect, neuro, labelOpacity, overlayBox);
+  const alphaLabel = el("label", "medlab-slider-label medlab-alpha-label");
+  alphaLabel.append(document.createTextNode("opacity "), alpha);
+  const tilesLabel = el("label", "medlab-slider-label medlab-tiles-label");
+  tilesLabel.append(document.createTextNode("tiles "), tiles);
+  overlayBox.append(modeSelect, alphaLabel, tilesLabel);
+  toolbar.append(toolGroup, presetSelect, windowText, cmapSelect, neuro, labelOpacityLabel, overlayBox);
 
   // ------------------------------------------------------------ frame row (time series, cines)
   const playButton = el("button", "medlab-play", "\u25b6");
@@ -162,6 +183,7 @@ function render({ model, el: host }) {
     if (!d || !d.shape) { p.data = null; return; }
     const [h, w] = d.shape;
     p.h = h; p.w = w; p.pix = d.pixel_mm; p.M = d.M; p.letters = d.letters; p.slice = d.slice;
+    p.label.textContent = d.title || p.name;
     p.values = typed(d.data, d.dtype);
     p.labels = d.labels ? typed(d.labels, d.labels_dtype) : null;
     p.overlay = d.overlay ? typed(d.overlay, "float32") : null;
@@ -227,9 +249,12 @@ function render({ model, el: host }) {
     }
     const mode = model.get("overlay_mode");
     if (p.overlay && mode !== "off" && mode !== "none") {
+      // the overlay (the moving image of a compare view) has its own window: two images with
+      // different intensity ranges (two scanners, two modalities) each show their own contrast
       const ov = p.overlay, a = model.get("overlay_alpha");
       const [ow, ol] = model.get("overlay_window");
       const olo = ol - 0.5 - (ow - 1) / 2, ospan = Math.max(ow - 1, 1e-6);
+      const ogrey = (x) => { let t = (x - olo) / ospan; t = t < 0 ? 0 : t > 1 ? 1 : t; return invert ? 255 - Math.round(t * 255) : Math.round(t * 255); };
       const tw = p.w / model.get("tiles"), th = p.h / model.get("tiles");
       for (let q = 0; q < n; q++) {
         const r = Math.floor(q / p.w), c = q - r * p.w;
@@ -238,15 +263,18 @@ function render({ model, el: host }) {
           const g = Math.round(t * 255);
           for (let ch = 0; ch < 3; ch++) out[4 * q + ch] = (1 - a) * out[4 * q + ch] + a * olut[3 * g + ch];
         } else if (mode === "checkerboard") {
-          if ((Math.floor(c / tw) + Math.floor(r / th)) % 2 === 1) { const g = grey(ov[q]); out[4 * q] = lut[3 * g]; out[4 * q + 1] = lut[3 * g + 1]; out[4 * q + 2] = lut[3 * g + 2]; }
+          if ((Math.floor(c / tw) + Math.floor(r / th)) % 2 === 1) { const g = ogrey(ov[q]); out[4 * q] = lut[3 * g]; out[4 * q + 1] = lut[3 * g + 1]; out[4 * q + 2] = lut[3 * g + 2]; }
         } else if (mode === "blend") {
-          const g = grey(ov[q]);
+          const g = ogrey(ov[q]);
           for (let ch = 0; ch < 3; ch++) out[4 * q + ch] = (1 - a) * out[4 * q + ch] + a * lut[3 * g + ch];
         } else if (mode === "difference") {
-          let t = Math.abs(v[q] - ov[q]) / span; t = t > 1 ? 1 : t;
+          // each image scaled by its own window (0 at the window's bottom, 1 at its top), then
+          // subtracted: mid-grey where they agree, bright where the fixed image is brighter
+          let t = 0.5 + 0.5 * ((v[q] - lo) / span - (ov[q] - olo) / ospan);
+          t = t < 0 ? 0 : t > 1 ? 1 : t;
           const g = Math.round(t * 255); out[4 * q] = g; out[4 * q + 1] = g; out[4 * q + 2] = g;
         } else if (mode === "flicker" && flickerOn) {
-          const g = grey(ov[q]); out[4 * q] = lut[3 * g]; out[4 * q + 1] = lut[3 * g + 1]; out[4 * q + 2] = lut[3 * g + 2];
+          const g = ogrey(ov[q]); out[4 * q] = lut[3 * g]; out[4 * q + 1] = lut[3 * g + 1]; out[4 * q + 2] = lut[3 * g + 2];
         }
       }
     }
@@ -280,32 +308,44 @@ function render({ model, el: host }) {
       ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, ch); ctx.moveTo(0, y); ctx.lineTo(cw, y); ctx.stroke();
     }
     drawAnnotations(p);
-    // orientation letters
+    // orientation letters, scale bar and slice number: light with a dark outline, readable on
+    // bright and on dark pixels alike
     const [lt, rt, tp, bt] = p.letters || ["", "", "", ""];
-    ctx.fillStyle = "#ff0"; ctx.font = "bold 15px sans-serif";
-    ctx.textBaseline = "middle"; ctx.textAlign = "left"; ctx.fillText(lt, 4, ch / 2);
-    ctx.textAlign = "right"; ctx.fillText(rt, cw - 4, ch / 2);
-    ctx.textAlign = "center"; ctx.textBaseline = "top"; ctx.fillText(tp, cw / 2, 4);
-    ctx.textBaseline = "bottom"; ctx.fillText(bt, cw / 2, ch - 4);
+    ctx.font = "bold 16px sans-serif"; ctx.lineJoin = "round";
+    ctx.textBaseline = "middle"; ctx.textAlign = "left"; outlined(ctx, lt, 5, ch / 2, "#ff0");
+    ctx.textAlign = "right"; outlined(ctx, rt, cw - 5, ch / 2, "#ff0");
+    ctx.textAlign = "center"; ctx.textBaseline = "top"; outlined(ctx, tp, cw / 2, 5, "#ff0");
+    ctx.textBaseline = "bottom"; outlined(ctx, bt, cw / 2, ch - 5, "#ff0");
     // scale bar: a round length near a fifth of the width
     const target = cw / 5 / L.scale;
     const nice = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
     let len = nice[0]; for (const s of nice) if (s <= target) len = s;
     const px = len * L.scale;
+    ctx.lineCap = "butt";
+    ctx.strokeStyle = "#000"; ctx.lineWidth = 5;
+    ctx.beginPath(); ctx.moveTo(cw - 11 - px, ch - 22); ctx.lineTo(cw - 9, ch - 22); ctx.stroke();
     ctx.strokeStyle = "#fff"; ctx.lineWidth = 2;
     ctx.beginPath(); ctx.moveTo(cw - 10 - px, ch - 22); ctx.lineTo(cw - 10, ch - 22); ctx.stroke();
-    ctx.fillStyle = "#fff"; ctx.font = "11px sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "bottom";
-    ctx.fillText(len + " mm", cw - 10, ch - 25);
+    ctx.font = "bold 12px sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "bottom";
+    outlined(ctx, len + " mm", cw - 10, ch - 26, "#fff");
     ctx.textAlign = "left"; ctx.textBaseline = "top";
     const ax = NORMAL_AXIS[p.name];
     const info = model.get("planes").length > 1 ? `${p.slice + 1}/${model.get("shape")[ax]}` : "";
-    ctx.fillText(info, 4, 4);
+    outlined(ctx, info, 4, 4, "#fff");
+  }
+
+  function outlined(ctx, text, x, y, fill) {
+    if (!text) return;
+    ctx.lineWidth = 3.5; ctx.strokeStyle = "rgba(0, 0, 0, 0.9)"; ctx.lineJoin = "round";
+    ctx.strokeText(text, x, y);
+    ctx.fillStyle = fill; ctx.fillText(text, x, y);
   }
 
   function drawAnnotations(p) {
     const ctx = p.ctx, results = model.get("_results");
     const frame = model.get("frame");
     const items = model.get("annotations").filter((a) => a.plane === p.name && a.slice === p.slice);
+    const labelBoxes = [];  // x, y, width, height of each label drawn (tests read them)
     const all = items.map((a) => ({ ...a, done: true }));
     if (p.draft.length) all.push({ kind: model.get("tool"), points: p.draft, done: false, id: "" });
     for (const a of all) {
@@ -328,10 +368,17 @@ function render({ model, el: host }) {
       if (text && pts.length) {
         ctx.font = "12px sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "bottom";
         const [x, y] = pts[pts.length - 1];
-        ctx.lineWidth = 3; ctx.strokeStyle = "#000"; ctx.strokeText(text, x + 6, y - 4);
-        ctx.fillText(text, x + 6, y - 4);
+        // kept inside the canvas: right of the last point when it fits, else left of it
+        const cw = p.canvas.width, chh = p.canvas.height, tw = ctx.measureText(text).width;
+        let tx = x + 6 + tw <= cw - 3 ? x + 6 : x - 6 - tw;
+        tx = Math.max(3, Math.min(tx, cw - 3 - tw));
+        const ty = Math.max(16, Math.min(y - 4, chh - 3));
+        ctx.lineWidth = 3; ctx.strokeStyle = "#000"; ctx.strokeText(text, tx, ty);
+        ctx.fillText(text, tx, ty);
+        labelBoxes.push([tx, ty - 13, tw, 14]);
       }
     }
+    p.canvas.dataset.labelBoxes = JSON.stringify(labelBoxes.map((b) => b.map((v) => Math.round(v))));
     void frame;
   }
 
@@ -356,7 +403,12 @@ function render({ model, el: host }) {
     const cv = p.canvas;
     let drag = null;
     const pos = (e) => { const b = cv.getBoundingClientRect(); return [(e.clientX - b.left) * cv.width / b.width, (e.clientY - b.top) * cv.height / b.height]; };
-    cv.addEventListener("contextmenu", (e) => e.preventDefault());
+    // right-drag is window/level: neither the browser's nor JupyterLab's menu opens here
+    cv.addEventListener("contextmenu", (e) => { e.preventDefault(); e.stopPropagation(); });
+    // a drag ends wherever the button is released (outside the canvas too)
+    const endDrag = () => { drag = null; };
+    window.addEventListener("mouseup", endDrag);
+    dragCleanups.push(() => window.removeEventListener("mouseup", endDrag));
     cv.addEventListener("wheel", (e) => {
       if (!p.data) return;
       e.preventDefault();
@@ -375,6 +427,9 @@ function render({ model, el: host }) {
       if (!p.data) return;
       const [x, y] = pos(e);
       drag = { x, y, button: e.button, shift: e.shiftKey, moved: false, window: model.get("window").slice(), panX: p.panX, panY: p.panY };
+      if (e.button === 2) e.preventDefault();
+      // the crosshair before a click: a double-click (reset) puts it back
+      if (e.detail <= 1) p.cursorBeforeClick = model.get("cursor").slice();
       const tool = model.get("tool");
       if (e.button === 0 && (tool === "rect" || tool === "ellipse")) {
         const [r, c] = screenToPane(p, x, y); p.draft = [paneToIndex(p, r, c)];
@@ -384,6 +439,7 @@ function render({ model, el: host }) {
       if (!p.data) return;
       const [x, y] = pos(e);
       showStatus(p, x, y);
+      if (drag && e.buttons === 0) drag = null;  // released elsewhere, no mouseup seen
       if (!drag) {
         if (p.draft.length && ["ruler", "angle", "polygon"].includes(model.get("tool"))) {
           const [r, c] = screenToPane(p, x, y); p.hover = paneToIndex(p, r, c); paintDraft(p);
@@ -433,7 +489,14 @@ function render({ model, el: host }) {
         const pts = p.draft.slice(0, -1);
         if (pts.length >= 3) commit(p, "polygon", pts);
         p.draft = []; paint(p);
-      } else if (tool === "navigate") { p.zoom = 1; p.panX = 0; p.panY = 0; paint(p); }
+      } else if (tool === "navigate") {
+        // reset: zoom, pan and window/level; the double-click's clicks leave the crosshair where it was
+        for (const q of Object.values(panes)) { q.zoom = 1; q.panX = 0; q.panY = 0; }
+        if (p.cursorBeforeClick) model.set("cursor", p.cursorBeforeClick);
+        const w0 = model.get("default_window");
+        if (w0 && w0.length === 2) model.set("window", w0.slice());
+        model.save_changes(); paintAll(false);
+      }
     });
     cv.addEventListener("mouseleave", () => { status.textContent = "\u00a0"; });
   }
@@ -510,10 +573,19 @@ function render({ model, el: host }) {
     neuroBox.checked = model.get("neurological");
     neuro.style.display = model.get("planes").length > 1 ? "" : "none";
     labelOpacity.value = model.get("label_opacity");
-    labelOpacity.style.display = model.get("legend").length ? "" : "none";
+    labelOpacityLabel.style.display = model.get("legend").length ? "" : "none";
     const hasOverlay = model.get("has_overlay");
     overlayBox.style.display = hasOverlay ? "" : "none";
-    modeSelect.value = model.get("overlay_mode"); alpha.value = model.get("overlay_alpha"); tiles.value = model.get("tiles");
+    const mode = model.get("overlay_mode");
+    modeSelect.value = mode; alpha.value = model.get("overlay_alpha"); tiles.value = model.get("tiles");
+    // each slider only where it does something
+    alphaLabel.style.display = mode === "fusion" || mode === "blend" ? "" : "none";
+    tilesLabel.style.display = mode === "checkerboard" ? "" : "none";
+    caption.textContent = hasOverlay && mode === "difference"
+      ? "difference: fixed \u2212 moving, each scaled by its own window (mid-grey: equal, bright: fixed brighter, dark: moving brighter)"
+      : "";
+    caption.style.display = caption.textContent ? "" : "none";
+    syncColorbar(hasOverlay && mode === "fusion");
     const nf = model.get("n_frames");
     frameRow.style.display = nf > 1 ? "" : "none";
     frameSlider.max = nf - 1; frameSlider.value = model.get("frame");
@@ -542,6 +614,26 @@ function render({ model, el: host }) {
     }
   }
 
+  // the overlay's colour bar (fusion): its lookup table between the ends of its window, with its unit
+  function syncColorbar(show) {
+    colorbar.style.display = show ? "" : "none";
+    if (!show) return;
+    const olut = bytes(model.get("_overlay_lut"));
+    const [ow, ol] = model.get("overlay_window");
+    colorbarLow.textContent = fmt(ol - ow / 2); colorbarHigh.textContent = fmt(ol + ow / 2);
+    colorbarUnits.textContent = model.get("overlay_units");
+    if (!olut || !changed("colorbar", [Array.from(olut.slice(0, 12)), olut.length, model.get("_overlay_lut").byteLength])) return;
+    const c = colorbarRamp.getContext("2d"), img = c.createImageData(colorbarRamp.width, colorbarRamp.height);
+    for (let x = 0; x < colorbarRamp.width; x++) {
+      const g = Math.round(255 * x / (colorbarRamp.width - 1));
+      for (let y = 0; y < colorbarRamp.height; y++) {
+        const o = 4 * (y * colorbarRamp.width + x);
+        img.data[o] = olut[3 * g]; img.data[o + 1] = olut[3 * g + 1]; img.data[o + 2] = olut[3 * g + 2]; img.data[o + 3] = 255;
+      }
+    }
+    c.putImageData(img, 0, 0);
+  }
+
   function setFlicker() {
     const want = model.get("has_overlay") && model.get("overlay_mode") === "flicker";
     if (want && !flickerTimer) flickerTimer = setInterval(() => { flickerOn = !flickerOn; paintAll(true); }, 600);
@@ -560,14 +652,17 @@ function render({ model, el: host }) {
   }
   model.on("change:planes", () => { buildPanes(); for (const p of Object.values(panes)) loadPane(p); syncControls(); paintAll(true); });
   for (const t of ["window", "cmap", "_lut", "_overlay_lut", "_label_lut", "label_opacity", "overlay_mode",
-                   "overlay_alpha", "overlay_window", "tiles", "legend", "invert"]) {
+                   "overlay_alpha", "overlay_window", "overlay_units", "tiles", "legend", "invert"]) {
     model.on(`change:${t}`, () => { syncControls(); setFlicker(); paintAll(true); });
   }
   for (const t of ["cursor", "annotations", "_results", "tool"]) {
     model.on(`change:${t}`, () => { syncControls(); paintAll(false); });
   }
   for (const t of ["frame", "n_frames", "title", "neurological", "presets", "cmaps"]) model.on(`change:${t}`, syncControls);
-  return () => { if (flickerTimer) clearInterval(flickerTimer); if (playTimer) clearInterval(playTimer); };
+  return () => {
+    if (flickerTimer) clearInterval(flickerTimer); if (playTimer) clearInterval(playTimer);
+    for (const f of dragCleanups) f();
+  };
 }
 
 export default { render };
