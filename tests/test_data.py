@@ -45,6 +45,7 @@ needs_shared = pytest.mark.skipif(
     not (SHARED / "README.md").is_file(), reason=f"shared data not found at {SHARED}"
 )
 REGISTRY_FILE = Path(_fetch.__file__).with_name("_registry.json")
+BUNDLED = Path(__file__).resolve().parents[1] / "data"
 
 
 def _sha(data: bytes) -> str:
@@ -90,12 +91,15 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_every_folder_is_registered_and_vice_versa() -> None:
     reg = _fetch.get_registry()
     folders = {p.name for p in SHARED.iterdir() if p.is_dir()}
-    assert folders == set(reg)
-    assert len(reg) == 26
+    samples = {p.name for p in BUNDLED.iterdir() if p.is_dir() and p.name[0] not in "._"}
+    assert folders | samples == set(reg) and not folders & samples
+    assert len(folders) == 26
     for name in reg:
+        root = BUNDLED if name in samples else SHARED
+        assert reg[name].bundled == (name in samples)
         on_disk = {
-            p.relative_to(SHARED / name).as_posix()
-            for p in (SHARED / name).rglob("*")
+            p.relative_to(root / name).as_posix()
+            for p in (root / name).rglob("*")
             if p.is_file()
         }
         assert on_disk == set(reg[name].files), name
@@ -107,7 +111,7 @@ def test_registry_sizes_and_hashes_match_shared_data() -> None:
     n = 0
     for name in reg:
         for entry in reg[name].files.values():
-            p = SHARED / name / entry.path
+            p = (BUNDLED if reg[name].bundled else SHARED) / name / entry.path
             assert p.stat().st_size == entry.size, p
             assert _sha_file(p) == entry.sha256, p
             n += 1
@@ -145,6 +149,8 @@ def test_registry_is_compact_and_every_recipe_is_complete() -> None:
                 assert r.get("decompress") in (None, "zst")
             elif entry.kind == "wheel":
                 assert r["package"] and r["version"][0].isdigit() and r["member"]
+            elif entry.kind == "bundled":
+                assert ds.bundled and r["path"] == entry.path
             else:
                 assert entry.kind == "manual" and r["note"], entry
             local_name = entry.path.rsplit("/", 1)[-1]
@@ -153,14 +159,18 @@ def test_registry_is_compact_and_every_recipe_is_complete() -> None:
             elif entry.kind in ("url", "wheel"):
                 upstream = r["path"].rsplit("/", 1)[-1]
                 assert upstream.removesuffix(".zst") == local_name, entry
-    assert kinds["local-note"] == len(reg)
+    n_bundled = sum(ds.bundled for ds in reg.values())
+    assert n_bundled >= 6 and kinds["bundled"] > 100
+    assert kinds["local-note"] == len(reg) - n_bundled
     assert kinds["url"] > 1000 and kinds["wheel"] > 100
 
 
 def test_datasets_table() -> None:
     df = mldata.datasets()
-    assert list(df.columns) == ["name", "description", "licence", "origin", "n_files", "size_mb"]
-    assert len(df) == 26 and df["name"].is_unique
+    assert list(df.columns) == [
+        "name", "description", "licence", "origin", "n_files", "size_mb", "bundled"]
+    assert len(df) == 26 + df["bundled"].sum() and df["name"].is_unique
+    assert df["bundled"].sum() >= 6 and df.loc[df["bundled"], "size_mb"].sum() < 10
     row = df.set_index("name").loc["ibsi1-phantom"]
     assert row["n_files"] == 3
     assert "CC BY 4.0" in row["licence"]
@@ -421,17 +431,22 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_offline_error_names_dataset_origin_licence_and_medlab_data(
-    monkeypatch: pytest.MonkeyPatch, _isolated: Path
+def test_offline_error_is_short_and_names_size_locations_and_the_command(
+    monkeypatch: pytest.MonkeyPatch, _isolated: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(url, TOY))
     with pytest.raises(DatasetError) as info:
-        mldata.fetch("toy", progress=False)
+        mldata.fetch("toy", progress=True)
     msg = str(info.value)
-    for needle in ("'toy'", "the toy upstream", "CC0 (toy licence)", "MEDLAB_DATA", "'toy/'"):
+    size = sum(len(v) for v in TOY.values())
+    for needle in ("'toy'", f"({size / 1e3:.0f} kB)", "MEDLAB_DATA", "'toy/'",
+                   f"MEDLAB_CACHE={_isolated}", "`medlab data fetch toy`", "no network"):
         assert needle in msg
+    assert len(msg) < 400 and "\n" not in msg
     assert not (_isolated / "toy").exists()  # no empty folders left behind
+    err = capsys.readouterr().err
+    assert "medlab toy" not in err  # no (empty) progress bar when nothing arrives
 
 
 def test_medlab_offline_forbids_downloads(
