@@ -86,21 +86,21 @@ def _write(ds: Dataset, path: Path) -> None:
 
 def crop_series(
     src: Path, dest: Path, box: tuple[slice, slice, slice], uid_map: dict[str, str]
-) -> list[str]:
+) -> list[tuple[float, str, str]]:
     """Crop a one-file-per-slice series to ``box`` (medlab's (slice, row, column) axes).
 
-    Returns the SOP Instance UIDs of the source slices left out.
+    Returns ``(height along the slice normal, SOP Class UID, new SOP Instance UID)``
+    of every kept slice.
     """
     image = ml.load(src)
     ks, rs, cs = box
     r0, c0 = rs.start, cs.start
-    dropped = []
+    kept = []
     for f in sorted(src.iterdir()):
         ds = pydicom.dcmread(f)
         ipp = np.asarray(ds.ImagePositionPatient, float)
         k = int(np.rint(np.linalg.solve(image.affine[:3, :3], ipp - image.affine[:3, 3])[0]))
         if not ks.start <= k < ks.stop:
-            dropped.append(str(ds.SOPInstanceUID))
             continue
         if ds.file_meta.TransferSyntaxUID.is_compressed:
             raise ValueError(f"{f}: expected uncompressed pixel data")
@@ -120,7 +120,9 @@ def crop_series(
         _derive(ds, uid_map, f"cropped by medlab {SCRIPT}: rows {rs.start}:{rs.stop}, "
                              f"columns {cs.start}:{cs.stop} of the original slice")
         _write(ds, dest / f.name)
-    return dropped
+        normal = np.cross(iop[:3], iop[3:])
+        kept.append((float(ipp @ normal), str(ds.SOPClassUID), str(ds.SOPInstanceUID)))
+    return sorted(kept)
 
 
 def _replace_uids(ds: Dataset, uid_map: dict[str, str]) -> None:
@@ -130,22 +132,38 @@ def _replace_uids(ds: Dataset, uid_map: dict[str, str]) -> None:
                 elem.value = uid_map[str(elem.value)]
 
 
-def rewrite_rtstruct(src: Path, dest: Path, uid_map: dict[str, str], dropped: Iterable[str]) -> None:
-    """Point a structure set at the cropped images (drop references to removed slices)."""
+def _image_ref(sop_class: str, sop_uid: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class
+    item.ReferencedSOPInstanceUID = sop_uid
+    return item
+
+
+def rewrite_rtstruct(
+    src: Path, dest: Path, uid_map: dict[str, str], kept: list[tuple[float, str, str]],
+    normal: np.ndarray, spacing_mm: float,
+) -> None:
+    """Point a structure set at the cropped images.
+
+    The series-level list names exactly the kept slices; each planar contour
+    references the kept slice it lies on, found by its position (the upstream
+    structure sets reference the images of an earlier export by UIDs these
+    files no longer carry, so matching by position is the only sound way).
+    """
     ds = pydicom.dcmread(src)
-    dropped = set(dropped)
+    heights = np.array([h for h, _, _ in kept])
     for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
         for study in frame.get("RTReferencedStudySequence", []):
             for series in study.get("RTReferencedSeriesSequence", []):
-                series.ContourImageSequence = [
-                    item for item in series.get("ContourImageSequence", [])
-                    if str(item.ReferencedSOPInstanceUID) not in dropped
-                ]
+                series.ContourImageSequence = [_image_ref(c, u) for _, c, u in kept]
     for roi in ds.get("ROIContourSequence", []):
         for contour in roi.get("ContourSequence", []):
-            for item in contour.get("ContourImageSequence", []):
-                if str(item.ReferencedSOPInstanceUID) in dropped:
-                    raise ValueError(f"{src}: a contour lies on a removed slice")
+            points = np.asarray(contour.ContourData, float).reshape(-1, 3)
+            height = float(np.mean(points @ normal))
+            i = int(np.argmin(np.abs(heights - height)))
+            if abs(heights[i] - height) > spacing_mm / 2:
+                raise ValueError(f"{src}: a contour at {height:.2f} mm lies outside the crop")
+            contour.ContourImageSequence = [_image_ref(kept[i][1], kept[i][2])]
     _replace_uids(ds, uid_map)
     _derive(ds, uid_map, f"references rewritten by medlab {SCRIPT} for the cropped images")
     _write(ds, dest)
@@ -208,8 +226,11 @@ def make_sts(out: Path) -> dict[str, dict[str, tuple[slice, slice, slice]]]:
                 box = (box[0], slice(0, image.spatial_shape[1]), slice(0, image.spatial_shape[2]))
             boxes[patient][modality] = box
             dest = out / "dicom" / patient / modality
-            dropped = crop_series(root / modality / "image", dest / "image", box, uid_map)
-            rewrite_rtstruct(rs, dest / "mask" / rs.name, uid_map, dropped)
+            kept = crop_series(root / modality / "image", dest / "image", box, uid_map)
+            iop = pydicom.dcmread(next((dest / "image").iterdir()), stop_before_pixels=True)
+            iop = np.asarray(iop.ImageOrientationPatient, float)
+            rewrite_rtstruct(rs, dest / "mask" / rs.name, uid_map, kept,
+                             normal=np.cross(iop[:3], iop[3:]), spacing_mm=image.spacing[0])
     box_text = "; ".join(
         f"{p} {m} slices {b[0].start}:{b[0].stop}, rows {b[1].start}:{b[1].stop}, "
         f"columns {b[2].start}:{b[2].stop}"
@@ -221,7 +242,8 @@ def make_sts(out: Path) -> dict[str, dict[str, tuple[slice, slice, slice]]]:
         f"bounding box plus {MARGIN_MM:g} mm in-plane and {MARGIN_SLICES} slices (PET: slices "
         f"only), in medlab's (slice, row, column) index order: {box_text}. Pixel values unchanged; "
         "ImagePositionPatient moved by the crop offset; new Series/SOP Instance UIDs; the "
-        "RTSTRUCTs reference the kept slices by their new UIDs.",
+        "RTSTRUCTs reference the kept slices by their new UIDs (each contour the slice it lies on, "
+        "matched by position: upstream they referenced an earlier export's UIDs).",
         [f"dicom/{p}/" for p in STS_PATIENTS]))
     return boxes
 

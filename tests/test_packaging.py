@@ -53,7 +53,8 @@ def test_environment_yml_agrees_with_pyproject():
 def test_all_extra_covers_every_extra():
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     # itkwidgets[lab] pins pydantic<2 and adds a Lab extension: users opt in (README says so)
-    extras = set(meta["optional-dependencies"]) - {"all", "itkwidgets"}
+    # course: the teacher's grader (nbgrader), not a user feature
+    extras = set(meta["optional-dependencies"]) - {"all", "itkwidgets", "course"}
     (all_line,) = meta["optional-dependencies"]["all"]
     assert set(re.search(r"\[(.*)\]", all_line).group(1).split(",")) == extras
 
