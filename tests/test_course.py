@@ -123,7 +123,7 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         f"{sys.executable} -m medlab report execute --timeout 600 "
         + " ".join(f"notebooks/{n}.ipynb" for n in OUT_OF_THE_BOX)
         + f" > {tmp / 'notebooks.log'} 2>&1; echo $? > {tmp / 'notebooks.rc'}; "
-        f"{sys.executable} course/check_labs.py --work {tmp / 'grading'} "
+        f"{sys.executable} course/check_labs.py --jobs 2 --work {tmp / 'grading'} "
         f"--json {tmp / 'scores.json'} > {tmp / 'course.log'} 2>&1; echo $? > {tmp / 'course.rc'}"
     )
     proc = subprocess.run([*prefix, "bash", "-c", script], cwd=clone, env=env,

