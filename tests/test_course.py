@@ -77,10 +77,15 @@ _PROBE = textwrap.dedent('''
 
 def _fresh_clone(dest: Path) -> Path:
     """The files a clone would have: tracked ones and new ones git does not ignore."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO, capture_output=True, check=True,
+        ).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout (e.g. an sdist)
+        skip = {".git", ".venv", "__pycache__", ".pytest_cache", "test-artifacts", "build", "dist"}
+        listed = [p.relative_to(REPO).as_posix() for p in REPO.rglob("*")
+                  if not skip & set(p.relative_to(REPO).parts)]
     for rel in filter(None, listed):
         src = REPO / rel
         if src.is_symlink() or not src.is_file():  # e.g. a .venv link; deleted files
