@@ -53,8 +53,9 @@ def test_environment_yml_agrees_with_pyproject():
 def test_all_extra_covers_every_extra():
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     # itkwidgets[lab] pins pydantic<2 and adds a Lab extension: users opt in (README says so);
-    # dl brings PyTorch (GBs with CUDA): users opt in, .ci/run installs it with a CPU build
-    extras = set(meta["optional-dependencies"]) - {"all", "itkwidgets", "dl"}
+    # dl brings PyTorch (GBs with CUDA): users opt in, .ci/run installs it with a CPU build;
+    # course: the teacher's grader (nbgrader), not a user feature
+    extras = set(meta["optional-dependencies"]) - {"all", "itkwidgets", "dl", "course"}
     (all_line,) = meta["optional-dependencies"]["all"]
     assert set(re.search(r"\[(.*)\]", all_line).group(1).split(",")) == extras
 
