@@ -27,7 +27,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def _dataset_roots() -> list[Path]:
-    return [ml.data.fetch(name, progress=False) for name in ml.data.datasets()["name"]]
+    # the public datasets (the bundled samples are crops of some of them: same UIDs' studies)
+    table = ml.data.datasets()
+    return [ml.data.fetch(name, progress=False) for name in table.loc[~table["bundled"], "name"]]
 
 
 @pytest.fixture(scope="module")
@@ -168,10 +170,15 @@ def _acq_datetime(ds) -> dt.datetime | None:
 
 def _sample(instances: pd.DataFrame, per_dataset: int = 6) -> list[str]:
     """First, last and evenly spaced files of every dataset (sorted paths)."""
-    data_root = str(ml.data.fetch("sts-cohort", progress=False).parent)
+    # datasets live in MEDLAB_DATA or (bundled samples) in the repository's data/
+    roots = {str(root): root.name for root in _dataset_roots()}
+
+    def dataset(path: str) -> str:
+        return next(name for root, name in roots.items() if path.startswith(root + "/"))
+
     by_dataset = defaultdict(list)
     for p in sorted(instances["path"]):
-        by_dataset[Path(p).relative_to(data_root).parts[0]].append(p)
+        by_dataset[dataset(p)].append(p)
     out = []
     for paths in by_dataset.values():
         idx = np.unique(np.linspace(0, len(paths) - 1, min(per_dataset, len(paths))).astype(int))
@@ -180,7 +187,7 @@ def _sample(instances: pd.DataFrame, per_dataset: int = 6) -> list[str]:
     pet = sorted(p for p in instances["path"] if "/PET/image/" in p)
     # all of the small and odd files: big endian, deflated, gzipped, no file meta, character
     # sets, truncated (the reader's fallbacks)
-    odd = [p for p in instances["path"] if Path(p).relative_to(data_root).parts[0] in (
+    odd = [p for p in instances["path"] if dataset(p) in (
         "pydicom-testfiles", "pydicom-extra", "fo-dicom", "nibabel-header-only", "dcm-qa-ts")]
     return sorted(set(out + pet[::20] + odd))
 
