@@ -3,7 +3,6 @@ replacement, keyed pseudonyms and the per-file exporter."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import io
@@ -25,6 +24,7 @@ from pydicom.uid import (
 )
 
 from .._version import __version__
+from ..privacy import pseudonym
 
 #: option name -> (column of Table E.1-1, CID 7050 code value, code meaning)
 OPTIONS: dict[str, tuple[str, str, str]] = {
@@ -239,9 +239,8 @@ class _Exporter:
         if not original:
             original = str(ds.get("PatientName", "") or "").strip()
         if original not in self.patients:
-            code = base64.b32encode(self._digest("patient", original)).decode()[:12]
             days = 365 + int.from_bytes(self._digest("date", original)[:4], "big") % 3286
-            self.patients[original] = _Patient(original, f"ANON-{code}", -days)
+            self.patients[original] = _Patient(original, pseudonym(original, key=self.key), -days)
         return self.patients[original]
 
     # -- cleaning --------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..image import Image
+from ..privacy import display_text
 from ._display import ensure_figure_display
 from ._window import apply_window, resolve_window
 
@@ -144,11 +145,11 @@ def plot_slices(
             lab = label_planes[name][0]
             rgba = np.concatenate([label_colors(lab), 0.45 * (lab > 0)[..., None]], axis=-1)
             ax.imshow(rgba, extent=extent, interpolation="nearest")
-        ax.set_title(name if not is_2d else (title or image.meta.get("id", "image")))
+        ax.set_title(name if not is_2d else display_text(title or image.meta.get("id", "image")))
         ax.set_xlabel("mm")
         draw_letters(ax, (left, right, top, bottom))
     if title and not is_2d:
-        fig.suptitle(title)
+        fig.suptitle(display_text(title))
     fig.text(0.99, 0.01, f"W {width:g} / L {level:g}", ha="right", va="bottom", fontsize=8)
     plt.close("all")  # the Figure is not registered with pyplot; nothing leaks
     ensure_figure_display()
