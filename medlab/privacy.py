@@ -59,6 +59,7 @@ __all__ = [
     "scan_files",
     "session",
     "show_phi",
+    "watch_index",
 ]
 
 BIRTH_DATE_REPLACEMENT = "[birth date removed]"
@@ -409,10 +410,10 @@ class Pseudonyms:
                     self._remember(part, self.pseudonym(part) if hit == BIRTH_DATE_REPLACEMENT
                                    else hit, "path")
 
-    def update(self, other: Iterable[tuple[str, str]]) -> None:
-        """Add (original, replacement) pairs learned elsewhere."""
-        for k, v in other:
-            self._remember(k, v, "id")
+    def update(self, other: Iterable[tuple[str, ...]]) -> None:
+        """Add (original, replacement[, kind]) tuples learned elsewhere."""
+        for k, v, *kind in other:
+            self._remember(k, v, kind[0] if kind else "id")
 
     # ------------------------------------------------------------------ replacing
     def _pattern(self) -> re.Pattern[str] | None:
@@ -559,12 +560,14 @@ _lock = threading.Lock()
 _state: dict[str, Any] = {"pseudonyms": None, "show_phi": None, "sources": [], "read": set()}
 
 
-def session() -> Pseudonyms:
+def session(*, refresh: bool = True) -> Pseudonyms:
     """The identifiers and pseudonyms of this Python session.
 
     In a report run's kernel they come from the run (its key or mapping, the
     identifiers among its parameters, and the DICOM files the notebook reads);
-    elsewhere from :func:`configure` (unkeyed by default).
+    elsewhere from :func:`configure` (unkeyed by default). ``refresh=False``
+    re-reads watched indexes at most once a second (for callers that run
+    very often, such as every text matplotlib draws).
     """
     with _lock:
         if _state["pseudonyms"] is None:
@@ -576,6 +579,7 @@ def session() -> Pseudonyms:
             if _state["show_phi"] is None:
                 _state["show_phi"] = bool(context.get("show_phi", False))
         pseudo: Pseudonyms = _state["pseudonyms"]
+        _learn_from_indexes(pseudo, force=refresh)
         new: list[str] = []
         for source in _state["sources"]:
             try:
@@ -586,7 +590,73 @@ def session() -> Pseudonyms:
             _state["read"].update(new)
             pseudo.add_dicom_files(new)
             pseudo.add_path_components(new)
+        _persist(pseudo)
         return pseudo
+
+
+def _persist(pseudo: Pseudonyms) -> None:
+    """In a report kernel: hand what the session learned to the run (its final check)."""
+    context_file = os.environ.get(ENV_CONTEXT)
+    if not context_file or _state.get("persisted") == len(pseudo.known):
+        return
+    target = Path(context_file).with_name("learned.json")
+    try:
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps({"known": pseudo.known, "kinds": pseudo.kinds}), "utf-8")
+        os.replace(tmp, target)
+        _state["persisted"] = len(pseudo.known)
+    except OSError:  # the run's private folder is gone: nothing to hand over
+        pass
+
+
+def learned_in_kernel(context_file: str | os.PathLike) -> list[tuple[str, str, str]]:
+    """(identifier, replacement, kind) a report kernel learned (see :func:`session`)."""
+    target = Path(context_file).with_name("learned.json")
+    if not target.is_file():
+        return []
+    data = json.loads(target.read_text("utf-8"))
+    return [(k, v, data["kinds"].get(k, "id")) for k, v in data["known"].items()]
+
+
+def watch_index(index: Any) -> None:
+    """Learn the patients of a cohort index (IDs, names, birth dates, accession numbers,
+    folders) whenever this session displays something; medlab's Index calls this."""
+    import weakref
+
+    with _lock:
+        _state.setdefault("indexes", []).append([weakref.ref(index), 0.0, -1])
+
+
+def _learn_from_indexes(pseudo: Pseudonyms, *, force: bool) -> None:
+    import time
+
+    for entry in list(_state.get("indexes", [])):
+        index = entry[0]()
+        if index is None:
+            _state["indexes"].remove(entry)
+            continue
+        if not force and time.monotonic() - entry[1] < 1.0:
+            continue
+        entry[1] = time.monotonic()
+        try:
+            n = int(index.sql("SELECT count(*) AS n FROM instances")["n"].iloc[0])
+            if n == entry[2]:
+                continue
+            rows = index.sql(
+                "SELECT DISTINCT patient_id, patient_name, patient_birth_date, accession_number "
+                "FROM instances")
+            folders = index.sql("SELECT DISTINCT regexp_replace(path, '[^/]*$', '') AS d "
+                                "FROM instances")["d"]
+        except Exception:  # closed, or not an index: nothing to learn
+            continue
+        entry[2] = n
+        for row in rows.itertuples(index=False):
+            pid = row.patient_id if not _missing(row.patient_id) else None
+            pseudo.add(pid, "id")
+            pseudo.add(row.patient_name, "name", same_as=pid)
+            pseudo.add(row.patient_birth_date, "birth_date")
+            pseudo.add(row.accession_number, "id", same_as=pid)
+        pseudo.add_path_components([d for d in folders if isinstance(d, str)])
 
 
 def configure(*, key: str | bytes | None = None, mapping: Any = None,
@@ -677,15 +747,16 @@ def display_names(patients: Any, *, show_phi: bool | None = None) -> Any:
     return patients.map(one)
 
 
-def display_text(text: Any) -> Any:
+def display_text(text: Any, *, refresh: bool = True) -> Any:
     """A title or caption with every identifier known to the session replaced.
 
     Every medlab viewer, gallery and static plot passes its title through
-    this; text that is not a string is returned as it is.
+    this; text that is not a string is returned as it is. ``refresh``: see
+    :func:`session`.
     """
     if not isinstance(text, str) or not text:
         return text
-    pseudo = session()
+    pseudo = session(refresh=refresh)
     if _state["show_phi"]:
         return text
     return pseudo.text(text)
@@ -707,12 +778,21 @@ class Finding:
                 f"{self.replacement} in {self.excerpt!r}")
 
 
-def _masked_excerpt(text: str, start: int, identifier: str) -> str:
+def _masked_excerpt(text: str, start: int, identifier: str, pseudo: Pseudonyms) -> str:
+    """The text around a finding, every identifier in it masked (``T*********``)."""
     end = start + len(identifier)
-    before = text[max(0, start - 30):start]
-    after = text[end:end + 30]
-    shown = identifier[:1] + "*" * max(1, len(identifier) - 1)
-    return " ".join(f"{before}{shown}{after}".split())
+    piece = text[max(0, start - 30):end + 30]
+    return _mask(" ".join(piece.split()), pseudo)
+
+
+def _mask(text: str, pseudo: Pseudonyms) -> str:
+    def hide(s: str) -> str:
+        return s[:1] + "*" * max(1, len(s) - 1)
+
+    pattern = pseudo._pattern()
+    if pattern is not None:
+        text = pattern.sub(lambda m: hide(m.group(1)), text)
+    return _TRUNCATED.sub(lambda m: hide(m.group(0)), text)
 
 
 def _file_texts(path: Path) -> list[tuple[str, str]]:
@@ -758,14 +838,16 @@ def scan_files(paths: Iterable[str | os.PathLike], identifiers: Pseudonyms, *,
         shown = path.relative_to(base).as_posix() if base and path.is_relative_to(base) \
             else path.name
         for start, ident in identifiers.find(shown):
-            found.append(Finding(shown, "file name", identifiers.kinds.get(ident, "id"),
+            found.append(Finding(_mask(shown, identifiers), "file name",
+                                 identifiers.kinds.get(ident, "id"),
                                  identifiers.known.get(ident, "?"),
-                                 _masked_excerpt(shown, start, ident)))
+                                 _masked_excerpt(shown, start, ident, identifiers)))
         if not path.is_file():
             continue
         for place, text in _file_texts(path):
             for start, ident in identifiers.find(text):
-                found.append(Finding(shown, place, identifiers.kinds.get(ident, "id"),
+                found.append(Finding(_mask(shown, identifiers), _mask(place, identifiers),
+                                     identifiers.kinds.get(ident, "id"),
                                      identifiers.known.get(ident, "?"),
-                                     _masked_excerpt(text, start, ident)))
+                                     _masked_excerpt(text, start, ident, identifiers)))
     return found

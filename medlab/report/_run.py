@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import IdentifierLeakError
-from ..privacy import ENV_CONTEXT, Pseudonyms, identifier_kind, scan_files
+from ..privacy import ENV_CONTEXT, Pseudonyms, identifier_kind, learned_in_kernel, scan_files
 from ._export import to_html, to_pdf
 from ._provenance import _data_roots, collect, hash_inputs, read_tracked, to_markdown
 from ._results import ENV_RUN_DIR, RESULTS_FOLDER, read_results
@@ -373,6 +373,7 @@ def run(
                               kernel_name=kernel_name, cwd=cwd, env=env, startup=_STARTUP)
         except NotebookError as exc:
             error, nb = exc, exc.notebook
+        pseudo.update(learned_in_kernel(context))  # e.g. the patients of an index it opened
     finished = dt.datetime.now().astimezone()
     tracked = read_tracked(out)
     inputs = hash_inputs(tracked, extra=_path_parameters(params))

@@ -130,6 +130,8 @@ def _pseudonymise_displays(listing: str) -> None:
         def plain(obj: object, p: object, cycle: bool) -> None:
             p.text(repr(privacy.session().table(obj)))  # type: ignore[attr-defined]
 
+        # after each cell: learn from what it read (indexes, DICOM headers) and hand it over
+        shell.events.register("post_run_cell", lambda *_: privacy.session())
         formatters = shell.display_formatter.formatters
         for module, name in (("pandas.core.frame", "DataFrame"), ("pandas.core.series", "Series")):
             formatters["text/plain"].for_type_by_name(module, name, plain)
@@ -144,7 +146,7 @@ def _pseudonymise_displays(listing: str) -> None:
     def pseudonymised_draw(self: mtext.Text, renderer: object) -> object:
         text = self.get_text()
         if text:
-            shown = privacy.display_text(text)
+            shown = privacy.display_text(text, refresh=False)
             if shown != text:
                 self.set_text(shown)
         return draw(self, renderer)
