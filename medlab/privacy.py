@@ -341,6 +341,20 @@ class Pseudonyms:
             self.add(getattr(row, "patient_name", None), "name", same_as=pid)
             self.add(getattr(row, "patient_birth_date", None), "birth_date")
 
+    def add_index(self, index: Any) -> None:
+        """Learn every patient of a cohort index: IDs, names, birth dates, accession
+        numbers, and the folder names that contain them."""
+        self.add_index_rows(*_index_identifiers(index))
+
+    def add_index_rows(self, rows: Any, folders: Iterable[str]) -> None:
+        for row in rows.itertuples(index=False):
+            pid = row.patient_id if not _missing(row.patient_id) else None
+            self.add(pid, "id")
+            self.add(row.patient_name, "name", same_as=pid)
+            self.add(row.patient_birth_date, "birth_date")
+            self.add(row.accession_number, "id", same_as=pid)
+        self.add_path_components(folders)
+
     def add_dicom_files(self, paths: Iterable[str | os.PathLike]) -> int:
         """Learn the identifiers in the headers of DICOM files (others are ignored).
 
@@ -618,6 +632,14 @@ def learned_in_kernel(context_file: str | os.PathLike) -> list[tuple[str, str, s
     return [(k, v, data["kinds"].get(k, "id")) for k, v in data["known"].items()]
 
 
+def _index_identifiers(index: Any) -> tuple[Any, list[str]]:
+    rows = index.sql("SELECT DISTINCT patient_id, patient_name, patient_birth_date, "
+                     "accession_number FROM instances")
+    folders = index.sql("SELECT DISTINCT regexp_replace(path, '[^/]*$', '') AS d "
+                        "FROM instances")["d"]
+    return rows, [d for d in folders if isinstance(d, str)]
+
+
 def watch_index(index: Any) -> None:
     """Learn the patients of a cohort index (IDs, names, birth dates, accession numbers,
     folders) whenever this session displays something; medlab's Index calls this."""
@@ -642,21 +664,11 @@ def _learn_from_indexes(pseudo: Pseudonyms, *, force: bool) -> None:
             n = int(index.sql("SELECT count(*) AS n FROM instances")["n"].iloc[0])
             if n == entry[2]:
                 continue
-            rows = index.sql(
-                "SELECT DISTINCT patient_id, patient_name, patient_birth_date, accession_number "
-                "FROM instances")
-            folders = index.sql("SELECT DISTINCT regexp_replace(path, '[^/]*$', '') AS d "
-                                "FROM instances")["d"]
+            rows, folders = _index_identifiers(index)
         except Exception:  # closed, or not an index: nothing to learn
             continue
         entry[2] = n
-        for row in rows.itertuples(index=False):
-            pid = row.patient_id if not _missing(row.patient_id) else None
-            pseudo.add(pid, "id")
-            pseudo.add(row.patient_name, "name", same_as=pid)
-            pseudo.add(row.patient_birth_date, "birth_date")
-            pseudo.add(row.accession_number, "id", same_as=pid)
-        pseudo.add_path_components([d for d in folders if isinstance(d, str)])
+        pseudo.add_index_rows(rows, folders)
 
 
 def configure(*, key: str | bytes | None = None, mapping: Any = None,

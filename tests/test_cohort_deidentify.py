@@ -806,7 +806,7 @@ def test_keep_option_keeps_named_attributes(tmp_path):
                             progress=False)
     read = lambda r: pydicom.dcmread(r.dest / r.written["output"].iloc[0])  # noqa: E731
     assert read(plain).Manufacturer == "ANONYMIZED" and read(kept).Manufacturer == "ACME"
-    with pytest.raises(ValueError, match="DICOM keywords.*'Manufactur'"):
+    with pytest.raises(ValueError, match=r"DICOM keywords.*'Manufactur'"):
         ml.cohort.export(tmp_path / "src", tmp_path / "c", key=KEY, keep=["Manufactur"])
     with pytest.raises(ValueError, match="always replaced"):
         ml.cohort.export(tmp_path / "src", tmp_path / "c", key=KEY, keep=["PatientName"])

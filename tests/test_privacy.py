@@ -161,7 +161,7 @@ NAMED_CELLS = [
     "      'accession', ds.AccessionNumber, 'other', ds.OtherPatientIDs)\n"
     "print('folder:', folder)",
     # a long cell that pandas cuts short in its HTML and text views
-    "pd.DataFrame({'note': ['a very long clinical note that keeps going about ' + ds.PatientID"
+    "pd.DataFrame({'note': ['a very long clinical note on the scan of' + ds.PatientID"
     " + ' and then some more text well past fifty characters'], 'n': [1]})",
     "img = idx.load_series(idx.series.series_uid.iloc[0])\n"
     "fig = ml.view.plot_slices(img, title=f'{ds.PatientName}: CT')\n"
@@ -242,3 +242,27 @@ def test_notebook_04_report_for_one_patient_names_no_patient(tmp_path):
     assert 'title=f\\"{ml.privacy.display_name(export_patient)}: CT with the GTV\\")' in \
         res.notebook.read_text()
     assert res.n_scanned >= 5
+
+
+def test_batch_reports_name_no_folder_or_patient(named_patient, tmp_path):
+    """Finding 1: report batch replaced names and birth dates, but not paths."""
+    db = tmp_path / "index.duckdb"
+    with ml.cohort.scan(named_patient, db=db, progress=False) as index:
+        index.save_cohort("ct", "modality = 'CT'")
+    nb = _notebook(tmp_path / "per_patient.ipynb", [
+        "import medlab as ml\nidx = ml.cohort.open_index(index_db, read_only=True)\n"
+        "mine = idx.cohort(cohort_name).query('patient_id == @patient_id')\n"
+        "files = idx.files(mine['series_uid'].iloc[0])\n"
+        "print('first file:', files[0])\n"
+        "print('name:', idx.patients['patient_name'].iloc[0])",
+        "from pathlib import Path\nimport pandas as pd\n"
+        "ml.report.result('files', pd.DataFrame({'patient_id': [patient_id],\n"
+        "    'folder': [str(Path(files[0]).parent)], 'n': [len(files)]}))",
+    ], parameters="patient_id = None\ncohort_name = None\nindex_db = None")
+    res = ml.report.batch(nb, cohort="ct", index=db, out=tmp_path / "out", workers=1,
+                          progress=False)
+    assert res.ok, res.runs["error"].tolist()
+    assert _leaks(res.out) == []
+    code = ml.privacy.pseudonym(MRN)
+    assert res.table["patient_id"].tolist() == [code]
+    assert f"/{code}/CT" in res.table["folder"].iloc[0]

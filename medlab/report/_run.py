@@ -235,12 +235,14 @@ def _write_result(out: Path, name: str, table: pd.DataFrame) -> pd.DataFrame:
     return pd.read_parquet(target)
 
 
-def check_outputs(out: str | os.PathLike, identifiers: Pseudonyms) -> int:
+def check_outputs(out: str | os.PathLike, identifiers: Pseudonyms, *,
+                  files: list[Path] | None = None) -> int:
     """The final check of a report: no known identifier in anything meant to be shared.
 
     Searches the run folder's HTML (as text), PDF (its text), notebook,
-    ``provenance.json`` and result tables, and their names, for every
-    identifier ``identifiers`` knows (:func:`medlab.privacy.scan_files`).
+    ``provenance.json`` and result tables (or the given ``files``), and their
+    names, for every identifier ``identifiers`` knows
+    (:func:`medlab.privacy.scan_files`).
     ``run.json`` (the private rerun record) is not searched.
 
     Returns
@@ -256,8 +258,10 @@ def check_outputs(out: str | os.PathLike, identifiers: Pseudonyms) -> int:
         ``<out>/.withheld/`` so that nothing identifying is handed out.
     """
     out = Path(out)
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in (RUN_FILE, INPUTS_FILE)
-                   and WITHHELD_FOLDER not in p.relative_to(out).parts)
+    if files is None:
+        files = sorted(p for p in out.rglob("*") if p.is_file()
+                       and p.name not in (RUN_FILE, INPUTS_FILE)
+                       and WITHHELD_FOLDER not in p.relative_to(out).parts)
     findings = scan_files(files, identifiers, root=out)
     if findings:
         withheld = out / WITHHELD_FOLDER

@@ -132,11 +132,12 @@ def _pseudonymise_displays(listing: str) -> None:
 
         # after each cell: learn from what it read (indexes, DICOM headers) and hand it over
         shell.events.register("post_run_cell", lambda *_: privacy.session())
+        import pandas as pd  # its classes' __module__ differs between versions: by type
+
         formatters = shell.display_formatter.formatters
-        for module, name in (("pandas.core.frame", "DataFrame"), ("pandas.core.series", "Series")):
-            formatters["text/plain"].for_type_by_name(module, name, plain)
-            if name == "DataFrame":
-                formatters["text/html"].for_type_by_name(module, name, html)
+        for kind in (pd.DataFrame, pd.Series):
+            formatters["text/plain"].for_type(kind, plain)
+        formatters["text/html"].for_type(pd.DataFrame, html)
     try:
         import matplotlib.text as mtext
     except ImportError:  # pragma: no cover - matplotlib is a core dependency
