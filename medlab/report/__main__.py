@@ -135,7 +135,8 @@ def _batch(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from ._verify import verify
 
-    res = verify(args.run_dir, rtol=args.rtol, atol=args.atol)
+    res = verify(args.run_dir, rtol=args.rtol, atol=args.atol,
+                 key=os.environ.get(KEY_ENV) or None)
     print(res)
     return 0 if res.ok else 1
 
