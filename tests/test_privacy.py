@@ -266,3 +266,16 @@ def test_batch_reports_name_no_folder_or_patient(named_patient, tmp_path):
     code = ml.privacy.pseudonym(MRN)
     assert res.table["patient_id"].tolist() == [code]
     assert f"/{code}/CT" in res.table["folder"].iloc[0]
+
+
+def test_verify_a_keyed_report_needs_its_key(tmp_path):
+    nb = _notebook(tmp_path / "k.ipynb", [
+        "import pandas as pd, medlab as ml\n"
+        "ml.report.result('t', pd.DataFrame({'patient_id': [patient_id], 'v': [1.5]}))"],
+        parameters="patient_id = ''")
+    res = ml.report.run(nb, parameters={"patient_id": "SYN777"}, out=tmp_path / "R",
+                        html=False, key=KEY)
+    assert res.results["t"]["patient_id"].tolist() == [ml.privacy.pseudonym("SYN777", key=KEY)]
+    with pytest.raises(ValueError, match="keyed: pass the same key"):
+        ml.report.verify(res.out)
+    assert ml.report.verify(res.out, key=KEY).ok
