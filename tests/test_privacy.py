@@ -206,7 +206,7 @@ def test_report_of_a_named_patient_shows_no_identifier(named_patient, tmp_path):
     assert named.n_scanned == 0
 
 
-def test_report_fails_closed_when_an_identifier_is_left(named_patient, tmp_path):
+def test_report_fails_closed_when_an_identifier_is_left(named_patient, tmp_path, capsys):
     folder = named_patient / "Testperson_Hannelore_1950"
     nb = _notebook(tmp_path / "leaky.ipynb", [
         "import os\nfrom pathlib import Path\nimport pydicom\n"
@@ -223,6 +223,13 @@ def test_report_fails_closed_when_an_identifier_is_left(named_patient, tmp_path)
     # nothing shareable is left in the run folder: the outputs are withheld
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["run.json"]
     assert (out / ".withheld" / "notes.txt").is_file()
+    # the command line says so and exits 1
+    from medlab.__main__ import main as medlab_main
+
+    rc = medlab_main(["report", "run", str(nb), "--param", f"folder={folder}",
+                      "--out", str(tmp_path / "cli"), "--no-html"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "FAIL" in err and "leaky.ipynb" in err and MRN not in err
 
 
 @pytest.mark.slow
