@@ -17,6 +17,7 @@ __all__ = [
     "UnsupportedTransferSyntaxError",
     "DatasetError",
     "MissingDependencyError",
+    "IdentifierLeakError",
 ]
 
 
@@ -66,3 +67,18 @@ class DatasetError(MedlabError, FileNotFoundError):
 
 class MissingDependencyError(MedlabError, ImportError):
     """An optional dependency needed for a feature is not installed."""
+
+
+class IdentifierLeakError(MedlabError, RuntimeError):
+    """A patient identifier was found in an output meant to be shared (a report).
+
+    Attributes
+    ----------
+    findings : list of str
+        Where each identifier was found (file and place; the identifier itself
+        is masked in the message).
+    """
+
+    def __init__(self, message: str, findings: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.findings = list(findings or [])

@@ -14,13 +14,14 @@ import re
 import shutil
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pydicom
 import pytest
 from conftest import shared_data_root
-from pydicom.datadict import dictionary_description, keyword_for_tag
+from pydicom.datadict import dictionary_description, dictionary_VR, keyword_for_tag, tag_for_keyword
 
 import medlab as ml
 from medlab.cohort import deidentify as deid
@@ -117,9 +118,9 @@ def _mapping(report) -> dict[tuple[str, str], str]:
 # -- the table -------------------------------------------------------------------------
 def test_annex_e_table_transcription_matches_pydicom_dictionary():
     t = deid.annex_e_table()
-    assert len(t) == 460
+    assert len(t) == 621  # the 2024b edition (innolitics/dicom-standard)
     standard = t[t["tag"].str.fullmatch(r"[0-9A-F]{8}")]
-    assert len(standard) == 456
+    assert len(standard) == 617
     norm = lambda s: re.sub(r"[^a-z0-9]", "", s.lower().replace("(trial)", ""))  # noqa: E731
     for tag, kw, name in zip(standard["tag"], standard["keyword"], standard["name"], strict=True):
         assert norm(dictionary_description(int(tag, 16))) == norm(name), tag
@@ -130,7 +131,7 @@ def test_annex_e_table_transcription_matches_pydicom_dictionary():
     by_kw = standard.set_index("keyword")
     # rows checked against PS3.15 Table E.1-1 by hand
     expected = {
-        "PatientName": ("Z", "", ""), "PatientID": ("Z", "", ""),
+        "PatientName": ("Z", "", ""), "PatientID": ("Z/D", "", ""),
         "PatientBirthDate": ("Z", "", ""), "PatientSex": ("Z", "", "K"),
         "PatientAge": ("X", "", "K"), "PatientWeight": ("X", "", "K"),
         "StudyDate": ("Z", "C", ""), "SeriesDate": ("X/D", "C", ""),
@@ -437,6 +438,14 @@ def test_compare_with_dicognito(basic):
 
     table = deid.annex_e_table().query("keyword != ''")
     action = dict(zip(table["keyword"], table["basic"], strict=True))
+
+    def medlab_keeps(kw: str) -> bool:  # the table's K, or unlisted and not text (deny by default)
+        if kw in action:
+            return action[kw] == "K"
+        vr = dictionary_VR(tag_for_keyword(kw))
+        return vr not in deid.DENIED_VRS and kw not in deid.CS_LABELS
+    code_macro = {"CodeValue", "CodingSchemeDesignator", "CodeMeaning"}  # cleaned as codes
+    denied = set()
     kept_differences: set[str] = set()
     anonymizer = Anonymizer(seed="medlab-test")  # one instance: consistent across files
     required: set[str] = set()
@@ -452,7 +461,13 @@ def test_compare_with_dicognito(basic):
             values = {v for v in values if v.strip()}
             if not values or not kw:
                 continue
-            if action.get(kw, "K") == "K":
+            if kw not in action and not medlab_keeps(kw):
+                # not in the table, text: denied by default (dicognito keeps most of these)
+                if kw not in code_macro:
+                    denied.add(kw)
+                    assert not values & ours.get(kw, set()), (kw, out)
+                continue
+            if medlab_keeps(kw):
                 if bool(values & ours.get(kw, set())) != bool(values & theirs.get(kw, set())):
                     kept_differences.add(kw)
                 continue
@@ -462,6 +477,7 @@ def test_compare_with_dicognito(basic):
             if not values & theirs.get(kw, set()):
                 dicognito_handled.add(kw)
     assert len(required) >= 30
+    assert {"Manufacturer", "SoftwareVersions", "ConvolutionKernel"} <= denied
     assert medlab_handled == required, required - medlab_handled
     # what the profile removes and dicognito keeps (medlab follows the profile):
     dicognito_keeps = {
@@ -478,6 +494,8 @@ def test_compare_with_dicognito(basic):
         "ClinicalTrialTimePointID",
         # a location hint, and padding that may hold leftovers of earlier data
         "TimezoneOffsetFromUTC", "DataSetTrailingPadding",
+        # times the 2024b edition of the table removes (dicognito keeps times)
+        "RadiopharmaceuticalStartTime", "Time",
     }
     missed = required - dicognito_handled
     assert missed == dicognito_keeps & required, sorted(missed ^ (dicognito_keeps & required))
@@ -486,13 +504,11 @@ def test_compare_with_dicognito(basic):
     # where the profile keeps an attribute, the tools differ only here:
     #   CodingSchemeUID: dicognito replaces it; it names a coding scheme (a registry UID),
     #     not a patient, and replacing it breaks the codes that use it (medlab keeps it)
-    #   InstanceCreationTime: dicognito moves times with dates; E.1-1 does not list it and
-    #     medlab keeps times (the date next to it is removed or shifted)
-    #   TextValue: SR free text inside the Content Sequence (action D): medlab replaces it,
-    #     dicognito keeps it
     #   LongitudinalTemporalInformationModified: medlab records REMOVED / MODIFIED
-    assert kept_differences == {"CodingSchemeUID", "InstanceCreationTime", "TextValue",
-                                "LongitudinalTemporalInformationModified"}
+    # (free text the table does not list, such as SR TextValue, is denied by default;
+    # InstanceCreationTime is listed in the 2024b table)
+    assert kept_differences == {"CodingSchemeUID", "LongitudinalTemporalInformationModified"}
+    assert "TextValue" in denied and action["InstanceCreationTime"] == "X/Z/D"
     # the core identifiers: both tools replace them
     core = {"PatientName", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
             "FrameOfReferenceUID", "ReferencedSOPInstanceUID", "StudyDate", "AccessionNumber",
@@ -663,3 +679,134 @@ def test_sources_unchanged(source_hashes, basic, dated):
     assert basic.n_written and dated.n_written and len(source_hashes) > 200
     changed = [str(p) for p, h in source_hashes.items() if (_sha256(p), p.stat().st_mtime_ns) != h]
     assert not changed
+
+
+# -- (9) deny by default: a value in every text, name, date and time attribute ----------------
+FAMILY = "Testperson"
+
+
+def _marker(i: int, vr: str, keyword: str) -> tuple[Any, str]:
+    """(value to write, text to search for) unique to attribute number ``i``."""
+    if vr == "DA":
+        d = date(1901, 1, 1) + pd.Timedelta(days=i).to_pytimedelta()
+        return d.strftime("%Y%m%d"), d.strftime("%Y%m%d")
+    if vr == "DT":
+        d = date(1901, 1, 1) + pd.Timedelta(days=i).to_pytimedelta()
+        return d.strftime("%Y%m%d") + "101010", d.strftime("%Y%m%d")
+    if vr == "TM":
+        return f"1{i // 3600 % 10}{i // 60 % 60:02d}{i % 60:02d}.{i:06d}", f".{i:06d}"
+    if vr == "PN":
+        return f"Phi{i:05d}name^Hanna", f"Phi{i:05d}name"
+    if vr == "UR":
+        return f"http://phi{i:05d}.example/x", f"phi{i:05d}"
+    text = f"PHI{i:05d}Q" if vr == "CS" else f"Phi{i:05d}q"
+    return text, text
+
+
+def _injectable() -> list[tuple[int, str, str]]:
+    """(tag, keyword, VR) of every attribute of pydicom's dictionary (retired ones too, and
+    the curve/overlay repeating groups as group 5000/6000) with a text, person-name, date
+    or time VR, and the CS attributes medlab treats as free labels."""
+    from pydicom.datadict import DicomDictionary, RepeatersDictionary
+
+    out = []
+    entries = list(DicomDictionary.items()) + [
+        (int(mask.replace("x", "0"), 16), entry) for mask, entry in RepeatersDictionary.items()]
+    for tag, (vr, _vm, _name, _retired, keyword) in entries:
+        if not keyword or tag >> 16 in (0x0000, 0xFFFE, 0xFFFC):
+            continue  # command group, item delimiters, padding
+        if vr in deid.DENIED_VRS or keyword in deid.CS_LABELS:
+            out.append((tag, keyword, vr))
+    return sorted(out)
+
+
+def _inject(ds: pydicom.Dataset, attributes, start: int, markers: dict[str, str]) -> int:
+    from pydicom.dataelem import DataElement
+
+    for n, (tag, keyword, vr) in enumerate(attributes):
+        value, search = _marker(start + n, vr, keyword)
+        markers[search] = f"{keyword} (item level {start // len(attributes)})"
+        target = ds.file_meta if tag >> 16 == 0x0002 and hasattr(ds, "file_meta") else ds
+        target[tag] = DataElement(tag, vr, value)
+    return len(attributes)
+
+
+def test_no_text_attribute_survives_unless_kept(tmp_path):
+    """Every text/PN/date/time attribute of the data dictionary gets a unique value, at the
+    top level and inside nested sequences (one the table keeps and recurses into, one it
+    does not list, the SR Content Sequence); none of the values may appear in any byte or
+    name of the export."""
+    from helpers import write_dicom_series
+
+    paths, _ = write_dicom_series(tmp_path / "src", np.zeros((1, 4, 4), np.int16),
+                                  patient_id=FAMILY)
+    ds = pydicom.dcmread(paths[0])
+    attributes = _injectable()
+    assert len(attributes) > 900  # nearly 4000 elements in all, with the nested copies
+    markers: dict[str, str] = {}
+    n = _inject(ds, attributes, 0, markers)
+    # nested: a sequence Table E.1-1 keeps with its UIDs replaced (X/Z/U*), one it does not
+    # list (two levels deep), and the SR Content Sequence (D: cleaned as text)
+    for level, path in enumerate((["ReferencedImageSequence"],
+                                  ["AnatomicRegionSequence", "AnatomicRegionModifierSequence"],
+                                  ["ContentSequence"]), start=1):
+        item = pydicom.Dataset()
+        n += _inject(item, [a for a in attributes if a[0] >> 16 != 0x0002],
+                     level * len(attributes), markers)
+        for keyword in reversed(path):
+            parent = pydicom.Dataset()
+            setattr(parent, keyword, pydicom.Sequence([item]))
+            item = parent
+        for el in item:
+            ds.add(el)
+    # the specific survivors of the review, with the family name in them
+    ds.WindowCenterWidthExplanation = ds.ContentDescription = FAMILY
+    ds.AcquisitionContextDescription = ds.RescaleType = FAMILY
+    ds.ContentLabel, ds.DeidentificationMethod = FAMILY.upper(), f"by {FAMILY}"
+    ds.ContrastBolusStartTime = "101112.424242"
+    region = pydicom.Dataset()
+    region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = \
+        "818981001", "SCT", FAMILY
+    ds.AnatomicRegionSequence[0].AnatomicRegionModifierSequence.append(region)
+    ds.PatientBirthDate = "19500312"
+    ds.save_as(paths[0], enforce_file_format=False)
+    src = tmp_path / "src"
+
+    report = ml.cohort.export(src, tmp_path / "out", key=KEY, progress=False)
+    assert report.n_written == 1, report.skipped.to_dict("records")
+    files = [p for p in (tmp_path / "out").rglob("*")]
+    out = next(p for p in files if p.is_file())
+    data = out.read_bytes()
+    names = "\n".join(p.relative_to(tmp_path / "out").as_posix() for p in files)
+    searched = {**markers, FAMILY: "family name", FAMILY.upper(): "family name",
+                "424242": "ContrastBolusStartTime", "19500312": "PatientBirthDate"}
+    survivors = sorted(where for s, where in searched.items()
+                       if s.encode() in data or s.lower() in names.lower())
+    print(f"PHI injection: {n} attributes injected ({len(attributes)} keywords, 4 places), "
+          f"{len(searched)} values searched in {len(files)} output names and "
+          f"{len(data)} bytes; survivors: {len(survivors)}")
+    assert n >= 3500
+    assert survivors == []
+    # the export is still valid DICOM, and a standard code keeps its value and meaning
+    back = pydicom.dcmread(out)
+    code = back.AnatomicRegionSequence[0].AnatomicRegionModifierSequence[-1]
+    assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == \
+        ("818981001", "SCT", "Abdomen")
+    assert back.Modality == "CT" and back.PatientIdentityRemoved == "YES"
+    assert back.PatientID == back.PatientName == report.written["output"].iloc[0].split("/")[0]
+    assert ml.privacy.is_pseudonym(back.PatientID)
+
+
+def test_keep_option_keeps_named_attributes(tmp_path):
+    from helpers import write_dicom_series
+
+    write_dicom_series(tmp_path / "src", np.zeros((1, 4, 4), np.int16), manufacturer="ACME")
+    plain = ml.cohort.export(tmp_path / "src", tmp_path / "a", key=KEY, progress=False)
+    kept = ml.cohort.export(tmp_path / "src", tmp_path / "b", key=KEY, keep=["Manufacturer"],
+                            progress=False)
+    read = lambda r: pydicom.dcmread(r.dest / r.written["output"].iloc[0])  # noqa: E731
+    assert read(plain).Manufacturer == "ANONYMIZED" and read(kept).Manufacturer == "ACME"
+    with pytest.raises(ValueError, match=r"DICOM keywords.*'Manufactur'"):
+        ml.cohort.export(tmp_path / "src", tmp_path / "c", key=KEY, keep=["Manufactur"])
+    with pytest.raises(ValueError, match="always replaced"):
+        ml.cohort.export(tmp_path / "src", tmp_path / "c", key=KEY, keep=["PatientName"])

@@ -3,7 +3,6 @@ replacement, keyed pseudonyms and the per-file exporter."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import io
@@ -25,6 +24,7 @@ from pydicom.uid import (
 )
 
 from .._version import __version__
+from ..privacy import pseudonym
 
 #: option name -> (column of Table E.1-1, CID 7050 code value, code meaning)
 OPTIONS: dict[str, tuple[str, str, str]] = {
@@ -37,9 +37,11 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
 
 _BASIC_CODE = ("113100", "Basic Application Confidentiality Profile")
 _SAFE_PRIVATE_CODE = ("113111", "Retain Safe Private Option")
-#: CID 7050 clean options (113101 pixel data, 113102 visual features, 113103 graphics,
-#: 113104 structured content, 113105 descriptors)
-_CLEAN_CODES = frozenset({"113101", "113102", "113103", "113104", "113105"})
+#: CID 7050 clean options an earlier de-identification may have applied (kept as true)
+_CLEAN_CODES = {"113101": "Clean Pixel Data Option",
+                "113102": "Clean Recognizable Visual Features Option",
+                "113103": "Clean Graphics Option", "113104": "Clean Structured Content Option",
+                "113105": "Clean Descriptors Option"}
 
 #: identifying attributes missing from the Table E.1-1 edition shipped, removed (X)
 ADDITIONS: dict[int, str] = {
@@ -52,15 +54,18 @@ ADDITIONS: dict[int, str] = {
 
 #: free-text value representations (replaced by a dummy inside D-cleaned sequences)
 _TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
-#: coded vocabulary kept inside D-cleaned sequences (except identification codes)
-_CODED = frozenset({
+#: value representations that can carry identifying text, names, dates or times: an
+#: attribute with one of these that Table E.1-1 does not list is not kept (deny by default).
+#: CS (code string: upper-case letters, digits, space, underscore, 16 characters) is coded
+#: vocabulary (Modality, Image Type, ...) and kept, except the CS attributes that are free
+#: labels (:data:`CS_LABELS`). Numbers (DS, IS, US, FD, ...) and AS are not text.
+DENIED_VRS = frozenset({*_TEXT_VRS, "DA", "DT", "TM"})
+#: CS attributes whose values are chosen by a person (labels), treated like free text
+CS_LABELS = frozenset({"ContentLabel", "PhaseDescription", "SpecimenLabelInImage"})
+#: the code-sequence macro's attributes: cleaned together (see _Exporter._clean_code)
+_CODE_KEYWORDS = frozenset({
     "CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning",
-    "LongCodeValue", "URNCodeValue", "ContextIdentifier", "MappingResourceName",
-    "ContextGroupExtensionFlag", "MappingResource",
-})
-#: dates that version coding resources, not patients
-_VERSION_DATES = frozenset({
-    "ContextGroupVersion", "ContextGroupLocalVersion", "TemplateVersion", "TemplateLocalVersion",
+    "LongCodeValue", "URNCodeValue",
 })
 #: UI attributes whose values are registry UIDs (coding schemes, context groups, ...)
 _REGISTRY_UID_KEYWORDS = frozenset({"CodingSchemeUID", "ContextUID", "MappingResourceUID"})
@@ -109,10 +114,25 @@ def annex_e_table() -> pd.DataFrame:
     return pd.DataFrame(list(_table_rows()))
 
 
+@lru_cache(maxsize=1)
+def _standard_codes() -> dict[tuple[str, str], str]:
+    """(coding scheme, code value) -> code meaning of the codes in pydicom's dictionary
+    (DCM, SCT, UCUM, LN, NCIt, ... as the DICOM standard's PS3.16 lists them)."""
+    from pydicom.sr._concepts_dict import concepts
+
+    out: dict[tuple[str, str], str] = {}
+    for scheme, by_keyword in concepts.items():
+        for codes in by_keyword.values():
+            for value, (meaning, _cids) in codes.items():
+                out.setdefault((scheme, value), meaning)
+    return out
+
+
 class _Rules:
     """Per-tag action codes for a profile with options."""
 
-    def __init__(self, options: tuple[str, ...]) -> None:
+    def __init__(self, options: tuple[str, ...], keep: frozenset[str] = frozenset()) -> None:
+        self.keep = keep
         self.shift_dates = "retain_longitudinal_modified_dates" in options
         columns = [OPTIONS[o][0] for o in options]
         self.codes: dict[int, str] = dict(ADDITIONS)
@@ -130,7 +150,14 @@ class _Rules:
             # as whole groups in _Exporter._clean
 
     def code(self, tag: int, keyword: str, vr: str) -> str | None:
-        """The action code for a standard attribute; None: remove it (unknown)."""
+        """The action code for a standard attribute; None: remove it (unknown).
+
+        Deny by default: an attribute the table does not list is kept only when
+        its value cannot carry identifying text (numbers, coded CS values,
+        binary data) or when the caller named it in ``keep``.
+        """
+        if keyword and keyword in self.keep:
+            return "K"
         code = self.codes.get(tag)
         if code is not None:
             return code
@@ -138,12 +165,12 @@ class _Rules:
             return None
         if vr == "UI":
             return "U"
-        if vr in ("DA", "DT"):
-            if keyword in _VERSION_DATES:
-                return "K"
+        if vr in ("DA", "DT", "TM"):
             return "C" if self.shift_dates else "X/D"
         if vr == "PN":
             return "Z"
+        if vr in DENIED_VRS or keyword in CS_LABELS:
+            return "X/D"  # a dummy value: Type 1 attributes stay valid
         return "K"
 
 
@@ -209,10 +236,11 @@ class _Exporter:
     """De-identifies datasets with one key, profile and option set."""
 
     def __init__(self, key: bytes, options: tuple[str, ...],
-                 safe_private: frozenset[tuple[int, str, int]]) -> None:
+                 safe_private: frozenset[tuple[int, str, int]],
+                 keep: frozenset[str] = frozenset()) -> None:
         self.key = key
         self.options = options
-        self.rules = _Rules(options)
+        self.rules = _Rules(options, keep)
         self.safe_private = safe_private
         self.uids: dict[str, tuple[str, str]] = {}  # original -> (pseudonym, first attribute)
         self.patients: dict[str, _Patient] = {}
@@ -239,20 +267,19 @@ class _Exporter:
         if not original:
             original = str(ds.get("PatientName", "") or "").strip()
         if original not in self.patients:
-            code = base64.b32encode(self._digest("patient", original)).decode()[:12]
             days = 365 + int.from_bytes(self._digest("date", original)[:4], "big") % 3286
-            self.patients[original] = _Patient(original, f"ANON-{code}", -days)
+            self.patients[original] = _Patient(original, pseudonym(original, key=self.key), -days)
         return self.patients[original]
 
     # -- cleaning --------------------------------------------------------------------
     def deidentify(self, ds: Dataset) -> tuple[Dataset, str]:
         """Clean ``ds`` in place; returns it and its relative output path."""
         pat = self.patient(ds)
-        methods = [str(v) for v in _values(ds.get("DeidentificationMethod", "")) if str(v)]
         self._clean(ds, pat, _NORMAL)
         ds.PatientID = ds.PatientName = pat.pseudonym  # Type 2: present even if absent before
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = [*methods, f"medlab {__version__}: DICOM PS3.15 E.1-1"]
+        # an earlier De-identification Method is free text (it can name anyone): not kept
+        ds.DeidentificationMethod = f"medlab {__version__}: DICOM PS3.15 E.1-1 (2024b)"
         codes = [_BASIC_CODE] + [OPTIONS[o][1:] for o in self.options]
         if self.safe_private:
             codes.append(_SAFE_PRIVATE_CODE)
@@ -264,8 +291,13 @@ class _Exporter:
             items.append(item)
         ours = {value for value, _ in codes}
         # earlier cleaning stays true (clean pixel data, descriptors, ...); earlier "retain"
-        # options do not survive this export unless chosen again
-        items += [it for it in earlier if str(it.get("CodeValue", "")) in _CLEAN_CODES - ours]
+        # options do not survive this export unless chosen again; rebuilt from the code only
+        for value in dict.fromkeys(str(it.get("CodeValue", "")) for it in earlier):
+            if value in _CLEAN_CODES and value not in ours:
+                item = Dataset()
+                item.CodeValue, item.CodingSchemeDesignator = value, "DCM"
+                item.CodeMeaning = _CLEAN_CODES[value]
+                items.append(item)
         ds.DeidentificationMethodCodeSequence = Sequence(items)
         ds.LongitudinalTemporalInformationModified = (
             "MODIFIED" if self.rules.shift_dates else "REMOVED")
@@ -286,8 +318,29 @@ class _Exporter:
                 keep.update((int(t), int(Tag(t.group, t.element >> 8))))
         return keep
 
+    def _clean_code(self, ds: Dataset, mode: int) -> None:
+        """The code-sequence macro of one item: a code of the standard's dictionary keeps
+        its value and scheme and gets the dictionary's meaning; any other code (local,
+        private, or an identification code) gets dummy values."""
+        scheme = str(ds.get("CodingSchemeDesignator", "") or "").strip()
+        value = str(ds.get("CodeValue", "") or "").strip()
+        meaning = _standard_codes().get((scheme, value)) if mode != _DUMMY_CODES else None
+        for keyword in _CODE_KEYWORDS:
+            if keyword not in ds or keyword in self.rules.keep:
+                continue
+            if meaning is not None and keyword in ("CodeValue", "CodingSchemeDesignator"):
+                continue
+            if meaning is not None and keyword == "CodeMeaning":
+                ds.CodeMeaning = meaning
+            elif keyword == "CodingSchemeVersion":
+                del ds[keyword]
+            else:
+                ds[keyword].value = "ANONYMIZED" if keyword != "URNCodeValue" else "urn:x"
+
     def _clean(self, ds: Dataset, pat: _Patient, mode: int) -> None:
         keep_private = self._kept_private(ds)
+        if any(k in ds for k in _CODE_KEYWORDS):
+            self._clean_code(ds, mode)
         for t in list(ds.keys()):
             t = BaseTag(t)
             if t.is_private:
@@ -312,6 +365,8 @@ class _Exporter:
                 continue
             raw = ds.get_item(t)
             keyword = keyword_for_tag(t)
+            if keyword in _CODE_KEYWORDS:
+                continue  # cleaned with its item (_clean_code)
             vr = raw.VR if raw is not None else None
             if (not vr or vr == "UN") and keyword:
                 vr = dictionary_VR(t)
@@ -322,8 +377,8 @@ class _Exporter:
                 del ds[t]  # not in the data dictionary: cannot be judged
                 continue
             action = _resolve(code, vr)
-            if (action == "K" and mode != _NORMAL and vr in _TEXT_VRS
-                    and (mode == _DUMMY_CODES or keyword not in _CODED)):
+            if action == "K" and mode != _NORMAL and vr in _TEXT_VRS \
+                    and keyword not in self.rules.keep:
                 action = "D"
             if action == "K" and vr != "SQ":
                 continue  # leave the value exactly as read

@@ -2,8 +2,9 @@
 
 Every function takes an :class:`~medlab.cohort.Index` (or its ``series``
 DataFrame) and returns a tidy DataFrame; ``medlab.view.cohort_overview``
-draws them. Patient identifiers are replaced by ordinal labels
-(``P001``...) unless ``show_phi=True``.
+draws them. Patients are shown by :func:`medlab.privacy.display_name` (their
+pseudonym, the same as in reports and de-identified exports of the session's
+key) unless ``show_phi=True``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..privacy import display_names
 
 __all__ = [
     "dates_table",
@@ -33,13 +36,6 @@ def _series(index: Any) -> pd.DataFrame:
             f"expected a medlab.cohort.Index or its series DataFrame, got {type(index).__name__}"
         )
     return series
-
-
-def _patient_labels(patient_ids: pd.Series, *, show_phi: bool) -> pd.Series:
-    if show_phi:
-        return patient_ids.fillna("(none)")
-    codes = {pid: f"P{i + 1:03d}" for i, pid in enumerate(pd.unique(patient_ids.fillna("(none)")))}
-    return patient_ids.fillna("(none)").map(codes)
 
 
 def summary(index: Any) -> pd.DataFrame:
@@ -70,7 +66,7 @@ def studies_per_patient(index: Any, *, show_phi: bool = False) -> pd.DataFrame:
     """One row per patient: studies, series, modalities (patient ids hidden by default)."""
     s = _series(index)
     out = (
-        s.assign(patient=_patient_labels(s["patient_id"], show_phi=show_phi))
+        s.assign(patient=display_names(s["patient_id"], show_phi=True if show_phi else None))
         .groupby("patient", sort=True)
         .agg(n_studies=("study_uid", "nunique"), n_series=("series_uid", "count"),
              modalities=("modality", lambda m: ", ".join(sorted(m.dropna().unique()))))

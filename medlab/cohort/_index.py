@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import privacy
 from ._schema import (
     ERROR_COLUMNS,
     FRAME_COLUMNS,
@@ -131,6 +132,7 @@ class Index:
         self.db_path = db_path
         self.last_report: ScanReport | None = None
         self._create_schema()
+        privacy.watch_index(self)  # titles and reports know this index's patients
 
     # ------------------------------------------------------------------ set-up
     def _create_schema(self) -> None:

@@ -7,9 +7,27 @@ The source files are only ever opened for reading.
 
 What happens to each attribute
 ------------------------------
-- Attributes listed in PS3.15 Table E.1-1 (shipped as ``_annex_e.csv`` beside
-  this module; see :func:`annex_e_table`) get the Basic Profile action, or the
-  action of a chosen option (K beats C beats the basic action).
+- Attributes listed in PS3.15 Table E.1-1 (the 2024b edition, from
+  innolitics/dicom-standard's machine-readable copy, shipped as
+  ``_annex_e.csv`` beside this module; see :func:`annex_e_table`) get the
+  Basic Profile action, or the action of a chosen option (K beats C beats the
+  basic action).
+- **Deny by default**: an attribute the table does not list is kept only when
+  its value cannot carry identifying text. Text, person-name, date and time
+  value representations (:data:`DENIED_VRS`: AE, LO, LT, PN, SH, ST, UC, UR,
+  UT, DA, DT, TM) get a dummy value (``ANONYMIZED``, ``19000101``,
+  ``000000``; person names are emptied), at any depth. CS (code strings:
+  16 upper-case letters, digits, spaces, underscores) is coded vocabulary
+  (Modality, Image Type, ...) and kept, except the CS attributes that are
+  free labels (:data:`CS_LABELS`, e.g. Content Label). Numbers and binary
+  values are kept. ``keep=("Manufacturer", ...)`` keeps named attributes as
+  they are (your responsibility: only attributes known to hold no identifying
+  text in your data).
+- Codes (the code-sequence macro: Code Value, Coding Scheme Designator, Code
+  Meaning, ...): a code of the standard's dictionary (pydicom's copy of
+  PS3.16: DCM, SCT, UCUM, LN, NCIt, ...) keeps its value and scheme and gets
+  the dictionary's meaning (a meaning is free text); any other code gets
+  dummy values; Coding Scheme Version is removed.
 - Compound actions: the IOD module tables are not consulted, so the attribute
   is kept present without its value: ``Z`` (empty) where the table allows it,
   else ``D`` (a dummy); dates and times whose action allows ``D`` get a dummy
@@ -30,21 +48,19 @@ What happens to each attribute
   ``retain_longitudinal_modified_dates`` every date (DA, and the date part of
   DT) is shifted by a per-patient number of days (between 365 and 3650 days
   back, from a keyed hash of the Patient ID); times are kept. Dates the table
-  does not list (Instance Creation Date, SR ``Date``/``DateTime`` items, ...)
-  are treated like a listed ``X/D`` date. Version stamps of coding resources
-  (Context Group Version, Template Version) are not patient dates and are kept.
+  does not list are treated like a listed ``X/D`` date.
 - ``C`` (clean) in an option column: dates are shifted, times and the timezone
   offset kept; any other value is removed (free text cannot be cleaned
   reliably; removal is stricter than cleaning).
 - ``D`` on a sequence (SR Content Sequence, Verifying Observer Sequence, ...):
   the items are kept, so SR trees and their references stay valid, and cleaned
   recursively: every free-text value (AE, LO, LT, PN, SH, ST, UC, UR, UT) is
-  replaced by a dummy, except the coded vocabulary (Code Value, Coding Scheme
-  Designator, Code Meaning, ...) -- and inside identification code sequences
-  (e.g. Person Identification Code Sequence) even that. This is not the Clean
-  Structured Content option (113104), which is not claimed.
-- Person names the table does not list are emptied. Standard attributes
-  unknown to pydicom's data dictionary are removed (they cannot be judged).
+  replaced by a dummy; codes are cleaned as above, and inside identification
+  code sequences (e.g. Person Identification Code Sequence) even standard
+  codes get dummies. This is not the Clean Structured Content option
+  (113104), which is not claimed.
+- Standard attributes unknown to pydicom's data dictionary are removed (they
+  cannot be judged).
   A few identifying attributes missing from the table edition used are removed
   too (:data:`ADDITIONS`).
 - Private attributes are removed, except those named in ``safe_private``.
@@ -54,9 +70,10 @@ What happens to each attribute
   implementation); the 128-byte preamble is zeroed (it can carry data).
 - Pixel data are copied byte for byte (never decoded or re-encoded), and every
   attribute the profile keeps is written back unchanged.
-- Patient Identity Removed = YES; De-identification Method and De-identification
-  Method Code Sequence (CID 7050: 113100, plus 113107 / 113108 / 113111 for the
-  options used) are added to what the source already recorded; Longitudinal
+- Patient Identity Removed = YES; De-identification Method (medlab's; an
+  earlier value is free text and not kept) and De-identification Method Code
+  Sequence (CID 7050: 113100, plus 113107 / 113108 / 113111 for the options
+  used, plus the clean options an earlier de-identification recorded); Longitudinal
   Temporal Information Modified = MODIFIED or REMOVED.
 
 Burned-in annotation is flagged and not exported unless asked for
@@ -92,7 +109,8 @@ from ..errors import MedlabError, MissingDependencyError
 from ..io.dicom import quiet_pydicom
 from ..io.dicom._files import iter_files, looks_like_dicom, read_dataset
 
-__all__ = ["ADDITIONS", "OPTIONS", "ExportReport", "annex_e_table", "export"]
+__all__ = ["ADDITIONS", "CS_LABELS", "DENIED_VRS", "OPTIONS", "ExportReport", "annex_e_table",
+           "export"]
 
 #: option name -> (column of Table E.1-1, CID 7050 code value, code meaning)
 from ._deid_rules import (
@@ -101,6 +119,8 @@ from ._deid_rules import (
     _MIN_KEY_BYTES,
     _SECONDARY_CAPTURE_PREFIX,
     ADDITIONS,
+    CS_LABELS,
+    DENIED_VRS,
     OPTIONS,
     _Exporter,
     annex_e_table,
@@ -222,6 +242,24 @@ def _check_safe_private(safe_private: Any) -> frozenset[tuple[int, str, int]]:
     return frozenset(out)
 
 
+def _check_keep(keep: Any) -> frozenset[str]:
+    from pydicom.datadict import tag_for_keyword
+
+    if isinstance(keep, str):
+        keep = (keep,)
+    out = set()
+    for kw in keep or ():
+        if not isinstance(kw, str) or tag_for_keyword(kw) is None:
+            raise ValueError(
+                f"keep entries must be DICOM keywords of pydicom's data dictionary such as "
+                f"'Manufacturer' or 'SegmentLabel'; got {kw!r}")
+        if kw in ("PatientID", "PatientName"):
+            raise ValueError(f"keep={kw!r}: the patient's ID and name are always replaced by "
+                             "the pseudonym (that is what the export is for)")
+        out.add(kw)
+    return frozenset(out)
+
+
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -327,6 +365,7 @@ def export(
     mapping: str | os.PathLike | None = None,
     safe_private: Iterable[tuple[int, str, int]] | None = None,
     allow_burned_in: bool = False,
+    keep: Iterable[str] = (),
     index: Any = None,
     progress: bool = True,
 ) -> ExportReport:
@@ -367,6 +406,12 @@ def export(
     allow_burned_in : bool
         Also export files flagged as possibly carrying burned-in text (they
         stay listed in ``report.flagged``). medlab does not clean pixel data.
+    keep : iterable of str
+        DICOM keywords of attributes to keep as they are wherever they occur,
+        overriding the table and the deny-by-default rule (e.g.
+        ``("Manufacturer", "SegmentLabel")``). Only name attributes known to
+        hold no identifying text in your data; Patient ID and name cannot be
+        kept.
     index : object, optional
         An object with ``files(series_uid)`` (the cohort index), needed when
         ``selection`` lists series.
@@ -395,6 +440,7 @@ def export(
     chosen = _check_options(profile, options)
     raw_key, generated = _check_key(key)
     safe = _check_safe_private(safe_private)
+    kept = _check_keep(keep)
     entries, folders = _selection_entries(selection, index)
 
     dest = Path(dest)
@@ -439,7 +485,7 @@ def export(
                     "writing the mapping as Parquet needs pyarrow: pip install 'medlab[cohort]', "
                     "or write it as .csv") from exc
 
-    exporter = _Exporter(raw_key, chosen, safe)
+    exporter = _Exporter(raw_key, chosen, safe, kept)
     seen_paths: set[Path] = set()
     seen_sops: dict[str, str] = {}
     skipped: list[tuple[str, str]] = []

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import IdentifierLeakError
 from ._runner import run_notebooks
 
 KEY_ENV = "MEDLAB_REPORT_KEY"
@@ -104,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         res = run(args.notebook, **_options(args))
-    except NotebookError as exc:
+    except (NotebookError, IdentifierLeakError) as exc:
         print(f"FAIL {exc}", file=sys.stderr)
         return 1
     print(f"report written to {res.out}")
@@ -135,7 +136,8 @@ def _batch(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from ._verify import verify
 
-    res = verify(args.run_dir, rtol=args.rtol, atol=args.atol)
+    res = verify(args.run_dir, rtol=args.rtol, atol=args.atol,
+                 key=os.environ.get(KEY_ENV) or None)
     print(res)
     return 0 if res.ok else 1
 
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"execute": _execute, "run": _run, "batch": _batch, "verify": _verify}
     try:
         return commands[args.command](args)
+    except IdentifierLeakError as exc:  # a batch's own tables failed the final check
+        print(f"FAIL {exc}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, NotADirectoryError, ValueError, TypeError, KeyError,
             ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

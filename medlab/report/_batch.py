@@ -15,7 +15,7 @@ import pandas as pd
 
 from ._deid import Pseudonyms, identifier_kind
 from ._results import read_results
-from ._run import check_parameters, run
+from ._run import check_outputs, check_parameters, run
 
 __all__ = ["BatchResult", "batch"]
 
@@ -92,9 +92,8 @@ def _groups(db: Path, cohort: str, by: str, pseudo: Pseudonyms, *, show_phi: boo
                     f"cannot group cohort {cohort!r} by {by!r}: no such column in the cohort "
                     f"({list(table.columns)}) or the series table; e.g. by='patient_id'")
             table = table.merge(series[["series_uid", by]], on="series_uid", how="left")
-        if not show_phi:
-            patients = idx.patients
-            pseudo.add_patients(patients[patients["patient_id"].isin(table["patient_id"])])
+        if not show_phi:  # every patient of the index: names, birth dates, folders, ...
+            pseudo.add_index(idx)
     values = [v.item() if hasattr(v, "item") else v for v in pd.unique(table[by].dropna())]
     if not show_phi and identifier_kind(by):
         for v in values:
@@ -299,5 +298,7 @@ def batch(
     runs.to_csv(out / RUNS_TABLE, index=False)
     table = _gather(runs, shown, pseudo, show_phi)
     csv, parquet = _write_table(table, out)
+    if not show_phi:  # the batch's own tables pass the same final check as each report
+        check_outputs(out, pseudo, files=[csv, parquet, out / RUNS_TABLE])
     return BatchResult(out=out, runs=runs, table=table, table_csv=csv, table_parquet=parquet,
                        params=common)

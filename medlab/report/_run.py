@@ -20,6 +20,7 @@ import keyword
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,17 +28,21 @@ from typing import Any
 
 import pandas as pd
 
-from ._deid import Pseudonyms
+from ..errors import IdentifierLeakError
+from ..privacy import ENV_CONTEXT, Pseudonyms, identifier_kind, learned_in_kernel, scan_files
 from ._export import to_html, to_pdf
-from ._provenance import collect, hash_inputs, read_tracked, to_markdown
+from ._provenance import _data_roots, collect, hash_inputs, read_tracked, to_markdown
 from ._results import ENV_RUN_DIR, RESULTS_FOLDER, read_results
 from ._runner import NotebookError, run_notebook
 from ._track import INPUTS_FILE
 
-__all__ = ["PROVENANCE_FILE", "RUN_FILE", "RunResult", "check_parameters", "run"]
+__all__ = ["PROVENANCE_FILE", "RUN_FILE", "WITHHELD_FOLDER", "RunResult", "check_outputs",
+           "check_parameters", "run"]
 
 RUN_FILE = "run.json"
 PROVENANCE_FILE = "provenance.json"
+#: where the outputs of a run that failed the identifier check are moved (not to be shared)
+WITHHELD_FOLDER = ".withheld"
 _STARTUP = ("import medlab.report._track as _medlab_track; _medlab_track.install(); "
             "del _medlab_track")
 
@@ -56,13 +61,15 @@ class RunResult:
         The exported report files.
     results : dict of str -> DataFrame
         The result tables the notebook recorded with :func:`medlab.report.result`, as
-        computed (identifiers not replaced: they are the run's data, not its report).
+        written to ``results/`` (identifiers replaced by pseudonyms unless ``show_phi``).
     provenance : dict
         The provenance record (as in ``provenance.json``).
     parameters : dict
         The parameters as given (they may hold identifiers).
     run_time_s : float
         Execution time of the notebook.
+    n_scanned : int
+        Output files the final identifier check searched (0 with ``show_phi``).
     """
 
     out: Path
@@ -73,6 +80,7 @@ class RunResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     run_time_s: float = 0.0
+    n_scanned: int = 0
 
     def __repr__(self) -> str:
         tables = ", ".join(f"{k} ({len(v)} rows)" for k, v in self.results.items()) or "none"
@@ -145,8 +153,130 @@ def _prepare_out(out: str | os.PathLike) -> Path:
         raise NotADirectoryError(f"out={str(out)!r} is a file; pass a folder for the run")
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / RESULTS_FOLDER, ignore_errors=True)  # never mix in an older run's
+    shutil.rmtree(out / WITHHELD_FOLDER, ignore_errors=True)
     (out / INPUTS_FILE).unlink(missing_ok=True)
     return out
+
+
+def _default_parameters(path: Path) -> dict[str, Any]:
+    """The literal defaults of the notebook's ``parameters`` cell (they may name patients)."""
+    import ast
+
+    import nbformat
+
+    out: dict[str, Any] = {}
+    for cell in nbformat.read(str(path), as_version=4).cells:
+        if cell.cell_type != "code" or "parameters" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                    and isinstance(node.targets[0], ast.Name):
+                try:
+                    out[node.targets[0].id] = ast.literal_eval(node.value)
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                    continue
+    return out
+
+
+def _relative_path(value: str, *, folder: bool = False) -> str:
+    """A path as shown in a report: relative to its dataset root (``<dataset>/...``).
+
+    Paths outside every data root keep their form (their identifying components
+    are replaced afterwards); with ``folder=True`` they are named by their last
+    component only.
+    """
+    try:
+        p = Path(value).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return value
+    for root, _label in _data_roots():
+        if p.is_relative_to(root) and p != root:
+            return p.relative_to(root).as_posix()
+    return p.name if folder else value
+
+
+def _relative_paths(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    found = {str(p) for p in _path_parameters(parameters)}
+
+    def one(v: Any) -> Any:
+        if isinstance(v, str) and v in found:
+            return _relative_path(v)
+        if isinstance(v, list):
+            return [one(x) for x in v]
+        return v
+
+    return {k: one(v) for k, v in parameters.items()}
+
+
+def _show_parameters(nb: Any, shown: Mapping[str, Any]) -> None:
+    """The injected parameters cell as shown in the report (pseudonyms, relative paths)."""
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell.source = "# injected parameters\n" + "\n".join(
+                f"{k} = {v!r}" for k, v in shown.items())
+
+
+def _write_result(out: Path, name: str, table: pd.DataFrame) -> pd.DataFrame:
+    target = out / RESULTS_FOLDER / f"{name}.parquet"
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        table.to_parquet(tmp, index=False)
+    except Exception:  # an identifier column of mixed types: store it as text
+        table = table.copy()
+        for c in table.columns:
+            if identifier_kind(c) or pd.api.types.is_object_dtype(table[c]):
+                table[c] = table[c].map(lambda v: v if v is None or pd.isna(v) else str(v))
+        table.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+    return pd.read_parquet(target)
+
+
+def check_outputs(out: str | os.PathLike, identifiers: Pseudonyms, *,
+                  files: list[Path] | None = None) -> int:
+    """The final check of a report: no known identifier in anything meant to be shared.
+
+    Searches the run folder's HTML (as text), PDF (its text), notebook,
+    ``provenance.json`` and result tables (or the given ``files``), and their
+    names, for every identifier ``identifiers`` knows
+    (:func:`medlab.privacy.scan_files`).
+    ``run.json`` (the private rerun record) is not searched.
+
+    Returns
+    -------
+    int
+        The number of files searched.
+
+    Raises
+    ------
+    medlab.errors.IdentifierLeakError
+        An identifier was found: the message says where (the identifier is
+        masked); the run's shareable outputs are moved to
+        ``<out>/.withheld/`` so that nothing identifying is handed out.
+    """
+    out = Path(out)
+    if files is None:
+        files = sorted(p for p in out.rglob("*") if p.is_file()
+                       and p.name not in (RUN_FILE, INPUTS_FILE)
+                       and WITHHELD_FOLDER not in p.relative_to(out).parts)
+    findings = scan_files(files, identifiers, root=out)
+    if findings:
+        withheld = out / WITHHELD_FOLDER
+        for p in files:
+            target = withheld / p.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, target)
+        lines = [str(f) for f in findings]
+        raise IdentifierLeakError(
+            f"the report would show {len(findings)} patient identifier(s); it was withheld "
+            f"(moved to {withheld}). Found: " + "; ".join(lines[:10])
+            + (f"; and {len(lines) - 10} more" if len(lines) > 10 else "")
+            + ". Show patients with ml.privacy.display_name(...) in titles and prints, or pass "
+            "show_phi=True for an identified report", findings=lines)
+    return len(files)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -192,7 +322,11 @@ def run(
     hide_code : bool
         Results-only report: code cells' inputs left out of HTML and PDF.
     show_phi : bool
-        Show patient identifiers as they are (default: pseudonyms).
+        An identified report: show patient identifiers as they are. By default
+        (False) every identifier is replaced by its pseudonym where it is made
+        (tables shown, figure text, medlab titles, :func:`medlab.privacy.display_name`)
+        and in every output, and a final check (:func:`check_outputs`) fails the
+        run if one is left.
     pseudonyms : path, DataFrame or dict, optional
         The mapping table of :func:`medlab.cohort.export` (or
         original -> pseudonym pairs); identifiers not in it get hash-based
@@ -219,40 +353,59 @@ def run(
         Missing notebook, invalid parameters or ``out``.
     medlab.errors.MissingDependencyError
         ``pdf=True`` without Chromium or Playwright.
+    medlab.errors.IdentifierLeakError
+        A patient identifier is left in an output (see :func:`check_outputs`).
     """
     path = _notebook_path(notebook)
     params = check_parameters(parameters)
     out = _prepare_out(out)
     pseudo = Pseudonyms.from_mapping(pseudonyms, key=key)
+    pseudo.add_parameters(_default_parameters(path))
     pseudo.add_parameters(params)
     env = {**os.environ, ENV_RUN_DIR: str(out)}
     started = dt.datetime.now().astimezone()
     error: NotebookError | None = None
-    try:
-        nb = run_notebook(path, parameters=params, timeout_s=timeout_s, kernel_name=kernel_name,
-                          cwd=cwd, env=env, startup=_STARTUP)
-    except NotebookError as exc:
-        error, nb = exc, exc.notebook
+    with tempfile.TemporaryDirectory(prefix="medlab-privacy-") as private:
+        # the kernel's privacy context: key, mapping and known identifiers (private, removed
+        # after the run), so that tables and figure text are pseudonymised where they are made
+        context = Path(private) / "context.json"
+        context.write_text(json.dumps({**pseudo.to_context(), "show_phi": show_phi}), "utf-8")
+        context.chmod(0o600)
+        env[ENV_CONTEXT] = str(context)
+        try:
+            nb = run_notebook(path, parameters=params, timeout_s=timeout_s,
+                              kernel_name=kernel_name, cwd=cwd, env=env, startup=_STARTUP)
+        except NotebookError as exc:
+            error, nb = exc, exc.notebook
+        pseudo.update(learned_in_kernel(context))  # e.g. the patients of an index it opened
     finished = dt.datetime.now().astimezone()
-    results = read_results(out)
-    inputs = hash_inputs(read_tracked(out), extra=_path_parameters(params))
+    tracked = read_tracked(out)
+    inputs = hash_inputs(tracked, extra=_path_parameters(params))
     (out / INPUTS_FILE).unlink(missing_ok=True)
+    results = read_results(out)
     if not show_phi:
+        pseudo.add_dicom_files(tracked)
         for table in results.values():
             pseudo.add_table(table)
+        pseudo.add_path_components([*tracked, *_path_parameters(params)])
+        results = {name: _write_result(out, name, pseudo.table(table))
+                   for name, table in results.items()}
     _write_json(out / RUN_FILE, {
         "format": "medlab-report-run/1",
         "notebook": str(path), "parameters": params, "kernel_name": kernel_name,
         "timeout_s": timeout_s, "cwd": str(cwd) if cwd is not None else None,
-        "hide_code": hide_code, "show_phi": show_phi,
+        "hide_code": hide_code, "show_phi": show_phi, "keyed": bool(pseudo.key),
         "pseudonyms": os.fspath(pseudonyms) if isinstance(pseudonyms, (str, os.PathLike))
         else None,
         "inputs": inputs, "results": sorted(results), "started": started.isoformat(),
         "error": str(error) if error else None,
     })
-    shown = params if show_phi else pseudo.parameters(params)
-    summary = [{k: v for k, v in group.items() if k not in ("files", "root")}
-               for group in inputs]  # per-file paths stay in run.json (they may name patients)
+    shown = params if show_phi else pseudo.parameters(_relative_paths(params))
+    # per-file paths stay in run.json (they may name patients); a folder is named by its
+    # place in the dataset, not by where it lies on this machine
+    summary = [{**{k: v for k, v in group.items() if k not in ("files", "root")},
+                **({} if group["kind"] == "dataset" else
+                   {"name": _relative_path(group["name"], folder=True)})} for group in inputs]
     prov = collect(notebook=path, parameters=shown, inputs=summary, started=started,
                    finished=finished, kernel_name=kernel_name,
                    phi="shown as recorded (show_phi=True)" if show_phi else
@@ -268,6 +421,7 @@ def run(
         nb.cells.append(nbformat.v4.new_markdown_cell(
             to_markdown(prov), metadata={"tags": ["medlab-provenance"]}))
         if not show_phi:
+            _show_parameters(nb, shown)
             pseudo.notebook(nb)
         nbformat.write(nb, str(out / f"{path.stem}.ipynb"))
     if error is not None:
@@ -280,6 +434,8 @@ def run(
     if not html and html_path is not None:
         html_path.unlink()
         html_path = None
+    scanned = check_outputs(out, pseudo) if not show_phi else 0
     return RunResult(out=out, notebook=out / f"{path.stem}.ipynb", html=html_path,
                      pdf=pdf_path, results=results, provenance=prov, parameters=params,
-                     run_time_s=round((finished - started).total_seconds(), 2))
+                     run_time_s=round((finished - started).total_seconds(), 2),
+                     n_scanned=scanned)

@@ -1,10 +1,18 @@
-"""Which files a notebook reads: an audit hook installed in the report's kernel.
+"""Which files a notebook reads, and identifiers replaced where they are shown.
+
+Installed in a report's kernel before the first cell.
 
 :func:`install` runs at kernel start (before the first cell) and appends the
 path of every file opened *for reading* to ``<run folder>/.inputs`` (one per
 line, each once). The report then hashes those files for its provenance
 record. Files opened by C/C++ libraries directly (SimpleITK, DuckDB) are not
 seen here; the report also hashes every path passed as a parameter.
+
+Unless the run shows identifiers, :func:`install` also makes the kernel
+pseudonymise at the source (:mod:`medlab.privacy`, whose session learns the
+identifiers in the headers of the DICOM files read so far): every pandas
+table it displays, and every piece of text matplotlib draws (titles, axis and
+tick labels, legends, widget snapshots) -- pixels cannot be searched later.
 """
 
 from __future__ import annotations
@@ -50,7 +58,8 @@ def install(run_dir: str | None = None) -> None:
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # medlab's own files
     skip = tuple(os.path.join(p, "") for p in {
         sys.prefix, sys.base_prefix, sys.exec_prefix, "/proc", "/sys", "/dev", "/etc", "/usr",
-        os.path.abspath(run_dir), package} if p)
+        os.path.abspath(run_dir), package,
+        os.path.dirname(os.environ.get("MEDLAB_PRIVACY_CONTEXT", ""))} if p)
     busy = False
 
     def hook(event: str, args: tuple) -> None:
@@ -79,3 +88,68 @@ def install(run_dir: str | None = None) -> None:
             busy = False
 
     sys.addaudithook(hook)
+    _pseudonymise_displays(os.path.join(run_dir, INPUTS_FILE))
+
+
+def _pseudonymise_displays(listing: str) -> None:
+    """Replace identifiers in displayed tables and drawn text (see the module docstring)."""
+    from .. import privacy
+
+    offset = 0
+    pending: list[str] = []
+
+    def new_files() -> list[str]:  # files read since the last call
+        nonlocal offset
+        try:
+            with open(listing, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except OSError:
+            return []
+        if not data:
+            return []
+        complete = data[:data.rfind(b"\n") + 1]
+        offset += len(complete)
+        lines = complete.decode("utf-8", "surrogateescape").splitlines()
+        pending[:] = [ln for ln in lines if ln and not ln.startswith(WRITTEN_PREFIX)]
+        return list(pending)
+
+    privacy.add_source(new_files)
+    if privacy.show_phi():
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - a report kernel is an IPython kernel
+        get_ipython = None  # type: ignore[assignment]
+    shell = get_ipython() if get_ipython is not None else None
+    if shell is not None and hasattr(shell, "display_formatter"):
+        def html(obj: object) -> str | None:
+            shown = privacy.session().table(obj)
+            return shown._repr_html_() if hasattr(shown, "_repr_html_") else None
+
+        def plain(obj: object, p: object, cycle: bool) -> None:
+            p.text(repr(privacy.session().table(obj)))  # type: ignore[attr-defined]
+
+        # after each cell: learn from what it read (indexes, DICOM headers) and hand it over
+        shell.events.register("post_run_cell", lambda *_: privacy.session())
+        import pandas as pd  # its classes' __module__ differs between versions: by type
+
+        formatters = shell.display_formatter.formatters
+        for kind in (pd.DataFrame, pd.Series):
+            formatters["text/plain"].for_type(kind, plain)
+        formatters["text/html"].for_type(pd.DataFrame, html)
+    try:
+        import matplotlib.text as mtext
+    except ImportError:  # pragma: no cover - matplotlib is a core dependency
+        return
+    draw = mtext.Text.draw
+
+    def pseudonymised_draw(self: mtext.Text, renderer: object) -> object:
+        text = self.get_text()
+        if text:
+            shown = privacy.display_text(text, refresh=False)
+            if shown != text:
+                self.set_text(shown)
+        return draw(self, renderer)
+
+    mtext.Text.draw = pseudonymised_draw  # type: ignore[method-assign]

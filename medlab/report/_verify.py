@@ -142,7 +142,8 @@ def _check_inputs(inputs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 
 def verify(run_dir: str | os.PathLike, *, rtol: float = 1e-6, atol: float = 0.0,
-           out: str | os.PathLike | None = None, timeout_s: float | None = None) -> VerifyResult:
+           out: str | os.PathLike | None = None, timeout_s: float | None = None,
+           key: str | bytes | None = None) -> VerifyResult:
     """Rerun a report and compare its recorded numeric results with the earlier run.
 
     Checks that every input file the run read still has its recorded
@@ -159,6 +160,9 @@ def verify(run_dir: str | os.PathLike, *, rtol: float = 1e-6, atol: float = 0.0,
         Where to keep the rerun (default: a temporary folder, removed after).
     timeout_s : float, optional
         Per-cell timeout of the rerun (default: the original run's).
+    key : str or bytes, optional
+        The pseudonym key the run was made with (result tables hold pseudonyms:
+        a keyed run compares equal only when rerun with the same key).
 
     Returns
     -------
@@ -178,6 +182,10 @@ def verify(run_dir: str | os.PathLike, *, rtol: float = 1e-6, atol: float = 0.0,
             f"{str(run_dir)!r} is not a report run folder (no {RUN_FILE}); make one with "
             "medlab.report.run(notebook, out=...) or `medlab report run`")
     record = json.loads(record_path.read_text(encoding="utf-8"))
+    if record.get("keyed") and key is None:
+        raise ValueError("this run's pseudonyms were keyed: pass the same key "
+                         "(verify(..., key=...), or MEDLAB_REPORT_KEY for the command line) so "
+                         "that the rerun's pseudonymised results can be compared")
     notebook = Path(record["notebook"])
     if not notebook.is_file():
         raise FileNotFoundError(f"the notebook of this run, {str(notebook)!r}, is gone; "
@@ -203,8 +211,8 @@ def verify(run_dir: str | os.PathLike, *, rtol: float = 1e-6, atol: float = 0.0,
         try:
             rerun = run(notebook, parameters=record.get("parameters") or {}, out=target,
                         html=False, show_phi=bool(record.get("show_phi")),
-                        pseudonyms=record.get("pseudonyms"), kernel_name=record.get("kernel_name",
-                                                                           "python3"),
+                        pseudonyms=record.get("pseudonyms"), key=key,
+                        kernel_name=record.get("kernel_name", "python3"),
                         timeout_s=timeout_s or record.get("timeout_s", 900),
                         cwd=record.get("cwd"))
             new = rerun.results

@@ -10,9 +10,9 @@ A series that cannot be decoded gets a placeholder tile saying why; a bad
 series never breaks the gallery.
 
 Patient names and identifiers are not shown unless ``show_patient=True``:
-captions carry ordinal labels (``P001``...) as :mod:`medlab.cohort`'s
-tables do, and a patient's id or name inside a series description is
-replaced by that label.
+captions carry the patient's display name (:func:`medlab.privacy.display_name`,
+the pseudonym used by every medlab table, viewer title and report), and a
+patient's id or name inside a series description is replaced by it.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class Gallery(StaticSnapshot, FullStateOnOpen, _Base):
         _require_widgets()
         from tqdm.auto import tqdm
 
-        from ..cohort._explore import _patient_labels
+        from ..privacy import display_names
 
         if not isinstance(size, int) or size < 16:
             raise ValueError(f"size must be an integer number of pixels >= 16, got {size!r}")
@@ -132,7 +132,7 @@ class Gallery(StaticSnapshot, FullStateOnOpen, _Base):
         self.show_patient = bool(show_patient)
         self._callbacks: list[Callable[[str | None], Any]] = []
         table = index.series
-        table = table.assign(_label=_patient_labels(table["patient_id"], show_phi=False).values)
+        table = table.assign(_label=display_names(table["patient_id"], show_phi=False).values)
         n_total = len(table)
         if series is not None:
             uids = _as_uids(series)
@@ -377,8 +377,9 @@ def gallery(
         Tiles per row (default: as many as fit).
     show_patient : bool
         Show patient ids and study dates in captions. By default patients
-        are ordinal labels (``P001``...) and a patient's id or name inside
-        a series description is replaced by that label.
+        are shown by their pseudonym (:func:`medlab.privacy.display_name`)
+        and a patient's id or name inside a series description is replaced
+        by it.
     progress : bool
         Progress bars while scanning and while making many thumbnails.
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..image import Image
+from ..privacy import display_text
 from ._display import ensure_figure_display
 from ._window import apply_window, resolve_window
 
@@ -228,7 +229,7 @@ def plot_slices(
             ax.imshow(rgba, extent=extent, interpolation="nearest")
         if is_2d:
             hname, vname = planes[name][3], planes[name][4]
-            ax.set_title(title or str(image.meta.get("id", "image")))
+            ax.set_title(display_text(title or image.meta.get("id", "image")))
         else:
             hname, vname = axis_names[name]
             ax.set_title(name)
@@ -236,7 +237,7 @@ def plot_slices(
         ax.set_ylabel(_axis_label(image, vname))
         draw_letters(ax, letters)
     if title and not is_2d:
-        fig.suptitle(title)
+        fig.suptitle(display_text(title))
     info = [] if rgb else [f"W {width:g} / L {level:g}"]
     if image.n_frames > 1:
         info.append(f"frame {frame + 1}/{image.n_frames}")

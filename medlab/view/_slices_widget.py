@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError
 from ..image import Image
+from ..privacy import display_text
 from ._annotations import NORMAL as _NORMAL
 from ._annotations import TOOLS, Annotations
 from ._display import FullStateOnOpen, StaticSnapshot
@@ -104,6 +105,11 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, FullStateOnOpen, anywid
     _css = _STATIC / "slices.css"
 
     title = t.Unicode("").tag(sync=True)
+
+    @t.validate("title")
+    def _display_title(self, proposal: Any) -> str:
+        return display_text(proposal["value"])  # one display rule for patients
+
     planes = t.List(t.Unicode()).tag(sync=True)
     shape = t.List(t.Int()).tag(sync=True)
     affine = t.List(t.Float()).tag(sync=True)

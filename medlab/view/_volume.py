@@ -19,6 +19,7 @@ import numpy as np
 from .. import geometry as geo
 from ..errors import GeometryError, GeometryMismatchError
 from ..image import Image
+from ..privacy import display_text
 from ._display import StaticSnapshot, ensure_figure_display
 from ._slices import _LETTERS, draw_letters, label_colors, label_legend
 from ._volume_niivue import _matplotlib_cmap
@@ -461,7 +462,7 @@ def volume(
             + " mm); the image itself is unchanged"
         )
     width, level = resolve_window(image, window)
-    name = title or str(image.meta.get("id") or image.meta.get("modality") or "image")
+    name = display_text(title or str(image.meta.get("id") or image.meta.get("modality") or "image"))
     state: dict[str, Any] = {
         "backend": backend,
         "source_shape": image.spatial_shape,
