@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..image import Image
+from ..privacy import display_text
 from ._display import ensure_figure_display
 from ._slices import (
     _axis_label,
@@ -156,7 +157,8 @@ def plot_map(
     name = label or str(values.meta.get("quantity") or "value")
     fig.colorbar(im, ax=ax, label=f"{name} ({units})" if units else name, shrink=0.85)
     _decorate(ax, ref, hname, vname, letters)
-    ax.set_title(title or (plane if ref.spatial_shape[0] > 1 else str(values.meta.get("id", ""))))
+    ax.set_title(display_text(title or (plane if ref.spatial_shape[0] > 1
+                                        else values.meta.get("id", ""))))
     return _finish(fig)
 
 
@@ -215,7 +217,7 @@ def plot_curves(
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     if title:
-        ax.set_title(title)
+        ax.set_title(display_text(title))
     return _finish(fig)
 
 
@@ -314,7 +316,7 @@ def plot_registration(
             ax.set_title("difference")
         _decorate(ax, fixed, hname, vname, letters)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(display_text(title))
     fig.text(0.99, 0.005, f"fixed W {fw[0]:g} / L {fw[1]:g}   moving W {mw[0]:g} / L {mw[1]:g}",
              ha="right", va="bottom", fontsize=8)
     return _finish(fig)
