@@ -36,9 +36,12 @@ def _walk(root: str, skip: frozenset[str], dir_errors: list[tuple]) -> Iterator[
     """(path, size, mtime_ns) of every regular file under ``root``.
 
     Hidden files and folders (starting with '.') are skipped, as the loader
-    does; folder symlinks are not followed. Folders that cannot be listed
-    go to ``dir_errors``.
+    does; folder symlinks are not followed. Folders that cannot be listed,
+    special files (FIFOs, sockets, devices: never opened), broken links and
+    symbolic-link loops go to ``dir_errors`` (recomputed on every scan).
     """
+    from ..io.dicom import file_problem
+
     if os.path.isfile(root):
         st = os.stat(root)
         yield root, st.st_size, st.st_mtime_ns
@@ -60,11 +63,21 @@ def _walk(root: str, skip: frozenset[str], dir_errors: list[tuple]) -> Iterator[
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
-                    elif entry.is_file() and entry.path not in skip:
+                        continue
+                    if entry.path in skip:
+                        continue
+                    if entry.is_file():
                         st = entry.stat()
                         yield entry.path, st.st_size, st.st_mtime_ns
-                except OSError:  # vanished or unreadable between listing and stat
-                    continue
+                        continue
+                except OSError:
+                    pass
+                # not a regular file: a special file, a link to a folder, a loop, or gone
+                if entry.is_symlink() and os.path.isdir(entry.path):
+                    continue  # folder symlinks are not followed
+                problem = file_problem(entry.path)
+                if problem is not None and "was removed while" not in problem:
+                    dir_errors.append((entry.path, None, None, problem))
 
 
 # ------------------------------------------------------------------------ reading

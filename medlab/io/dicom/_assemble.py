@@ -388,6 +388,9 @@ def plan_volumes(frames: list[Frame]) -> tuple[list[VolumePlan], list[tuple[str,
                 plans.extend(_plan_group(group, gid))
             except ValueError as exc:
                 problems.append((gid, str(exc)))
+            except Exception as exc:  # a header that breaks an assumption: this group only
+                problems.append((gid, f"unexpected {type(exc).__name__} while assembling the "
+                                      f"image: {exc}; check the files' headers"))
     # make ids unique (two series may share number and description, or even a UID)
     count: dict[str, int] = defaultdict(int)
     for p in plans:

@@ -18,6 +18,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._files import open_regular
+
 __all__ = ["FastDataset", "FastHeader", "read_fast_header", "PIXEL_DATA"]
 
 PIXEL_DATA = 0x7FE00010
@@ -279,7 +281,7 @@ def read_fast_header(
     reader handles; the caller should then use pydicom.
     """
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # never a FIFO or device: they could block
             r = _Reader(f)
             if len(r.buf) < 132 or r.buf[128:132] != b"DICM":
                 return None

@@ -23,11 +23,13 @@ import pydicom.pixels
 from pydicom.uid import UID
 
 from ...errors import DicomReadError, UnsupportedTransferSyntaxError
+from .._limits import check_decode_size, format_bytes
 from ._assemble import VolumePlan
 from ._files import read_dataset
 from ._frames import Frame
 
-__all__ = ["can_decode", "decode_error", "pixel_data_problem", "read_pixels", "transfer_syntax"]
+__all__ = ["can_decode", "claim_problem", "decode_error", "pixel_data_problem", "read_pixels",
+           "transfer_syntax"]
 
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
@@ -287,8 +289,92 @@ def pixel_data_problem(h: Any, path: Any) -> str | None:
     return None
 
 
+_RLE = "1.2.840.10008.1.2.5"
+#: RLE (PackBits) turns 2 bytes into at most 128: no valid RLE data decode to more than
+#: 64 times their size
+_RLE_MAX_RATIO = 64
+
+
+def _claim_text(rows: int, cols: int, n_frames: int, samples: int, nbytes: int) -> str:
+    return (f"Rows {rows} x Columns {cols} x {n_frames} frame(s)"
+            + (f" x {samples} samples" if samples > 1 else "") + f" x {nbytes} byte(s)")
+
+
+def claim_problem(name: str, *, rows: int, columns: int, n_frames: int, samples: int,
+                  bits_allocated: int, transfer_syntax: str, file_size: int) -> str | None:
+    """Why a header's pixel-data claim cannot be true of a file this size, if it shows.
+
+    RLE Lossless data expand at most 64-fold (PackBits: 2 bytes give at most
+    128), so Rows x Columns x frames x samples x bytes above 64 times the
+    file size is a corrupt header, found before anything is allocated. (Uncompressed
+    claims are checked against the Pixel Data length by :func:`pixel_data_problem`;
+    other codecs have no tight bound: the memory budget applies.)
+    """
+    if str(transfer_syntax) != _RLE:
+        return None
+    nbytes = max(int(bits_allocated) // 8, 1)
+    claim = int(rows) * int(columns) * int(n_frames) * int(samples) * nbytes
+    if claim > _RLE_MAX_RATIO * int(file_size) + 1024:
+        return (
+            f"{name}: the header declares {_claim_text(rows, columns, n_frames, samples, nbytes)}"
+            f" = {format_bytes(claim)} of pixel data, but RLE data in a file of "
+            f"{format_bytes(file_size)} decode to at most {format_bytes(_RLE_MAX_RATIO * file_size)};"
+            " the header (Rows, Columns, Number of Frames) is corrupt. Get a fresh copy of the "
+            "file from its source"
+        )
+    return None
+
+
+def _check_claims(plan: VolumePlan, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Check what the headers declare before anything is allocated: RLE files against
+    their size, compressed images against the memory budget."""
+    per_file: dict[str, list[Frame]] = defaultdict(list)
+    for f in plan.frames:
+        per_file[str(f.path)].append(f)
+    transient = 0
+    compressed = False
+    for frames in per_file.values():
+        f = frames[0]
+        if f.transfer_syntax in _NATIVE_LE or f.transfer_syntax in _NATIVE_SYNTAXES:
+            continue
+        compressed = True
+        n_frames = max((fr.index or 0) for fr in frames) + 1
+        tiles = max(f.mosaic_tiles_side, 1) ** 2
+        nbytes = max(f.bits_allocated // 8, 1)
+        try:
+            size = os.path.getsize(f.path)
+        except OSError:
+            continue  # the reader reports it
+        problem = claim_problem(f.path.name, rows=f.rows, columns=f.columns,
+                                n_frames=n_frames * tiles, samples=f.samples,
+                                bits_allocated=f.bits_allocated,
+                                transfer_syntax=f.transfer_syntax, file_size=size)
+        if problem:
+            exc = DicomReadError(problem)
+            exc.path = f.path  # type: ignore[attr-defined]
+            raise exc
+        transient = max(transient, f.rows * f.columns * n_frames * tiles * f.samples * nbytes)
+    if compressed:
+        f0 = plan.frames[0]
+        total = int(np.prod(shape)) * dtype.itemsize
+        claim = _claim_text(f0.rows, f0.columns, len(plan.frames), f0.samples, dtype.itemsize)
+        check_decode_size(total + transient, claim + (
+            f" (+ {format_bytes(transient)} while decoding)" if transient else ""),
+            f0.path.name if len(per_file) == 1 else plan.id)
+
+
 def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np.ndarray, bool]:
-    """The array of a planned volume, and whether it has a channel axis."""
+    """The array of a planned volume, and whether it has a channel axis.
+
+    Raises
+    ------
+    medlab.errors.ImageTooLargeError
+        Compressed pixel data whose declared size exceeds the memory budget
+        (:func:`medlab.io.decode_budget`); nothing is allocated.
+    medlab.errors.DicomReadError
+        A file cannot be read or decoded, or its header claims more RLE data
+        than the file can hold.
+    """
     grid = plan.grid
     n_t, n_k = len(grid), len(grid[0])
     f0 = grid[0][0]
@@ -307,6 +393,7 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
         lut = f0.header.get("RedPaletteColorLookupTableDescriptor")
         if lut is not None and int(lut[2]) > 8:
             raw_dtype = np.dtype(np.uint16)
+    _check_claims(plan, shape, raw_dtype)
     buf = np.empty(shape, dtype=raw_dtype)
 
     # frames per file, so each file is opened once
