@@ -23,12 +23,13 @@ processes, or on a ``dask.distributed`` cluster — with
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,7 +180,19 @@ class Index:
     # ------------------------------------------------------------------ tables
     def _df(self, query: str, params: list | None = None) -> pd.DataFrame:
         self._check_open()
-        return self._con.execute(query, params or []).df()
+        with self._damage_named():
+            return self._con.execute(query, params or []).df()
+
+    @contextlib.contextmanager
+    def _damage_named(self) -> Iterator[None]:
+        """Turn DuckDB's errors on a damaged file (a block cut off, a bad checksum)
+        into an error naming the file and the fix."""
+        try:
+            yield
+        except Exception as exc:
+            if self.db_path is not None and _is_damage(exc):
+                raise index_file_error(self.db_path, exc) from exc
+            raise
 
     @property
     def instances(self) -> pd.DataFrame:
@@ -229,7 +242,8 @@ class Index:
             raise TypeError(f"query must be a SQL string, got {type(query).__name__}")
         self._check_open()
         try:
-            return self._con.execute(query).df()
+            with self._damage_named():
+                return self._con.execute(query).df()
         except Exception as exc:
             import duckdb
 
@@ -279,6 +293,12 @@ class Index:
 
     def _scan(self, paths: list[str], *, progress: bool, workers: int | None, client: Any,
               missing_ok: bool = False) -> ScanReport:
+        with self._damage_named():
+            return self._scan_now(paths, progress=progress, workers=workers, client=client,
+                                  missing_ok=missing_ok)
+
+    def _scan_now(self, paths: list[str], *, progress: bool, workers: int | None, client: Any,
+                  missing_ok: bool = False) -> ScanReport:
         self._check_open()
         t0 = time.perf_counter()
         roots = [_norm_root(p) for p in paths]
@@ -849,6 +869,17 @@ def open_index(db: str | os.PathLike, *, read_only: bool = False) -> Index:
         if _is_duckdb_error(exc):
             raise index_file_error(db_path, exc) from exc
         raise
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """Whether a DuckDB error means a damaged file (not a bad query or a lock)."""
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover
+        return False
+    damage = (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException,
+              duckdb.FatalException)
+    return isinstance(exc, damage) and "lock" not in str(exc).lower()
 
 
 def _is_duckdb_error(exc: BaseException) -> bool:
