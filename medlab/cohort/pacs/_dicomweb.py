@@ -133,13 +133,15 @@ class DicomWeb:
         (default ``timeout_s``) pass without the watchdog it yields being renewed.
         """
         deadline = self.timeout_s if deadline_s is None else deadline_s
-        watchdog = Watchdog(deadline, lambda: shutdown_all(self._sockets),
+        # a quarter second of grace: a server that is silent meets the read timeout first
+        # (its own, clearer message); one that trickles meets the watchdog
+        watchdog = Watchdog(deadline + 0.25, lambda: shutdown_all(self._sockets),
                             total=self.deadline_s)
         try:
             with watchdog, self._mapped(action):
                 yield watchdog
         except Exception as exc:
-            if not watchdog.expired:
+            if not watchdog.expired or isinstance(exc.__cause__, self._requests.exceptions.Timeout):
                 raise
             if watchdog.by_total:
                 what = f"the call's deadline (deadline_s={watchdog.total:g})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import struct
 import warnings
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -530,6 +531,68 @@ def _fix_bits(a: np.ndarray, stored: int, allocated: int, dtype: np.dtype) -> No
         a &= (1 << stored) - 1
 
 
+_JPEG_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                  "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}
+_J2K_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                 "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
+
+
+def _codestream_size(frame: bytes, ts: str) -> tuple[int, int, int, int] | None:
+    """(rows, columns, components, precision) a JPEG / JPEG-LS / JPEG 2000 frame declares."""
+    from pydicom.pixels.utils import _get_jpg_parameters
+
+    if ts in _JPEG_SYNTAXES:
+        info = _get_jpg_parameters(frame)
+        if not info:
+            return None
+        return info["height"], info["width"], info["components"], info["precision"]
+    off = 0
+    if frame.startswith(b"\x00\x00\x00\x0cjP  "):  # a JP2 wrapper: find the codestream box
+        off = frame.find(b"jp2c") + 4 if b"jp2c" in frame[:4096] else -1
+    if off < 0 or frame[off : off + 4] != b"\xff\x4f\xff\x51" or len(frame) < off + 43:
+        return None
+    xsiz, ysiz, xo, yo = struct.unpack(">4I", frame[off + 8 : off + 24])
+    csiz = struct.unpack(">H", frame[off + 40 : off + 42])[0]
+    return ysiz - yo, xsiz - xo, csiz, (frame[off + 42] & 0x7F) + 1
+
+
+def codestream_problem(ds: Any, name: str) -> str | None:
+    """Why the compressed frames of ``ds`` do not match its header, if they do not.
+
+    Each JPEG, JPEG-LS or JPEG 2000 frame states its own size; a header whose
+    Rows, Columns, Samples per Pixel or Bits Allocated disagree with it makes
+    decoders write past their buffer (GDCM then aborts the whole process), so
+    the mismatch is refused before anything is decoded.
+    """
+    from pydicom.encaps import generate_frames
+
+    ts = str(transfer_syntax(ds))
+    if ts not in _JPEG_SYNTAXES and ts not in _J2K_SYNTAXES:
+        return None
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples, bits = int(ds.get("SamplesPerPixel") or 1), int(ds.BitsAllocated)
+        n_frames = _frame_count(ds)
+        for k, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=n_frames)):
+            got = _codestream_size(frame, ts)
+            if got is None:
+                continue  # an unusual stream: the decoder decides
+            h, w, comps, precision = got
+            if (h not in (0, rows) or w != cols or comps != samples
+                    or precision > max(bits, 8) or (ts in _J2K_SYNTAXES and precision > 32)):
+                return (
+                    f"{name}: frame {k + 1} of the compressed pixel data is {h} x {w} with "
+                    f"{comps} component(s) of {precision} bits, but the header declares Rows "
+                    f"{rows} x Columns {cols} with {samples} sample(s) of {bits} bits allocated; "
+                    "the file is corrupt. Get a fresh copy from its source"
+                )
+            if k + 1 >= n_frames:
+                break
+    except Exception:  # unusual encapsulation: the decoders decide
+        return None
+    return None
+
+
 def _read_decoded(items: list, buf: np.ndarray, index: Any) -> None:
     f = items[0][2]
     try:
@@ -540,6 +603,9 @@ def _read_decoded(items: list, buf: np.ndarray, index: Any) -> None:
         # ACR-NEMA style or broken file meta: decode in the encoding the file was read in
         ds.file_meta.TransferSyntaxUID = transfer_syntax(ds)
     palette = str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR"
+    problem = codestream_problem(ds, f.path.name)
+    if problem:
+        raise DicomReadError(problem)
 
     def decode(**kw: Any) -> np.ndarray:
         a = pydicom.pixels.pixel_array(ds, **kw)
@@ -556,6 +622,12 @@ def _read_decoded(items: list, buf: np.ndarray, index: Any) -> None:
                 arr = arr[np.newaxis]
     except Exception as exc:
         raise decode_error(exc, ds, f.path) from exc
+    except BaseException as exc:
+        # a decoder written in Rust panics with pyo3's PanicException, a BaseException
+        # that pydicom does not catch (pylibjpeg-rle on corrupt RLE segments)
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise decode_error(RuntimeError(f"the decoder crashed: {exc}"), ds, f.path) from exc
     for t, k, fr in items:
         if frames is not None:
             src = frames[fr.index]
