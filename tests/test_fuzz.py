@@ -321,6 +321,15 @@ def test_regression_rle_decoder_panic(tmp_path, frac, bit):
         ml.load(tmp_path / "case")
 
 
+def test_regression_huge_length_is_not_read(tmp_path):
+    """A corrupt length (1.68e9) made the fast header reader ask read() for that many
+    bytes: a MemoryError under a memory cap (found by this fuzz run)."""
+    mutation = [(_length, 0, 1_682_671_978)]
+    assert _regression(tmp_path, "MR_small_implicit.dcm", mutation) == "clean error"
+    with _capped_memory(2**28):
+        assert read_fast_header(tmp_path / "case", frozenset()) is None
+
+
 if __name__ == "__main__":  # python tests/test_fuzz.py [examples]: the closing counts
     FUZZ_EXAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,6 +14,7 @@ the shared datasets (tests/test_fastheader.py).
 from __future__ import annotations
 
 import functools
+import os
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,10 +87,13 @@ class FastHeader:
 
 
 class _Reader:
-    __slots__ = ("buf", "f", "pos", "start")
+    __slots__ = ("buf", "f", "pos", "size", "start")
 
     def __init__(self, f: Any) -> None:
         self.f = f
+        # a length from the file is checked against the file's size before anything is
+        # read: a corrupt length (e.g. 1.6e9) must not make read() allocate that much
+        self.size = os.fstat(f.fileno()).st_size
         self.buf = f.read(_CHUNK)
         self.start = 0  # file offset of buf[0]
         self.pos = 0  # file offset of the cursor
@@ -97,7 +101,8 @@ class _Reader:
     def _refill(self, n: int) -> None:
         """Keep the buffer from the cursor on and read so that ``n`` bytes follow it."""
         keep = self.buf[self.pos - self.start :]
-        self.buf = keep + self.f.read(max(_CHUNK, n - len(keep)))
+        want = min(max(_CHUNK, n - len(keep)), max(self.size - self.pos - len(keep), 0))
+        self.buf = keep + self.f.read(want)
         self.start = self.pos
 
     def available(self, n: int) -> int:
@@ -110,6 +115,8 @@ class _Reader:
 
     def need(self, n: int) -> memoryview | bytes:
         end = self.pos + n
+        if end > self.size:
+            raise EOFError
         if end - self.start > len(self.buf):
             self._refill(n)
             if end - self.start > len(self.buf):

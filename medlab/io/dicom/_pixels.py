@@ -578,6 +578,8 @@ def codestream_problem(ds: Any, name: str) -> str | None:
             if got is None:
                 continue  # an unusual stream: the decoder decides
             h, w, comps, precision = got
+            if max(h, w) > 0xFFFF:
+                continue  # not a size a header could hold: a stream parsed out of step
             if (h not in (0, rows) or w != cols or comps != samples
                     or precision > max(bits, 8) or (ts in _J2K_SYNTAXES and precision > 32)):
                 return (
