@@ -330,6 +330,17 @@ def test_regression_huge_length_is_not_read(tmp_path):
         assert read_fast_header(tmp_path / "case", frozenset()) is None
 
 
+def test_regression_unknown_vr_accepted_by_the_fast_reader(tmp_path):
+    """A flipped bit turned a VR into 'UH': the fast reader took it (two capitals), and the
+    full header read while grouping series raised NotImplementedError out of medlab.load
+    (found by this fuzz run)."""
+    mutation = [(_flip, 0.41796875, 0)]
+    assert _regression(tmp_path, "JPEGLSNearLossless_08.dcm", mutation) == "clean error"
+    assert read_fast_header(tmp_path / "case", frozenset()) is None
+    with pytest.raises(MedlabError, match="'UH'"):
+        ml.load(tmp_path / "case")
+
+
 if __name__ == "__main__":  # python tests/test_fuzz.py [examples]: the closing counts
     FUZZ_EXAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     with tempfile.TemporaryDirectory() as tmp:

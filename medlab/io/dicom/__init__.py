@@ -233,8 +233,8 @@ def _check_elements(ds, path: Path) -> None:
     and not later while its series is assembled."""
     for tag in list(ds.keys()):
         raw = ds.get_item(tag, keep_deferred=True)
-        if tag.group == 0x7FE0 or (getattr(raw, "value", b"") is None and raw.length):
-            continue  # pixel data, or a large value left on disk
+        if tag.group in (0x7FE0, 0xFFFE) or (getattr(raw, "value", b"") is None and raw.length):
+            continue  # pixel data, a stray item tag (readers skip it), a large value on disk
         try:
             ds[tag]
         except Exception as exc:

@@ -26,6 +26,11 @@ __all__ = ["FastDataset", "FastHeader", "read_fast_header", "PIXEL_DATA"]
 PIXEL_DATA = 0x7FE00010
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
+#: the value representations with a 2-byte length in explicit VR (any other VR makes the
+#: reader decline the file, so that pydicom explains it)
+_SHORT_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS",
+                        b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL",
+                        b"US"})
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 _LE_SYNTAXES = {
     "1.2.840.10008.1.2": True,  # implicit VR little endian
@@ -153,7 +158,7 @@ class _Reader:
                 raise EOFError
             self.pos += 12
             return g, e, vr, _U32.unpack_from(buf, off + 8)[0]
-        if not (vr.isalpha() and vr.isupper()):
+        if vr not in _SHORT_VRS:
             raise ValueError("not explicit VR")
         self.pos += 8
         return g, e, vr, _U16.unpack_from(buf, off + 6)[0]
@@ -204,7 +209,7 @@ def _skip_dataset(r: _Reader, implicit: bool, *, until: int) -> None:
                 if vr in _LONG_VRS:
                     length = unpack_u32(buf, off + 8)[0]
                     r.pos += 12
-                elif vr.isalpha() and vr.isupper():
+                elif vr in _SHORT_VRS:
                     length = unpack_u16(buf, off + 6)[0]
                     r.pos += 8
                 else:
@@ -331,7 +336,7 @@ def read_fast_header(
                         if vr in _LONG_VRS:
                             length = unpack_u32(buf, off + 8)[0]
                             r.pos += 12
-                        elif vr.isalpha() and vr.isupper():
+                        elif vr in _SHORT_VRS:
                             length = unpack_u16(buf, off + 6)[0]
                             r.pos += 8
                         else:
