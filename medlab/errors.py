@@ -46,8 +46,10 @@ class DicomReadError(ImageReadError):
 
 
 class ImageTooLargeError(ImageReadError, MemoryError):
-    """A header declares more pixel data than the file holds, or than the
-    memory budget allows to decode.
+    """A header declares more (compressed) pixel data than the memory budget
+    allows to decode; nothing was allocated. (A claim larger than what an
+    uncompressed file holds is a truncated or corrupt file:
+    :class:`ImageReadError`.)
 
     The budget is ``MEDLAB_MAX_DECODE_BYTES`` (bytes, e.g. ``8e9``) when set,
     else half of the memory available when the image is read; see

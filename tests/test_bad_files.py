@@ -102,8 +102,8 @@ def test_undecodable_element_is_one_skipped_file(good_series):
     with pytest.raises(DicomReadError, match="PatientPosition"):
         ml.load(bad)
 
-    index = ml.cohort.scan(folder, progress=False, workers=1)
-    series = index.series.set_index("n_instances")
+    with ml.cohort.scan(folder, progress=False, workers=1) as index:
+        series = index.series.set_index("n_instances")
     assert bool(series.loc[4, "decodable"]) is True
     assert bool(series.loc[1, "decodable"]) is False
     assert "'Cs'" in series.loc[1, "decode_problem"]
@@ -154,15 +154,15 @@ def test_broken_nifti_gives_medlab_errors(tmp_path):
 # ------------------------------------------------------------------ finding 3: no permission
 def _load_and_scan_as_user(folder: str) -> dict:
     images = ml.io.load_all(folder, progress=False)
-    index = ml.cohort.scan(folder, progress=False, workers=1)
+    with ml.cohort.scan(folder, progress=False, workers=1) as index:
+        errors, n_series = index.errors[["path", "reason"]].values.tolist(), len(index.series)
     try:
         ml.load(os.path.join(folder, "secret.dcm"))
         single = "loaded"
     except Exception as exc:
         single = f"{type(exc).__name__}|{isinstance(exc, MedlabError)}|{exc}"
     return {"images": sorted(images), "skipped": images.skipped.values.tolist(),
-            "errors": index.errors[["path", "reason"]].values.tolist(),
-            "n_series": len(index.series), "single": single}
+            "errors": errors, "n_series": n_series, "single": single}
 
 
 def test_unreadable_file_is_reported_with_the_true_reason(tmp_path):
@@ -211,18 +211,18 @@ def test_special_files_are_never_opened_and_loops_are_named(good_series):
         with deadline(60):
             images = ml.io.load_all(folder, progress=False)
             _, skipped = scan_headers(folder, progress=False)
-            index = ml.cohort.scan(folder, progress=False, workers=1)
+            with ml.cohort.scan(folder, progress=False, workers=1) as index:
+                indexed = index.errors[["path", "reason"]].values.tolist(), len(index.series)
             for name, reason in expected.items():
                 with pytest.raises(UnreadableFileError, match=re.escape(reason.split(";")[0])):
                     ml.load(folder / name)
         assert list(images) and np.array_equal(next(iter(images.values())).array, arr)
-        for table in (images.skipped.values.tolist(), skipped,
-                      index.errors[["path", "reason"]].values.tolist()):
+        for table in (images.skipped.values.tolist(), skipped, indexed[0]):
             got = {Path(p).name: r for p, r in table}
             assert set(got) == set(expected), got
             for name, reason in expected.items():
                 assert got[name].startswith(f"{name}: {reason}")
-        assert len(index.series) == 1
+        assert indexed[1] == 1
     finally:
         sock.close()
 
@@ -274,9 +274,10 @@ def test_huge_rle_claim_is_a_clean_error_without_allocating(tmp_path, rows):
     assert f"Rows {rows} x Columns {rows} x 1 frame(s) x 2 byte(s) = {gb}" in res.value
     assert "RLE" in res.value
 
-    index = ml.cohort.scan(path, progress=False, workers=1)
-    (problem,) = index.series["decode_problem"]
-    assert index.series["decodable"].iloc[0] == False  # noqa: E712
+    with ml.cohort.scan(path, progress=False, workers=1) as index:
+        series = index.series
+    (problem,) = series["decode_problem"]
+    assert series["decodable"].iloc[0] == False  # noqa: E712
     assert f"Rows {rows} x Columns {rows}" in problem
 
 

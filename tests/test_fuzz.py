@@ -265,11 +265,12 @@ def test_mutants_in_one_folder_are_one_skipped_entry_each(tmp_path):
             n += 1
     with _capped_memory(EXTRA_ADDRESS_SPACE), _per_case_deadline(120):
         images = ml.io.load_all(tmp_path, progress=False)
-        index = ml.cohort.scan(tmp_path, progress=False, workers=1)
+        with ml.cohort.scan(tmp_path, progress=False, workers=1) as index:
+            n_indexed = len(index.instances) + len(index.errors)
     good = [img for img in images.values() if img.shape == (3, 6, 6)]
     assert len(good) == 1 and np.array_equal(good[0].array, arr)
     assert len(images) + len(images.skipped) >= n // 4  # every file accounted for somewhere
-    assert len(index.instances) + len(index.errors) == n + 3
+    assert n_indexed == n + 3
 
 
 # ------------------------------------------------------------------ regressions found
@@ -341,10 +342,26 @@ def test_regression_unknown_vr_accepted_by_the_fast_reader(tmp_path):
         ml.load(tmp_path / "case")
 
 
-if __name__ == "__main__":  # python tests/test_fuzz.py [examples]: the closing counts
-    FUZZ_EXAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+def _corpus_counts(names: tuple[str, ...]) -> None:
+    """The contract on every file of the shared public corpora, unmutated."""
+    for name in names:
+        for path in sorted((DATA / name).rglob("*")):
+            if path.is_file() and path.name != "SOURCE.txt":
+                with contextlib.suppress(TimeoutError, AssertionError, Exception):
+                    check_contract(path)
+
+
+if __name__ == "__main__":
+    # python tests/test_fuzz.py [examples] [--corpus]: the closing counts of issue 12
+    FUZZ_EXAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 1000
     with tempfile.TemporaryDirectory() as tmp:
         try:
             test_fuzz_readers_keep_the_error_contract(Path(tmp))
         finally:
-            print(dict(COUNTS))
+            print("fuzz:", dict(COUNTS))
+    if "--corpus" in sys.argv:
+        COUNTS.clear()
+        with _capped_memory(EXTRA_ADDRESS_SPACE):
+            _corpus_counts(("pydicom-testfiles", "pydicom-extra", "fo-dicom", "wg04-modalities",
+                            "wg04-codecs", "dcm-qa-ts", "nibabel-testdata", "nibabel-header-only"))
+        print("public corpus:", dict(COUNTS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -123,17 +124,24 @@ def _read_files(
             from concurrent.futures import as_completed
 
             chunks = _chunks(items, workers)
-            with _process_pool(min(workers, len(chunks))) as pool:
-                with warnings.catch_warnings():
-                    # Python >= 3.12 warns on fork() next to threads (DuckDB's); the workers
-                    # only read headers
-                    warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
-                                            category=DeprecationWarning)
-                    futures = {pool.submit(read_chunk, c): i for i, c in enumerate(chunks)}
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    results[i] = fut.result()
-                    bar.update(len(chunks[i]))
+            # forked workers must never collect the parent's garbage: finalising an object
+            # that holds native state of the parent (an unclosed DuckDB connection and its
+            # threads) crashed a worker. Frozen objects are left alone by the children's GC.
+            gc.freeze()
+            try:
+                with _process_pool(min(workers, len(chunks))) as pool:
+                    with warnings.catch_warnings():
+                        # Python >= 3.12 warns on fork() next to threads (DuckDB's); the
+                        # workers only read headers
+                        warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
+                                                category=DeprecationWarning)
+                        futures = {pool.submit(read_chunk, c): i for i, c in enumerate(chunks)}
+                    for fut in as_completed(futures):
+                        i = futures[fut]
+                        results[i] = fut.result()
+                        bar.update(len(chunks[i]))
+            finally:
+                gc.unfreeze()
         else:
             chunks = _chunks(items, 1)
             for i, c in enumerate(chunks):
