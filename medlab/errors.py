@@ -11,11 +11,15 @@ __all__ = [
     "MedlabError",
     "GeometryError",
     "GeometryMismatchError",
+    "ImageReadError",
     "DicomReadError",
+    "ImageTooLargeError",
+    "UnreadableFileError",
     "SeriesAssemblyError",
     "MultipleImagesError",
     "UnsupportedTransferSyntaxError",
     "DatasetError",
+    "IndexFileError",
     "MissingDependencyError",
     "IdentifierLeakError",
 ]
@@ -33,8 +37,31 @@ class GeometryMismatchError(GeometryError):
     """Two images do not share the grid an operation needs."""
 
 
-class DicomReadError(MedlabError, ValueError):
+class ImageReadError(MedlabError, ValueError):
+    """An image file (DICOM, NIfTI, NRRD, MetaImage) is corrupt, truncated or
+    not in a format medlab reads."""
+
+
+class DicomReadError(ImageReadError):
     """A DICOM file cannot be read or decoded."""
+
+
+class ImageTooLargeError(ImageReadError, MemoryError):
+    """A header declares more (compressed) pixel data than the memory budget
+    allows to decode; nothing was allocated. (A claim larger than what an
+    uncompressed file holds is a truncated or corrupt file:
+    :class:`ImageReadError`.)
+
+    The budget is ``MEDLAB_MAX_DECODE_BYTES`` (bytes, e.g. ``8e9``) when set,
+    else half of the memory available when the image is read; see
+    :func:`medlab.io.decode_budget`.
+    """
+
+
+class UnreadableFileError(MedlabError, OSError):
+    """A path exists but cannot be read as a file: no read permission, a
+    special file (FIFO, socket, device: never opened), or a symbolic-link
+    loop."""
 
 
 class UnsupportedTransferSyntaxError(DicomReadError):
@@ -63,6 +90,11 @@ class MultipleImagesError(MedlabError, ValueError):
 
 class DatasetError(MedlabError, FileNotFoundError):
     """A registered dataset cannot be found, fetched or verified."""
+
+
+class IndexFileError(MedlabError, OSError):
+    """A cohort index file cannot be opened: damaged (truncated, overwritten),
+    not an index, or held by another process that writes to it."""
 
 
 class MissingDependencyError(MedlabError, ImportError):

@@ -23,12 +23,13 @@ processes, or on a ``dask.distributed`` cluster — with
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,7 @@ from ._store import (
     _isna,
     _series_view,
     _tables,
+    index_file_error,
 )
 
 __all__ = ["Index", "ScanReport", "open_index", "scan"]
@@ -136,6 +138,16 @@ class Index:
 
     # ------------------------------------------------------------------ set-up
     def _create_schema(self) -> None:
+        # one transaction: a process killed meanwhile leaves the file as it was
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            self._create_tables()
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+
+    def _create_tables(self) -> None:
         con = self._con
         con.execute("CREATE TABLE IF NOT EXISTS medlab_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         for table, columns in _TABLES.items():
@@ -170,7 +182,19 @@ class Index:
     # ------------------------------------------------------------------ tables
     def _df(self, query: str, params: list | None = None) -> pd.DataFrame:
         self._check_open()
-        return self._con.execute(query, params or []).df()
+        with self._damage_named():
+            return self._con.execute(query, params or []).df()
+
+    @contextlib.contextmanager
+    def _damage_named(self) -> Iterator[None]:
+        """Turn DuckDB's errors on a damaged file (a block cut off, a bad checksum)
+        into an error naming the file and the fix."""
+        try:
+            yield
+        except Exception as exc:
+            if self.db_path is not None and _is_damage(exc):
+                raise index_file_error(self.db_path, exc) from exc
+            raise
 
     @property
     def instances(self) -> pd.DataFrame:
@@ -220,7 +244,8 @@ class Index:
             raise TypeError(f"query must be a SQL string, got {type(query).__name__}")
         self._check_open()
         try:
-            return self._con.execute(query).df()
+            with self._damage_named():
+                return self._con.execute(query).df()
         except Exception as exc:
             import duckdb
 
@@ -270,6 +295,12 @@ class Index:
 
     def _scan(self, paths: list[str], *, progress: bool, workers: int | None, client: Any,
               missing_ok: bool = False) -> ScanReport:
+        with self._damage_named():
+            return self._scan_now(paths, progress=progress, workers=workers, client=client,
+                                  missing_ok=missing_ok)
+
+    def _scan_now(self, paths: list[str], *, progress: bool, workers: int | None, client: Any,
+                  missing_ok: bool = False) -> ScanReport:
         self._check_open()
         t0 = time.perf_counter()
         roots = [_norm_root(p) for p in paths]
@@ -283,6 +314,12 @@ class Index:
             else:
                 raise FileNotFoundError(
                     f"no such file or folder: {root!r}; pass existing DICOM folders or files")
+        stored_roots = self.roots
+        new_roots = stored_roots + [r for r in roots if r not in stored_roots]
+        if new_roots != stored_roots:
+            # recorded before anything is read, so that a scan killed midway leaves an index
+            # whose rescan() reads the rest (the rows of a scan are written in one transaction)
+            self._set_meta("roots", json.dumps(new_roots))
         skip = frozenset()
         if self.db_path is not None:
             db = str(self.db_path)
@@ -312,8 +349,6 @@ class Index:
         finally:
             if own_client:
                 dask_client.close()
-        stored_roots = self.roots
-        new_roots = stored_roots + [r for r in roots if r not in stored_roots]
         if to_read or removed or dir_errors or new_roots != stored_roots or self._has_dir_errors(roots):
             self._write(rows, drop=changed + removed, roots=roots, dir_errors=dir_errors,
                         new_roots=new_roots)
@@ -750,15 +785,22 @@ def scan(
         if not os.path.exists(p):
             raise FileNotFoundError(
                 f"no such file or folder: {p!r}; pass existing DICOM folders or files")
+    if db is not None:
+        _create_index_file(db, roots)
     con, db_path = _connect(db)
-    if db_path is not None:
-        tables = _tables(con)
-        if tables and "medlab_meta" not in tables:
-            con.close()
-            raise ValueError(
-                f"{str(db_path)!r} is a DuckDB database but not a medlab index (it holds "
-                f"{', '.join(sorted(tables)[:5])}); choose another file for db=")
-    index = Index(con, db_path)
+    try:
+        if db_path is not None:
+            tables = _tables(con)
+            if tables and "medlab_meta" not in tables:
+                raise ValueError(
+                    f"{str(db_path)!r} is a DuckDB database but not a medlab index (it holds "
+                    f"{', '.join(sorted(tables)[:5])}); choose another file for db=")
+        index = Index(con, db_path)
+    except BaseException as exc:
+        con.close()
+        if _is_duckdb_error(exc):
+            raise index_file_error(db_path, exc) from exc
+        raise
     try:
         index._scan(roots, progress=progress, workers=workers, client=client)
     except BaseException:
@@ -775,22 +817,104 @@ def open_index(db: str | os.PathLike, *, read_only: bool = False) -> Index:
     db : path
         The DuckDB file.
     read_only : bool
-        Open without the right to change it (several processes may then
-        read it at once); rescans and cohorts need read_only=False.
+        Open without the right to change it; rescans and cohorts need
+        read_only=False.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``db``.
+    medlab.errors.IndexFileError
+        The file is damaged (truncated, overwritten: delete it and scan
+        again), or another process has it open for writing.
+    ValueError
+        The file is a DuckDB database but not a medlab index.
+
+    Notes
+    -----
+    Concurrency follows DuckDB's: one process may open an index for writing
+    (a scan, or ``open_index(db)``), *or* any number of processes may open
+    it with ``read_only=True`` at once -- never both. A second reader (a
+    second notebook, a report run) therefore opens it with
+    ``read_only=True`` while no process writes to it; to read while a scan
+    runs, copy the file (after the scan's last commit) and open the copy.
+    A process that tries to write while another holds the file gets an
+    :class:`~medlab.errors.IndexFileError` that says so. A scan killed at
+    any moment leaves an index that the next ``scan`` or ``rescan()``
+    completes: the file is created with its roots atomically, and each
+    scan writes its rows in one transaction.
     """
     path = Path(db).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
             f"no index file at {str(path)!r}; create one with medlab.cohort.scan(folder, db=...)")
     con, db_path = _connect(path, read_only=read_only)
-    tables = _tables(con)
-    if "medlab_meta" not in tables or "instances" not in tables:
+    try:
+        tables = _tables(con)
+        if not tables:
+            raise ValueError(
+                f"{str(path)!r} is an empty DuckDB file: the scan that created it stopped before "
+                "it recorded anything. Run medlab.cohort.scan(folders, db=...) with this file "
+                "again")
+        if "medlab_meta" not in tables or "instances" not in tables:
+            raise ValueError(
+                f"{str(path)!r} is a DuckDB file but not a medlab index (no medlab_meta/instances "
+                "tables); create one with medlab.cohort.scan(folder, db=...)")
+        if read_only:
+            index = Index.__new__(Index)
+            index._con, index.db_path, index.last_report = con, db_path, None
+            index.roots  # noqa: B018 - reads the file: a damaged one fails here
+            return index
+        return Index(con, db_path)
+    except BaseException as exc:
         con.close()
-        raise ValueError(
-            f"{str(path)!r} is a DuckDB file but not a medlab index (no medlab_meta/instances "
-            "tables); create one with medlab.cohort.scan(folder, db=...)")
-    if read_only:
-        index = Index.__new__(Index)
-        index._con, index.db_path, index.last_report = con, db_path, None
-        return index
-    return Index(con, db_path)
+        if _is_duckdb_error(exc):
+            raise index_file_error(db_path, exc) from exc
+        raise
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """Whether a DuckDB error means a damaged file (not a bad query or a lock)."""
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover
+        return False
+    damage = (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException,
+              duckdb.FatalException)
+    return isinstance(exc, damage) and "lock" not in str(exc).lower()
+
+
+def _is_duckdb_error(exc: BaseException) -> bool:
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, duckdb.Error)
+
+
+def _create_index_file(db: str | os.PathLike, roots: list[str]) -> None:
+    """Create a new index file with its tables and roots, atomically.
+
+    The file is written as ``<db>.tmp`` and renamed, so a process killed at any
+    moment leaves either no index file or one that knows its roots (its
+    :meth:`Index.rescan` then reads whatever the scan did not). Nothing is done
+    when ``db`` exists.
+    """
+    path = Path(db).expanduser().resolve()
+    if path.exists() or not path.parent.is_dir():
+        return  # reopened as it is; _connect explains a missing folder
+    tmp = path.with_name(path.name + ".tmp")
+    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+        stale.unlink(missing_ok=True)  # left by a scan killed while creating its file
+    con, _ = _connect(tmp)
+    try:
+        index = Index(con, tmp)
+        index._set_meta("roots", json.dumps([_norm_root(p) for p in roots]))
+    finally:
+        con.close()
+    wal = tmp.with_name(tmp.name + ".wal")
+    if wal.exists():  # pragma: no cover - DuckDB checkpoints on close
+        con, _ = _connect(tmp)
+        con.execute("CHECKPOINT")
+        con.close()
+    os.replace(tmp, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -36,9 +37,12 @@ def _walk(root: str, skip: frozenset[str], dir_errors: list[tuple]) -> Iterator[
     """(path, size, mtime_ns) of every regular file under ``root``.
 
     Hidden files and folders (starting with '.') are skipped, as the loader
-    does; folder symlinks are not followed. Folders that cannot be listed
-    go to ``dir_errors``.
+    does; folder symlinks are not followed. Folders that cannot be listed,
+    special files (FIFOs, sockets, devices: never opened), broken links and
+    symbolic-link loops go to ``dir_errors`` (recomputed on every scan).
     """
+    from ..io.dicom import file_problem
+
     if os.path.isfile(root):
         st = os.stat(root)
         yield root, st.st_size, st.st_mtime_ns
@@ -60,11 +64,21 @@ def _walk(root: str, skip: frozenset[str], dir_errors: list[tuple]) -> Iterator[
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
-                    elif entry.is_file() and entry.path not in skip:
+                        continue
+                    if entry.path in skip:
+                        continue
+                    if entry.is_file():
                         st = entry.stat()
                         yield entry.path, st.st_size, st.st_mtime_ns
-                except OSError:  # vanished or unreadable between listing and stat
-                    continue
+                        continue
+                except OSError:
+                    pass
+                # not a regular file: a special file, a link to a folder, a loop, or gone
+                if entry.is_symlink() and os.path.isdir(entry.path):
+                    continue  # folder symlinks are not followed
+                problem = file_problem(entry.path)
+                if problem is not None and "was removed while" not in problem:
+                    dir_errors.append((entry.path, None, None, problem))
 
 
 # ------------------------------------------------------------------------ reading
@@ -110,17 +124,24 @@ def _read_files(
             from concurrent.futures import as_completed
 
             chunks = _chunks(items, workers)
-            with _process_pool(min(workers, len(chunks))) as pool:
-                with warnings.catch_warnings():
-                    # Python >= 3.12 warns on fork() next to threads (DuckDB's); the workers
-                    # only read headers
-                    warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
-                                            category=DeprecationWarning)
-                    futures = {pool.submit(read_chunk, c): i for i, c in enumerate(chunks)}
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    results[i] = fut.result()
-                    bar.update(len(chunks[i]))
+            # forked workers must never collect the parent's garbage: finalising an object
+            # that holds native state of the parent (an unclosed DuckDB connection and its
+            # threads) crashed a worker. Frozen objects are left alone by the children's GC.
+            gc.freeze()
+            try:
+                with _process_pool(min(workers, len(chunks))) as pool:
+                    with warnings.catch_warnings():
+                        # Python >= 3.12 warns on fork() next to threads (DuckDB's); the
+                        # workers only read headers
+                        warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
+                                                category=DeprecationWarning)
+                        futures = {pool.submit(read_chunk, c): i for i, c in enumerate(chunks)}
+                    for fut in as_completed(futures):
+                        i = futures[fut]
+                        results[i] = fut.result()
+                        bar.update(len(chunks[i]))
+            finally:
+                gc.unfreeze()
         else:
             chunks = _chunks(items, 1)
             for i, c in enumerate(chunks):

@@ -31,6 +31,7 @@ from ..io.dicom import (
     _FAST_DECLINE,
     _FAST_TAGS,
     _WSI_SOP_CLASS,
+    _check_elements,
     _check_header,
     _not_dicom_reason,
     _read_header,
@@ -38,8 +39,9 @@ from ..io.dicom import (
     quiet_pydicom,
 )
 from ..io.dicom._fastheader import FastDataset, FastHeader, read_fast_header
-from ..io.dicom._files import looks_like_dicom
+from ..io.dicom._files import file_problem, looks_like_dicom
 from ..io.dicom._frames import Frame, NotAnImageError, frames_from_dataset
+from ..io.dicom._pixels import claim_problem
 from ._schema import INSTANCE_COLUMNS, Column
 
 __all__ = ["read_chunk", "read_file"]
@@ -439,12 +441,25 @@ _IDENTIFYING = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInst
 def read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tuple], tuple | None]:
     """Index one file: (instance row or None, frame rows, error row or None). Never raises."""
     try:
-        return _read_file(path, size, mtime_ns)
+        row, frames, error = _read_file(path, size, mtime_ns)
+        if row is not None and frames and frames[0][-1] is None:
+            problem = claim_problem(
+                Path(path).name, rows=row[_COL["rows"]] or 0, columns=row[_COL["columns"]] or 0,
+                n_frames=row[_COL["n_frames"]] or 1, samples=row[_COL["samples_per_pixel"]] or 1,
+                bits_allocated=row[_COL["bits_allocated"]] or 8,
+                transfer_syntax=row[_COL["transfer_syntax"]] or "", file_size=size)
+            if problem:  # a header the loader refuses before allocating
+                frames = [_problem_row(path, row[_COL["series_uid"]],
+                                       row[_COL["series_number"]], problem)]
+        return row, frames, error
     except Exception as exc:  # a file must never stop a scan
         return None, [], (path, size, mtime_ns, _unreadable_reason(exc, Path(path)))
 
 
 def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tuple], tuple | None]:
+    problem = file_problem(path)  # special files are never opened
+    if problem is not None:
+        return None, [], (path, size, mtime_ns, problem)
     fh = read_fast_header(path, _TOP_TAGS, items=_ITEM_TAGS)
     row = None
     if fh is not None:
@@ -485,6 +500,7 @@ def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[t
             row = _row_from_dataset(ds, path, size, mtime_ns)
         series_uid = row[_COL["series_uid"]]
         try:
+            _check_elements(ds, p)
             _check_header(ds, p, truncated)
             frames = frames_from_dataset(ds, p)
         except NotAnImageError:

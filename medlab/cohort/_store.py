@@ -220,11 +220,26 @@ def _connect(db: str | os.PathLike | None, *, read_only: bool = False) -> tuple[
             f"the folder of the index file does not exist: {str(path.parent)!r}; create it first")
     try:
         return duckdb.connect(str(path), read_only=read_only), path
-    except duckdb.IOException as exc:
-        raise OSError(
-            f"cannot open the index {str(path)!r}: {exc}. If another process (a notebook kernel?) "
-            "has it open, close it there, or open it with read_only=True in both"
-        ) from exc
+    except duckdb.Error as exc:
+        raise index_file_error(path, exc) from exc
+
+
+def index_file_error(path: Path, exc: Exception) -> Exception:
+    """The error for an index file DuckDB cannot open or read: locked, or damaged."""
+    from ..errors import IndexFileError
+
+    text = str(exc).strip()
+    if "lock" in text.lower():
+        return IndexFileError(
+            f"cannot open the index {str(path)!r}: another process has it open for writing "
+            f"({text}). Only one process may write to an index; close it there (index.close(), "
+            "or stop that notebook kernel), or open it with "
+            "medlab.cohort.open_index(db, read_only=True) in every process that only reads")
+    return IndexFileError(
+        f"the index file {str(path)!r} is damaged (truncated, overwritten or not a DuckDB "
+        f"database: {text}). An index only holds what was read from the scanned folders, so "
+        f"nothing is lost: delete or move the file aside and scan again with "
+        f"medlab.cohort.scan(folders, db={str(path)!r})")
 
 
 def _tables(con: Any) -> set[str]:

@@ -12,16 +12,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import MedlabError
+from ..errors import ImageReadError, MedlabError
 from ..image import Image
+from ._limits import decode_budget
 from .dicom import ImageCollection, check_stack, looks_like_dicom, read_dicom
 from .dicom import load_one as _load_dicom
+from .dicom._files import check_readable, file_problem, iter_files, open_regular
 from .itk import read_itk, write_itk
 from .nifti import read_nifti, write_nifti
 
 __all__ = [
     "ImageCollection",
     "check_stack",
+    "decode_budget",
     "detect_format",
     "dicom_to_nifti",
     "load",
@@ -44,15 +47,19 @@ def detect_format(path: str | os.PathLike) -> str:
     p = Path(path)
     name = p.name.lower()
     head = b""
-    if p.is_file():
-        with open(p, "rb") as f:
-            head = f.read(352)
-        if head[:2] == b"\x1f\x8b":
-            try:
-                with gzip.open(p, "rb") as g:
-                    head = g.read(352)
-            except OSError:
-                head = b""
+    if p.is_file():  # a regular file (special files are never opened)
+        try:
+            with open_regular(p) as f:
+                head = f.read(352)
+                if head[:2] == b"\x1f\x8b":
+                    f.seek(0)
+                    try:
+                        with gzip.GzipFile(fileobj=f) as g:
+                            head = g.read(352)
+                    except (OSError, EOFError):
+                        head = b""
+        except OSError:  # unreadable: decided by name below
+            head = b""
     if head:
         # 'DICM' after the 128-byte preamble is decisive: a preamble may start with the
         # bytes of a NIfTI/Analyze header size (nibabel's siemens_dwi_0.dcm.gz does)
@@ -93,10 +100,18 @@ def load(path: str | os.PathLike, **kwargs: Any) -> Image:
         them. Use :func:`load_all` to get all of them.
     FileNotFoundError
         When nothing exists at ``path``.
+    medlab.errors.UnreadableFileError
+        When ``path`` cannot be read: no read permission, a special file
+        (FIFO, socket, device: never opened) or a symbolic-link loop.
+    medlab.errors.ImageReadError
+        When the file is corrupt, truncated or in no format medlab reads
+        (:class:`~medlab.errors.DicomReadError` for DICOM).
+    medlab.errors.ImageTooLargeError
+        When the header declares more pixel data than the memory budget
+        allows (see :func:`decode_budget`).
     """
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no such file or folder: {str(p)!r}")
+    check_readable(p)
     if p.is_dir():
         return _load_dicom(p, **kwargs)
     fmt = detect_format(p)
@@ -106,7 +121,7 @@ def load(path: str | os.PathLike, **kwargs: Any) -> Image:
         return read_itk(p)
     if fmt == "dicom":
         return _load_dicom(p, **kwargs)
-    raise MedlabError(
+    raise ImageReadError(
         f"cannot tell the format of {str(p)!r}: not DICOM (no 'DICM' marker), NIfTI, NRRD "
         "or MetaImage. Check the file, or load it with nibabel or SimpleITK directly"
     )
@@ -118,27 +133,41 @@ def load_all(path: str | os.PathLike, **kwargs: Any) -> ImageCollection:
     DICOM files are grouped into series (and split where a series mixes
     orientations, sizes, echoes or image types); NIfTI/NRRD/MHA files load
     one image each, keyed by file name. What cannot be loaded is listed in
-    the result's ``skipped`` table with the reason; one bad file never
-    stops the rest.
+    the result's ``skipped`` table with the reason (corrupt, truncated,
+    unreadable, special files such as FIFOs, which are never opened,
+    symbolic-link loops, other formats); one bad file never stops the rest.
+
+    Raises
+    ------
+    FileNotFoundError
+        When nothing exists at ``path``.
+    medlab.errors.UnreadableFileError
+        When ``path`` itself is a file that cannot be read (see :func:`load`).
     """
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no such file or folder: {str(p)!r}")
+    check_readable(p)
     if p.is_file() and detect_format(p) in ("nifti", "itk"):
         return ImageCollection({p.name: load(p)}, [])
     collection = read_dicom(p, **kwargs)
     if p.is_dir():
-        # volumes in other formats next to the DICOM files
-        for f in sorted(p.rglob("*")):
-            if f.is_file() and detect_format(f) in ("nifti", "itk") and not looks_like_dicom(f):
-                try:
-                    collection[str(f.relative_to(p))] = load(f)
-                except Exception as exc:  # listed, never fatal
-                    continue_reason = f"{type(exc).__name__}: {exc}"
-                    collection.skipped.loc[len(collection.skipped)] = [str(f), continue_reason]
-                else:
-                    drop = collection.skipped["path"] == str(f)
-                    collection.skipped = collection.skipped[~drop].reset_index(drop=True)
+        # volumes in other formats next to the DICOM files (the DICOM scan has listed
+        # every file it could not read, with the reason)
+        for f in iter_files(p):
+            if file_problem(f, check_read=True) is not None:
+                continue
+            if detect_format(f) not in ("nifti", "itk") or looks_like_dicom(f):
+                continue
+            try:
+                collection[str(f.relative_to(p))] = load(f)
+            except Exception as exc:  # listed, never fatal
+                reason = str(exc) if isinstance(exc, MedlabError) else (
+                    f"{f.name}: unexpected {type(exc).__name__}: {exc}")
+                drop = collection.skipped["path"] == str(f)
+                collection.skipped = collection.skipped[~drop].reset_index(drop=True)
+                collection.skipped.loc[len(collection.skipped)] = [str(f), reason]
+            else:
+                drop = collection.skipped["path"] == str(f)
+                collection.skipped = collection.skipped[~drop].reset_index(drop=True)
     return collection
 
 

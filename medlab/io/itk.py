@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import MedlabError
+from ..errors import ImageReadError
 from ..image import Image
 
 __all__ = ["read_itk", "write_itk"]
@@ -23,7 +23,7 @@ def read_itk(path: str | os.PathLike) -> Image:
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise MedlabError(
+        raise ImageReadError(
             f"SimpleITK cannot read {str(path)!r}: {str(exc).strip().splitlines()[-1]}"
         ) from exc
     meta = {"source": "itk", "files": [str(path)]}

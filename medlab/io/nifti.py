@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
+import numpy as np
+
+from ..errors import ImageReadError
 from ..image import Image
 
 __all__ = ["read_nifti", "write_nifti"]
@@ -12,10 +16,73 @@ __all__ = ["read_nifti", "write_nifti"]
 
 def read_nifti(path: str | os.PathLike) -> Image:
     """Load a NIfTI-1/2 (or another nibabel-readable) image as an :class:`Image`."""
-    import nibabel as nib
+    img = _load_checked(path)
+    try:
+        return Image.from_nibabel(img, meta={"source": "nifti", "files": [str(path)]})
+    except (OSError, EOFError, ValueError, OverflowError, zlib.error) as exc:
+        if isinstance(exc, ImageReadError):
+            raise
+        raise ImageReadError(
+            f"{Path(path).name}: cannot read the image data ({type(exc).__name__}: {exc}); the "
+            "file is truncated or corrupt. Get the complete file from its source") from exc
 
-    img = nib.load(str(path))
-    return Image.from_nibabel(img, meta={"source": "nifti", "files": [str(path)]})
+
+def _load_checked(path: str | os.PathLike):
+    """``nibabel.load`` with medlab's errors, and the header's data size checked
+    against the bytes present (uncompressed) or the decode budget (compressed)
+    before any data are read."""
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
+
+    from ._limits import check_decode_size
+
+    name = Path(path).name
+    logger = nib.imageglobals.logger  # nibabel prints the header fixes it makes
+    level = logger.level
+    try:
+        logger.setLevel(100)
+        img = nib.load(str(path))
+        shape = tuple(int(n) for n in img.header.get_data_shape())
+        itemsize = img.header.get_data_dtype().itemsize
+        offset = int(getattr(img.dataobj, "offset", 0) or 0)
+    except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, TypeError,
+            zlib.error) as exc:
+        raise ImageReadError(
+            f"{name}: not a readable NIfTI/Analyze file ({type(exc).__name__}: "
+            f"{str(exc).strip() or 'no detail'}); the header is corrupt or the file is "
+            "truncated. Check it with another tool (e.g. fslhd) or get a fresh copy") from exc
+    finally:
+        logger.setLevel(level)
+    if any(n < 0 for n in shape):
+        raise ImageReadError(
+            f"{name}: the header declares a negative size {shape}; the header is corrupt. "
+            "Get a fresh copy of the file from its source")
+    n_bytes = int(np.prod(shape, dtype=object)) * itemsize if shape else 0
+    claim = " x ".join(str(n) for n in shape) + f" voxels x {itemsize} byte(s)"
+    image_file = img.file_map["image"].filename or str(path)
+    compressed = str(image_file).endswith((".gz", ".bz2", ".zst")) or _is_gzip(image_file)
+    if compressed:
+        check_decode_size(n_bytes, claim, name)
+    else:
+        present = os.path.getsize(image_file) - offset
+        if n_bytes > present:
+            raise ImageReadError(
+                f"{name}: the header declares {claim} = {n_bytes} bytes of image data, but the "
+                f"file holds {max(present, 0)} bytes after the header (offset {offset}); the "
+                "file is truncated or its header is corrupt. Get the complete file from its "
+                "source")
+    return img
+
+
+def _is_gzip(path: str | os.PathLike) -> bool:
+    from .dicom._files import open_regular
+
+    try:
+        with open_regular(path) as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
 
 
 def write_nifti(image: Image, path: str | os.PathLike) -> Path:

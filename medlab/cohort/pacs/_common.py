@@ -395,10 +395,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _check_timeout(timeout_s: float) -> float:
+def _check_timeout(timeout_s: float, what: str = "timeout_s") -> float:
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not (
             0 < timeout_s < math.inf):
-        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        raise ValueError(f"{what} must be a positive number of seconds, got {timeout_s!r}")
     return float(timeout_s)
 
 

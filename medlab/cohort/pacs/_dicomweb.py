@@ -32,6 +32,7 @@ from ._common import (
     _write_atomic,
     resource_path,
 )
+from ._deadline import Watchdog, shutdown_all, tracking_adapter
 
 
 class DicomWeb:
@@ -46,8 +47,16 @@ class DicomWeb:
     username, password : str, optional
         HTTP basic authentication.
     timeout_s : float, default 10.0
-        Seconds to wait for a connection and for each read from the server.
-        Requests are not retried.
+        Seconds to wait for a connection, and the most one answer may take in
+        all: a search result (each page), each instance of a retrieve, the
+        reply to a store (plus one second per MB sent). A server that keeps
+        sending slowly (a byte every few seconds) is cut off then, not only
+        one that goes silent; every call therefore ends within ``timeout_s``
+        of its last complete answer. Requests are not retried.
+    deadline_s : float, optional
+        The most seconds one call (a search with all its pages, a whole
+        retrieve, a whole store) may take in all, however steadily the server
+        answers; default no limit beyond ``timeout_s`` per answer.
     name : str, optional
         Name of the server in the ``source`` column (``'remote:<name>'``);
         default ``host:port/path`` of ``url``.
@@ -61,7 +70,8 @@ class DicomWeb:
     """
 
     def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
-                 timeout_s: float = 10.0, name: str | None = None) -> None:
+                 timeout_s: float = 10.0, deadline_s: float | None = None,
+                 name: str | None = None) -> None:
         requests = _require("requests", "requests")
         dwc = _require("dicomweb_client.api", "dicomweb-client")
         parts = urllib.parse.urlsplit(str(url))
@@ -73,6 +83,7 @@ class DicomWeb:
         if password is not None and username is None:
             raise ValueError("password= given without username=")
         self.timeout_s = _check_timeout(timeout_s)
+        self.deadline_s = None if deadline_s is None else _check_timeout(deadline_s, "deadline_s")
         self.url = urllib.parse.urlunsplit(
             (parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
         self.host = parts.hostname
@@ -85,6 +96,10 @@ class DicomWeb:
         if _is_loopback(self.host):
             # never send loopback traffic through a proxy from the environment
             session.trust_env = False
+        # the sockets of this client, so that a call past its deadline can be cut off
+        adapter, self._sockets = tracking_adapter(requests)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         self._requests = requests
         self._session = session
         self._client = dwc.DICOMwebClient(self.url, session=session,
@@ -111,8 +126,36 @@ class DicomWeb:
         return f"remote:{self.name}"
 
     @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        """Turn requests' exceptions into PacsError naming the server and the action."""
+    def _errors(self, action: str, *, deadline_s: float | None = None) -> Iterator[Watchdog]:
+        """Turn requests' exceptions into PacsError naming the server and the action.
+
+        The call is cut off (its connections shut down) when ``deadline_s``
+        (default ``timeout_s``) pass without the watchdog it yields being renewed.
+        """
+        deadline = self.timeout_s if deadline_s is None else deadline_s
+        # a quarter second of grace: a server that is silent meets the read timeout first
+        # (its own, clearer message); one that trickles meets the watchdog
+        watchdog = Watchdog(deadline + 0.25, lambda: shutdown_all(self._sockets),
+                            total=self.deadline_s)
+        try:
+            with watchdog, self._mapped(action):
+                yield watchdog
+        except Exception as exc:
+            if not watchdog.expired or isinstance(exc.__cause__, self._requests.exceptions.Timeout):
+                raise
+            if watchdog.by_total:
+                what = f"the call's deadline (deadline_s={watchdog.total:g})"
+            else:
+                what = (f"{deadline:g} s for one answer (timeout_s={self.timeout_s:g} bounds each "
+                        "answer in all, not only each read)")
+            raise PacsError(
+                f"DICOMweb server {self.host}:{self.port} did not finish answering {action} "
+                f"within {what}: it sends too slowly or has stalled mid-answer, so the call was "
+                f"cut off. Is {self.url} overloaded? Raise timeout_s (or deadline_s) for very "
+                "large transfers") from exc
+
+    @contextlib.contextmanager
+    def _mapped(self, action: str) -> Iterator[None]:
         rq = self._requests
         where = f"{self.host}:{self.port}"
         try:
@@ -190,8 +233,9 @@ class DicomWeb:
         level = _check_level(level)
         search = _filter_values(filters, level=level, uid_sep=",")
         pydicom = _require("pydicom", "pydicom")
-        with self._errors(f"while searching for {level} (QIDO-RS)"):
-            answers = self._search(_LEVELS[level][0], search, _keywords(level))
+        with self._errors(f"while searching for {level} (QIDO-RS)") as watchdog:
+            answers = self._search(_LEVELS[level][0], search, _keywords(level),
+                                   watchdog=watchdog)
         rows = []
         for item in answers:
             try:
@@ -207,8 +251,8 @@ class DicomWeb:
             rows.append(row)
         return _frame(rows)
 
-    def _search(self, resource: str, search: Mapping[str, str],
-                fields: Iterable[str]) -> list[dict[str, Any]]:
+    def _search(self, resource: str, search: Mapping[str, str], fields: Iterable[str], *,
+                watchdog: Watchdog | None = None) -> list[dict[str, Any]]:
         """QIDO-RS GET of ``resource`` with match keys and include fields; all pages.
 
         The query string keeps the characters RFC 3986 allows in a query
@@ -234,6 +278,8 @@ class DicomWeb:
                 raise PacsError(f"DICOMweb server {self.url} answered a search with "
                                 f"{type(page).__name__}, not a list of DICOM JSON data sets")
             out.extend(page)
+            if watchdog is not None:
+                watchdog.renew()  # each page has its own deadline
             # a server that truncates the answer says so in a Warning header (PS3.18 8.3.4.4)
             if not page or "Warning" not in resp.headers:
                 break
@@ -281,7 +327,7 @@ class DicomWeb:
         what = f"study {study_uid}" + (f" series {series_uid}" if series_uid else "")
         out: list[Path] = []
         action = f"while retrieving {what} (WADO-RS)"
-        with self._errors(action):
+        with self._errors(action) as watchdog:
             if series_uid is None:
                 parts = self._client.iter_study(study_uid, media_types=media)
             else:
@@ -295,6 +341,7 @@ class DicomWeb:
                     raise PacsError(f"DICOMweb server {self.url} sent something that is not a "
                                     f"DICOM file {action} ({exc}); {len(out)} file(s) written "
                                     f"to {dest}") from exc
+                watchdog.renew()  # each instance has its own deadline
                 name = _safe_name(ds.get("SOPInstanceUID", f"instance{len(out):05d}")) + ".dcm"
                 out.append(_write_atomic(
                     dest, name, lambda p, ds=ds: ds.save_as(p, enforce_file_format=True)))
@@ -334,7 +381,9 @@ class DicomWeb:
         failed: list[str] = []
         for chunk in _batches(files, batch_size):
             datasets = [_read(f) for f in chunk]
-            with self._errors(f"while storing {len(chunk)} instance(s) (STOW-RS)"):
+            nbytes = sum(f.stat().st_size for f in chunk)
+            with self._errors(f"while storing {len(chunk)} instance(s) (STOW-RS)",
+                              deadline_s=self.timeout_s + nbytes / 1e6):
                 answer = self._client.store_instances(datasets)
             ok = answer.get("ReferencedSOPSequence") or []
             bad = answer.get("FailedSOPSequence") or []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import threading
@@ -32,6 +33,7 @@ from ._common import (
     _write_atomic,
     resource_path,
 )
+from ._deadline import Watchdog, shutdown_all
 
 _GET_TRANSFER_SYNTAXES = (
     "1.2.840.10008.1.2.4.50",  # JPEG baseline
@@ -135,7 +137,14 @@ class Dimse:
         only the AE titles they know, often only from a registered host).
     timeout_s : float, default 10.0
         Seconds for connecting, for association negotiation and for each
-        DIMSE message; nothing waits longer.
+        DIMSE message to arrive in full (pynetdicom waits for a complete
+        message, so a server that trickles bytes is cut off too); nothing
+        waits longer.
+    deadline_s : float, optional
+        The most seconds one call (an echo, a whole search, a whole C-GET or
+        C-STORE) may take in all, however steadily the server answers: the
+        association is then aborted. Default: no limit beyond ``timeout_s``
+        per message.
     name : str, optional
         Name of the server in the ``source`` column; default
         ``CALLED_AET@host:port``.
@@ -149,7 +158,8 @@ class Dimse:
     """
 
     def __init__(self, host: str, port: int, *, called_aet: str, calling_aet: str = "MEDLAB",
-                 timeout_s: float = 10.0, name: str | None = None) -> None:
+                 timeout_s: float = 10.0, deadline_s: float | None = None,
+                 name: str | None = None) -> None:
         _require("pynetdicom", "pynetdicom")
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a host name or address, got {host!r}")
@@ -165,6 +175,7 @@ class Dimse:
         self.called_aet = called_aet
         self.calling_aet = calling_aet
         self.timeout_s = _check_timeout(timeout_s)
+        self.deadline_s = None if deadline_s is None else _check_timeout(deadline_s, "deadline_s")
         self.name = name or f"{called_aet}@{host}:{port}"
 
     def __repr__(self) -> str:
@@ -196,8 +207,12 @@ class Dimse:
         connected = threading.Event()
         received: list[Any] = []  # ACSE primitives from the server (answer, abort)
 
+        sockets: list[Any] = []  # to cut the connection off when a deadline passes
+
         def on_open(event: Any) -> None:
             connected.set()
+            with contextlib.suppress(AttributeError):
+                sockets.append(event.assoc.dul.socket.socket)
             _nodelay(event)
 
         def on_acse(event: Any) -> None:
@@ -205,10 +220,19 @@ class Dimse:
 
         evt_handlers = [(evt.EVT_CONN_OPEN, on_open), (evt.EVT_ACSE_RECV, on_acse),
                         *(handlers or [])]
+        def cut() -> None:
+            # pynetdicom reads each PDU in full with blocking reads, and waits for that
+            # reader when it gives up: a server trickling a PDU would hold it forever
+            shutdown_all(sockets)
+
+        # pynetdicom's own limits end the negotiation after timeout_s; the watchdogs (a
+        # second later) unblock its reader if the server is trickling bytes
+        grace = self.timeout_s + 1.0
         t0 = time.monotonic()
         try:
-            assoc = ae.associate(self.host, self.port, ae_title=self.called_aet,
-                                 ext_neg=ext_neg or None, evt_handlers=evt_handlers)
+            with Watchdog(grace, cut) as negotiation:
+                assoc = ae.associate(self.host, self.port, ae_title=self.called_aet,
+                                     ext_neg=ext_neg or None, evt_handlers=evt_handlers)
         except OSError as exc:  # e.g. a host name that does not resolve
             raise PacsError(f"cannot connect to DICOM server {self.host}:{self.port} {action}: "
                             f"{exc}; are host and port right?") from exc
@@ -218,17 +242,36 @@ class Dimse:
             with contextlib.suppress(Exception):
                 received += [p for p in list(assoc.dul.to_user_queue.queue) if p not in received]
             waited = time.monotonic() - t0
+            if negotiation.expired:
+                raise PacsError(
+                    f"DICOM server {self._where} did not complete its answer to the association "
+                    f"request within timeout_s={self.timeout_s:g} {action}: the port answers "
+                    "TCP but sends too slowly, or not the DICOM protocol (is it the DICOM port, "
+                    "or is the server hung?); the connection was cut off")
             raise PacsError(self._why_not(assoc, connected.is_set(), received, action, waited))
+        watchdog = Watchdog(math.inf if self.deadline_s is None else
+                            max(self.deadline_s - (time.monotonic() - t0), 0.0), cut)
         try:
-            yield assoc
+            with watchdog:
+                yield assoc
+                if watchdog.expired:
+                    raise PacsError("deadline")  # replaced below
+        except Exception as exc:
+            if not watchdog.expired:
+                raise
+            raise PacsError(
+                f"DICOM server {self._where} did not finish {action} within the call's deadline "
+                f"(deadline_s={self.deadline_s:g}); the association was aborted. Raise "
+                "deadline_s for large transfers, or check the server's load") from exc
         finally:
-            if assoc.is_established:
-                try:
-                    assoc.release()
-                except Exception:
+            with Watchdog(grace, cut):
+                if assoc.is_established:
+                    try:
+                        assoc.release()
+                    except Exception:
+                        assoc.abort()
+                elif assoc.is_alive():
                     assoc.abort()
-            elif assoc.is_alive():
-                assoc.abort()
 
     def _why_not(self, assoc: Any, connected: bool, received: list[Any], action: str,
                  waited: float) -> str:

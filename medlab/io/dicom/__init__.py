@@ -18,11 +18,11 @@ import pandas as pd
 from pydicom.tag import Tag
 from tqdm.auto import tqdm
 
-from ...errors import DicomReadError, SeriesAssemblyError
+from ...errors import DicomReadError, ImageReadError, SeriesAssemblyError
 from ...image import Image
 from ._assemble import StackCheck, VolumePlan, check_stack, plan_volumes
 from ._fastheader import FastDataset, read_fast_header
-from ._files import iter_files, looks_like_dicom, read_dataset
+from ._files import file_problem, iter_files, looks_like_dicom, open_regular, read_dataset
 from ._frames import Frame, NotAnImageError, frames_from_dataset
 from ._pixels import pixel_data_problem, read_pixels
 
@@ -32,6 +32,7 @@ __all__ = [
     "StackCheck",
     "VolumePlan",
     "check_stack",
+    "file_problem",
     "iter_files",
     "looks_like_dicom",
     "plan",
@@ -103,14 +104,20 @@ def scan(
     frames : list of Frame
         One per 2D frame (multi-frame objects and mosaics give several).
     skipped : list of (path, reason)
-        Files that are not DICOM, not images, or unreadable. Never raises
-        for a single bad file.
+        Files that are not DICOM, not images, or unreadable (no read
+        permission, special files such as FIFOs, sockets and devices, which
+        are never opened, symbolic-link loops). Never raises for a single
+        bad file.
     """
     files = list(iter_files(paths))
     frames: list[Frame] = []
     skipped: list[tuple[str, str]] = []
     for path in tqdm(files, desc="reading DICOM headers", unit="file",
                      disable=not progress or len(files) < 200):
+        problem = file_problem(path)
+        if problem is not None:
+            skipped.append((str(path), problem))
+            continue
         if not looks_like_dicom(path):
             skipped.append((str(path), _not_dicom_reason(path)))
             continue
@@ -123,6 +130,7 @@ def scan(
         try:
             ds, truncated = _read_header(path)
             with quiet_pydicom():
+                _check_elements(ds, path)
                 _check_header(ds, path, truncated)
                 frames.extend(frames_from_dataset(ds, path))
         except NotAnImageError as exc:
@@ -203,7 +211,7 @@ def _read_header(path: Path):
     """The dataset (pixel data deferred) and pydicom's truncation warnings, if any."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             gz = f.read(2) == b"\x1f\x8b"
         if gz:
             ds = read_dataset(path)
@@ -219,7 +227,31 @@ def _read_header(path: Path):
     return ds, truncated
 
 
+def _check_elements(ds, path: Path) -> None:
+    """Decode every top-level element (large deferred values excepted), so that an
+    undecodable one (e.g. an unknown VR such as 'Cs') is reported now, for this file,
+    and not later while its series is assembled."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag, keep_deferred=True)
+        if tag.group in (0x7FE0, 0xFFFE) or (getattr(raw, "value", b"") is None and raw.length):
+            continue  # pixel data, a stray item tag (readers skip it), a large value on disk
+        try:
+            ds[tag]
+        except Exception as exc:
+            from pydicom.datadict import keyword_for_tag
+
+            kw = keyword_for_tag(tag) or "private or unknown"
+            raise DicomReadError(
+                f"{path.name}: element {tag} ({kw}) cannot be decoded ({type(exc).__name__}: "
+                f"{str(exc).strip()}); the file is malformed. Correct the element in a copy of "
+                "the file (e.g. with dcmodify or pydicom) or get a fresh copy from its source"
+            ) from exc
+
+
 def _not_dicom_reason(path: Path) -> str:
+    problem = file_problem(path, check_read=True)
+    if problem is not None:
+        return problem
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -380,7 +412,7 @@ def read_dicom(
             images[p.id] = Image(
                 array, p.affine, frame_times_s=p.frame_times_s, channels=channels, meta=p.meta
             )
-        except DicomReadError as exc:
+        except ImageReadError as exc:  # DicomReadError, or a header claim over the budget
             bad = getattr(exc, "path", None)
             rest = [f for f in p.frames if str(f.path) != str(bad)]
             if bad is None or not rest:

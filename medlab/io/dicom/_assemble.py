@@ -372,7 +372,13 @@ def plan_volumes(frames: list[Frame]) -> tuple[list[VolumePlan], list[tuple[str,
         groups: dict[tuple, list[Frame]] = defaultdict(list)
         for f in series_frames:
             groups[f.split_key].append(f)
-        label = _series_label(series_frames[0])
+        try:
+            label = _series_label(series_frames[0])
+        except Exception as exc:  # a header that cannot be read now: this series only
+            f0 = series_frames[0]
+            problems.append((str(f0.path), f"{f0.path.name}: cannot read the header "
+                             f"({type(exc).__name__}: {exc}); the file is malformed"))
+            continue
         group_list = list(groups.values())
         suffixes = [""] * len(group_list)
         if len(group_list) > 1:
@@ -388,6 +394,9 @@ def plan_volumes(frames: list[Frame]) -> tuple[list[VolumePlan], list[tuple[str,
                 plans.extend(_plan_group(group, gid))
             except ValueError as exc:
                 problems.append((gid, str(exc)))
+            except Exception as exc:  # a header that breaks an assumption: this group only
+                problems.append((gid, f"unexpected {type(exc).__name__} while assembling the "
+                                      f"image: {exc}; check the files' headers"))
     # make ids unique (two series may share number and description, or even a UID)
     count: dict[str, int] = defaultdict(int)
     for p in plans:

@@ -14,15 +14,23 @@ the shared datasets (tests/test_fastheader.py).
 from __future__ import annotations
 
 import functools
+import os
 import struct
 from dataclasses import dataclass, field
 from typing import Any
+
+from ._files import open_regular
 
 __all__ = ["FastDataset", "FastHeader", "read_fast_header", "PIXEL_DATA"]
 
 PIXEL_DATA = 0x7FE00010
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
+#: the value representations with a 2-byte length in explicit VR (any other VR makes the
+#: reader decline the file, so that pydicom explains it)
+_SHORT_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS",
+                        b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL",
+                        b"US"})
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 _LE_SYNTAXES = {
     "1.2.840.10008.1.2": True,  # implicit VR little endian
@@ -84,10 +92,13 @@ class FastHeader:
 
 
 class _Reader:
-    __slots__ = ("buf", "f", "pos", "start")
+    __slots__ = ("buf", "f", "pos", "size", "start")
 
     def __init__(self, f: Any) -> None:
         self.f = f
+        # a length from the file is checked against the file's size before anything is
+        # read: a corrupt length (e.g. 1.6e9) must not make read() allocate that much
+        self.size = os.fstat(f.fileno()).st_size
         self.buf = f.read(_CHUNK)
         self.start = 0  # file offset of buf[0]
         self.pos = 0  # file offset of the cursor
@@ -95,7 +106,8 @@ class _Reader:
     def _refill(self, n: int) -> None:
         """Keep the buffer from the cursor on and read so that ``n`` bytes follow it."""
         keep = self.buf[self.pos - self.start :]
-        self.buf = keep + self.f.read(max(_CHUNK, n - len(keep)))
+        want = min(max(_CHUNK, n - len(keep)), max(self.size - self.pos - len(keep), 0))
+        self.buf = keep + self.f.read(want)
         self.start = self.pos
 
     def available(self, n: int) -> int:
@@ -108,6 +120,8 @@ class _Reader:
 
     def need(self, n: int) -> memoryview | bytes:
         end = self.pos + n
+        if end > self.size:
+            raise EOFError
         if end - self.start > len(self.buf):
             self._refill(n)
             if end - self.start > len(self.buf):
@@ -144,7 +158,7 @@ class _Reader:
                 raise EOFError
             self.pos += 12
             return g, e, vr, _U32.unpack_from(buf, off + 8)[0]
-        if not (vr.isalpha() and vr.isupper()):
+        if vr not in _SHORT_VRS:
             raise ValueError("not explicit VR")
         self.pos += 8
         return g, e, vr, _U16.unpack_from(buf, off + 6)[0]
@@ -195,7 +209,7 @@ def _skip_dataset(r: _Reader, implicit: bool, *, until: int) -> None:
                 if vr in _LONG_VRS:
                     length = unpack_u32(buf, off + 8)[0]
                     r.pos += 12
-                elif vr.isalpha() and vr.isupper():
+                elif vr in _SHORT_VRS:
                     length = unpack_u16(buf, off + 6)[0]
                     r.pos += 8
                 else:
@@ -279,7 +293,7 @@ def read_fast_header(
     reader handles; the caller should then use pydicom.
     """
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # never a FIFO or device: they could block
             r = _Reader(f)
             if len(r.buf) < 132 or r.buf[128:132] != b"DICM":
                 return None
@@ -322,7 +336,7 @@ def read_fast_header(
                         if vr in _LONG_VRS:
                             length = unpack_u32(buf, off + 8)[0]
                             r.pos += 12
-                        elif vr.isalpha() and vr.isupper():
+                        elif vr in _SHORT_VRS:
                             length = unpack_u16(buf, off + 6)[0]
                             r.pos += 8
                         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import struct
 import warnings
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +24,13 @@ import pydicom.pixels
 from pydicom.uid import UID
 
 from ...errors import DicomReadError, UnsupportedTransferSyntaxError
+from .._limits import check_decode_size, format_bytes
 from ._assemble import VolumePlan
 from ._files import read_dataset
 from ._frames import Frame
 
-__all__ = ["can_decode", "decode_error", "pixel_data_problem", "read_pixels", "transfer_syntax"]
+__all__ = ["can_decode", "claim_problem", "decode_error", "pixel_data_problem", "read_pixels",
+           "transfer_syntax"]
 
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
@@ -287,8 +290,92 @@ def pixel_data_problem(h: Any, path: Any) -> str | None:
     return None
 
 
+_RLE = "1.2.840.10008.1.2.5"
+#: RLE (PackBits) turns 2 bytes into at most 128: no valid RLE data decode to more than
+#: 64 times their size
+_RLE_MAX_RATIO = 64
+
+
+def _claim_text(rows: int, cols: int, n_frames: int, samples: int, nbytes: int) -> str:
+    return (f"Rows {rows} x Columns {cols} x {n_frames} frame(s)"
+            + (f" x {samples} samples" if samples > 1 else "") + f" x {nbytes} byte(s)")
+
+
+def claim_problem(name: str, *, rows: int, columns: int, n_frames: int, samples: int,
+                  bits_allocated: int, transfer_syntax: str, file_size: int) -> str | None:
+    """Why a header's pixel-data claim cannot be true of a file this size, if it shows.
+
+    RLE Lossless data expand at most 64-fold (PackBits: 2 bytes give at most
+    128), so Rows x Columns x frames x samples x bytes above 64 times the
+    file size is a corrupt header, found before anything is allocated. (Uncompressed
+    claims are checked against the Pixel Data length by :func:`pixel_data_problem`;
+    other codecs have no tight bound: the memory budget applies.)
+    """
+    if str(transfer_syntax) != _RLE:
+        return None
+    nbytes = max(int(bits_allocated) // 8, 1)
+    claim = int(rows) * int(columns) * int(n_frames) * int(samples) * nbytes
+    if claim > _RLE_MAX_RATIO * int(file_size) + 1024:
+        return (
+            f"{name}: the header declares {_claim_text(rows, columns, n_frames, samples, nbytes)}"
+            f" = {format_bytes(claim)} of pixel data, but RLE data in a file of "
+            f"{format_bytes(file_size)} decode to at most {format_bytes(_RLE_MAX_RATIO * file_size)};"
+            " the header (Rows, Columns, Number of Frames) is corrupt. Get a fresh copy of the "
+            "file from its source"
+        )
+    return None
+
+
+def _check_claims(plan: VolumePlan, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Check what the headers declare before anything is allocated: RLE files against
+    their size, compressed images against the memory budget."""
+    per_file: dict[str, list[Frame]] = defaultdict(list)
+    for f in plan.frames:
+        per_file[str(f.path)].append(f)
+    transient = 0
+    compressed = False
+    for frames in per_file.values():
+        f = frames[0]
+        if f.transfer_syntax in _NATIVE_LE or f.transfer_syntax in _NATIVE_SYNTAXES:
+            continue
+        compressed = True
+        n_frames = max((fr.index or 0) for fr in frames) + 1
+        tiles = max(f.mosaic_tiles_side, 1) ** 2
+        nbytes = max(f.bits_allocated // 8, 1)
+        try:
+            size = os.path.getsize(f.path)
+        except OSError:
+            continue  # the reader reports it
+        problem = claim_problem(f.path.name, rows=f.rows, columns=f.columns,
+                                n_frames=n_frames * tiles, samples=f.samples,
+                                bits_allocated=f.bits_allocated,
+                                transfer_syntax=f.transfer_syntax, file_size=size)
+        if problem:
+            exc = DicomReadError(problem)
+            exc.path = f.path  # type: ignore[attr-defined]
+            raise exc
+        transient = max(transient, f.rows * f.columns * n_frames * tiles * f.samples * nbytes)
+    if compressed:
+        f0 = plan.frames[0]
+        total = int(np.prod(shape)) * dtype.itemsize
+        claim = _claim_text(f0.rows, f0.columns, len(plan.frames), f0.samples, dtype.itemsize)
+        check_decode_size(total + transient, claim + (
+            f" (+ {format_bytes(transient)} while decoding)" if transient else ""),
+            f0.path.name if len(per_file) == 1 else plan.id)
+
+
 def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np.ndarray, bool]:
-    """The array of a planned volume, and whether it has a channel axis."""
+    """The array of a planned volume, and whether it has a channel axis.
+
+    Raises
+    ------
+    medlab.errors.ImageTooLargeError
+        Compressed pixel data whose declared size exceeds the memory budget
+        (:func:`medlab.io.decode_budget`); nothing is allocated.
+    medlab.errors.DicomReadError
+        A file cannot be read or decoded, or its header claims more RLE data
+        than the file can hold.
+    """
     grid = plan.grid
     n_t, n_k = len(grid), len(grid[0])
     f0 = grid[0][0]
@@ -307,6 +394,7 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
         lut = f0.header.get("RedPaletteColorLookupTableDescriptor")
         if lut is not None and int(lut[2]) > 8:
             raw_dtype = np.dtype(np.uint16)
+    _check_claims(plan, shape, raw_dtype)
     buf = np.empty(shape, dtype=raw_dtype)
 
     # frames per file, so each file is opened once
@@ -443,6 +531,70 @@ def _fix_bits(a: np.ndarray, stored: int, allocated: int, dtype: np.dtype) -> No
         a &= (1 << stored) - 1
 
 
+_JPEG_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                  "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}
+_J2K_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                 "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
+
+
+def _codestream_size(frame: bytes, ts: str) -> tuple[int, int, int, int] | None:
+    """(rows, columns, components, precision) a JPEG / JPEG-LS / JPEG 2000 frame declares."""
+    from pydicom.pixels.utils import _get_jpg_parameters
+
+    if ts in _JPEG_SYNTAXES:
+        info = _get_jpg_parameters(frame)
+        if not info:
+            return None
+        return info["height"], info["width"], info["components"], info["precision"]
+    off = 0
+    if frame.startswith(b"\x00\x00\x00\x0cjP  "):  # a JP2 wrapper: find the codestream box
+        off = frame.find(b"jp2c") + 4 if b"jp2c" in frame[:4096] else -1
+    if off < 0 or frame[off : off + 4] != b"\xff\x4f\xff\x51" or len(frame) < off + 43:
+        return None
+    xsiz, ysiz, xo, yo = struct.unpack(">4I", frame[off + 8 : off + 24])
+    csiz = struct.unpack(">H", frame[off + 40 : off + 42])[0]
+    return ysiz - yo, xsiz - xo, csiz, (frame[off + 42] & 0x7F) + 1
+
+
+def codestream_problem(ds: Any, name: str) -> str | None:
+    """Why the compressed frames of ``ds`` do not match its header, if they do not.
+
+    Each JPEG, JPEG-LS or JPEG 2000 frame states its own size; a header whose
+    Rows, Columns, Samples per Pixel or Bits Allocated disagree with it makes
+    decoders write past their buffer (GDCM then aborts the whole process), so
+    the mismatch is refused before anything is decoded.
+    """
+    from pydicom.encaps import generate_frames
+
+    ts = str(transfer_syntax(ds))
+    if ts not in _JPEG_SYNTAXES and ts not in _J2K_SYNTAXES:
+        return None
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples, bits = int(ds.get("SamplesPerPixel") or 1), int(ds.BitsAllocated)
+        n_frames = _frame_count(ds)
+        for k, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=n_frames)):
+            got = _codestream_size(frame, ts)
+            if got is None:
+                continue  # an unusual stream: the decoder decides
+            h, w, comps, precision = got
+            if max(h, w) > 0xFFFF:
+                continue  # not a size a header could hold: a stream parsed out of step
+            if (h not in (0, rows) or w != cols or comps != samples
+                    or precision > max(bits, 8) or (ts in _J2K_SYNTAXES and precision > 32)):
+                return (
+                    f"{name}: frame {k + 1} of the compressed pixel data is {h} x {w} with "
+                    f"{comps} component(s) of {precision} bits, but the header declares Rows "
+                    f"{rows} x Columns {cols} with {samples} sample(s) of {bits} bits allocated; "
+                    "the file is corrupt. Get a fresh copy from its source"
+                )
+            if k + 1 >= n_frames:
+                break
+    except Exception:  # unusual encapsulation: the decoders decide
+        return None
+    return None
+
+
 def _read_decoded(items: list, buf: np.ndarray, index: Any) -> None:
     f = items[0][2]
     try:
@@ -453,6 +605,9 @@ def _read_decoded(items: list, buf: np.ndarray, index: Any) -> None:
         # ACR-NEMA style or broken file meta: decode in the encoding the file was read in
         ds.file_meta.TransferSyntaxUID = transfer_syntax(ds)
     palette = str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR"
+    problem = codestream_problem(ds, f.path.name)
+    if problem:
+        raise DicomReadError(problem)
 
     def decode(**kw: Any) -> np.ndarray:
         a = pydicom.pixels.pixel_array(ds, **kw)
@@ -469,6 +624,12 @@ def _read_decoded(items: list, buf: np.ndarray, index: Any) -> None:
                 arr = arr[np.newaxis]
     except Exception as exc:
         raise decode_error(exc, ds, f.path) from exc
+    except BaseException as exc:
+        # a decoder written in Rust panics with pyo3's PanicException, a BaseException
+        # that pydicom does not catch (pylibjpeg-rle on corrupt RLE segments)
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise decode_error(RuntimeError(f"the decoder crashed: {exc}"), ds, f.path) from exc
     for t, k, fr in items:
         if frames is not None:
             src = frames[fr.index]
