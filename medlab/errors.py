@@ -11,6 +11,7 @@ __all__ = [
     "MedlabError",
     "GeometryError",
     "GeometryMismatchError",
+    "UnknownSpacingError",
     "DicomReadError",
     "SeriesAssemblyError",
     "MultipleImagesError",
@@ -30,6 +31,15 @@ class GeometryError(MedlabError, ValueError):
 
 class GeometryMismatchError(GeometryError):
     """Two images do not share the grid an operation needs."""
+
+
+class UnknownSpacingError(GeometryError):
+    """An image's pixel spacing is unknown, so no length, area or volume in mm exists.
+
+    Raised by every function that would report millimetres for such an
+    image; the message names the image and how to calibrate it
+    (:meth:`medlab.Image.with_spacing` or :func:`medlab.measure.calibrate`).
+    """
 
 
 class DicomReadError(MedlabError, ValueError):

@@ -142,6 +142,7 @@ _FAST_KEYWORDS = (
     "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns", "SamplesPerPixel",
     "PhotometricInterpretation", "BitsAllocated", "BitsStored", "PixelRepresentation",
     "RescaleSlope", "RescaleIntercept", "NumberOfFrames", "SOPClassUID",
+    "EstimatedRadiographicMagnificationFactor", "PixelSpacingCalibrationType",
 )
 _FAST_TAGS = frozenset(
     {int(Tag(k)) for k in _FAST_KEYWORDS} | {0x0021105E}  # + GE RTIA timer
