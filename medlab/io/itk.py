@@ -26,7 +26,7 @@ def read_itk(path: str | os.PathLike) -> Image:
         raise MedlabError(
             f"SimpleITK cannot read {str(path)!r}: {str(exc).strip().splitlines()[-1]}"
         ) from exc
-    meta = {"source": "itk", "files": [str(path)]}
+    meta = {"source": "itk", "files": [str(path)], **_spacing_provenance(path, img)}
     if img.GetDimension() == 4:
         frames = [sitk.Extract(img, [*img.GetSize()[:3], 0], [0, 0, 0, t])
                   for t in range(img.GetSize()[3])]
@@ -35,6 +35,24 @@ def read_itk(path: str | os.PathLike) -> Image:
         dt = img.GetSpacing()[3]
         return Image(arr, vols[0].affine, frame_times_s=np.arange(arr.shape[3]) * dt, meta=meta)
     return Image.from_simpleitk(img, meta=meta)
+
+
+#: header formats whose spacing is a physical voxel size (mm by ITK's convention)
+_HEADER_SOURCES = {".nrrd": "NRRD header", ".nhdr": "NRRD header", ".mha": "MetaImage header",
+                   ".mhd": "MetaImage header"}
+#: picture formats: a spacing of exactly 1 means the file gave none
+_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _spacing_provenance(path: str | os.PathLike, img: object) -> dict[str, str]:
+    """``spacing_source``/``spacing_plane`` of an image read by SimpleITK."""
+    name = str(path).lower()
+    for suffix, source in _HEADER_SOURCES.items():
+        if name.endswith(suffix):
+            return {"spacing_source": source, "spacing_plane": "patient"}
+    if name.endswith(_PICTURE_SUFFIXES) and all(s == 1.0 for s in img.GetSpacing()):  # type: ignore[attr-defined]
+        return {"spacing_source": "unknown", "spacing_plane": "unknown"}
+    return {"spacing_source": "image header", "spacing_plane": "patient"}
 
 
 def write_itk(image: Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
