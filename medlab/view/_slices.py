@@ -145,7 +145,7 @@ def plot_slices(
             rgba = np.concatenate([label_colors(lab), 0.45 * (lab > 0)[..., None]], axis=-1)
             ax.imshow(rgba, extent=extent, interpolation="nearest")
         ax.set_title(name if not is_2d else (title or image.meta.get("id", "image")))
-        ax.set_xlabel("mm")
+        ax.set_xlabel("mm" if image.spacing_known else "pixels (spacing unknown)")
         draw_letters(ax, (left, right, top, bottom))
     if title and not is_2d:
         fig.suptitle(title)

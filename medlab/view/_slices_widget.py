@@ -324,6 +324,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, anywidget.AnyWidget):
         pane: dict[str, Any] = {
             "shape": [h, w], "dtype": dtype, "data": data, "pixel_mm": [float(v) for v in pixel_mm],
             "M": m.tolist(), "letters": letters, "slice": int(self.cursor[_NORMAL[name]]),
+            "calibrated": self._canon.spacing_known,
         }
         if self._labels is not None:
             lab = self._plane_pixels(np.asarray(self._labels.array), name)

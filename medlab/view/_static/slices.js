@@ -161,7 +161,7 @@ function render({ model, el: host }) {
     const d = model.get("_pane_" + p.name);
     if (!d || !d.shape) { p.data = null; return; }
     const [h, w] = d.shape;
-    p.h = h; p.w = w; p.pix = d.pixel_mm; p.M = d.M; p.letters = d.letters; p.slice = d.slice;
+    p.h = h; p.w = w; p.pix = d.pixel_mm; p.calibrated = d.calibrated !== false; p.M = d.M; p.letters = d.letters; p.slice = d.slice;
     p.values = typed(d.data, d.dtype);
     p.labels = d.labels ? typed(d.labels, d.labels_dtype) : null;
     p.overlay = d.overlay ? typed(d.overlay, "float32") : null;
@@ -287,15 +287,19 @@ function render({ model, el: host }) {
     ctx.textAlign = "right"; ctx.fillText(rt, cw - 4, ch / 2);
     ctx.textAlign = "center"; ctx.textBaseline = "top"; ctx.fillText(tp, cw / 2, 4);
     ctx.textBaseline = "bottom"; ctx.fillText(bt, cw / 2, ch - 4);
-    // scale bar: a round length near a fifth of the width
-    const target = cw / 5 / L.scale;
-    const nice = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
-    let len = nice[0]; for (const s of nice) if (s <= target) len = s;
-    const px = len * L.scale;
-    ctx.strokeStyle = "#fff"; ctx.lineWidth = 2;
-    ctx.beginPath(); ctx.moveTo(cw - 10 - px, ch - 22); ctx.lineTo(cw - 10, ch - 22); ctx.stroke();
+    // scale bar: a round length near a fifth of the width (none without a known spacing)
     ctx.fillStyle = "#fff"; ctx.font = "11px sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "bottom";
-    ctx.fillText(len + " mm", cw - 10, ch - 25);
+    if (p.calibrated) {
+      const target = cw / 5 / L.scale;
+      const nice = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+      let len = nice[0]; for (const s of nice) if (s <= target) len = s;
+      const px = len * L.scale;
+      ctx.strokeStyle = "#fff"; ctx.lineWidth = 2;
+      ctx.beginPath(); ctx.moveTo(cw - 10 - px, ch - 22); ctx.lineTo(cw - 10, ch - 22); ctx.stroke();
+      ctx.fillText(len + " mm", cw - 10, ch - 25);
+    } else {
+      ctx.fillText("spacing unknown", cw - 10, ch - 10);
+    }
     ctx.textAlign = "left"; ctx.textBaseline = "top";
     const ax = NORMAL_AXIS[p.name];
     const info = model.get("planes").length > 1 ? `${p.slice + 1}/${model.get("shape")[ax]}` : "";
@@ -464,7 +468,8 @@ function render({ model, el: host }) {
       const entry = model.get("legend").find((e) => e.value === p.labels[q]);
       value += `  label ${p.labels[q]}${entry ? " " + entry.name : ""}`;
     }
-    status.textContent = `LPS (${w.map((v) => v.toFixed(1)).join(", ")}) mm  voxel (${idx.map((v) => Math.round(v)).join(", ")})  ${value}`;
+    const where = p.calibrated ? `LPS (${w.map((v) => v.toFixed(1)).join(", ")}) mm  ` : "";
+    status.textContent = `${where}voxel (${idx.map((v) => Math.round(v)).join(", ")})  ${value}`;
   }
 
   // ------------------------------------------------------------ model -> view
