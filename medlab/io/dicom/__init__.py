@@ -70,7 +70,12 @@ class ImageCollection(dict):
         self._errors = dict(errors or {})
 
     def summary(self) -> pd.DataFrame:
-        """One row per image: id, modality, shape, spacing, orientation, frames."""
+        """One row per image: id, modality, shape, spacing and its provenance, orientation, frames.
+
+        ``spacing_mm`` is None where the pixel spacing is unknown;
+        ``spacing_source`` and ``spacing_plane`` say where it came from
+        (:attr:`medlab.Image.spacing_source`).
+        """
         rows = []
         for key, img in self.items():
             rows.append(
@@ -78,7 +83,10 @@ class ImageCollection(dict):
                     "id": key,
                     "modality": img.meta.get("modality"),
                     "shape": img.shape,
-                    "spacing_mm": tuple(round(s, 4) for s in img.spacing),
+                    "spacing_mm": (tuple(round(s, 4) for s in img.spacing)
+                                   if img.spacing_known else None),
+                    "spacing_source": img.spacing_source,
+                    "spacing_plane": img.spacing_plane,
                     "orientation": img.orientation,
                     "n_frames": img.n_frames,
                     "dtype": str(img.dtype),
