@@ -583,6 +583,14 @@ class Image:
         """
         return self.spatial_shape[0] == 1
 
+    @property
+    def name(self) -> str:
+        """A short name for messages: the first file's name, else ``meta['id']``."""
+        files = self.meta.get("files") or []
+        if files:
+            return str(files[0]).replace("\\", "/").rsplit("/", 1)[-1]
+        return str(self.meta.get("id") or "this image")
+
     def require_spacing(self, what: str) -> None:
         """Raise :class:`UnknownSpacingError` if the spacing is unknown.
 
@@ -590,9 +598,9 @@ class Image:
         """
         if self.spacing_known:
             return
-        files = self.meta.get("files") or []
-        name = (repr(str(files[0]).replace("\\", "/").rsplit("/", 1)[-1]) if files
-                else repr(self.meta.get("id") or "this image"))
+        name = repr(self.name)
+        if "derived_from" in self.meta and not self.meta.get("files"):
+            name = f"this image (made from {self.meta['derived_from']!r})"
         raise UnknownSpacingError(
             f"{what} needs lengths in mm, but the pixel spacing of {name} is unknown (its "
             "headers give no PixelSpacing, ImagerPixelSpacing, ultrasound region calibration "

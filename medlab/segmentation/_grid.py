@@ -111,6 +111,8 @@ def label_result(
         # a mask is only as calibrated as the image it was made from
         meta.update({k: source.meta[k] for k in ("spacing_source", "spacing_plane")
                      if k in source.meta})
+        if not source.spacing_known:  # so that a refusal can say which image to calibrate
+            meta["derived_from"] = source.name
     meta.update(labels=dict(names or {}), method=method, parameters=dict(parameters or {}), **extra)
     return Image(labels, source.affine, meta=meta)
 
