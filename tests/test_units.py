@@ -193,8 +193,8 @@ def test_ultrasound_regions_with_different_calibrations_are_measured_per_region(
 
 # ---------------------------------------------------------------- finding 3: 2D is 2D
 def test_2d_mask_reports_area_and_the_ibsi_perimeter():
-    from radiomics import shape2D
     import SimpleITK as sitk
+    from radiomics import shape2D
 
     img_path = ml.data.path("ct2d-head", "CT_2D_head_fixed.mha")
     mask_path = ml.data.path("ct2d-head", "CT_2D_head_fixed_mask.mha")
@@ -213,8 +213,8 @@ def test_2d_mask_reports_area_and_the_ibsi_perimeter():
 
 
 def test_2d_perimeter_on_an_anisotropic_grid_matches_pyradiomics():
-    from radiomics import shape2D
     import SimpleITK as sitk
+    from radiomics import shape2D
 
     yy, xx = np.mgrid[0:80, 0:70]
     disk = ((yy - 40) * 0.4) ** 2 + ((xx - 33) * 0.7) ** 2 <= 12.0**2
@@ -266,14 +266,14 @@ def _thin(n_slices):
 @pytest.mark.parametrize("n_slices", [1, 2, 3, 5])
 def test_gaussian_and_median_on_any_slice_count_match_scipy(n_slices):
     img = _thin(n_slices)
-    sigma_vox = [1.5 / s if n > 1 else 0.0 for s, n in zip(img.spacing, img.spatial_shape)]
+    sigma_vox = [1.5 / s if n > 1 else 0.0 for s, n in zip(img.spacing, img.spatial_shape, strict=True)]
     ref = ndimage.gaussian_filter(img.array.astype(float), sigma_vox, mode="nearest", truncate=6)
     out = ml.filters.gaussian(img, sigma_mm=1.5)
     assert out.spatial_shape == img.spatial_shape
     # ITK's recursive Gaussian approximates the kernel to ~1e-3 of the signal range
     np.testing.assert_allclose(out.array, ref, atol=2e-3)
     radius = [0 if n == 1 else max(1, round(1.0 / s)) for s, n in
-              zip(img.spacing, img.spatial_shape)]
+              zip(img.spacing, img.spatial_shape, strict=True)]
     med = ndimage.median_filter(img.array, size=[2 * r + 1 for r in radius], mode="nearest")
     np.testing.assert_array_equal(ml.filters.median(img, radius_mm=1.0).array, med)
 
