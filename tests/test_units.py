@@ -337,3 +337,19 @@ def test_viewer_measures_nothing_without_a_spacing_and_names_the_plane():
     assert table["length_mm"].iloc[0] == pytest.approx(20.0)
     assert table["spacing_plane"].iloc[0] == "detector"
     assert list(viewer._results.values()) == ["20.0 mm (at the detector)"]
+
+
+def test_sr_of_a_2d_image_reports_area_in_mm2(tmp_path):
+    path = ml.data.path("wg04-modalities", "CT1_UNC.dcm")
+    ds = _header(path)
+    ct = ml.load(path)
+    mask = ml.segmentation.threshold(ct, lower=200)
+    mask = ml.segmentation.largest_component(mask)
+    stats = ml.measure.label_stats(ct, mask, shape=False)
+    seg = ml.segmentation.write_seg(mask, path, tmp_path / "seg.dcm")
+    table = ml.measure.read_sr(ml.measure.write_sr(stats, seg, path, tmp_path / "sr.dcm"))
+    area = table.loc[table["statistic"] == "area_mm2"]
+    n = int(mask.array.sum())
+    assert area["unit"].tolist() == ["mm2"]
+    assert area["value"].iloc[0] == pytest.approx(n * float(ds.PixelSpacing[0]) * float(ds.PixelSpacing[1]))
+    assert "volume_mm3" not in set(table["statistic"])
