@@ -8,6 +8,7 @@ and hand computations, never from medlab's own output.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -353,3 +354,22 @@ def test_sr_of_a_2d_image_reports_area_in_mm2(tmp_path):
     assert area["unit"].tolist() == ["mm2"]
     assert area["value"].iloc[0] == pytest.approx(n * float(ds.PixelSpacing[0]) * float(ds.PixelSpacing[1]))
     assert "volume_mm3" not in set(table["statistic"])
+
+
+def test_cohort_spacing_table_states_where_each_series_spacing_holds():
+    mg_path = ml.data.path("fo-dicom", "OutOfBoundsOverlay.dcm")
+    files = [mg_path, ml.data.path("wg04-modalities", "RG3_J2KR.dcm"),
+             ml.data.path("wg04-modalities", "CT1_UNC.dcm")]
+    index = ml.cohort.scan(files, progress=False)
+    table = ml.cohort.spacing_table(index).set_index("modality")
+    ds = _header(mg_path)
+    expected = float(ds.ImagerPixelSpacing[1]) / float(ds.EstimatedRadiographicMagnificationFactor)
+    assert table.loc["MG", "spacing_col_mm"] == pytest.approx(expected)
+    assert table.loc["MG", "spacing_plane"] == "patient"
+    assert table.loc["MG", "spacing_source"].startswith("ImagerPixelSpacing /")
+    assert pd.isna(table.loc["CR", "spacing_row_mm"]) and table.loc["CR", "spacing_source"] == "unknown"
+    ct = _header(files[2])
+    assert table.loc["CT", "spacing_row_mm"] == pytest.approx(float(ct.PixelSpacing[0]))
+    assert table.loc["CT", "spacing_source"] == "PixelSpacing"
+    summary = dict(ml.cohort.summary(index).itertuples(index=False))
+    assert summary["series without a known pixel spacing"] == 1  # the CR

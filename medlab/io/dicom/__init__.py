@@ -25,15 +25,18 @@ from ._fastheader import FastDataset, read_fast_header
 from ._files import iter_files, looks_like_dicom, read_dataset
 from ._frames import Frame, NotAnImageError, frames_from_dataset
 from ._pixels import pixel_data_problem, read_pixels
+from ._spacing import PixelSpacingInfo, pixel_spacing
 
 __all__ = [
     "Frame",
     "ImageCollection",
+    "PixelSpacingInfo",
     "StackCheck",
     "VolumePlan",
     "check_stack",
     "iter_files",
     "looks_like_dicom",
+    "pixel_spacing",
     "plan",
     "read_dataset",
     "read_dicom",
