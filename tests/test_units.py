@@ -53,7 +53,8 @@ def test_every_mm_measurement_refuses_an_uncalibrated_radiograph():
                  lambda: ml.segmentation.dilate(mask, radius_mm=1.0),
                  lambda: ml.segmentation.connected_components(mask, min_size_mm3=5.0),
                  lambda: ml.filters.gaussian(rg3, sigma_mm=1.0),
-                 lambda: ml.filters.median(rg3, radius_mm=1.0)):
+                 lambda: ml.filters.median(rg3, radius_mm=1.0),
+                 lambda: ml.registration.rigid(rg3, rg3, progress=False)):
         with pytest.raises(UnknownSpacingError, match=r"RG3_J2KR\.dcm.*with_spacing"):
             call()
     # pixel work that needs no mm keeps working
