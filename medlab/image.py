@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Image"]
 
 Interpolation = Literal["nearest", "linear", "bspline"]
+#: NIfTI ``descrip`` of an image written with an unknown pixel spacing
+UNKNOWN_SPACING_DESCRIP = b"medlab: pixel spacing unknown"
 
 
 class Image:
@@ -501,7 +503,10 @@ class Image:
             data = data.astype(np.uint8)
         affine_ras = geo.LPS_TO_RAS @ geo.swap_xyz_index(self._affine)
         img = nib.Nifti1Image(data, affine_ras)
-        img.header.set_xyzt_units("mm", "sec")
+        # an unknown spacing stays unknown in the file (NIfTI spatial unit code 0)
+        img.header.set_xyzt_units("mm" if self.spacing_known else "unknown", "sec")
+        if not self.spacing_known:  # read back as unknown by medlab.io.read_nifti
+            img.header["descrip"] = UNKNOWN_SPACING_DESCRIP
         img.set_qform(affine_ras, code=1)
         img.set_sform(affine_ras, code=1)
         if self._frame_times_s is not None and self.n_frames > 1:

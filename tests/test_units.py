@@ -374,3 +374,22 @@ def test_cohort_spacing_table_states_where_each_series_spacing_holds():
     assert table.loc["CT", "spacing_source"] == "PixelSpacing"
     summary = dict(ml.cohort.summary(index).itertuples(index=False))
     assert summary["series without a known pixel spacing"] == 1  # the CR
+
+
+@pytest.mark.parametrize("suffix", ["mha", "nrrd", "nii.gz"])
+def test_unknown_spacing_survives_a_file_round_trip(tmp_path, suffix):
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    xa = ml.load(ml.data.path("wg04-modalities", "XA1_UNC.dcm"))
+    path = ml.save(xa, tmp_path / f"xa.{suffix}")
+    back = ml.load(path)
+    assert not back.spacing_known
+    np.testing.assert_array_equal(back.array, xa.array)
+    if suffix == "nii.gz":  # read independently: the file says its unit is unknown
+        assert nib.load(path).header.get_xyzt_units()[0] == "unknown"
+    else:
+        assert sitk.ReadImage(str(path)).GetMetaData("medlab_spacing_source") == "unknown"
+    known = xa.with_spacing((0.2, 0.2))
+    assert ml.load(ml.save(known, tmp_path / f"known.{suffix}")).spacing[1:] == pytest.approx(
+        (0.2, 0.2))

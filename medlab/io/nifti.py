@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..image import Image
+from ..image import UNKNOWN_SPACING_DESCRIP, Image
 
 __all__ = ["read_nifti", "write_nifti"]
 
@@ -21,6 +21,10 @@ def read_nifti(path: str | os.PathLike) -> Image:
     except AttributeError:  # formats without xyzt_units (MGH, ...): mm by definition
         unit = "mm"
     scale = _UNIT_TO_MM.get(unit, 1.0)
+    descrip = bytes(img.header.get("descrip", b"") or b"") if hasattr(img.header, "get") else b""
+    if unit == "unknown" and descrip.startswith(UNKNOWN_SPACING_DESCRIP):  # written by medlab
+        meta.update(spacing_source="unknown", spacing_plane="unknown")
+        return Image.from_nibabel(img, meta=meta)
     # NIfTI-1 spatial unit 0 ("unknown") is what nibabel writes by default: nibabel, ITK and
     # FSL read such files as mm, and so does medlab (the source says it was assumed)
     meta["spacing_source"] = ("NIfTI header" if unit in _UNIT_TO_MM else
