@@ -416,9 +416,9 @@ def run_stage(kind: str, fixed: Image, moving: Image, *, metric: Metric, initial
               progress: bool, grid_spacing_mm: float | Sequence[float] = DEFAULT_GRID_SPACING_MM
               ) -> RegistrationResult:
     """Run one stage (``'rigid'``, ``'affine'`` or ``'bspline'``); see :func:`rigid`."""
+    dim = pair_dimension(fixed, moving)
     for image in (fixed, moving):  # transforms, sigmas and grids are in mm
         image.require_spacing("registration")
-    dim = pair_dimension(fixed, moving)
     f_s, m_s = to_sitk(fixed, dim), to_sitk(moving, dim)
     lv, sig = check_options(metric, levels, sigmas_mm, sampling, iterations, f_s, bins)
     f_mask = mask_to_sitk(fixed_mask, fixed, dim, "fixed")
