@@ -393,3 +393,15 @@ def test_unknown_spacing_survives_a_file_round_trip(tmp_path, suffix):
     known = xa.with_spacing((0.2, 0.2))
     assert ml.load(ml.save(known, tmp_path / f"known.{suffix}")).spacing[1:] == pytest.approx(
         (0.2, 0.2))
+
+
+def test_time_intensity_curves_need_no_spacing():
+    us = ml.load(ml.data.path("wg04-modalities", "US1_UNC.dcm"))
+    grey = us.with_array(us.array.mean(axis=-1, dtype=np.float32)[..., None].repeat(2, axis=-1),
+                         channels=False, frame_times_s=[0.0, 1.0])
+    assert not grey.spacing_known
+    roi = grey.frame(0).with_array(np.zeros(grey.spatial_shape, np.uint8))
+    roi.array[0, 100:120, 200:240] = 1
+    table = ml.timeseries.curves(grey, roi)
+    expected = grey.array[0, 100:120, 200:240, 0].mean()
+    assert table["mean"].tolist() == pytest.approx([expected, expected])

@@ -169,6 +169,9 @@ def recist_axes(mask: np.ndarray, offset: np.ndarray, affine: np.ndarray) -> dic
 def perimeter_mm(mask: np.ndarray, affine: np.ndarray) -> float:
     """Boundary length of a 2D mask (rows, columns) in mm, by marching squares.
 
+    This is the 2D perimeter of IBSI and of pyradiomics (``shape2D``
+    ``Perimeter``): it agrees with pyradiomics to rounding.
+
     The boundary is the iso-line at 0.5 between pixel centres (as
     :func:`skimage.measure.find_contours` traces it on the zero-padded
     mask); each 2x2 cell of pixel centres holds one straight piece of it,
