@@ -12,6 +12,7 @@ __all__ = [
     "GeometryError",
     "GeometryMismatchError",
     "ImageReadError",
+    "UnknownSpacingError",
     "DicomReadError",
     "ImageTooLargeError",
     "UnreadableFileError",
@@ -40,6 +41,15 @@ class GeometryMismatchError(GeometryError):
 class ImageReadError(MedlabError, ValueError):
     """An image file (DICOM, NIfTI, NRRD, MetaImage) is corrupt, truncated or
     not in a format medlab reads."""
+
+
+class UnknownSpacingError(GeometryError):
+    """An image's pixel spacing is unknown, so no length, area or volume in mm exists.
+
+    Raised by every function that would report millimetres for such an
+    image; the message names the image and how to calibrate it
+    (:meth:`medlab.Image.with_spacing` or :func:`medlab.measure.calibrate`).
+    """
 
 
 class DicomReadError(ImageReadError):

@@ -15,7 +15,12 @@ import numpy as np
 import numpy.typing as npt
 
 from . import geometry as geo
-from .errors import GeometryError, GeometryMismatchError, MissingDependencyError
+from .errors import (
+    GeometryError,
+    GeometryMismatchError,
+    MissingDependencyError,
+    UnknownSpacingError,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import nibabel
@@ -24,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Image"]
 
 Interpolation = Literal["nearest", "linear", "bspline"]
+#: NIfTI ``descrip`` of an image written with an unknown pixel spacing
+UNKNOWN_SPACING_DESCRIP = b"medlab: pixel spacing unknown"
 
 
 class Image:
@@ -253,7 +260,12 @@ class Image:
         return self.with_array(arr, affine=new)
 
     def __repr__(self) -> str:
-        sp = ", ".join(f"{s:.4g}" for s in self.spacing)
+        if self.spacing_known:
+            sp = "(" + ", ".join(f"{s:.4g}" for s in self.spacing) + ") mm"
+            if "spacing_source" in self.meta:
+                sp += f" from {self.spacing_source} ({self.spacing_plane})"
+        else:
+            sp = "unknown (pixels)"
         extra = ""
         if self._frame_times_s is not None:
             extra += f", frames={self.n_frames}"
@@ -262,7 +274,7 @@ class Image:
         modality = self.meta.get("modality")
         mod = f", modality={modality!r}" if modality else ""
         return (
-            f"Image(shape={self.shape}, dtype={self.dtype}, spacing=({sp}) mm, "
+            f"Image(shape={self.shape}, dtype={self.dtype}, spacing={sp}, "
             f"orientation={self.orientation!r}{extra}{mod})"
         )
 
@@ -491,7 +503,10 @@ class Image:
             data = data.astype(np.uint8)
         affine_ras = geo.LPS_TO_RAS @ geo.swap_xyz_index(self._affine)
         img = nib.Nifti1Image(data, affine_ras)
-        img.header.set_xyzt_units("mm", "sec")
+        # an unknown spacing stays unknown in the file (NIfTI spatial unit code 0)
+        img.header.set_xyzt_units("mm" if self.spacing_known else "unknown", "sec")
+        if not self.spacing_known:  # read back as unknown by medlab.io.read_nifti
+            img.header["descrip"] = UNKNOWN_SPACING_DESCRIP
         img.set_qform(affine_ras, code=1)
         img.set_sform(affine_ras, code=1)
         if self._frame_times_s is not None and self.n_frames > 1:
@@ -528,6 +543,120 @@ class Image:
             if not tr:
                 meta["time_unit_unknown"] = True
         return cls(arr, affine, frame_times_s=frame_times, meta=meta)
+
+    # ---------------------------------------------------- spacing provenance
+    @property
+    def spacing_source(self) -> str:
+        """Where the in-plane pixel spacing comes from (``meta['spacing_source']``).
+
+        One of ``'PixelSpacing'``, ``'PixelSpacing (calibrated: GEOMETRY)'``
+        (or ``FIDUCIAL``, from Pixel Spacing Calibration Type),
+        ``'ImagerPixelSpacing'`` (at the detector),
+        ``'ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor'``
+        (at the patient), ``'ultrasound region'``,
+        ``'NominalScannedPixelSpacing'``, ``'NIfTI header'``, ``'NRRD header'``,
+        ``'MetaImage header'``, ``'user'`` (:meth:`with_spacing`,
+        :func:`medlab.measure.calibrate`), ``'unknown'`` (the affine then
+        holds a 1-pixel placeholder, never reported as mm), or ``'affine'``
+        for an image made from an array and an affine in code.
+        """
+        return str(self.meta.get("spacing_source", "affine"))
+
+    @property
+    def spacing_plane(self) -> str:
+        """The plane where lengths are true (``meta['spacing_plane']``).
+
+        ``'patient'``, ``'detector'`` (a projection radiograph's receptor:
+        objects in the patient are magnified), ``'scanned medium'``
+        (digitised film), or ``'unknown'``.
+        """
+        default = "patient" if self.spacing_known else "unknown"
+        return str(self.meta.get("spacing_plane", default))
+
+    @property
+    def spacing_known(self) -> bool:
+        """False when the headers gave no pixel spacing: then nothing is reported in mm."""
+        return self.spacing_source != "unknown"
+
+    @property
+    def is_2d(self) -> bool:
+        """Whether the image is one plane (one slice): measured by area, not volume.
+
+        The slice axis of a 2D image carries a nominal step (the slice
+        thickness when the headers give one, else 1 mm) so that its affine
+        stays invertible; no measurement uses it.
+        """
+        return self.spatial_shape[0] == 1
+
+    @property
+    def name(self) -> str:
+        """A short name for messages: the first file's name, else ``meta['id']``."""
+        files = self.meta.get("files") or []
+        if files:
+            return str(files[0]).replace("\\", "/").rsplit("/", 1)[-1]
+        return str(self.meta.get("id") or "this image")
+
+    def require_spacing(self, what: str) -> None:
+        """Raise :class:`UnknownSpacingError` if the spacing is unknown.
+
+        ``what`` names the measurement (e.g. ``'label_stats'``) in the message.
+        """
+        if self.spacing_known:
+            return
+        name = repr(self.name)
+        if "derived_from" in self.meta and not self.meta.get("files"):
+            name = f"this image (made from {self.meta['derived_from']!r})"
+        raise UnknownSpacingError(
+            f"{what} needs lengths in mm, but the pixel spacing of {name} is unknown (its "
+            "headers give no PixelSpacing, ImagerPixelSpacing, ultrasound region calibration "
+            "or NominalScannedPixelSpacing; its affine holds a 1-pixel placeholder). "
+            "Calibrate it first: image = image.with_spacing((row_mm, column_mm)), or from a "
+            "ruler of known length in the image: image = ml.measure.calibrate(image, p0, p1, "
+            "known_length_mm=...)"
+        )
+
+    def with_spacing(
+        self,
+        spacing: Sequence[float],
+        *,
+        source: str = "user",
+        plane: str = "patient",
+    ) -> Image:
+        """The same voxels with a new voxel size, recorded as coming from ``source``.
+
+        Parameters
+        ----------
+        spacing : 2 or 3 floats
+            ``(row_mm, column_mm)`` for the in-plane spacing (the slice
+            step is kept), or ``(slice_mm, row_mm, column_mm)``.
+        source : str, default ``'user'``
+            Recorded as :attr:`spacing_source`.
+        plane : str, default ``'patient'``
+            Recorded as :attr:`spacing_plane`.
+
+        Returns
+        -------
+        Image
+            Same data, origin and directions (a view of the array).
+
+        Examples
+        --------
+        >>> img = Image(np.zeros((1, 4, 4)), np.eye(4), meta={"spacing_source": "unknown"})
+        >>> img.with_spacing((0.5, 0.25)).spacing, img.with_spacing((0.5, 0.25)).spacing_source
+        ((1.0, 0.5, 0.25), 'user')
+        """
+        values = [float(v) for v in np.ravel(np.asarray(spacing, dtype=float))]
+        if len(values) == 2:
+            values = [self.spacing[0], *values]
+        if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+            raise ValueError(
+                f"spacing must be 2 (row, column) or 3 (slice, row, column) positive numbers "
+                f"of mm, got {spacing!r}"
+            )
+        affine = self._affine.copy()
+        affine[:3, :3] = affine[:3, :3] * (np.asarray(values) / np.asarray(self.spacing))
+        meta = dict(self.meta, spacing_source=str(source), spacing_plane=str(plane))
+        return self.with_array(self._array, affine=affine, meta=meta)
 
     # -------------------------------------------------------------- helpers
     def _require_orthogonal(self, target: str) -> None:

@@ -35,7 +35,9 @@ D30 = np.array([[np.cos(np.pi / 6), -np.sin(np.pi / 6)], [np.sin(np.pi / 6), np.
 # ------------------------------------------------------------------ data
 def brain(name: str) -> ml.Image:
     img = ml.load(ml.data.path("itk-brain-slices", name))
-    return img.with_array(img.array[..., 0], channels=False) if img.channels else img
+    img = img.with_array(img.array[..., 0], channels=False) if img.channels else img
+    # a PNG has no pixel spacing; the ITK Software Guide's slices have 1 mm pixels
+    return img.with_spacing((1.0, 1.0))
 
 
 @pytest.fixture(scope="module")

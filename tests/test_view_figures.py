@@ -220,7 +220,7 @@ def test_plot_slices_shows_rgb_images():
     assert ax.get_xlabel() == "column (mm)"  # no position in the patient: not LPS
     cine = ml.Image(np.repeat(rgb[..., None, :], 4, axis=3), np.eye(4), channels=True,
                     frame_times_s=np.arange(4) * 0.03,
-                    meta={"patient_geometry": False, "spacing_unknown": True})
+                    meta={"patient_geometry": False, "spacing_source": "unknown"})
     assert plot_slices(cine, frame=2).axes[0].get_xlabel() == "column (pixels)"
 
 

@@ -39,7 +39,8 @@ def _series(index: Any) -> pd.DataFrame:
 
 
 def summary(index: Any) -> pd.DataFrame:
-    """One row per measure: patients, studies, series, instances, modalities, dates, usability."""
+    """One row per measure: patients, studies, series, instances, modalities, dates, usability,
+    and how many series have no known pixel spacing (measurable in pixels only)."""
     s = _series(index)
     rows: list[tuple[str, Any]] = [
         ("patients", s["patient_id"].nunique(dropna=False) if "patient_id" in s else np.nan),
@@ -56,6 +57,9 @@ def summary(index: Any) -> pd.DataFrame:
         rows.append(("series usable as volumes", int(s["is_volume"].fillna(False).sum())))
     if "decodable" in s:
         rows.append(("series not decodable here", int((~s["decodable"].fillna(True)).sum())))
+    if "pixel_spacing_row_mm" in s:  # no mm for these until calibrated (see spacing_table)
+        unknown = sum(_in_plane_spacing(r)[0] is None for r in s.to_dict("records"))
+        rows.append(("series without a known pixel spacing", unknown))
     errors = getattr(index, "errors", None)
     if isinstance(errors, pd.DataFrame):
         rows.append(("files not indexed", len(errors)))
@@ -91,12 +95,49 @@ def series_counts(index: Any, by: tuple[str, ...] | list[str] = ("modality", "ma
 
 
 def spacing_table(index: Any) -> pd.DataFrame:
-    """Per series: modality, in-plane pixel spacing, slice thickness and slice spacing (mm)."""
+    """Per series: modality, in-plane pixel spacing and where it holds, slice thickness and
+    slice spacing (mm).
+
+    ``spacing_row_mm``/``spacing_col_mm`` is the spacing the loader uses, by the rules of
+    :func:`medlab.io.dicom.pixel_spacing` (for a projection radiograph, Imager Pixel Spacing
+    over the magnification factor, at the patient), with ``spacing_source`` and
+    ``spacing_plane``; null where no header gives one (``spacing_source`` ``'unknown'``).
+    Ultrasound region calibrations are not indexed: load the series (:func:`medlab.load`)
+    for theirs (``spacing_source`` then reads ``'unknown (ultrasound regions not indexed)'``).
+    """
     s = _series(index)
-    cols = [c for c in ("series_uid", "modality", "pixel_spacing_row_mm", "pixel_spacing_col_mm",
-                        "slice_thickness_mm", "slice_spacing_mm", "rows", "columns", "n_slices")
+    derived = [_in_plane_spacing(row) for row in s.to_dict("records")]
+    s = s.assign(spacing_row_mm=[d[0] for d in derived], spacing_col_mm=[d[1] for d in derived],
+                 spacing_source=[d[2] for d in derived], spacing_plane=[d[3] for d in derived])
+    cols = [c for c in ("series_uid", "modality", "spacing_row_mm", "spacing_col_mm",
+                        "spacing_source", "spacing_plane", "pixel_spacing_row_mm",
+                        "pixel_spacing_col_mm", "slice_thickness_mm", "slice_spacing_mm", "rows",
+                        "columns", "n_slices")
             if c in s]
     return s[cols].reset_index(drop=True)
+
+
+def _in_plane_spacing(row: dict[str, Any]) -> tuple[float | None, float | None, str, str]:
+    """(row mm, column mm, source, plane) of one series row, by the loader's rules."""
+    from ..io.dicom import pixel_spacing
+
+    def pair(a: str, b: str) -> list[float] | None:
+        va, vb = row.get(a), row.get(b)
+        ok = all(v is not None and not pd.isna(v) for v in (va, vb))
+        return [float(va), float(vb)] if ok else None
+
+    tags = {"Modality": row.get("modality") or "",
+            "PixelSpacing": pair("pixel_spacing_row_mm", "pixel_spacing_col_mm"),
+            "ImagerPixelSpacing": pair("imager_pixel_spacing_row_mm", "imager_pixel_spacing_col_mm"),
+            "EstimatedRadiographicMagnificationFactor": row.get("magnification_factor"),
+            "PixelSpacingCalibrationType": row.get("pixel_spacing_calibration")}
+    tags = {k: v for k, v in tags.items() if v is not None and not (isinstance(v, float) and pd.isna(v))}
+    info = pixel_spacing(tags)
+    if info.spacing is None:
+        source = info.source + (" (ultrasound regions not indexed)"
+                                if str(row.get("modality")) == "US" else "")
+        return None, None, source, info.plane
+    return info.spacing[0], info.spacing[1], info.source, info.plane
 
 
 def dates_table(index: Any, *, freq: str = "MS") -> pd.DataFrame:

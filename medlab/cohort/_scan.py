@@ -200,7 +200,8 @@ for _i, _c in enumerate(INSTANCE_COLUMNS):
         _i, int(Tag(_c.keyword)),
         "pn" if dictionary_VR(Tag(_c.keyword)) == "PN" else _kind(_c),
         _RADIO_SEQ if _c.keyword in _RADIO_KEYWORDS else None,
-        {"pixel_spacing_row_mm": 0, "pixel_spacing_col_mm": 1}.get(_c.name),
+        {"pixel_spacing_row_mm": 0, "pixel_spacing_col_mm": 1, "imager_pixel_spacing_row_mm": 0,
+         "imager_pixel_spacing_col_mm": 1}.get(_c.name),
         dictionary_VR(Tag(_c.keyword)).split(" or ")[0].encode("ascii"),
     ))
 _COL = {c.name: i for i, c in enumerate(INSTANCE_COLUMNS)}

@@ -96,6 +96,14 @@ INSTANCE_COLUMNS: tuple[Column, ...] = (
            "as written (TM), or RadiopharmaceuticalStartDateTime"),
     Column("decay_correction", "VARCHAR", "DecayCorrection", ""),
     Column("burned_in_annotation", "VARCHAR", "BurnedInAnnotation", "YES / NO / null"),
+    # projection radiographs: where their pixel spacing holds (see spacing_table)
+    Column("imager_pixel_spacing_row_mm", "DOUBLE", "ImagerPixelSpacing",
+           "at the detector, between rows"),
+    Column("imager_pixel_spacing_col_mm", "DOUBLE", "ImagerPixelSpacing",
+           "at the detector, between columns"),
+    Column("magnification_factor", "DOUBLE", "EstimatedRadiographicMagnificationFactor", ""),
+    Column("pixel_spacing_calibration", "VARCHAR", "PixelSpacingCalibrationType",
+           "GEOMETRY / FIDUCIAL / null"),
 )
 
 #: per-series derived columns, computed with medlab.io.check_stack (the loader's own check)

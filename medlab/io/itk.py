@@ -26,7 +26,7 @@ def read_itk(path: str | os.PathLike) -> Image:
         raise ImageReadError(
             f"SimpleITK cannot read {str(path)!r}: {str(exc).strip().splitlines()[-1]}"
         ) from exc
-    meta = {"source": "itk", "files": [str(path)]}
+    meta = {"source": "itk", "files": [str(path)], **_spacing_provenance(path, img)}
     if img.GetDimension() == 4:
         frames = [sitk.Extract(img, [*img.GetSize()[:3], 0], [0, 0, 0, t])
                   for t in range(img.GetSize()[3])]
@@ -37,9 +37,38 @@ def read_itk(path: str | os.PathLike) -> Image:
     return Image.from_simpleitk(img, meta=meta)
 
 
+#: header key written for images whose spacing is unknown
+_SPACING_KEY = "medlab_spacing_source"
+#: header formats whose spacing is a physical voxel size (mm by ITK's convention)
+_HEADER_SOURCES = {".nrrd": "NRRD header", ".nhdr": "NRRD header", ".mha": "MetaImage header",
+                   ".mhd": "MetaImage header"}
+#: picture formats: a spacing of exactly 1 means the file gave none
+_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _spacing_provenance(path: str | os.PathLike, img: object) -> dict[str, str]:
+    """``spacing_source``/``spacing_plane`` of an image read by SimpleITK."""
+    name = str(path).lower()
+    if img.HasMetaDataKey(_SPACING_KEY) and img.GetMetaData(_SPACING_KEY) == "unknown":  # type: ignore[attr-defined]
+        return {"spacing_source": "unknown", "spacing_plane": "unknown"}
+    for suffix, source in _HEADER_SOURCES.items():
+        if name.endswith(suffix):
+            return {"spacing_source": source, "spacing_plane": "patient"}
+    if name.endswith(_PICTURE_SUFFIXES) and all(s == 1.0 for s in img.GetSpacing()):  # type: ignore[attr-defined]
+        return {"spacing_source": "unknown", "spacing_plane": "unknown"}
+    return {"spacing_source": "image header", "spacing_plane": "patient"}
+
+
 def write_itk(image: Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
-    """Write ``image`` with SimpleITK (format from the extension: .nrrd, .mha, .mhd)."""
+    """Write ``image`` with SimpleITK (format from the extension: .nrrd, .mha, .mhd).
+
+    An image of unknown spacing is written with its 1-pixel placeholder and the
+    header key ``medlab_spacing_source = unknown``, so that it reads back unknown.
+    """
     import SimpleITK as sitk
 
-    sitk.WriteImage(image.to_simpleitk(), str(path), useCompression=compress)
+    out = image.to_simpleitk()
+    if not image.spacing_known:
+        out.SetMetaData(_SPACING_KEY, "unknown")
+    sitk.WriteImage(out, str(path), useCompression=compress)
     return Path(path)

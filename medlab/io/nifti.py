@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from ..image import Image
+from ..image import UNKNOWN_SPACING_DESCRIP, Image
 
 __all__ = ["read_nifti", "write_nifti"]
 
@@ -17,14 +17,20 @@ __all__ = ["read_nifti", "write_nifti"]
 def read_nifti(path: str | os.PathLike) -> Image:
     """Load a NIfTI-1/2 (or another nibabel-readable) image as an :class:`Image`."""
     img = _load_checked(path)
+    meta, scale = _spacing_meta(img, path)
     try:
-        return Image.from_nibabel(img, meta={"source": "nifti", "files": [str(path)]})
+        image = Image.from_nibabel(img, meta=meta)
     except (OSError, EOFError, ValueError, OverflowError, zlib.error) as exc:
         if isinstance(exc, ImageReadError):
             raise
         raise ImageReadError(
             f"{Path(path).name}: cannot read the image data ({type(exc).__name__}: {exc}); the "
             "file is truncated or corrupt. Get the complete file from its source") from exc
+    if scale != 1.0:  # metres or microns: the affine is in mm
+        affine = image.affine
+        affine[:3, :] *= scale
+        image = image.with_array(image.array, affine=affine)
+    return image
 
 
 def _load_checked(path: str | os.PathLike):
@@ -83,6 +89,28 @@ def _is_gzip(path: str | os.PathLike) -> bool:
             return f.read(2) == b"\x1f\x8b"
     except OSError:
         return False
+
+
+def _spacing_meta(img, path: str | os.PathLike) -> tuple[dict, float]:
+    """Where the spacing of a nibabel image comes from, and its unit in mm."""
+    meta = {"source": "nifti", "files": [str(path)], "spacing_plane": "patient"}
+    try:
+        unit = img.header.get_xyzt_units()[0]
+    except AttributeError:  # formats without xyzt_units (MGH, ...): mm by definition
+        unit = "mm"
+    descrip = bytes(img.header.get("descrip", b"") or b"") if hasattr(img.header, "get") else b""
+    if unit == "unknown" and descrip.startswith(UNKNOWN_SPACING_DESCRIP):  # written by medlab
+        meta.update(spacing_source="unknown", spacing_plane="unknown")
+        return meta, 1.0
+    # NIfTI-1 spatial unit 0 ("unknown") is what nibabel writes by default: nibabel, ITK and
+    # FSL read such files as mm, and so does medlab (the source says it was assumed)
+    meta["spacing_source"] = ("NIfTI header" if unit in _UNIT_TO_MM else
+                              "NIfTI header (spatial unit unknown: mm assumed, as nibabel and ITK)")
+    return meta, _UNIT_TO_MM.get(unit, 1.0)
+
+
+#: NIfTI xyzt spatial units, as nibabel names them, in mm
+_UNIT_TO_MM = {"mm": 1.0, "meter": 1000.0, "micron": 0.001}
 
 
 def write_nifti(image: Image, path: str | os.PathLike) -> Path:

@@ -15,12 +15,20 @@ object, with the physical unit in each column name.
   Hausdorff, HD95, ASSD; definitions in :mod:`medlab.measure.metrics`.
 - PET: :func:`suv_factors` and :func:`to_suv` (SUVbw, SUVlbm, SUVbsa from
   the DICOM headers), :func:`read_rwvm` (Real World Value Mapping).
+- Calibration: :func:`calibrate` (pixel spacing from a line of known
+  length) and :func:`ultrasound_region` (one region of an ultrasound image
+  with its own calibration). Where an image's spacing is unknown
+  (:attr:`medlab.Image.spacing_known`), every function here that would
+  report mm, mm2, mm3 or ml raises
+  :class:`~medlab.errors.UnknownSpacingError` naming the file and these
+  fixes; a 2D image (one slice) is measured by area and perimeter.
 - Export: :func:`write_sr` / :func:`read_sr` (DICOM SR TID 1500
   Measurement Report referencing a SEG) and :func:`to_table` (CSV or
   Parquet with source UIDs and medlab's version).
 - :func:`display_units`: coded units (UCUM, DICOM) as people read them.
 """
 
+from ._calibration import calibrate, ultrasound_region
 from ._sr import SRError, read_rwvm, read_sr, to_table, write_sr
 from ._suv import SuvError, suv_factors, to_suv
 from .metrics import overlap, segmentation_metrics, surface_distances
@@ -35,6 +43,7 @@ __all__ = [
     "SRError",
     "SuvError",
     "angle",
+    "calibrate",
     "display_units",
     "distance",
     "label_stats",
@@ -49,5 +58,6 @@ __all__ = [
     "suv_factors",
     "to_suv",
     "to_table",
+    "ultrasound_region",
     "write_sr",
 ]

@@ -28,7 +28,7 @@ from .units import display_units
 __all__ = ["SRError", "read_rwvm", "read_sr", "to_table", "write_sr"]
 
 #: statistics columns of label_stats that write_sr can encode
-SR_MEASUREMENTS = ("volume_mm3", "mean", "std", "min", "max", "median")
+SR_MEASUREMENTS = ("volume_mm3", "area_mm2", "mean", "std", "min", "max", "median")
 _DERIVATIONS = {  # column -> SNOMED CT derivation (value, meaning)
     "mean": ("373098007", "Mean"),
     "std": ("386136009", "Standard Deviation"),
@@ -160,7 +160,7 @@ def write_sr(
     source: Any,
     path: str | os.PathLike,
     *,
-    measurements: Sequence[str] = SR_MEASUREMENTS,
+    measurements: Sequence[str] | None = None,
     lbm_formula: Literal["janmahasatian", "james"] = "janmahasatian",
     intensity_concept: Any = None,
     intensity_unit: Any = None,
@@ -190,8 +190,10 @@ def write_sr(
         The image series that was measured (the evidence of the report).
     path : path
         Output file.
-    measurements : sequence of str
-        Columns to encode, among ``volume_mm3, mean, std, min, max, median``.
+    measurements : sequence of str, optional
+        Columns to encode, among ``volume_mm3, area_mm2, mean, std, min,
+        max, median``; by default those the table has (a 2D image's table
+        has ``area_mm2``, in mm2, instead of ``volume_mm3``).
     lbm_formula : {'janmahasatian', 'james'}
         Which lean body mass formula SUVlbm values used (for their unit).
     intensity_concept, intensity_unit : code or (value, scheme, meaning), optional
@@ -215,6 +217,8 @@ def write_sr(
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
+    if measurements is None:
+        measurements = [m for m in SR_MEASUREMENTS if m in stats.columns]
     bad = [m for m in measurements if m not in SR_MEASUREMENTS]
     if bad:
         raise SRError(f"cannot encode {bad} in the SR; choose among {list(SR_MEASUREMENTS)}")
@@ -241,6 +245,10 @@ def write_sr(
                     items.append(hd.sr.Measurement(
                         name=codes.SCT.Volume, value=float(value), unit=codes.UCUM.CubicMillimeter,
                         method=codes.DCM.SumOfSegmentedVoxelMethodForVolume))
+                    continue
+                if column == "area_mm2":  # a 2D image's segment
+                    items.append(hd.sr.Measurement(
+                        name=codes.SCT.Area, value=float(value), unit=codes.UCUM.SquareMillimeter))
                     continue
                 if intensity_concept is not None and intensity_unit is not None:
                     concept, unit = _code(intensity_concept), _code(intensity_unit)
@@ -288,6 +296,10 @@ def _statistic(name: Any, derivation: Any, unit: str) -> str | None:
                                       or str(name.meaning).lower() == "volume")
     if is_volume and derivation is None:
         return {"mm3": "volume_mm3", "ml": "volume_ml", "cm3": "volume_ml"}.get(unit)
+    is_area = name is not None and (str(name.value) == "42798000"
+                                    or str(name.meaning).lower() == "area")
+    if is_area and derivation is None:
+        return {"mm2": "area_mm2"}.get(unit)
     if derivation is None:
         return None
     for column, (value, _) in _DERIVATIONS.items():

@@ -63,6 +63,8 @@ __all__ = ["overlap", "segmentation_metrics", "surface_distances"]
 def _pair(reference: Image, test: Image) -> tuple[np.ndarray, np.ndarray]:
     ref = label_array(reference, "reference")
     tst = label_array(test, "test")
+    reference.require_spacing("segmentation metrics (mm, mm3)")
+    test.require_spacing("segmentation metrics (mm, mm3)")
     try:
         reference.match_geometry(test)
     except GeometryMismatchError as exc:

@@ -136,6 +136,7 @@ def points_to_world(image: Image, indices: npt.ArrayLike, *, check_bounds: bool 
     """
     if not isinstance(image, Image):
         raise TypeError(f"image must be a medlab.Image, got {type(image).__name__}")
+    image.require_spacing("points_to_world")
     idx = np.asarray(indices, dtype=float)
     if idx.shape[-1:] != (3,) or idx.ndim > 2:
         raise ValueError(

@@ -11,7 +11,7 @@ import pandas as pd
 from ..errors import GeometryError
 from ..image import Image
 from ._common import label_array, label_boxes, require_image, voxel_volume_mm3
-from .shape import region_shape
+from .shape import perimeter_mm, region_shape
 
 __all__ = ["label_stats"]
 
@@ -121,7 +121,12 @@ def label_stats(
         series, with ``frame`` and ``time_s``), sorted by label, with:
 
         - ``label``, ``name``, ``voxel_count``, ``volume_mm3``,
-          ``volume_ml`` (voxel volume = ``|det(affine[:3, :3])|``);
+          ``volume_ml`` (voxel volume = ``|det(affine[:3, :3])|``); for a
+          2D image (one slice, :attr:`medlab.Image.is_2d`) instead
+          ``area_mm2`` (pixel area = ``|row x column|`` of the affine) and
+          ``perimeter_mm`` (:func:`~medlab.measure.shape.perimeter_mm`,
+          marching squares), and no ``extent_k_mm`` or
+          ``principal_axis_3_mm``: the slice step of a 2D image is nominal;
         - ``units`` (``image.meta['units']``, or ``'HU'`` for CT),
           ``mean``, ``std`` (population, ``ddof=0``), ``min``, ``max``,
           ``median`` and the percentile columns, in the image's units;
@@ -143,12 +148,18 @@ def label_stats(
           acquisition plane, axial for axial CT), on the slice where it is
           largest (``recist_slice``); ``short_axis_mm``, the longest chord
           perpendicular to it in that slice. Lengths are between voxel
-          centres; see :func:`recist_diameters` for the end points.
+          centres; see :func:`recist_diameters` for the end points;
+        - ``spacing_source``, ``spacing_plane``: where the pixel spacing
+          came from and where its lengths are true
+          (:attr:`medlab.Image.spacing_source`).
 
     Raises
     ------
     GeometryMismatchError
         If image and labels are on different grids and ``resample`` is None.
+    UnknownSpacingError
+        If the pixel spacing of either is unknown (calibrate first:
+        :meth:`medlab.Image.with_spacing`, :func:`medlab.measure.calibrate`).
     TypeError, ValueError
         For inputs that are not images or labels that are not integers.
 
@@ -169,12 +180,16 @@ def label_stats(
             "convert it to grey or pass one channel"
         )
     qs = _check_percentiles(percentiles)
+    image.require_spacing("label_stats")
+    labels.require_spacing("label_stats")
     image, labels = _on_common_grid(image, labels, resample)
+    planar = image.is_2d
     lab = label_array(labels)
     names = _names(label_names, labels)
     units = image_units(image)
     vox_mm3 = voxel_volume_mm3(image)
     affine = image.affine
+    pixel_mm2 = float(np.linalg.norm(np.cross(affine[:3, 1], affine[:3, 2])))
     spacing = np.asarray(image.spacing)
     times = image.frame_times_s
     frames = [np.asarray(image.array)] if times is None else [
@@ -186,14 +201,15 @@ def label_stats(
         crop = lab[sl] == value
         offset = np.array([s.start for s in sl])
         n = int(crop.sum())
-        geom: dict = {
-            "label": value,
-            "name": names.get(value),
-            "voxel_count": n,
-            "volume_mm3": n * vox_mm3,
-            "volume_ml": n * vox_mm3 / 1000.0,
-            "units": units,
-        }
+        geom: dict = {"label": value, "name": names.get(value), "voxel_count": n}
+        if planar:  # 2D: area and perimeter in the image plane, no volume
+            geom["area_mm2"] = n * pixel_mm2
+            geom["perimeter_mm"] = perimeter_mm(crop[0], affine)
+        else:
+            geom["volume_mm3"] = n * vox_mm3
+            geom["volume_ml"] = n * vox_mm3 / 1000.0
+        geom.update(units=units, spacing_source=image.spacing_source,
+                    spacing_plane=image.spacing_plane)
         info = region_shape(crop, offset, affine) if shape else None
         centroid = info["centroid"] if info else _centroid(crop, offset, affine)
         place = {
@@ -203,13 +219,15 @@ def label_stats(
             "bbox_i0": sl[2].start, "bbox_i1": sl[2].stop,
         }
         for ax, name in enumerate("kji"):
+            if planar and name == "k":
+                continue
             place[f"extent_{name}_mm"] = (sl[ax].stop - sl[ax].start) * spacing[ax]
         if info:
             rec = info["recist"]
             place.update({
                 "principal_axis_1_mm": info["axes"][0],
                 "principal_axis_2_mm": info["axes"][1],
-                "principal_axis_3_mm": info["axes"][2],
+                **({} if planar else {"principal_axis_3_mm": info["axes"][2]}),
                 "longest_diameter_mm": info["longest_mm"],
                 "longest_axial_diameter_mm": rec["long_mm"],
                 "short_axis_mm": rec["short_mm"],
@@ -224,7 +242,7 @@ def label_stats(
             row.update(_intensity(values, qs))
             row.update(place)
             rows.append(row)
-    return _table(rows, qs, timed=times is not None, shape=shape)
+    return _table(rows, qs, timed=times is not None, shape=shape, planar=planar)
 
 
 def _intensity(values: np.ndarray, qs: list[float]) -> dict:
@@ -245,19 +263,23 @@ def _centroid(crop: np.ndarray, offset: np.ndarray, affine: np.ndarray) -> np.nd
     return affine[:3, :3] @ mean_index + affine[:3, 3]
 
 
-def _table(rows: list[dict], qs: list[float], *, timed: bool, shape: bool) -> pd.DataFrame:
+def _table(rows: list[dict], qs: list[float], *, timed: bool, shape: bool,
+           planar: bool) -> pd.DataFrame:
     columns = ["label", "name"]
     if timed:
         columns += ["frame", "time_s"]
-    columns += ["voxel_count", "volume_mm3", "volume_ml", "units", "mean", "std", "min", "max",
+    size = ["area_mm2", "perimeter_mm"] if planar else ["volume_mm3", "volume_ml"]
+    columns += ["voxel_count", *size, "units", "mean", "std", "min", "max",
                 "median", *(_percentile_column(q) for q in qs),
                 "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
                 "bbox_k0", "bbox_k1", "bbox_j0", "bbox_j1", "bbox_i0", "bbox_i1",
-                "extent_k_mm", "extent_j_mm", "extent_i_mm"]
+                *([] if planar else ["extent_k_mm"]), "extent_j_mm", "extent_i_mm"]
     if shape:
-        columns += ["principal_axis_1_mm", "principal_axis_2_mm", "principal_axis_3_mm",
+        columns += ["principal_axis_1_mm", "principal_axis_2_mm",
+                    *([] if planar else ["principal_axis_3_mm"]),
                     "longest_diameter_mm", "longest_axial_diameter_mm", "short_axis_mm",
                     "recist_slice"]
+    columns += ["spacing_source", "spacing_plane"]
     df = pd.DataFrame(rows, columns=columns)
     int_cols = ["label", "voxel_count", "bbox_k0", "bbox_k1", "bbox_j0", "bbox_j1",
                 "bbox_i0", "bbox_i1"] + (["frame"] if timed else [])

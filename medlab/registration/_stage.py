@@ -417,6 +417,8 @@ def run_stage(kind: str, fixed: Image, moving: Image, *, metric: Metric, initial
               ) -> RegistrationResult:
     """Run one stage (``'rigid'``, ``'affine'`` or ``'bspline'``); see :func:`rigid`."""
     dim = pair_dimension(fixed, moving)
+    for image in (fixed, moving):  # transforms, sigmas and grids are in mm
+        image.require_spacing("registration")
     f_s, m_s = to_sitk(fixed, dim), to_sitk(moving, dim)
     lv, sig = check_options(metric, levels, sigmas_mm, sampling, iterations, f_s, bins)
     f_mask = mask_to_sitk(fixed_mask, fixed, dim, "fixed")

@@ -86,6 +86,7 @@ def connected_components(
         limit = float(min_size_mm3)
         if not np.isfinite(limit) or limit < 0:
             raise ValueError(f"min_size_mm3 must be a volume >= 0 in mm3, got {min_size_mm3!r}")
+        mask.require_spacing("connected_components (min_size_mm3)")
         keep = counts * voxel_volume_mm3(mask) >= limit
         n_removed = int((~keep).sum())
         lab[lab > int(keep.sum())] = 0  # sorted by size: the small ones are last

@@ -108,6 +108,11 @@ def label_result(
             "frame_of_reference_uid": source.meta.get("frame_of_reference_uid"),
             "reference_series_uid": source.meta.get("series_uid"),
         }
+        # a mask is only as calibrated as the image it was made from
+        meta.update({k: source.meta[k] for k in ("spacing_source", "spacing_plane")
+                     if k in source.meta})
+        if not source.spacing_known:  # so that a refusal can say which image to calibrate
+            meta["derived_from"] = source.name
     meta.update(labels=dict(names or {}), method=method, parameters=dict(parameters or {}), **extra)
     return Image(labels, source.affine, meta=meta)
 
@@ -125,6 +130,7 @@ def mm_to_voxels(image: Image, radius_mm: float, what: str = "radius_mm") -> np.
     r = float(radius_mm)
     if not np.isfinite(r) or r < 0:
         raise ValueError(f"{what} must be a finite distance >= 0 in mm, got {radius_mm!r}")
+    image.require_spacing(what)
     return r / np.asarray(image.spacing)
 
 

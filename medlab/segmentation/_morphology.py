@@ -92,6 +92,7 @@ def _labels_of(labels: Image, label: int | None) -> tuple[np.ndarray, list[int]]
 
 def _morph(op: str, labels: Image, radius_mm: float, label: int | None) -> Image:
     r = _radius(radius_mm)
+    labels.require_spacing(f"{op} (radius_mm)")
     arr, values = _labels_of(labels, label)
     spacing = np.asarray(labels.spacing)
     shape = np.asarray(arr.shape)

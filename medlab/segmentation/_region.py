@@ -313,6 +313,7 @@ def watershed(
     if gradient:
         if not float(sigma_mm) > 0:
             raise ValueError(f"sigma_mm must be > 0 mm, got {sigma_mm!r}")
+        image.require_spacing("watershed (sigma_mm)")
         relief = sitk.GradientMagnitudeRecursiveGaussian(relief, sigma=float(sigma_mm))
     full = connectivity == 26
     names: dict[int, str] = {}

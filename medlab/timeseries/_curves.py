@@ -105,6 +105,10 @@ def curves(
         roi = image.frame(0).with_array(np.ones(image.spatial_shape, dtype=np.uint8),
                                         meta={"labels": {1: "image"}})
     require_image(roi, "roi")
+    if not (image.spacing_known and roi.spacing_known):
+        # curves are intensities only (no mm): measure on the placeholder grid, said to be so
+        image, roi = (im.with_spacing(im.spacing, source="pixels (intensities only)",
+                                      plane="unknown") for im in (image, roi))
     stats = label_stats(image, roi, label_names=label_names, percentiles=(), resample=resample,
                         shape=False)
     if labels is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import UnknownSpacingError
 from ..image import Image
 
 __all__ = ["Annotations", "TOOLS"]
@@ -35,6 +36,8 @@ class Annotations:
         for a in change["new"]:
             try:
                 results[str(a["id"])] = self._result_text(self._measure(a))
+            except UnknownSpacingError:  # the one rule: no number without a calibration
+                results[str(a["id"])] = "spacing unknown: calibrate (ml.measure.calibrate)"
             except Exception as exc:  # show the reason beside the drawing
                 results[str(a["id"])] = f"error: {exc}"
         self._results = results
@@ -49,6 +52,8 @@ class Annotations:
         kind = a["kind"]
         lps = self._world(a["points"])
         row: dict[str, Any] = {}
+        if kind in ("ruler", "angle", *ROI_KINDS):
+            self._canon.require_spacing(f"the viewer's {kind}")
         if kind == "ruler":
             row["length_mm"] = measure.distance(lps[0], lps[1])
         elif kind == "angle":
@@ -62,17 +67,25 @@ class Annotations:
                 row.update(area_mm2=0.0, voxel_count=0)
             else:
                 s = stats.iloc[0]
-                thickness = float(self._canon.spacing[NORMAL[a["plane"]]])
-                row.update(area_mm2=float(s["volume_mm3"]) / thickness,
+                if "area_mm2" in stats:  # an axial slab is a 2D image
+                    area = float(s["area_mm2"])
+                else:
+                    area = float(s["volume_mm3"]) / float(self._canon.spacing[NORMAL[a["plane"]]])
+                row.update(area_mm2=area,
                            voxel_count=int(s["voxel_count"]), mean=float(s["mean"]),
                            std=float(s["std"]), min=float(s["min"]), max=float(s["max"]),
                            units=s["units"] if isinstance(s["units"], str) else "")
+        if "length_mm" in row or "area_mm2" in row:
+            row.update(spacing_source=self._canon.spacing_source,
+                       spacing_plane=self._canon.spacing_plane)
         return row
 
     @staticmethod
     def _result_text(row: Mapping[str, Any]) -> str:
+        plane = row.get("spacing_plane", "patient")
+        at = "" if plane == "patient" else f" (at the {plane})"
         if "length_mm" in row:
-            return f"{row['length_mm']:.1f} mm"
+            return f"{row['length_mm']:.1f} mm{at}"
         if "angle_deg" in row:
             return f"{row['angle_deg']:.1f}\u00b0"
         if "x_mm" in row:
@@ -80,7 +93,7 @@ class Annotations:
         if "area_mm2" in row:
             if not row.get("voxel_count"):
                 return "empty"
-            return (f"area {row['area_mm2']:.1f} mm\u00b2, mean {row['mean']:.1f} "
+            return (f"area {row['area_mm2']:.1f} mm\u00b2{at}, mean {row['mean']:.1f} "
                     f"\u00b1 {row['std']:.1f} {row.get('units', '')}".rstrip())
         return ""
 
@@ -210,7 +223,15 @@ class Annotations:
         ``n_points``, then as applicable ``length_mm``, ``angle_deg``,
         ``x_mm``/``y_mm``/``z_mm`` (a seed's or landmark's LPS position),
         ``area_mm2``, ``voxel_count``, ``mean``, ``std``, ``min``, ``max``,
-        ``units``.
+        ``units``, and for lengths and areas ``spacing_source`` and
+        ``spacing_plane`` (where the lengths are true).
+
+        Raises
+        ------
+        UnknownSpacingError
+            For a ruler, angle or ROI on an image whose pixel spacing is
+            unknown: calibrate it (:func:`medlab.measure.calibrate`) and
+            open the viewer on the calibrated image.
         """
         rows = []
         for a in self.annotations:

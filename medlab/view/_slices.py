@@ -142,8 +142,10 @@ def plane_slices(
 
 
 def _axis_label(image: Image, name: str) -> str:
+    if not image.spacing_known:
+        return f"{name} (pixels)"
     if image.meta.get("patient_geometry") is False:
-        return f"{name} ({'pixels' if image.meta.get('spacing_unknown') else 'mm'})"
+        return f"{name} (mm)"
     return f"{name} (LPS mm)"
 
 

@@ -127,10 +127,12 @@ class Snapshot:
                 ax.text(xy[-1, 0], xy[-1, 1], f" {a['kind']} {a['id']}: "
                         f"{results.get(str(a['id']), '')}", color="lime", fontsize=7, clip_on=True)
             draw_letters(ax, pane["letters"], fontsize=11)
-            bar = _scale_bar_mm(w * dc)
-            ax.plot([w * dc * 0.95 - bar, w * dc * 0.95], [h * dr * 0.93] * 2, color="white", lw=2)
-            ax.text(w * dc * 0.95, h * dr * 0.91, f"{bar:g} mm", color="white", fontsize=7,
-                    ha="right", va="bottom")
+            if pane.get("calibrated", True):  # no scale bar without a known spacing
+                bar = _scale_bar_mm(w * dc)
+                ax.plot([w * dc * 0.95 - bar, w * dc * 0.95], [h * dr * 0.93] * 2, color="white",
+                        lw=2)
+                ax.text(w * dc * 0.95, h * dr * 0.91, f"{bar:g} mm", color="white", fontsize=7,
+                        ha="right", va="bottom")
         info = [] if self.rgb else [f"W {self.window[0]:g} / L {self.window[1]:g}"]
         if self.n_frames > 1:
             info.append(f"frame {self.frame + 1}/{self.n_frames} {self.frame_label}")

@@ -327,6 +327,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, FullStateOnOpen, anywid
             "shape": [h, w], "dtype": dtype, "data": data, "pixel_mm": [float(v) for v in pixel_mm],
             "M": m.tolist(), "letters": letters, "slice": int(self.cursor[_NORMAL[name]]),
             "title": pane_title(self.image, name),
+            "calibrated": self._canon.spacing_known,
         }
         if self._labels is not None:
             lab = self._plane_pixels(np.asarray(self._labels.array), name)

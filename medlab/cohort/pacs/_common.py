@@ -252,9 +252,9 @@ def _row(ds: Dataset, level: str) -> dict[str, Any]:
         value = ds.get(col.keyword)
         if value is None:
             continue
-        if name in ("pixel_spacing_row_mm", "pixel_spacing_col_mm"):
+        if name.endswith(("pixel_spacing_row_mm", "pixel_spacing_col_mm")):
             pair = list(value) if _is_multi(value) else [value]
-            k = 0 if name == "pixel_spacing_row_mm" else 1
+            k = 0 if name.endswith("row_mm") else 1
             row[name] = _number(pair[k], float) if len(pair) == 2 else None
         elif col.dtype == "DOUBLE[]":
             vals = [_number(v, float) for v in (value if _is_multi(value) else [value])]

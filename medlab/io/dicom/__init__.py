@@ -25,16 +25,19 @@ from ._fastheader import FastDataset, read_fast_header
 from ._files import file_problem, iter_files, looks_like_dicom, open_regular, read_dataset
 from ._frames import Frame, NotAnImageError, frames_from_dataset
 from ._pixels import pixel_data_problem, read_pixels
+from ._spacing import PixelSpacingInfo, pixel_spacing
 
 __all__ = [
     "Frame",
     "ImageCollection",
+    "PixelSpacingInfo",
     "StackCheck",
     "VolumePlan",
     "check_stack",
     "file_problem",
     "iter_files",
     "looks_like_dicom",
+    "pixel_spacing",
     "plan",
     "read_dataset",
     "read_dicom",
@@ -71,7 +74,12 @@ class ImageCollection(dict):
         self._errors = dict(errors or {})
 
     def summary(self) -> pd.DataFrame:
-        """One row per image: id, modality, shape, spacing, orientation, frames."""
+        """One row per image: id, modality, shape, spacing and its provenance, orientation, frames.
+
+        ``spacing_mm`` is None where the pixel spacing is unknown;
+        ``spacing_source`` and ``spacing_plane`` say where it came from
+        (:attr:`medlab.Image.spacing_source`).
+        """
         rows = []
         for key, img in self.items():
             rows.append(
@@ -79,7 +87,10 @@ class ImageCollection(dict):
                     "id": key,
                     "modality": img.meta.get("modality"),
                     "shape": img.shape,
-                    "spacing_mm": tuple(round(s, 4) for s in img.spacing),
+                    "spacing_mm": (tuple(round(s, 4) for s in img.spacing)
+                                   if img.spacing_known else None),
+                    "spacing_source": img.spacing_source,
+                    "spacing_plane": img.spacing_plane,
                     "orientation": img.orientation,
                     "n_frames": img.n_frames,
                     "dtype": str(img.dtype),
@@ -150,6 +161,7 @@ _FAST_KEYWORDS = (
     "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns", "SamplesPerPixel",
     "PhotometricInterpretation", "BitsAllocated", "BitsStored", "PixelRepresentation",
     "RescaleSlope", "RescaleIntercept", "NumberOfFrames", "SOPClassUID",
+    "EstimatedRadiographicMagnificationFactor", "PixelSpacingCalibrationType",
 )
 _FAST_TAGS = frozenset(
     {int(Tag(k)) for k in _FAST_KEYWORDS} | {0x0021105E}  # + GE RTIA timer

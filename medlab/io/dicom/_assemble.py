@@ -19,6 +19,7 @@ import numpy as np
 
 from ... import geometry as geo
 from ._frames import Frame
+from ._spacing import SOURCE_UNKNOWN, pixel_spacing
 from ._timing import slice_times
 
 __all__ = ["StackCheck", "StackGeometry", "check_stack", "stack_geometry", "VolumePlan",
@@ -434,13 +435,11 @@ def _plan_group(group: list[Frame], gid: str) -> list[VolumePlan]:
     if geometry.n_slices > 1:
         step = check.step
     else:
-        thick = f0.spacing_between or f0.slice_thickness or 1.0
-        step = normal * thick
+        step = normal * _single_slice_step(f0)
     affine = geo.dicom_affine(iop, positions[0], spacing, step)
     if check.tilt_deg:
         meta["gantry_tilt_deg"] = check.tilt_deg
-    if f0.pixel_spacing is None:
-        meta["spacing_unknown"] = True
+    record_spacing(meta, f0)
     times = None
     if n_t > 1:
         times = _frame_times(grid, meta)
@@ -463,7 +462,9 @@ def _plan_without_geometry(group: list[Frame], gid: str) -> list[VolumePlan]:
         iop = f0.iop or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
         ipp = f0.ipp or (0.0, 0.0, 0.0)
         normal = np.cross(iop[:3], iop[3:])
-        affine = geo.dicom_affine(iop, ipp, spacing, normal)
+        # one rule for every single-slice image: the slice step is nominal (2D images are
+        # measured by area), SpacingBetweenSlices, else SliceThickness, else 1
+        affine = geo.dicom_affine(iop, ipp, spacing, normal * _single_slice_step(f0))
         fid = gid if len(by_file) == 1 else f"{gid}-i{f0.instance or i + 1}"
         meta = _meta(frames, fid)
         meta["patient_geometry"] = False
@@ -471,8 +472,7 @@ def _plan_without_geometry(group: list[Frame], gid: str) -> list[VolumePlan]:
         if po:  # row and column directions of a projection image (PS3.3 C.7.6.1.1.1)
             meta["patient_orientation"] = [str(v) for v in
                                            (po.split("\\") if isinstance(po, str) else po)]
-        if f0.pixel_spacing is None:
-            meta["spacing_unknown"] = True
+        record_spacing(meta, f0)
         if len(frames) > 1:
             grid = [[f] for f in frames]
             times = np.array(
@@ -483,6 +483,26 @@ def _plan_without_geometry(group: list[Frame], gid: str) -> list[VolumePlan]:
         else:
             plans.append(VolumePlan(fid, [[f0]], affine, None, meta))
     return plans
+
+
+def _single_slice_step(f0: Frame) -> float:
+    """The slice-axis step of a single-slice image: SpacingBetweenSlices, else SliceThickness,
+    else 1 (nominal: a 2D image is measured by area, see ``Image.is_2d``)."""
+    return f0.spacing_between or f0.slice_thickness or 1.0
+
+
+def record_spacing(meta: dict[str, Any], f0: Frame) -> None:
+    """Record where the image's pixel spacing came from (``spacing_source``, ``spacing_plane``
+    and the values behind it), by :func:`._spacing.pixel_spacing` on the first frame."""
+    info = pixel_spacing(f0.header)
+    source, plane = info.source, info.plane
+    if f0.pixel_spacing is None:
+        source, plane = SOURCE_UNKNOWN, "unknown"
+    elif source == SOURCE_UNKNOWN:  # per-frame functional groups only
+        source, plane = "PixelSpacing", "patient"
+    meta["spacing_source"] = source
+    meta["spacing_plane"] = plane
+    meta.update(info.extra)
 
 
 _META_KEYWORDS = {

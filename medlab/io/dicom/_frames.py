@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from ._spacing import pixel_spacing
+
 __all__ = ["Frame", "frames_from_dataset", "NotAnImageError"]
 
 
@@ -146,19 +148,8 @@ def _group(ds: Dataset, per: Dataset | None, shared: Dataset | None, seq: str, k
 
 
 def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
-    for kw in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
-        ps = _floats(ds.get(kw), 2)
-        if ps and ps[0] > 0 and ps[1] > 0:
-            return ps  # type: ignore[return-value]
-    regions = ds.get("SequenceOfUltrasoundRegions")
-    if regions:
-        r = regions[0]
-        # units code 3 = cm
-        if r.get("PhysicalUnitsXDirection") == 3 and r.get("PhysicalUnitsYDirection") == 3:
-            dx, dy = _float(r.get("PhysicalDeltaX")), _float(r.get("PhysicalDeltaY"))
-            if dx and dy:
-                return (abs(dy) * 10.0, abs(dx) * 10.0)
-    return None
+    """(row, column) spacing in mm by the rules of :func:`._spacing.pixel_spacing`."""
+    return pixel_spacing(ds).spacing
 
 
 def _storage(ds: Any, fast: Any) -> dict[str, Any]:
@@ -307,6 +298,11 @@ def _enhanced_frames(
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     shared = shared_seq[0] if shared_seq else None
     per_seq = ds.get("PerFrameFunctionalGroupsSequence") or []
+    for key, kw in (("slice_thickness", "SliceThickness"), ("spacing_between", "SpacingBetweenSlices")):
+        if common[key] is None:  # enhanced objects keep them in Pixel Measures
+            value = _float(_group(ds, per_seq[0] if per_seq else None, shared,
+                                  "PixelMeasuresSequence", kw))
+            common = {**common, key: value}
     out = []
     for i in range(n_frames):
         per = per_seq[i] if i < len(per_seq) else None

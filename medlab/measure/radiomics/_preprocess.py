@@ -71,6 +71,8 @@ def _roi_mask(mask: Image, label: int | None) -> np.ndarray:
 def _check_inputs(image: Image, mask: Image, label: int | None) -> tuple[np.ndarray, np.ndarray]:
     require_image(image, "image")
     require_image(mask, "mask")
+    image.require_spacing("radiomics")
+    mask.require_spacing("radiomics")
     if image.frame_times_s is not None or image.channels or image.ndim != 3:
         raise GeometryError(
             f"radiomics needs a 3D scalar image, got {image!r}; pass one frame "

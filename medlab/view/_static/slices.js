@@ -182,7 +182,7 @@ function render({ model, el: host }) {
     const d = model.get("_pane_" + p.name);
     if (!d || !d.shape) { p.data = null; return; }
     const [h, w] = d.shape;
-    p.h = h; p.w = w; p.pix = d.pixel_mm; p.M = d.M; p.letters = d.letters; p.slice = d.slice;
+    p.h = h; p.w = w; p.pix = d.pixel_mm; p.calibrated = d.calibrated !== false; p.M = d.M; p.letters = d.letters; p.slice = d.slice;
     p.label.textContent = d.title || p.name;
     p.values = typed(d.data, d.dtype);
     p.labels = d.labels ? typed(d.labels, d.labels_dtype) : null;
@@ -316,18 +316,23 @@ function render({ model, el: host }) {
     ctx.textAlign = "right"; outlined(ctx, rt, cw - 5, ch / 2, "#ff0");
     ctx.textAlign = "center"; ctx.textBaseline = "top"; outlined(ctx, tp, cw / 2, 5, "#ff0");
     ctx.textBaseline = "bottom"; outlined(ctx, bt, cw / 2, ch - 5, "#ff0");
-    // scale bar: a round length near a fifth of the width
-    const target = cw / 5 / L.scale;
-    const nice = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
-    let len = nice[0]; for (const s of nice) if (s <= target) len = s;
-    const px = len * L.scale;
-    ctx.lineCap = "butt";
-    ctx.strokeStyle = "#000"; ctx.lineWidth = 5;
-    ctx.beginPath(); ctx.moveTo(cw - 11 - px, ch - 22); ctx.lineTo(cw - 9, ch - 22); ctx.stroke();
-    ctx.strokeStyle = "#fff"; ctx.lineWidth = 2;
-    ctx.beginPath(); ctx.moveTo(cw - 10 - px, ch - 22); ctx.lineTo(cw - 10, ch - 22); ctx.stroke();
-    ctx.font = "bold 12px sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "bottom";
-    outlined(ctx, len + " mm", cw - 10, ch - 26, "#fff");
+    // scale bar: a round length near a fifth of the width (none without a known spacing)
+    if (p.calibrated) {
+      const target = cw / 5 / L.scale;
+      const nice = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+      let len = nice[0]; for (const s of nice) if (s <= target) len = s;
+      const px = len * L.scale;
+      ctx.lineCap = "butt";
+      ctx.strokeStyle = "#000"; ctx.lineWidth = 5;
+      ctx.beginPath(); ctx.moveTo(cw - 11 - px, ch - 22); ctx.lineTo(cw - 9, ch - 22); ctx.stroke();
+      ctx.strokeStyle = "#fff"; ctx.lineWidth = 2;
+      ctx.beginPath(); ctx.moveTo(cw - 10 - px, ch - 22); ctx.lineTo(cw - 10, ch - 22); ctx.stroke();
+      ctx.font = "bold 12px sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "bottom";
+      outlined(ctx, len + " mm", cw - 10, ch - 26, "#fff");
+    } else {
+      ctx.font = "bold 12px sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "bottom";
+      outlined(ctx, "spacing unknown", cw - 10, ch - 10, "#fff");
+    }
     ctx.textAlign = "left"; ctx.textBaseline = "top";
     const ax = NORMAL_AXIS[p.name];
     const info = model.get("planes").length > 1 ? `${p.slice + 1}/${model.get("shape")[ax]}` : "";
@@ -527,7 +532,8 @@ function render({ model, el: host }) {
       const entry = model.get("legend").find((e) => e.value === p.labels[q]);
       value += `  label ${p.labels[q]}${entry ? " " + entry.name : ""}`;
     }
-    status.textContent = `LPS (${w.map((v) => v.toFixed(1)).join(", ")}) mm  voxel (${idx.map((v) => Math.round(v)).join(", ")})  ${value}`;
+    const where = p.calibrated ? `LPS (${w.map((v) => v.toFixed(1)).join(", ")}) mm  ` : "";
+    status.textContent = `${where}voxel (${idx.map((v) => Math.round(v)).join(", ")})  ${value}`;
   }
 
   // ------------------------------------------------------------ model -> view
