@@ -94,7 +94,9 @@ def label_stats(
     Parameters
     ----------
     image : Image
-        Intensity image, 3D or a time series (4D with ``frame_times_s``).
+        Intensity image, 3D or 4D: one row per volume, with ``frame`` and
+        ``time_s``, ``b_value_s_per_mm2`` or ``echo_time_s`` by the kind of
+        fourth axis (:attr:`medlab.Image.frame_axis`).
     labels : Image
         Label map (integer or bool, 3D). Every value > 0 is a label.
     label_names : mapping or sequence of str, optional
@@ -176,8 +178,9 @@ def label_stats(
     vox_mm3 = voxel_volume_mm3(image)
     affine = image.affine
     spacing = np.asarray(image.spacing)
-    times = image.frame_times_s
-    frames = [np.asarray(image.array)] if times is None else [
+    # a 4D image gives one row per volume, with what its fourth axis is
+    times, axis_col = _frame_values(image)
+    frames = [np.asarray(image.array)] if image.frame_axis is None else [
         np.asarray(image.array[:, :, :, t]) for t in range(image.n_frames)
     ]
 
@@ -218,13 +221,23 @@ def label_stats(
         for t, arr in enumerate(frames):
             values = np.asarray(arr[sl][crop], dtype=np.float64)
             row = dict(geom)
-            if times is not None:
+            if image.frame_axis is not None:
                 row["frame"] = t
-                row["time_s"] = float(times[t])
+                if times is not None:
+                    row[axis_col] = float(times[t])
             row.update(_intensity(values, qs))
             row.update(place)
             rows.append(row)
-    return _table(rows, qs, timed=times is not None, shape=shape)
+    return _table(rows, qs, timed=image.frame_axis is not None, shape=shape, axis_col=axis_col)
+
+
+def _frame_values(image: Image) -> tuple[np.ndarray | None, str | None]:
+    """The values along a 4D image's fourth axis and the column they go to."""
+    for values, col in ((image.frame_times_s, "time_s"), (image.b_values, "b_value_s_per_mm2"),
+                        (image.echo_times_s, "echo_time_s")):
+        if values is not None:
+            return values, col
+    return None, None
 
 
 def _intensity(values: np.ndarray, qs: list[float]) -> dict:
@@ -245,10 +258,11 @@ def _centroid(crop: np.ndarray, offset: np.ndarray, affine: np.ndarray) -> np.nd
     return affine[:3, :3] @ mean_index + affine[:3, 3]
 
 
-def _table(rows: list[dict], qs: list[float], *, timed: bool, shape: bool) -> pd.DataFrame:
+def _table(rows: list[dict], qs: list[float], *, timed: bool, shape: bool,
+           axis_col: str | None = "time_s") -> pd.DataFrame:
     columns = ["label", "name"]
     if timed:
-        columns += ["frame", "time_s"]
+        columns += ["frame", *([axis_col] if axis_col else [])]
     columns += ["voxel_count", "volume_mm3", "volume_ml", "units", "mean", "std", "min", "max",
                 "median", *(_percentile_column(q) for q in qs),
                 "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",

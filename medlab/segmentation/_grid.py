@@ -39,7 +39,7 @@ __all__ = [
 def intensity_array(image: Image, what: str = "image") -> np.ndarray:
     """The voxel array of a 3D scalar image, or a clear error for other images."""
     require_image(image, what)
-    if image.frame_times_s is not None or image.channels:
+    if image.frame_axis is not None or image.channels:
         raise GeometryError(
             f"{what} must be a single 3D volume, got {image!r}; segment one frame "
             "(image.frame(t)) or one channel (image.with_array(image.array[..., c], channels=False))"
