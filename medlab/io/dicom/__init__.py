@@ -144,11 +144,16 @@ _FAST_KEYWORDS = (
     "RescaleSlope", "RescaleIntercept", "NumberOfFrames", "SOPClassUID",
 )
 _FAST_TAGS = frozenset(
-    {int(Tag(k)) for k in _FAST_KEYWORDS} | {0x0021105E}  # + GE RTIA timer
+    {int(Tag(k)) for k in _FAST_KEYWORDS}
+    | {0x0021105E, 0x00430010, 0x00431039}  # + GE RTIA timer, GE b-value and its creator
 )
 #: tags whose presence sends a file to the full (pydicom) path: functional groups,
-#: ultrasound calibration regions, float pixel data
-_FAST_DECLINE = frozenset({0x52009229, 0x52009230, 0x00186011, 0x7FE00008, 0x7FE00009})
+#: ultrasound calibration regions, float pixel data, diffusion attributes (standard,
+#: Siemens, Philips), the Modality LUT Sequence, Real World Value Mapping, Philips'
+#: private scale slope
+_FAST_DECLINE = frozenset({0x52009229, 0x52009230, 0x00186011, 0x7FE00008, 0x7FE00009,
+                           0x00189087, 0x0019100C, 0x20011003, 0x00283000, 0x00409096,
+                           0x2005100E})
 
 
 def _fast_frames(path: Path) -> list[Frame] | None:
@@ -377,9 +382,8 @@ def read_dicom(
                           stacklevel=2)
         try:
             array, channels = read_pixels(p)
-            images[p.id] = Image(
-                array, p.affine, frame_times_s=p.frame_times_s, channels=channels, meta=p.meta
-            )
+            images[p.id] = Image(array, p.affine, channels=channels, meta=p.meta,
+                                 **p.image_axis())
         except DicomReadError as exc:
             bad = getattr(exc, "path", None)
             rest = [f for f in p.frames if str(f.path) != str(bad)]

@@ -63,6 +63,9 @@ class Frame:
     signed: bool = False
     photometric: str = ""
     rtia_s: float | None = None  # GE RTIA timer (slice timing), seconds
+    b_value: float | None = None  # diffusion weighting, s/mm2
+    b_vector: tuple[float, ...] | None = None  # gradient direction, LPS (zeros: none)
+    diffusion_source: str | None = None  # which attributes gave b_value/b_vector
 
     @property
     def header(self) -> Dataset:
@@ -143,6 +146,67 @@ def _group(ds: Dataset, per: Dataset | None, shared: Dataset | None, seq: str, k
             if kw in item:
                 return item[kw].value
     return None
+
+
+def _private(ds: Any, group: int, element: int, creator: str) -> Any:
+    """A private value checked against its private creator (block 0x10 as vendors write it)."""
+    if isinstance(ds, Dataset):
+        try:
+            return ds.get_private_item(group, element & 0xFF, creator).value
+        except (KeyError, ValueError):
+            return None
+    owner = ds.get((group, 0x0010))
+    if owner is None or str(owner).strip().upper() != creator.upper():
+        return None
+    return ds.get((group, element))
+
+
+def _diffusion(
+    ds: Any, per: Dataset | None = None, shared: Dataset | None = None
+) -> tuple[float | None, tuple[float, ...] | None, str | None]:
+    """(b-value s/mm2, LPS direction, source) of one frame, as dcm2niix reads them.
+
+    In order: the standard MR Diffusion attributes (PS3.3 C.8.13.5.9; in the
+    MR Diffusion Sequence of enhanced objects), Siemens' private B_value and
+    DiffusionGradientDirection (0019,100C/100E, patient coordinates), Philips'
+    (2001,1003) b-value with (2005,10B0-10B2) RL/AP/FH directions, and GE's
+    b-value in (0043,1039) (its first value). GE's gradient directions
+    (0019,10BB-10BD) are in the scanner's logical frame with software-
+    dependent signs (dcm2niix derives them per version); they are not read.
+    """
+    item = None
+    for grp in (per, shared):
+        if grp is not None and grp.get("MRDiffusionSequence"):
+            item = grp.MRDiffusionSequence[0]
+            break
+    src = item if item is not None else ds
+    b = _float(src.get("DiffusionBValue"))
+    if b is not None:
+        vec = None
+        if isinstance(src, Dataset) and src.get("DiffusionGradientDirectionSequence"):
+            vec = _floats(src.DiffusionGradientDirectionSequence[0].get(
+                "DiffusionGradientOrientation"), 3)
+        vec = vec or _floats(src.get("DiffusionGradientOrientation"), 3)
+        if str(src.get("DiffusionDirectionality", "")).upper() in ("ISOTROPIC", "NONE") or b == 0:
+            vec = (0.0, 0.0, 0.0)
+        return b, vec, "MR Diffusion (0018,9087)"
+    b = _float(_private(ds, 0x0019, 0x100C, "SIEMENS MR HEADER"))
+    if b is not None:
+        vec = _floats(_private(ds, 0x0019, 0x100E, "SIEMENS MR HEADER"), 3)
+        return b, (0.0, 0.0, 0.0) if b == 0 and vec is None else vec, "Siemens (0019,100C/E)"
+    b = _float(_private(ds, 0x2001, 0x1003, "Philips Imaging DD 001"))
+    if b is not None:
+        parts = [_float(_private(ds, 0x2005, e, "Philips MR Imaging DD 001"))
+                 for e in (0x10B0, 0x10B1, 0x10B2)]
+        vec = None if any(v is None for v in parts) else tuple(parts)  # type: ignore[arg-type]
+        return b, (0.0, 0.0, 0.0) if b == 0 else vec, "Philips (2001,1003)"
+    ge = _private(ds, 0x0043, 0x1039, "GEMS_PARM_01")
+    if ge is not None and str(ds.get("Modality", "")) == "MR":
+        seq = not isinstance(ge, (str, bytes)) and hasattr(ge, "__len__")
+        first = _float(ge[0] if seq and len(ge) else ge)
+        if first is not None and 0 <= first < 1e5:  # larger values carry flags: not decoded
+            return first, None, "GE (0043,1039)"
+    return None, None, None
 
 
 def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
@@ -249,6 +313,8 @@ def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]
     time_s = _acq_seconds(ds)
     temporal = _float(ds.get("TemporalPositionIdentifier"))
     trigger = _float(ds.get("TriggerTime"))
+    b_value, b_vector, b_source = _diffusion(ds)
+    common.update(b_value=b_value, b_vector=b_vector, diffusion_source=b_source)
     key = (
         *base_key,
         rows,
@@ -332,6 +398,7 @@ def _enhanced_frames(
         trigger = _float(g("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"))
         echo = _float(g("MREchoSequence", "EffectiveEchoTime"))
         stack = g("FrameContentSequence", "StackID")
+        b_value, b_vector, b_source = _diffusion(ds, per, shared)
         key = (
             *base_key,
             rows,
@@ -349,7 +416,8 @@ def _enhanced_frames(
                 slope=slope if f_slope in (None, 0.0) else f_slope,
                 intercept=intercept if f_inter is None else f_inter,
                 split_key=key, temporal=temporal, trigger_ms=trigger,
-                time_s=time_s if time_s is not None else _acq_seconds(ds), **common,
+                time_s=time_s if time_s is not None else _acq_seconds(ds),
+                b_value=b_value, b_vector=b_vector, diffusion_source=b_source, **common,
             )
         )
     return out
@@ -380,6 +448,14 @@ def _mosaic_frames(
         wrapper = dicomwrappers.MosaicWrapper(ds, csa, n_tiles)
         first = np.asarray(wrapper.image_position, dtype=float)
         normal = np.asarray(wrapper.slice_normal, dtype=float)
+        b_value, b_vector, b_source = _diffusion(ds)
+        if b_value is None and csareader.get_b_value(csa) is not None:
+            # the CSA image header's B_value and DiffusionGradientDirection (LPS)
+            b_value = float(csareader.get_b_value(csa))
+            g = csareader.get_g_vector(csa)
+            b_vector = (0.0, 0.0, 0.0) if g is None and b_value == 0 else (
+                None if g is None else tuple(float(v) for v in g))
+            b_source = "Siemens CSA"
     side = math.ceil(math.sqrt(n_tiles))
     t_rows, t_cols = rows // side, columns // side
     step = common["spacing_between"] or common["slice_thickness"] or 1.0
@@ -393,7 +469,8 @@ def _mosaic_frames(
                 iop=iop, ipp=tuple(first + k * step * normal), pixel_spacing=spacing,
                 slope=slope, intercept=intercept, split_key=key, time_s=time_s,
                 temporal=_float(ds.get("TemporalPositionIdentifier")),
-                mosaic_normal=tuple(normal), **common,
+                mosaic_normal=tuple(normal), b_value=b_value, b_vector=b_vector,
+                diffusion_source=b_source, **common,
             )
         )
     return out
