@@ -121,8 +121,12 @@ def write_dwi_series(folder, *, iop, b_values, b_vectors, adc=1e-3, s0=1000.0, n
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import (EnhancedMRImageStorage, ExplicitVRLittleEndian, MRImageStorage,
-                             generate_uid)
+    from pydicom.uid import (
+        EnhancedMRImageStorage,
+        ExplicitVRLittleEndian,
+        MRImageStorage,
+        generate_uid,
+    )
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

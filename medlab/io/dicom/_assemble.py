@@ -462,7 +462,7 @@ def _diffusion_axis(
     """
     first = [vol[0] for vol in grid]
     b = [f.b_value for f in first]
-    if any(v is None for v in b) or len(set(b)) < 2 and not any(v for v in b):
+    if any(v is None for v in b) or (len(set(b)) < 2 and not any(v for v in b)):
         return None
     meta["acquisition_times_s"] = [float(t) for t in times]
     meta["gradient_source"] = first[0].diffusion_source
