@@ -64,7 +64,9 @@ class Image:
         Whether the last axis holds channels (RGB, vector components).
     meta : mapping, optional
         Free-form metadata (modality, units, source UIDs, ...). Copied
-        shallowly.
+        shallowly. ``meta['scaling']`` (shown in ``repr``) says which value
+        scaling the voxels carry when loaded from DICOM: ``'rescale'``,
+        ``'philips-float'``, ``'real-world-value-mapping'``, ``'modality-lut'``.
 
     Examples
     --------
@@ -361,6 +363,8 @@ class Image:
             extra += f", channels={self._array.shape[-1]}"
         modality = self.meta.get("modality")
         mod = f", modality={modality!r}" if modality else ""
+        if self.meta.get("scaling"):  # which value scaling the voxels carry
+            mod += f", scaling={self.meta['scaling']!r}"
         return (
             f"Image(shape={self.shape}, dtype={self.dtype}, spacing=({sp}) mm, "
             f"orientation={self.orientation!r}{extra}{mod})"

@@ -328,6 +328,7 @@ def read_dicom(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     *,
     irregular: Irregular = "error",
+    scaling: Literal["quantitative", "display"] = "quantitative",
     progress: bool = True,
 ) -> ImageCollection:
     """Load every DICOM image under ``paths``.
@@ -341,6 +342,16 @@ def read_dicom(
         ``'error'`` lists it in ``skipped`` with the reason; ``'stack'``
         loads it with the mean slice step and records the problem in
         ``meta['geometry_warning']`` (and warns).
+    scaling : {'quantitative', 'display'}
+        Which values to return, as dcm2niix does by default: ``'quantitative'``
+        gives Philips' floating-point values where the private scale slope
+        (2005,100E) is present (``FP = (SV * RS + RI) / (RS * SS)``) and the Real
+        World Value Mapping of images without Rescale Slope/Intercept
+        (Parametric Maps); ``'display'`` gives the Rescale Slope/Intercept
+        values only (what the scanner console shows). A Modality LUT Sequence
+        is applied in both. ``meta['scaling']`` records what was applied:
+        ``'rescale'``, ``'philips-float'``, ``'real-world-value-mapping'``,
+        ``'modality-lut'`` (absent: stored values).
     progress : bool
         Show a progress bar on long reads.
 
@@ -351,6 +362,8 @@ def read_dicom(
     """
     if irregular not in ("error", "stack"):
         raise ValueError(f"irregular must be 'error' or 'stack', got {irregular!r}")
+    if scaling not in ("quantitative", "display"):
+        raise ValueError(f"scaling must be 'quantitative' or 'display', got {scaling!r}")
     frames, skipped = scan(paths, progress=progress)
     with quiet_pydicom():
         plans, problems = plan_volumes(frames)
@@ -381,6 +394,7 @@ def read_dicom(
             warnings.warn(f"{p.id}: {p.check.problem}; stacked with the mean slice step",
                           stacklevel=2)
         try:
+            p.scaling_mode = scaling
             array, channels = read_pixels(p)
             images[p.id] = Image(array, p.affine, channels=channels, meta=p.meta,
                                  **p.image_axis())

@@ -249,6 +249,8 @@ class VolumePlan:
     check: StackCheck | None = None
     #: Image keyword arguments for a fourth axis that is not time (diffusion)
     axis: dict[str, Any] | None = None
+    #: 'quantitative' (Philips floating point, Real World Value Mapping) or 'display'
+    scaling_mode: str = "quantitative"
 
     def image_axis(self) -> dict[str, Any]:
         """The :class:`~medlab.Image` keyword arguments for this plan's fourth axis."""

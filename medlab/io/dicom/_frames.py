@@ -66,6 +66,11 @@ class Frame:
     b_value: float | None = None  # diffusion weighting, s/mm2
     b_vector: tuple[float, ...] | None = None  # gradient direction, LPS (zeros: none)
     diffusion_source: str | None = None  # which attributes gave b_value/b_vector
+    #: scalings other than Rescale Slope/Intercept (rare): 'philips_ss' (Philips private
+    #: scale slope), 'lut' (Modality LUT Sequence: first value mapped, table),
+    #: 'rwvm' (Real World Value Mapping: slope, intercept, units); 'rescale' says
+    #: whether Rescale Slope/Intercept were present
+    scaling: dict[str, Any] | None = None
 
     @property
     def header(self) -> Dataset:
@@ -209,6 +214,57 @@ def _diffusion(
     return None, None, None
 
 
+def _rwvm(items: Any) -> tuple[float, float, str | None] | None:
+    """(slope, intercept, units) of the first linear Real World Value Mapping item."""
+    if not items:
+        return None
+    item = items[0]
+    slope = _float(item.get("RealWorldValueSlope"))
+    if slope is None:
+        return None
+    units = None
+    code = item.get("MeasurementUnitsCodeSequence")
+    if code:
+        units = str(code[0].get("CodeValue") or "") or None
+    return slope, _float(item.get("RealWorldValueIntercept")) or 0.0, units
+
+
+def _scaling(ds: Any, per: Dataset | None = None, shared: Dataset | None = None,
+             *, rescale: bool) -> dict[str, Any] | None:
+    """What else than Rescale Slope/Intercept could scale this frame's stored values."""
+    if not isinstance(ds, Dataset):
+        return None  # the fast path declines files with any of these
+    out: dict[str, Any] = {"rescale": rescale}
+    if "PHILIPS" in str(ds.get("Manufacturer", "")).upper():
+        ss = None
+        for grp in (per, shared):
+            priv = grp.get((0x2005, 0x140F)) if grp is not None else None
+            if priv is not None and priv.VR == "SQ" and len(priv.value):
+                ss = _float(getattr(priv.value[0].get((0x2005, 0x100E)), "value", None))
+                if ss is not None:
+                    break
+        if ss is None:
+            ss = _float(_private(ds, 0x2005, 0x100E, "Philips MR Imaging DD 001"))
+        if ss:
+            out["philips_ss"] = ss
+    lut = ds.get("ModalityLUTSequence")
+    if lut:  # PS3.3 C.11.1: the table replaces Rescale Slope/Intercept (as in pydicom)
+        item = lut[0]
+        n, first, _bits = (int(v) for v in item.LUTDescriptor)
+        data = item.LUTData
+        table = (np.frombuffer(data, "<u2") if isinstance(data, bytes)
+                 else np.atleast_1d(np.asarray(data)))
+        out["lut"] = (first, table[: n or 65536])
+    rwvm = None
+    for grp in (per, shared, ds):
+        if grp is not None and grp.get("RealWorldValueMappingSequence"):
+            rwvm = _rwvm(grp.RealWorldValueMappingSequence)
+            break
+    if rwvm is not None:
+        out["rwvm"] = rwvm
+    return out if len(out) > 1 else None
+
+
 def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     for kw in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
         ps = _floats(ds.get(kw), 2)
@@ -298,6 +354,7 @@ def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]
     }
     slope = _float(ds.get("RescaleSlope"))
     intercept = _float(ds.get("RescaleIntercept"))
+    has_rescale = slope is not None
     slope = 1.0 if slope in (None, 0.0) else slope
     intercept = intercept or 0.0
 
@@ -314,7 +371,8 @@ def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]
     temporal = _float(ds.get("TemporalPositionIdentifier"))
     trigger = _float(ds.get("TriggerTime"))
     b_value, b_vector, b_source = _diffusion(ds)
-    common.update(b_value=b_value, b_vector=b_vector, diffusion_source=b_source)
+    common.update(b_value=b_value, b_vector=b_vector, diffusion_source=b_source,
+                  scaling=_scaling(ds, rescale=has_rescale))
     key = (
         *base_key,
         rows,
@@ -399,6 +457,7 @@ def _enhanced_frames(
         echo = _float(g("MREchoSequence", "EffectiveEchoTime"))
         stack = g("FrameContentSequence", "StackID")
         b_value, b_vector, b_source = _diffusion(ds, per, shared)
+        f_scaling = _scaling(ds, per, shared, rescale=f_slope is not None or "RescaleSlope" in ds)
         key = (
             *base_key,
             rows,
@@ -417,7 +476,8 @@ def _enhanced_frames(
                 intercept=intercept if f_inter is None else f_inter,
                 split_key=key, temporal=temporal, trigger_ms=trigger,
                 time_s=time_s if time_s is not None else _acq_seconds(ds),
-                b_value=b_value, b_vector=b_vector, diffusion_source=b_source, **common,
+                b_value=b_value, b_vector=b_vector, diffusion_source=b_source,
+                scaling=f_scaling, **common,
             )
         )
     return out
