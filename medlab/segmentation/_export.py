@@ -78,7 +78,9 @@ def _segments(masks: Masks, segment_names: Names, *, fractional: bool
         out = []
         for v in values:
             name = _name_of(segment_names, masks.meta, v) or f"Segment {v}"
-            out.append((name, arr == v, {"label": v, "colour": colours.get(v)}))
+            out.append((name, arr == v, {"label": v, "colour": colours.get(v),
+                                         "algorithm_type": masks.meta.get("algorithm_type"),
+                                         "algorithm_method": masks.meta.get("algorithm_method")}))
         return masks, out
     if isinstance(masks, Mapping):
         if not masks:
@@ -237,7 +239,7 @@ def write_seg(
     segmentation_type: Literal["BINARY", "FRACTIONAL"] = "BINARY",
     category: CodeLike | Mapping = None,
     property_type: CodeLike | Mapping = None,
-    algorithm_type: AlgorithmType = "MANUAL",
+    algorithm_type: AlgorithmType | None = None,
     algorithm_name: str = "medlab",
     algorithm_family: CodeLike = None,
     series_description: str = "medlab segmentation",
@@ -267,12 +269,17 @@ def write_seg(
     category, property_type : code, tuple (value, scheme, meaning) or mapping
         Segmented property category and type, for all segments or by name
         or segment number; default SNOMED CT 85756007 "Tissue".
-    algorithm_type : {'MANUAL', 'SEMIAUTOMATIC', 'AUTOMATIC'}
-        How the segments were made; the latter two record
-        ``algorithm_name`` and ``algorithm_family`` (a code of DICOM CID
-        7162, default "Histogram Analysis", e.g. thresholds; use
-        ``codes.cid7162.ArtificialIntelligence`` for a network) with
-        medlab's version.
+    algorithm_type : {'MANUAL', 'SEMIAUTOMATIC', 'AUTOMATIC'}, optional
+        How the segments were made, for all of them. Default: each mask's
+        own record, ``meta['algorithm_type']``, which medlab's segmentation
+        functions set (AUTOMATIC for thresholds, Otsu, HU presets, watershed
+        and models, SEMIAUTOMATIC for region growing from seeds, carried
+        through component and morphology operations; read from RTSTRUCT
+        and SEG files); MANUAL for masks without a record (drawn, or read
+        from NIfTI). SEMIAUTOMATIC and AUTOMATIC record ``algorithm_name``
+        (default ``'medlab <method>'``) and ``algorithm_family`` (a code of
+        DICOM CID 7162; default "Artificial Intelligence" for models,
+        "Histogram Analysis" otherwise) with medlab's version.
     algorithm_name, algorithm_family, series_description, series_number
         Recorded in the SEG.
     omit_empty_frames : bool, default True
@@ -296,7 +303,7 @@ def write_seg(
 
     if segmentation_type not in ("BINARY", "FRACTIONAL"):
         raise ValueError(f"segmentation_type must be 'BINARY' or 'FRACTIONAL', got {segmentation_type!r}")
-    if algorithm_type not in ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
+    if algorithm_type not in (None, "MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
         raise ValueError(f"algorithm_type must be MANUAL, SEMIAUTOMATIC or AUTOMATIC, got {algorithm_type!r}")
     fractional = segmentation_type == "FRACTIONAL"
     grid, segments = _segments(labels, segment_names, fractional=fractional)
@@ -309,19 +316,26 @@ def write_seg(
     pixels = np.zeros((len(order), *grid.spatial_shape[1:], len(segments)), dtype=dtype)
     for s, (_, arr, _) in enumerate(segments):
         pixels[..., s] = np.clip(arr[order], 0, 1) if fractional else arr[order]
-    algorithm = None
-    if algorithm_type != "MANUAL":
-        algorithm = hd.AlgorithmIdentificationSequence(
-            name=algorithm_name, version=__version__,
-            family=_code(algorithm_family) or codes.cid7162.HistogramAnalysis)
     descriptions = []
     for number, (name, _, meta) in enumerate(segments, start=1):
+        kind = algorithm_type or meta.get("algorithm_type") or "MANUAL"
+        if kind not in ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
+            kind = "MANUAL"
+        algorithm = None
+        if kind != "MANUAL":
+            method = meta.get("algorithm_method") or meta.get("method")
+            default_family = (codes.cid7162.ArtificialIntelligence if method == "sliding_window"
+                              else codes.cid7162.HistogramAnalysis)
+            algorithm = hd.AlgorithmIdentificationSequence(
+                name=algorithm_name if algorithm_name != "medlab" or not method
+                else f"medlab {method}",
+                version=__version__, family=_code(algorithm_family) or default_family)
         cat = _code(_per_segment(category, name, number)) or codes.SCT.Tissue
         typ = _code(_per_segment(property_type, name, number)) or codes.SCT.Tissue
         colour = meta.get("colour") or _PALETTE[(number - 1) % len(_PALETTE)]
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=number, segment_label=name[:64], segmented_property_category=cat,
-            segmented_property_type=typ, algorithm_type=algorithm_type,
+            segmented_property_type=typ, algorithm_type=kind,
             algorithm_identification=algorithm, tracking_uid=hd.UID(), tracking_id=name[:64],
             display_color=hd.color.CIELabColor.from_rgb(*[int(c) for c in colour])))
     with warnings.catch_warnings():
@@ -388,7 +402,7 @@ def write_rtstruct(
     roi_names: Names = None,
     colours: Mapping[str, Sequence[int]] | None = None,
     interpreted_types: Mapping[str, str] | str = "",
-    algorithm_type: AlgorithmType = "MANUAL",
+    algorithm_type: AlgorithmType | None = None,
     structure_set_label: str = "medlab",
     series_description: str = "medlab structures",
     series_number: int = 301,
@@ -421,8 +435,9 @@ def write_rtstruct(
     interpreted_types : str or dict of str to str
         RT ROI Interpreted Type (``'GTV'``, ``'ORGAN'``, ...); default the
         masks' ``meta['interpreted_type']`` or empty.
-    algorithm_type : {'MANUAL', 'SEMIAUTOMATIC', 'AUTOMATIC'}
-        ROI Generation Algorithm.
+    algorithm_type : {'MANUAL', 'SEMIAUTOMATIC', 'AUTOMATIC'}, optional
+        ROI Generation Algorithm, for all ROIs; default each mask's
+        ``meta['algorithm_type']`` as in :func:`write_seg`, else MANUAL.
     structure_set_label, series_description, series_number
         Recorded in the RTSTRUCT.
 
@@ -498,7 +513,8 @@ def write_rtstruct(
     for number, (name, arr, meta) in enumerate(segments, start=1):
         roi = Dataset()
         roi.ROINumber, roi.ReferencedFrameOfReferenceUID = number, for_uid
-        roi.ROIName, roi.ROIGenerationAlgorithm = name[:64], algorithm_type
+        kind = algorithm_type or meta.get("algorithm_type") or "MANUAL"
+        roi.ROIName, roi.ROIGenerationAlgorithm = name[:64], kind
         rois.append(roi)
         colour = (colours or {}).get(name) or meta.get("colour") or _PALETTE[(number - 1) % len(_PALETTE)]
         rc = Dataset()
