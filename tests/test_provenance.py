@@ -15,8 +15,14 @@ import pytest
 
 import medlab as ml
 from medlab.measure import SRError, label_stats, provenance, to_table, write_sr
-from medlab.segmentation import (connected_threshold, largest_component, opening,
-                                 rtstruct_to_masks, threshold, write_seg)
+from medlab.segmentation import (
+    connected_threshold,
+    largest_component,
+    opening,
+    rtstruct_to_masks,
+    threshold,
+    write_seg,
+)
 
 STS = "dicom/STS_002"
 
@@ -95,7 +101,7 @@ def test_seg_algorithm_type_follows_how_the_mask_was_made(ct3, tmp_path):
     grown = largest_component(opening(grown, radius_mm=1))
     assert grown.meta["algorithm_type"] == "SEMIAUTOMATIC"
     path = write_seg(grown, ct3, tmp_path / "grown.dcm")
-    [(label, kind)] = _seg_segments(path)
+    [(_, kind)] = _seg_segments(path)
     assert kind == "SEMIAUTOMATIC"
     algo = pydicom.dcmread(path).SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
     assert "connected_threshold" in str(algo.AlgorithmName)

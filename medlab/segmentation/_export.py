@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .. import geometry as geo
 from .._version import __version__
 from ..errors import GeometryMismatchError, MissingDependencyError
 from ..image import Image
@@ -176,7 +177,7 @@ def _source_slices(source: Any, grid: Image) -> dict[int, tuple[Any, int | None]
                 problems.append(f"{ds.get('SOPInstanceUID', '?')} has no plane position/orientation")
                 continue
             k, j, i = inv[:3, :3] @ np.asarray(ipp, float) + inv[:3, 3]
-            same_plane = (np.allclose(iop[:3], row_dir, atol=1e-3) and np.allclose(iop[3:], col_dir, atol=1e-3)
+            same_plane = (geo.same_orientation([float(v) for v in iop], [*row_dir, *col_dir])
                           and np.allclose([float(ps[0]), float(ps[1])], spacing[1:], rtol=1e-3)
                           and int(ds.get("Rows", -1)) == grid.spatial_shape[1]
                           and int(ds.get("Columns", -1)) == grid.spatial_shape[2])
@@ -311,7 +312,7 @@ def write_seg(
     multi_frame = any(frame is not None for _, frame in slices.values())
     order = sorted(slices, key=lambda k: (slices[k][1] or 0, k)) if multi_frame else sorted(slices)
     sources = ([_with_shared_planes(slices[order[0]][0])] if multi_frame
-               else [slices[k][0] for k in order])
+               else _harmonised_orientation([slices[k][0] for k in order]))
     dtype = np.float32 if fractional else np.bool_
     pixels = np.zeros((len(order), *grid.spatial_shape[1:], len(segments)), dtype=dtype)
     for s, (_, arr, _) in enumerate(segments):
@@ -356,6 +357,29 @@ def write_seg(
     return path
 
 
+def _harmonised_orientation(datasets: list[Any]) -> list[Any]:
+    """The source headers with one Image Orientation (Patient), for highdicom.
+
+    highdicom requires the source images of a SEG to share their orientation
+    exactly; scanners jitter it in the last decimals (dcmqi's GE ADC map: the
+    8th). Headers whose orientation agrees with the first one's within
+    medlab's geometry tolerance (:data:`medlab.geometry.ORIENTATION_TOLERANCE`,
+    already checked by :func:`_source_slices`) are copied with the first
+    one's value; the references keep each instance's own UIDs.
+    """
+    import copy
+
+    first = [float(v) for v in datasets[0].ImageOrientationPatient]
+    out = []
+    for ds in datasets:
+        iop = [float(v) for v in ds.ImageOrientationPatient]
+        if iop != first and geo.same_orientation(iop, first):
+            ds = copy.copy(ds)  # a shallow copy: only this element changes
+            ds.ImageOrientationPatient = datasets[0].ImageOrientationPatient
+        out.append(ds)
+    return out
+
+
 def _with_shared_planes(ds: Any) -> Any:
     """A copy of a multi-frame header whose pixel measures and plane orientation, when they are
     the same for every frame, sit in the shared functional groups (where highdicom reads them)."""
@@ -373,11 +397,19 @@ def _with_shared_planes(ds: Any) -> Any:
     for seq in ("PixelMeasuresSequence", "PlaneOrientationSequence"):
         if seq in shared or seq not in per[0]:
             continue
-        if all(seq in f and f[seq].value == per[0][seq].value for f in per):
+        if all(seq in f and _same_plane_item(f[seq].value[0], per[0][seq].value[0]) for f in per):
             shared[seq] = per[0][seq]
             for f in per:
                 del f[seq]
     return ds
+
+
+def _same_plane_item(a: Any, b: Any) -> bool:
+    """Two Pixel Measures or Plane Orientation items equal (orientation within tolerance)."""
+    if "ImageOrientationPatient" in a and "ImageOrientationPatient" in b:
+        return geo.same_orientation([float(v) for v in a.ImageOrientationPatient],
+                                    [float(v) for v in b.ImageOrientationPatient])
+    return a == b
 
 
 # ---------------------------------------------------------------- RTSTRUCT

@@ -64,7 +64,7 @@ def check_stack(
     orientation: tuple[float, ...],
     *,
     rtol: float = 0.01,
-    atol_mm: float = 0.05,
+    atol_mm: float = geo.POSITION_TOLERANCE_MM,
 ) -> StackCheck:
     """Check that frame positions form a regular volume.
 

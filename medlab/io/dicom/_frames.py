@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from ...geometry import orientation_key
+
 __all__ = ["Frame", "frames_from_dataset", "NotAnImageError"]
 
 
@@ -377,7 +379,7 @@ def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]
         *base_key,
         rows,
         columns,
-        None if iop is None else tuple(np.round(iop, 3)),
+        orientation_key(iop),
         None if spacing is None else tuple(np.round(spacing, 4)),
     )
     if n_frames == 1:
@@ -462,7 +464,7 @@ def _enhanced_frames(
             *base_key,
             rows,
             columns,
-            None if iop is None else tuple(np.round(iop, 3)),
+            orientation_key(iop),
             None if spacing is None else tuple(np.round(spacing, 4)),
             frame_type,
             echo,
@@ -520,7 +522,7 @@ def _mosaic_frames(
     t_rows, t_cols = rows // side, columns // side
     step = common["spacing_between"] or common["slice_thickness"] or 1.0
     time_s = _acq_seconds(ds)
-    key = (*base_key, "mosaic", t_rows, t_cols, tuple(np.round(iop, 3)))
+    key = (*base_key, "mosaic", t_rows, t_cols, orientation_key(iop))
     out = []
     for k in range(int(n_tiles)):
         out.append(
