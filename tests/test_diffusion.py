@@ -181,6 +181,11 @@ def test_dicom_gradients_agree_with_dcm2niix_bvec(tmp_path, iop):
     theirs = ml.load(tmp_path / "out" / "x.nii")
     np.testing.assert_allclose(theirs.b_values, b)
     np.testing.assert_allclose(theirs.b_vectors, g, atol=1e-5)
+    # medlab's own conversion writes FSL files beside its NIfTI, as dcm2niix does
+    [nii] = ml.io.dicom_to_nifti(tmp_path / "in", tmp_path / "ours", progress=False)
+    np.testing.assert_allclose(np.loadtxt(nii.with_name(nii.name.replace(".nii.gz", ".bval"))),
+                               np.loadtxt(tmp_path / "out" / "x.bval"))
+    np.testing.assert_allclose(ml.load(nii).b_vectors, g, atol=1e-6)
 
 
 def test_enhanced_mr_diffusion_functional_group(tmp_path):
