@@ -166,3 +166,20 @@ def test_seg_and_sr_on_the_ge_adc_map(data_root, tmp_path):
     units = {str(i.MeasurementUnitsCodeSequence[0].CodeValue)
              for i in _numeric_items(pydicom.dcmread(sr))}
     assert units == {"mm3", "um2/s"}
+
+
+# ------------------------------------------------------------- one geometry tolerance
+def test_what_the_loader_groups_the_writers_accept():
+    from medlab import geometry as geo
+
+    rng = np.random.default_rng(0)
+    grouped = 0
+    for _ in range(5000):
+        a = rng.uniform(-1, 1, 6)
+        b = a + rng.uniform(-2e-3, 2e-3, 6)
+        if geo.orientation_key(a) == geo.orientation_key(b):
+            grouped += 1
+            assert geo.same_orientation(a, b), (a, b)
+    assert grouped > 100
+    # the 8th-decimal jitter of the GE ADC map is one orientation
+    assert geo.orientation_key([1, 0, 0, 0, 0.99999999, -1e-8]) == (1.0, 0, 0, 0, 1.0, 0)
