@@ -240,3 +240,13 @@ def test_label_stats_rows_per_diffusion_volume():
     table = ml.measure.label_stats(img, labels)
     assert table["b_value_s_per_mm2"].tolist() == [0.0, 1000.0]
     assert table["mean"].tolist() == [100.0, 40.0]
+
+
+def test_4d_itk_file_gets_no_invented_times(tmp_path):
+    import SimpleITK as sitk
+
+    img = sitk.JoinSeries([sitk.Image(4, 3, 2, sitk.sitkInt16)] * 3, 0.0, 2.5)
+    sitk.WriteImage(img, str(tmp_path / "x.nrrd"))
+    loaded = ml.load(tmp_path / "x.nrrd")
+    assert loaded.frame_axis == "unknown" and loaded.frame_times_s is None
+    assert loaded.meta["itk_spacing4"] == 2.5

@@ -76,7 +76,8 @@ def adc(
     slope = (logs - logs.mean(axis=-1, keepdims=True)) @ bc / float(bc @ bc)
     out = np.where(valid, -slope, np.nan).astype(np.float32)
     meta = {k: v for k, v in image.meta.items()
-            if k not in ("units", "frame_index", "b_value", "b_vector", "scaling")}
+            if k not in ("units", "frame_index", "b_value", "b_vector", "scaling",
+                         "acquisition_times_s", "gradient_source", "quantity")}
     meta.update(units="mm2/s", quantity="ADC", b_values_used=sorted(set(bu.tolist())))
     meta["id"] = f"{image.meta.get('id', 'dwi')}-ADC"
     return Image(out, image.affine, meta=meta)
