@@ -99,7 +99,7 @@ class Image:
         if arr.ndim != n_expected:
             what = ["3 spatial axes"]
             if kind is not None:
-                what.append(f"a {kind} axis")
+                what.append(f"a fourth ({kind}) axis")
             if channels:
                 what.append("a channel axis")
             raise GeometryError(

@@ -176,7 +176,7 @@ def test_what_the_loader_groups_the_writers_accept():
     grouped = 0
     for _ in range(5000):
         a = rng.uniform(-1, 1, 6)
-        b = a + rng.uniform(-2e-3, 2e-3, 6)
+        b = a + rng.uniform(-5e-4, 5e-4, 6)
         if geo.orientation_key(a) == geo.orientation_key(b):
             grouped += 1
             assert geo.same_orientation(a, b), (a, b)
