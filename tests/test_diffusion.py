@@ -250,3 +250,13 @@ def test_4d_itk_file_gets_no_invented_times(tmp_path):
     loaded = ml.load(tmp_path / "x.nrrd")
     assert loaded.frame_axis == "unknown" and loaded.frame_times_s is None
     assert loaded.meta["itk_spacing4"] == 2.5
+
+
+def test_slice_viewer_labels_frames_by_what_the_axis_is():
+    dwi = ml.Image(np.zeros((3, 8, 8, 3)), np.eye(4), b_values=[0, 500, 1000])
+    viewer = ml.view.slices(dwi, frame=2)
+    assert viewer.frame_label == "b=1000 s/mm²"
+    viewer.frame = 1
+    assert viewer.frame_label == "b=500 s/mm²"
+    series = ml.Image(np.zeros((3, 8, 8, 2)), np.eye(4), frame_times_s=[0, 2.5])
+    assert ml.view.slices(series, frame=1).frame_label == "2.50 s"
