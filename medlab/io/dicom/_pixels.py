@@ -498,9 +498,8 @@ def frame_scaling(f: Frame, mode: str = "quantitative") -> tuple[float, float, s
     values where the private scale slope (2005,100E) is present, ``FP = (SV *
     RS + RI) / (RS * SS)``; otherwise Rescale Slope/Intercept unless they are
     the identity; otherwise (a Parametric Map) a linear Real World Value
-    Mapping. ``mode='display'``:
-    Rescale Slope/Intercept only. A Modality LUT Sequence is a table, not a
-    line: see :func:`_apply_lut`.
+    Mapping. ``mode='display'``: Rescale Slope/Intercept only. A Modality
+    LUT Sequence is a table, not a line: see :func:`_apply_lut`.
     """
     extra = f.scaling or {}
     if mode == "quantitative" and extra.get("philips_ss"):
