@@ -809,7 +809,10 @@ def test_monochrome1_keeps_the_stored_values_and_flags_inversion(rel):
     assert ds.PhotometricInterpretation == "MONOCHROME1"
     assert img.meta["modality"] == "CR"
     assert img.meta["invert_display"] is True
-    np.testing.assert_array_equal(img.array[0], ds.pixel_array)  # as stored, not inverted
+    # the modality values (CR-ModalitySequenceLUT: its Modality LUT Sequence applied), not
+    # inverted for display
+    expected = pydicom.pixels.apply_modality_lut(ds.pixel_array, ds)
+    np.testing.assert_array_equal(img.array[0], expected)
 
 
 @needs("wg04-modalities")
