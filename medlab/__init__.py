@@ -4,18 +4,19 @@ The image model is :class:`medlab.Image` (array + 4x4 affine in LPS mm,
 axes ordered slice, row, column); :func:`medlab.load` and
 :func:`medlab.save` read and write it. Subpackages: ``io``, ``data``,
 ``cohort``, ``segmentation``, ``measure``, ``registration``, ``timeseries``,
-``filters``, ``view``, ``report``; ``privacy`` holds the one pseudonym
-and display-name rule they all use.
+``diffusion``, ``filters``, ``view``, ``report``; ``privacy`` holds the one
+pseudonym and display-name rule they all use.
 """
 
-from . import data, errors, filters, geometry, io, measure, privacy, report
+from . import data, diffusion, errors, filters, geometry, io, measure, privacy, report
 from ._version import __version__
 from .image import Image
 from .io import load, save
 
 __all__ = [
-    "Image", "__version__", "cohort", "data", "errors", "filters", "geometry", "io", "load",
-    "measure", "privacy", "registration", "report", "save", "segmentation", "timeseries", "view",
+    "Image", "__version__", "cohort", "data", "diffusion", "errors", "filters", "geometry", "io",
+    "load", "measure", "privacy", "registration", "report", "save", "segmentation", "timeseries",
+    "view",
 ]
 
 

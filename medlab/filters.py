@@ -13,7 +13,7 @@ __all__ = ["gaussian", "median"]
 def _per_frame(image: Image, fn) -> Image:
     if image.channels:
         raise GeometryError("filters work on grey-scale images; convert RGB to grey first")
-    if image.frame_times_s is None:
+    if image.frame_axis is None:
         return fn(image)
     frames = [fn(f).array for f in image.frames()]
     return image.with_array(np.stack(frames, axis=3))

@@ -29,6 +29,9 @@ from .errors import GeometryError
 
 __all__ = [
     "LPS_TO_RAS",
+    "ORIENTATION_DECIMALS",
+    "ORIENTATION_TOLERANCE",
+    "POSITION_TOLERANCE_MM",
     "RAS_TO_LPS",
     "affine_to_itk",
     "apply_affine",
@@ -39,8 +42,10 @@ __all__ = [
     "is_orthogonal",
     "itk_to_affine",
     "orientation_codes",
+    "orientation_key",
     "reorientation",
     "rotation_matrix",
+    "same_orientation",
     "swap_xyz_index",
     "voxel_sizes",
 ]
@@ -48,6 +53,45 @@ __all__ = [
 #: Flips x and y: converts an LPS point to RAS and back (its own inverse).
 LPS_TO_RAS: np.ndarray = np.diag([-1.0, -1.0, 1.0, 1.0])
 RAS_TO_LPS: np.ndarray = LPS_TO_RAS
+
+#: medlab's one geometry tolerance, shared by the DICOM loader (which frames form one
+#: volume), the cohort checks (which series are volumes) and the SEG/RTSTRUCT/SR writers
+#: (which source images a mask lies on): what medlab loads as one volume it can write
+#: against. Direction cosines of Image Orientation (Patient) agreeing to
+#: ``ORIENTATION_DECIMALS`` decimals (within ``ORIENTATION_TOLERANCE``, about 0.06 degrees)
+#: are one orientation; scanners write the same orientation with jitter in the 6th to
+#: 8th decimal (the GE ADC map of dcmqi: 8th).
+ORIENTATION_DECIMALS: int = 3
+ORIENTATION_TOLERANCE: float = 10.0**-ORIENTATION_DECIMALS
+#: Positions (mm) closer than this are the same; also the least slice-spacing
+#: deviation a stack tolerates (:func:`medlab.io.check_stack`).
+POSITION_TOLERANCE_MM: float = 0.05
+
+
+def orientation_key(iop: Sequence[float] | None) -> tuple[float, ...] | None:
+    """Image Orientation (Patient) rounded to the shared tolerance: frames with equal keys
+    are one orientation (the loader's and the cohort index's grouping key).
+
+    Examples
+    --------
+    >>> orientation_key([1, 0, 0, 0, 0.99999999, 1e-8])
+    (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    """
+    if iop is None:
+        return None
+    return tuple(float(v) + 0.0 for v in np.round(np.asarray(iop, dtype=float),
+                                                   ORIENTATION_DECIMALS))
+
+
+def same_orientation(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two Image Orientation (Patient) values agree within the shared tolerance.
+
+    Everything the loader puts in one volume passes (equal :func:`orientation_key`
+    implies a difference below ``ORIENTATION_TOLERANCE``).
+    """
+    return bool(np.allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float),
+                            rtol=0.0, atol=ORIENTATION_TOLERANCE))
+
 
 #: Reverses the order of the three spatial index axes (k, j, i) <-> (i, j, k).
 _REVERSE_INDEX: np.ndarray = np.array(

@@ -2,8 +2,14 @@
 
 See :mod:`medlab.geometry` for the conventions: spatial axes are ordered
 (slice, row, column) and the affine maps those indices to LPS mm. Optional
-trailing axes follow the three spatial ones, in this order: time (when
-``frame_times_s`` is given), then channels (when ``channels=True``, e.g. RGB).
+trailing axes follow the three spatial ones, in this order: a fourth axis,
+then channels (when ``channels=True``, e.g. RGB).
+
+The fourth axis says what it is (:attr:`Image.frame_axis`): ``'time'``
+(``frame_times_s``, seconds), ``'diffusion'`` (``b_values`` in s/mm2 and
+gradient directions ``b_vectors`` in LPS), ``'echo'`` (``echo_times_s``) or
+``'unknown'`` (e.g. a NIfTI whose time unit is unknown): a time is never
+invented where the data hold none.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ __all__ = ["Image"]
 Interpolation = Literal["nearest", "linear", "bspline"]
 #: NIfTI ``descrip`` of an image written with an unknown pixel spacing
 UNKNOWN_SPACING_DESCRIP = b"medlab: pixel spacing unknown"
+FrameAxis = Literal["time", "diffusion", "echo", "unknown"]
+_AXIS_KWARGS = ("frame_times_s", "b_values", "b_vectors", "echo_times_s", "frame_axis")
 
 
 class Image:
@@ -47,11 +55,25 @@ class Image:
     frame_times_s : sequence of float, optional
         Time of each frame in seconds from the first frame; makes axis 3 a
         time axis of that length. Irregular sampling is kept as given.
+    b_values : sequence of float, optional
+        Diffusion weighting of each volume in s/mm2; makes axis 3 a
+        diffusion axis.
+    b_vectors : (n, 3) array_like, optional
+        Unit gradient direction of each volume in LPS (zeros where there is
+        none, e.g. b=0); only with ``b_values``. See :attr:`b_vectors_image`
+        for the same directions in the image's axes.
+    echo_times_s : sequence of float, optional
+        Echo time of each volume in seconds; makes axis 3 an echo axis.
+    frame_axis : {'unknown'}, optional
+        A fourth axis whose meaning is unknown (no times are invented).
+        The other kinds follow from the arguments above.
     channels : bool
         Whether the last axis holds channels (RGB, vector components).
     meta : mapping, optional
         Free-form metadata (modality, units, source UIDs, ...). Copied
-        shallowly.
+        shallowly. ``meta['scaling']`` (shown in ``repr``) says which value
+        scaling the voxels carry when loaded from DICOM: ``'rescale'``,
+        ``'philips-float'``, ``'real-world-value-mapping'``, ``'modality-lut'``.
 
     Examples
     --------
@@ -62,7 +84,8 @@ class Image:
     [3.0, 2.0, 1.0]
     """
 
-    __slots__ = ("_affine", "_array", "_channels", "_frame_times_s", "meta")
+    __slots__ = ("_affine", "_array", "_axis4", "_axis4_values", "_b_vectors", "_channels",
+                 "meta")
 
     def __init__(
         self,
@@ -70,15 +93,20 @@ class Image:
         affine: npt.ArrayLike,
         *,
         frame_times_s: Sequence[float] | None = None,
+        b_values: Sequence[float] | None = None,
+        b_vectors: npt.ArrayLike | None = None,
+        echo_times_s: Sequence[float] | None = None,
+        frame_axis: FrameAxis | None = None,
         channels: bool = False,
         meta: Mapping[str, Any] | None = None,
     ) -> None:
         arr = np.asanyarray(array)
-        n_expected = 3 + (frame_times_s is not None) + bool(channels)
+        kind, values = _fourth_axis(frame_times_s, b_values, b_vectors, echo_times_s, frame_axis)
+        n_expected = 3 + (kind is not None) + bool(channels)
         if arr.ndim != n_expected:
             what = ["3 spatial axes"]
-            if frame_times_s is not None:
-                what.append("a time axis")
+            if kind is not None:
+                what.append(f"a fourth ({kind}) axis")
             if channels:
                 what.append("a channel axis")
             raise GeometryError(
@@ -88,16 +116,22 @@ class Image:
         self._array = arr
         self._affine = geo.check_affine(affine)
         self._channels = bool(channels)
-        if frame_times_s is not None:
-            times = np.asarray(frame_times_s, dtype=float).ravel()
-            if times.shape[0] != arr.shape[3]:
+        self._axis4: str | None = kind
+        self._axis4_values: np.ndarray | None = values
+        self._b_vectors: np.ndarray | None = None
+        if values is not None and values.shape[0] != arr.shape[3]:
+            name = {"time": "frame times", "diffusion": "b-values", "echo": "echo times"}[kind]
+            raise GeometryError(
+                f"{values.shape[0]} {name} were given for a {kind} axis of length {arr.shape[3]}"
+            )
+        if kind == "diffusion" and b_vectors is not None:
+            vec = np.asarray(b_vectors, dtype=float).reshape(-1, 3)
+            if vec.shape[0] != arr.shape[3] or not np.all(np.isfinite(vec)):
                 raise GeometryError(
-                    f"{times.shape[0]} frame times were given for a time axis of length "
-                    f"{arr.shape[3]}"
+                    f"b_vectors must be {arr.shape[3]} finite LPS directions (shape "
+                    f"({arr.shape[3]}, 3)), got shape {np.shape(b_vectors)}"
                 )
-            self._frame_times_s: np.ndarray | None = times
-        else:
-            self._frame_times_s = None
+            self._b_vectors = vec
         self.meta: dict[str, Any] = dict(meta or {})
 
     # ------------------------------------------------------------------ data
@@ -133,13 +167,69 @@ class Image:
         return self._channels
 
     @property
+    def frame_axis(self) -> FrameAxis | None:
+        """What axis 3 is: ``'time'``, ``'diffusion'``, ``'echo'``, ``'unknown'``, or None."""
+        return self._axis4  # type: ignore[return-value]
+
+    @property
     def frame_times_s(self) -> np.ndarray | None:
-        """Frame times in seconds (a copy), or None for a single time point."""
-        return None if self._frame_times_s is None else self._frame_times_s.copy()
+        """Frame times in seconds (a copy); None unless axis 3 is time."""
+        return self._values_of("time")
+
+    @property
+    def b_values(self) -> np.ndarray | None:
+        """Diffusion b-value of each volume in s/mm2 (a copy); None unless axis 3 is diffusion."""
+        return self._values_of("diffusion")
+
+    @property
+    def b_vectors(self) -> np.ndarray | None:
+        """Gradient direction of each volume as LPS unit vectors, shape (n, 3), or None.
+
+        Zero rows where a volume has no direction (b=0, isotropic trace).
+        """
+        return None if self._b_vectors is None else self._b_vectors.copy()
+
+    @property
+    def b_vectors_image(self) -> np.ndarray | None:
+        """The gradient directions in the image's own axes, shape (n, 3), or None.
+
+        Component ``j`` is along array axis ``j`` (slice, row, column), as
+        unit vectors. This is medlab's axis order: FSL's ``.bvec`` convention
+        (NIfTI voxel axes i, j, k, x flipped for a positive determinant) is
+        applied only when reading and writing ``.bvec`` files.
+        """
+        if self._b_vectors is None:
+            return None
+        cols = self._affine[:3, :3] / np.linalg.norm(self._affine[:3, :3], axis=0)
+        local = np.linalg.solve(cols, self._b_vectors.T).T
+        norm = np.linalg.norm(local, axis=1, keepdims=True)
+        return np.divide(local, norm, out=np.zeros_like(local), where=norm > 0)
+
+    @property
+    def echo_times_s(self) -> np.ndarray | None:
+        """Echo time of each volume in seconds (a copy); None unless axis 3 is echo."""
+        return self._values_of("echo")
 
     @property
     def n_frames(self) -> int:
-        return 1 if self._frame_times_s is None else int(self._array.shape[3])
+        """Length of axis 3 (whatever it is), 1 without one."""
+        return 1 if self._axis4 is None else int(self._array.shape[3])
+
+    def _values_of(self, kind: str) -> np.ndarray | None:
+        if self._axis4 != kind or self._axis4_values is None:
+            return None
+        return self._axis4_values.copy()
+
+    def _axis_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments that recreate this image's fourth axis."""
+        if self._axis4 is None:
+            return {}
+        if self._axis4 == "unknown":
+            return {"frame_axis": "unknown"}
+        if self._axis4 == "diffusion":
+            return {"b_values": self._axis4_values, "b_vectors": self._b_vectors}
+        key = {"time": "frame_times_s", "echo": "echo_times_s"}[self._axis4]
+        return {key: self._axis4_values}
 
     # -------------------------------------------------------------- geometry
     @property
@@ -212,31 +302,43 @@ class Image:
     def with_array(self, array: npt.ArrayLike, **changes: Any) -> Image:
         """A new image with the same geometry, metadata and axes, and new data.
 
-        Keyword arguments override ``affine``, ``frame_times_s``, ``channels``
-        or ``meta``.
+        Keyword arguments override ``affine``, ``channels``, ``meta`` or the
+        fourth axis: any of ``frame_times_s``, ``b_values``, ``b_vectors``,
+        ``echo_times_s``, ``frame_axis`` replaces it as a whole (e.g.
+        ``frame_times_s=None`` for a 3D result).
         """
         kwargs: dict[str, Any] = {
             "affine": self._affine,
-            "frame_times_s": self._frame_times_s,
             "channels": self._channels,
             "meta": self.meta,
         }
+        if not any(k in changes for k in _AXIS_KWARGS):
+            kwargs.update(self._axis_kwargs())
         kwargs.update(changes)
         return Image(array, **kwargs)
 
     def frame(self, t: int) -> Image:
-        """The 3D image at time index ``t`` (a view of the data)."""
-        if self._frame_times_s is None:
-            raise IndexError("this image has no time axis; it is a single frame")
+        """The 3D image at index ``t`` of axis 3 (a view of the data).
+
+        Its ``meta`` gains ``frame_index`` and, by the kind of axis,
+        ``time_s``, ``b_value`` (and ``b_vector`` in LPS) or ``echo_time_s``.
+        """
+        if self._axis4 is None:
+            raise IndexError("this image has no fourth axis; it is a single frame")
         n = self.n_frames
         if not -n <= t < n:
             raise IndexError(f"frame {t} is out of range for {n} frames")
-        meta = dict(self.meta, time_s=float(self._frame_times_s[t]), frame_index=t % n)
+        meta = dict(self.meta, frame_index=t % n)
+        if self._axis4_values is not None:
+            key = {"time": "time_s", "diffusion": "b_value", "echo": "echo_time_s"}[self._axis4]
+            meta[key] = float(self._axis4_values[t])
+        if self._b_vectors is not None:
+            meta["b_vector"] = self._b_vectors[t].tolist()
         return Image(self._array[:, :, :, t], self._affine, channels=self._channels, meta=meta)
 
     def frames(self) -> list[Image]:
-        """All time frames as 3D images (views)."""
-        return [self.frame(t) for t in range(self.n_frames)] if self._frame_times_s is not None else [self]
+        """All volumes along axis 3 as 3D images (views); ``[self]`` without one."""
+        return [self.frame(t) for t in range(self.n_frames)] if self._axis4 is not None else [self]
 
     def reorient(self, target: str = "SPL") -> Image:
         """The same voxels with array axes permuted/flipped to point to ``target``.
@@ -267,12 +369,14 @@ class Image:
         else:
             sp = "unknown (pixels)"
         extra = ""
-        if self._frame_times_s is not None:
-            extra += f", frames={self.n_frames}"
+        if self._axis4 is not None:
+            extra += f", frames={self.n_frames} ({self._axis4})"
         if self._channels:
             extra += f", channels={self._array.shape[-1]}"
         modality = self.meta.get("modality")
         mod = f", modality={modality!r}" if modality else ""
+        if self.meta.get("scaling"):  # which value scaling the voxels carry
+            mod += f", scaling={self.meta['scaling']!r}"
         return (
             f"Image(shape={self.shape}, dtype={self.dtype}, spacing={sp}, "
             f"orientation={self.orientation!r}{extra}{mod})"
@@ -336,7 +440,7 @@ class Image:
             out_dtype = np.dtype(np.float64 if self.dtype == np.float64 else np.float32)
         out_shape = tuple(ref_shape) + self.shape[3:]
         out = np.empty(out_shape, dtype=out_dtype)
-        time_indices = range(self.n_frames) if self._frame_times_s is not None else [None]
+        time_indices = range(self.n_frames) if self._axis4 is not None else [None]
         for t in time_indices:
             src = self._array if t is None else self._array[:, :, :, t]
             src_arr = np.ascontiguousarray(src)
@@ -360,13 +464,8 @@ class Image:
                 out[...] = arr
             else:
                 out[:, :, :, t] = arr
-        return Image(
-            out,
-            ref_affine,
-            frame_times_s=self._frame_times_s,
-            channels=self._channels,
-            meta=self.meta,
-        )
+        return Image(out, ref_affine, channels=self._channels, meta=self.meta,
+                     **self._axis_kwargs())
 
     def orthogonal_grid(self) -> tuple[tuple[int, int, int], np.ndarray]:
         """An orthogonal grid covering this image, as ``(shape, affine)``.
@@ -414,10 +513,10 @@ class Image:
         """
         import SimpleITK as sitk
 
-        if self._frame_times_s is not None:
+        if self._axis4 is not None:
             raise GeometryError(
-                f"a time series ({self.n_frames} frames) cannot become one 3D SimpleITK image; "
-                "convert one frame: image.frame(t).to_simpleitk()"
+                f"a 4D image ({self.n_frames} {self._axis4} frames) cannot become one 3D "
+                "SimpleITK image; convert one frame: image.frame(t).to_simpleitk()"
             )
         self._require_orthogonal("SimpleITK")
         arr = self._array.astype(np.uint8) if self.dtype == np.bool_ else self._array
@@ -454,10 +553,10 @@ class Image:
     def to_itk(self) -> Any:
         """An ITK image (for itkwidgets); needs the ``itk`` package (``medlab[itk]``)."""
         itk = _import_optional("itk", feature="ITK images", extra="itk")
-        if self._frame_times_s is not None:
+        if self._axis4 is not None:
             raise GeometryError(
-                f"a time series ({self.n_frames} frames) cannot become one 3D ITK image; "
-                "convert one frame: image.frame(t).to_itk()"
+                f"a 4D image ({self.n_frames} {self._axis4} frames) cannot become one 3D ITK "
+                "image; convert one frame: image.frame(t).to_itk()"
             )
         self._require_orthogonal("ITK")
         arr = np.ascontiguousarray(self._array)
@@ -487,7 +586,9 @@ class Image:
         """A NIfTI-1 image (RAS affine, (i, j, k[, t]) array), for saving or nilearn.
 
         Frame times become the NIfTI TR (``pixdim[4]``, seconds) when they
-        are evenly spaced; irregular times are kept in ``meta`` only.
+        are evenly spaced; irregular times are kept in ``meta`` only. A
+        fourth axis that is not time gets time unit 'unknown' (diffusion
+        gradients go to ``.bval``/``.bvec`` files: :func:`medlab.io.save`).
         """
         import nibabel as nib
 
@@ -504,13 +605,15 @@ class Image:
         affine_ras = geo.LPS_TO_RAS @ geo.swap_xyz_index(self._affine)
         img = nib.Nifti1Image(data, affine_ras)
         # an unknown spacing stays unknown in the file (NIfTI spatial unit code 0)
-        img.header.set_xyzt_units("mm" if self.spacing_known else "unknown", "sec")
+        img.header.set_xyzt_units("mm" if self.spacing_known else "unknown",
+                                  "sec" if self._axis4 in (None, "time") else "unknown")
         if not self.spacing_known:  # read back as unknown by medlab.io.read_nifti
             img.header["descrip"] = UNKNOWN_SPACING_DESCRIP
         img.set_qform(affine_ras, code=1)
         img.set_sform(affine_ras, code=1)
-        if self._frame_times_s is not None and self.n_frames > 1:
-            steps = np.diff(self._frame_times_s)
+        times = self._values_of("time")
+        if times is not None and self.n_frames > 1:
+            steps = np.diff(times)
             if np.allclose(steps, steps[0], rtol=1e-3):
                 zooms = list(img.header.get_zooms())
                 zooms[3] = float(steps[0])
@@ -522,7 +625,11 @@ class Image:
         """An Image from a nibabel spatial image (NIfTI, MGH, ...), 2D to 4D.
 
         Integer data stay integer unless the header scales them. A 4th axis
-        becomes time, with frame times from the TR (``pixdim[4]``).
+        becomes time, with frame times from the TR (``pixdim[4]``), only when
+        the header's time unit is seconds, milliseconds or microseconds;
+        otherwise its kind is ``'unknown'`` and ``meta['nifti_pixdim4']``
+        keeps the raw value (a loader may know better: ``.bval``/``.bvec``
+        files beside the image make it a diffusion axis).
         """
         data = np.asanyarray(image.dataobj)
         if data.ndim > 4:
@@ -534,15 +641,19 @@ class Image:
         axes = (2, 1, 0, *range(3, data.ndim))
         arr = data.transpose(axes)
         affine = geo.swap_xyz_index(geo.RAS_TO_LPS @ np.asarray(image.affine, dtype=float))
-        frame_times = None
+        axis: dict[str, Any] = {}
         meta = dict(meta or {})
         if arr.ndim == 4:
             tr = _nifti_tr_seconds(image)
-            meta.setdefault("repetition_time_s", tr)
-            frame_times = np.arange(arr.shape[3]) * (tr if tr else 1.0)
-            if not tr:
-                meta["time_unit_unknown"] = True
-        return cls(arr, affine, frame_times_s=frame_times, meta=meta)
+            if tr:
+                meta.setdefault("repetition_time_s", tr)
+                axis["frame_times_s"] = np.arange(arr.shape[3]) * tr
+            else:
+                axis["frame_axis"] = "unknown"
+                zooms = image.header.get_zooms()
+                if len(zooms) > 3 and float(zooms[3]) > 0:
+                    meta["nifti_pixdim4"] = float(zooms[3])
+        return cls(arr, affine, meta=meta, **axis)
 
     # ---------------------------------------------------- spacing provenance
     @property
@@ -668,7 +779,39 @@ class Image:
             )
 
 
+def _fourth_axis(
+    frame_times_s: Any, b_values: Any, b_vectors: Any, echo_times_s: Any, frame_axis: Any
+) -> tuple[str | None, np.ndarray | None]:
+    """(kind, values) of the fourth axis from the constructor's arguments."""
+    given = {k: v for k, v in (("time", frame_times_s), ("diffusion", b_values),
+                                ("echo", echo_times_s)) if v is not None}
+    if b_vectors is not None and b_values is None:
+        raise GeometryError("b_vectors need b_values (s/mm2) for the same volumes")
+    if len(given) > 1:
+        raise GeometryError(
+            f"the fourth axis can be one thing only, got {' and '.join(given)} values; pass "
+            "one of frame_times_s, b_values, echo_times_s"
+        )
+    if frame_axis not in (None, "time", "diffusion", "echo", "unknown"):
+        raise GeometryError(
+            f"frame_axis must be 'time', 'diffusion', 'echo' or 'unknown', got {frame_axis!r}"
+        )
+    if not given:
+        if frame_axis in ("time", "diffusion", "echo"):
+            need = {"time": "frame_times_s", "diffusion": "b_values", "echo": "echo_times_s"}
+            raise GeometryError(f"a {frame_axis} axis needs {need[frame_axis]}=...")
+        return frame_axis, None
+    kind, values = next(iter(given.items()))
+    if frame_axis not in (None, kind):
+        raise GeometryError(f"frame_axis={frame_axis!r} contradicts the {kind} values given")
+    arr = np.asarray(values, dtype=float).ravel()
+    if not np.all(np.isfinite(arr)):
+        raise GeometryError(f"the {kind} values must be finite numbers, got {arr.tolist()}")
+    return kind, arr
+
+
 def _nifti_tr_seconds(image: Any) -> float | None:
+    """The NIfTI TR in seconds, or None where the header's time unit is not a time."""
     header = image.header
     try:
         zooms = header.get_zooms()
@@ -679,9 +822,9 @@ def _nifti_tr_seconds(image: Any) -> float | None:
         return None
     try:
         unit = header.get_xyzt_units()[1]
-    except AttributeError:
-        unit = "sec"
-    return {"msec": tr / 1000.0, "usec": tr / 1e6}.get(unit, tr)
+    except AttributeError:  # formats without units (MGH: TR in ms is not a zoom)
+        return None
+    return {"sec": tr, "msec": tr / 1000.0, "usec": tr / 1e6}.get(unit)
 
 
 def _import_optional(module: str, *, feature: str, extra: str) -> Any:

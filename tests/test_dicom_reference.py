@@ -67,10 +67,10 @@ def _quiet_load(path: Path, **kwargs) -> ml.Image:
         return ml.load(path, **kwargs)
 
 
-def _quiet_load_all(path: Path) -> dict[str, ml.Image]:
+def _quiet_load_all(path: Path, **kwargs) -> dict[str, ml.Image]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return medlab.io.load_all(path, progress=False)
+        return medlab.io.load_all(path, progress=False, **kwargs)
 
 
 def _select(images: dict[str, ml.Image], part: str) -> ml.Image:
@@ -240,9 +240,11 @@ def dcm2niix_dir(tmp_path_factory):
     """``dcm2niix_dir(dataset)``: folder of dcm2niix's NIfTIs of ``<dataset>/In``.
 
     One conversion per dataset and test session, always into a temporary
-    folder. ``-p n``: use the standard Rescale Slope/Intercept for Philips
-    data, as medlab does (dcm2niix's default ``-p y`` divides by Philips'
-    private "precise" scale slope (2005,100E), a different quantity).
+    folder. ``-p n``: the standard Rescale Slope/Intercept for Philips data,
+    as medlab's ``scaling='display'`` (the comparisons here are about
+    geometry and pixels; both tools' default, Philips' floating-point values
+    through the private scale slope (2005,100E), is compared in
+    tests/test_dicom_scaling.py).
     """
     if not Path(DCM2NIIX).is_file():
         # like every test that needs a system tool: a skip with the reason on a developer's
@@ -330,7 +332,8 @@ D2N_CASES = [
 @pytest.mark.parametrize(("dataset", "sub", "part", "stem"), D2N_CASES)
 def test_series_matches_dcm2niix(dcm2niix_dir, dataset, sub, part, stem) -> None:
     path = dataset_path(dataset) / sub
-    ours = _quiet_load(path) if part is None else _select(_quiet_load_all(path), part)
+    ours = (_quiet_load(path, scaling="display") if part is None
+            else _select(_quiet_load_all(path, scaling="display"), part))
     assert_sorted_along_normal(ours)
     ref = _dcm2niix_image(dcm2niix_dir, dataset, stem)
     assert_same_image(ours, ref, atol_mm=DCM2NIIX_ATOL_MM)
@@ -428,7 +431,7 @@ def test_enhanced_per_frame_rescale_matches_pydicom(sub: str) -> None:
     (Pixel Value Transformation functional group), at the slice that its
     Image Position (Patient) gives in exactly one of the loaded images."""
     path = dataset_path("dcm-qa-enhanced") / sub
-    images = _quiet_load_all(path)
+    images = _quiet_load_all(path, scaling="display")  # Philips' float values: test_dicom_scaling
     ds = pydicom.dcmread(path)
     raw = ds.pixel_array
     shared = ds.SharedFunctionalGroupsSequence[0]

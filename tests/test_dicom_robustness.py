@@ -388,7 +388,8 @@ def _rescale_of(ds: pydicom.Dataset, i: int) -> tuple[float, float]:
 
 def pydicom_frames(path: Path) -> list[np.ndarray]:
     """Each frame as pydicom decodes it: RGB for colour (palette applied), and slope /
-    intercept applied to grey data (a Modality LUT Sequence is not applied)."""
+    intercept applied to grey data, or pydicom's ``apply_modality_lut`` where a Modality LUT
+    Sequence replaces them."""
     ds = pydicom_dataset(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -400,6 +401,8 @@ def pydicom_frames(path: Path) -> list[np.ndarray]:
     if int(ds.get("SamplesPerPixel") or 1) == 1 and ds.get("PhotometricInterpretation") != (
         "PALETTE COLOR"
     ):
+        if ds.get("ModalityLUTSequence"):
+            return [pydicom.pixels.apply_modality_lut(f, ds) for f in frames]
         out = []
         for i, f in enumerate(frames):
             slope, inter = _rescale_of(ds, i)
@@ -806,7 +809,10 @@ def test_monochrome1_keeps_the_stored_values_and_flags_inversion(rel):
     assert ds.PhotometricInterpretation == "MONOCHROME1"
     assert img.meta["modality"] == "CR"
     assert img.meta["invert_display"] is True
-    np.testing.assert_array_equal(img.array[0], ds.pixel_array)  # as stored, not inverted
+    # the modality values (CR-ModalitySequenceLUT: its Modality LUT Sequence applied), not
+    # inverted for display
+    expected = pydicom.pixels.apply_modality_lut(ds.pixel_array, ds)
+    np.testing.assert_array_equal(img.array[0], expected)
 
 
 @needs("wg04-modalities")

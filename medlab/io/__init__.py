@@ -91,7 +91,8 @@ def load(path: str | os.PathLike, **kwargs: Any) -> Image:
         content), or a NIfTI, NRRD or MHA/MHD file.
     **kwargs
         Passed to the DICOM reader (``irregular='stack'`` to accept uneven
-        slice spacing).
+        slice spacing, ``scaling='display'`` for Philips' console values
+        instead of its floating-point ones: :func:`read_dicom`).
 
     Raises
     ------

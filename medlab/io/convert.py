@@ -19,6 +19,7 @@ from typing import Any
 from .._version import __version__
 from ..image import Image
 from .dicom import read_dataset, read_dicom
+from .nifti import write_nifti
 
 __all__ = ["bids_sidecar", "dicom_to_nifti"]
 
@@ -166,7 +167,7 @@ def dicom_to_nifti(
             continue
         name = _safe_name(key)
         path = dest / f"{name}{suffix}"
-        img.to_nibabel().to_filename(str(path))
+        write_nifti(img, path)  # + FSL .bval/.bvec for a diffusion series, as dcm2niix
         if sidecar:
             header = read_dataset(img.meta["files"][0], stop_before_pixels=True)
             with open(dest / f"{name}.json", "w") as f:

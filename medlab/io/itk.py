@@ -14,8 +14,9 @@ __all__ = ["read_itk", "write_itk"]
 def read_itk(path: str | os.PathLike) -> Image:
     """Load an image SimpleITK can read (NRRD, MHA/MHD, PNG, ...) as an :class:`Image`.
 
-    4D files become a time series whose frame times are the 4th spacing
-    (seconds assumed).
+    4D files get a fourth axis of unknown kind: ITK keeps no unit for the
+    4th spacing (``meta['itk_spacing4']``), so no time is invented; give
+    the times with ``image.with_array(image.array, frame_times_s=...)``.
     """
     import numpy as np
     import SimpleITK as sitk
@@ -32,8 +33,8 @@ def read_itk(path: str | os.PathLike) -> Image:
                   for t in range(img.GetSize()[3])]
         vols = [Image.from_simpleitk(f) for f in frames]
         arr = np.stack([v.array for v in vols], axis=3)
-        dt = img.GetSpacing()[3]
-        return Image(arr, vols[0].affine, frame_times_s=np.arange(arr.shape[3]) * dt, meta=meta)
+        meta["itk_spacing4"] = float(img.GetSpacing()[3])
+        return Image(arr, vols[0].affine, frame_axis="unknown", meta=meta)
     return Image.from_simpleitk(img, meta=meta)
 
 

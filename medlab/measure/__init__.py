@@ -24,12 +24,13 @@ object, with the physical unit in each column name.
   fixes; a 2D image (one slice) is measured by area and perimeter.
 - Export: :func:`write_sr` / :func:`read_sr` (DICOM SR TID 1500
   Measurement Report referencing a SEG) and :func:`to_table` (CSV or
-  Parquet with source UIDs and medlab's version).
+  Parquet with source UIDs and medlab's version; :func:`provenance` gives
+  each image's source columns).
 - :func:`display_units`: coded units (UCUM, DICOM) as people read them.
 """
 
 from ._calibration import calibrate, ultrasound_region
-from ._sr import SRError, read_rwvm, read_sr, to_table, write_sr
+from ._sr import SRError, provenance, read_rwvm, read_sr, to_table, write_sr
 from ._suv import SuvError, suv_factors, to_suv
 from .metrics import overlap, segmentation_metrics, surface_distances
 from .points import angle, distance, points_to_world, polyline_length
@@ -50,6 +51,7 @@ __all__ = [
     "overlap",
     "points_to_world",
     "polyline_length",
+    "provenance",
     "read_rwvm",
     "read_sr",
     "recist_diameters",

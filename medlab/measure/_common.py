@@ -35,7 +35,7 @@ def label_array(labels: Image, what: str = "labels") -> np.ndarray:
         For non-integer values (a probability map, an intensity image).
     """
     require_image(labels, what)
-    if labels.frame_times_s is not None or labels.channels:
+    if labels.frame_axis is not None or labels.channels:
         raise GeometryError(
             f"{what} must be a 3D label image, got {labels!r}; pass one frame or channel"
         )

@@ -25,7 +25,7 @@ from ..errors import DicomReadError, MedlabError, MissingDependencyError
 from ..image import Image
 from .units import display_units
 
-__all__ = ["SRError", "read_rwvm", "read_sr", "to_table", "write_sr"]
+__all__ = ["SRError", "provenance", "read_rwvm", "read_sr", "to_table", "write_sr"]
 
 #: statistics columns of label_stats that write_sr can encode
 SR_MEASUREMENTS = ("volume_mm3", "area_mm2", "mean", "std", "min", "max", "median")
@@ -43,6 +43,8 @@ _INTENSITY = {
     "SUVbsa": (("126403", "DCM", "SUVbsa"),
                ("cm2/ml{SUVbsa}", "Standardized Uptake Value body surface area")),
     "BQML": (("126400", "DCM", "Standardized Uptake Value"), ("Bq/ml", "Becquerels/milliliter")),
+    "mm2/s": (("113041", "DCM", "Apparent Diffusion Coefficient"),
+              ("mm2/s", "square millimeter per second")),
 }
 _SUVLBM_UNITS = {
     "janmahasatian": ("g/ml{SUVlbm(Janma)}", "Standardized Uptake Value lean body mass (Janma)"),
@@ -121,11 +123,13 @@ def _intensity(units: str, modality: str, lbm_formula: str) -> tuple[Any, Any]:
         concept, unit = _INTENSITY[units]
         return Code(*concept), Code(unit[0], "UCUM", unit[1])
     if not units and modality == "MR":
+        # MR signal intensity on the scanner's arbitrary scale
         return Code("110852", "DCM", "MR signal intensity"), Code("1", "UCUM", "no units")
     raise SRError(
         f"no DICOM code is known for intensities in units {units or 'missing'!r} (modality "
-        f"{modality or 'unknown'}); medlab encodes HU, SUVbw, SUVlbm, SUVbsa, BQML and unitless MR. "
-        "Pass intensity_concept= and intensity_unit= (codes, or (value, scheme, meaning) tuples)")
+        f"{modality or 'unknown'}); medlab encodes HU, SUVbw, SUVlbm, SUVbsa, BQML, mm2/s (ADC) "
+        "and MR signal intensity (MR without units). Pass intensity_concept= and "
+        "intensity_unit= (codes, or (value, scheme, meaning) tuples)")
 
 
 def _match_segments(stats: pd.DataFrame, seg: Any, seg_path: Any) -> list[tuple[int, Any]]:
@@ -173,9 +177,16 @@ def write_sr(
     One volumetric ROI measurement group (TID 1411) per row of ``stats``,
     referencing its segment of the SEG (and, through it, the source
     series), with the volume (mm3, sum of segmented voxels) and the
-    intensity statistics in the image's units (HU, SUVbw/lbm/bsa, ...,
-    UCUM coded). Values are stored as Floating Point Value (exact) as well
-    as the decimal string.
+    intensity statistics in the image's units, UCUM coded: the ``units``
+    column HU, SUVbw, SUVlbm, SUVbsa, BQML or mm2/s (ADC). An MR image
+    without units is written as DCM 110852 "MR signal intensity" with UCUM
+    unit ``1`` (no units: the scanner's arbitrary scale), not refused. A
+    quantitative MR map stored without units (e.g. a vendor ADC map saved
+    as a plain MR image, whose header does not say what it holds) cannot
+    be told apart from signal intensity: pass ``intensity_concept`` and
+    ``intensity_unit`` for it. Any other units raise :class:`SRError`
+    unless those two are given. Values are stored as Floating Point Value
+    (exact) as well as the decimal string.
 
     Parameters
     ----------
@@ -211,7 +222,8 @@ def write_sr(
     Raises
     ------
     SRError
-        Unknown measurement columns or units, rows that match no segment.
+        Unknown measurement columns or units (see above), rows that match no
+        segment.
     """
     hd = _hd()
     from pydicom.sr.codedict import codes
@@ -407,6 +419,31 @@ def _group_rows(group: Any, kind: str, n: int) -> list[dict]:
 
 
 # ------------------------------------------------------------------ tables
+def provenance(image: Image) -> dict[str, str]:
+    """The source columns of rows measured on ``image``.
+
+    ``study_instance_uid``, ``series_instance_uid``,
+    ``frame_of_reference_uid`` (empty when unknown) and ``source_modality``
+    (the DICOM modality). Add them to the rows of each image before
+    combining tables of several images, e.g.
+    ``label_stats(pet, mask).assign(**ml.measure.provenance(pet))``.
+    """
+    if not isinstance(image, Image):
+        raise TypeError(f"image must be a medlab.Image, got {type(image).__name__}")
+    meta = image.meta
+    return {
+        "study_instance_uid": str(meta.get("study_uid") or ""),
+        "series_instance_uid": str(meta.get("series_uid") or ""),
+        "frame_of_reference_uid": str(meta.get("frame_of_reference_uid") or ""),
+        "source_modality": str(meta.get("modality") or ""),
+    }
+
+
+#: columns that say a table's rows come from several images
+_MIXED_ROW_COLUMNS = ("modality", "source_modality", "patient", "patient_id", "series_instance_uid",
+                      "image", "case")
+
+
 def to_table(
     stats: pd.DataFrame,
     path: str | os.PathLike,
@@ -423,9 +460,13 @@ def to_table(
     path : path
         Output file; ``.csv`` or ``.parquet``/``.pq`` pick the format.
     source : Image, optional
-        The measured image: adds ``study_instance_uid``,
-        ``series_instance_uid`` and ``frame_of_reference_uid`` (from its
-        meta; empty when unknown) and ``modality``.
+        The image every row was measured on: adds the :func:`provenance`
+        columns (and ``modality`` when the table has none). Columns the
+        table already has are never overwritten, and a table whose rows
+        come from several images (several values in ``modality``,
+        ``patient``, ... columns) is refused: add each row's own
+        provenance first (``rows.assign(**ml.measure.provenance(image))``
+        per image) and call without ``source``.
     file_format : {'csv', 'parquet'}, optional
         Overrides the format given by the suffix.
 
@@ -444,13 +485,21 @@ def to_table(
                          "or pass file_format='csv' or 'parquet'")
     out = stats.copy()
     if source is not None:
-        if not isinstance(source, Image):
-            raise TypeError(f"source must be a medlab.Image, got {type(source).__name__}")
-        meta = source.meta
-        out["study_instance_uid"] = str(meta.get("study_uid") or "")
-        out["series_instance_uid"] = str(meta.get("series_uid") or "")
-        out["frame_of_reference_uid"] = str(meta.get("frame_of_reference_uid") or "")
-        out["modality"] = str(meta.get("modality") or "")
+        columns = provenance(source)
+        columns.setdefault("modality", columns["source_modality"])
+        missing = {k: v for k, v in columns.items() if k not in out.columns}
+        mixed = {c: sorted(map(str, out[c].dropna().unique()))[:5] for c in _MIXED_ROW_COLUMNS
+                 if c in out.columns and out[c].nunique(dropna=True) > 1}
+        if mixed and missing:
+            what = "; ".join(f"{c}: {', '.join(v)}" for c, v in mixed.items())
+            raise ValueError(
+                f"the table's rows come from several images ({what}), so one source image "
+                f"({source.meta.get('id') or source!r}) cannot be the source of every row. Add "
+                "each row's own provenance first, rows.assign(**ml.measure.provenance(image)) "
+                "for each image, and call to_table without source="
+            )
+        for key, value in missing.items():
+            out[key] = value
     out["medlab_version"] = __version__
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":

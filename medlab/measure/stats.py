@@ -94,7 +94,9 @@ def label_stats(
     Parameters
     ----------
     image : Image
-        Intensity image, 3D or a time series (4D with ``frame_times_s``).
+        Intensity image, 3D or 4D: one row per volume, with ``frame`` and
+        ``time_s``, ``b_value_s_per_mm2`` or ``echo_time_s`` by the kind of
+        fourth axis (:attr:`medlab.Image.frame_axis`).
     labels : Image
         Label map (integer or bool, 3D). Every value > 0 is a label.
     label_names : mapping or sequence of str, optional
@@ -191,8 +193,9 @@ def label_stats(
     affine = image.affine
     pixel_mm2 = float(np.linalg.norm(np.cross(affine[:3, 1], affine[:3, 2])))
     spacing = np.asarray(image.spacing)
-    times = image.frame_times_s
-    frames = [np.asarray(image.array)] if times is None else [
+    # a 4D image gives one row per volume, with what its fourth axis is
+    times, axis_col = _frame_values(image)
+    frames = [np.asarray(image.array)] if image.frame_axis is None else [
         np.asarray(image.array[:, :, :, t]) for t in range(image.n_frames)
     ]
 
@@ -236,13 +239,24 @@ def label_stats(
         for t, arr in enumerate(frames):
             values = np.asarray(arr[sl][crop], dtype=np.float64)
             row = dict(geom)
-            if times is not None:
+            if image.frame_axis is not None:
                 row["frame"] = t
-                row["time_s"] = float(times[t])
+                if times is not None:
+                    row[axis_col] = float(times[t])
             row.update(_intensity(values, qs))
             row.update(place)
             rows.append(row)
-    return _table(rows, qs, timed=times is not None, shape=shape, planar=planar)
+    return _table(rows, qs, timed=image.frame_axis is not None, shape=shape, planar=planar,
+                  axis_col=axis_col)
+
+
+def _frame_values(image: Image) -> tuple[np.ndarray | None, str | None]:
+    """The values along a 4D image's fourth axis and the column they go to."""
+    for values, col in ((image.frame_times_s, "time_s"), (image.b_values, "b_value_s_per_mm2"),
+                        (image.echo_times_s, "echo_time_s")):
+        if values is not None:
+            return values, col
+    return None, None
 
 
 def _intensity(values: np.ndarray, qs: list[float]) -> dict:
@@ -264,10 +278,10 @@ def _centroid(crop: np.ndarray, offset: np.ndarray, affine: np.ndarray) -> np.nd
 
 
 def _table(rows: list[dict], qs: list[float], *, timed: bool, shape: bool,
-           planar: bool) -> pd.DataFrame:
+           planar: bool, axis_col: str | None = "time_s") -> pd.DataFrame:
     columns = ["label", "name"]
     if timed:
-        columns += ["frame", "time_s"]
+        columns += ["frame", *([axis_col] if axis_col else [])]
     size = ["area_mm2", "perimeter_mm"] if planar else ["volume_mm3", "volume_ml"]
     columns += ["voxel_count", *size, "units", "mean", "std", "min", "max",
                 "median", *(_percentile_column(q) for q in qs),

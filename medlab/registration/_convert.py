@@ -43,9 +43,9 @@ def require_image(obj: object, role: str) -> Image:
 def image_dimension(image: Image, role: str) -> int:
     """2 for a single-slice image, 3 for a volume; errors for what cannot register."""
     require_image(image, role)
-    if image.frame_times_s is not None:
+    if image.frame_axis is not None:
         raise RegistrationError(
-            f"{role} is a time series ({image.n_frames} frames): {image!r}; register one "
+            f"{role} is 4D ({image.n_frames} frames): {image!r}; register one "
             f"frame at a time, e.g. {role}.frame(0)"
         )
     if image.channels:
@@ -133,7 +133,7 @@ def mask_to_sitk(mask: Image | None, image: Image, dim: int, role: str) -> sitk.
     if mask is None:
         return None
     require_image(mask, f"{role}_mask")
-    if mask.frame_times_s is not None or mask.channels:
+    if mask.frame_axis is not None or mask.channels:
         raise RegistrationError(f"{role}_mask must be one scalar label image, got {mask!r}")
     if not mask.geometry_equal(image):
         raise RegistrationError(

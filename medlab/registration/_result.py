@@ -89,7 +89,7 @@ def resample(
         out_dtype = np.dtype(np.float64 if image.dtype == np.float64 else np.float32)
     ref_s = to_sitk(reference.with_array(np.zeros(reference.spatial_shape, np.uint8),
                                          frame_times_s=None, channels=False), dim, dtype=None)
-    frames = image.frames() if image.frame_times_s is not None else [image]
+    frames = image.frames()
     arrays = []
     for frame in frames:
         src = to_sitk(frame, dim, dtype=None if keep else out_dtype)
@@ -100,9 +100,8 @@ def resample(
     data = arrays[0] if len(arrays) == 1 else np.stack(arrays, axis=3)
     if image.dtype == np.bool_:
         data = data.astype(bool)
-    return Image(data.astype(out_dtype if image.dtype != np.bool_ else bool, copy=False),
-                 reference.affine, frame_times_s=image.frame_times_s, channels=image.channels,
-                 meta=image.meta)
+    return image.with_array(data.astype(out_dtype if image.dtype != np.bool_ else bool,
+                                        copy=False), affine=reference.affine)
 
 
 def transform_points(points_lps: npt.ArrayLike, transform: sitk.Transform) -> np.ndarray:

@@ -91,7 +91,9 @@ def connected_components(
         n_removed = int((~keep).sum())
         lab[lab > int(keep.sum())] = 0  # sorted by size: the small ones are last
         counts = counts[keep]
-    names = {i: f"component {i}" for i in range(1, counts.size + 1)}
+    base = _single_name(mask)
+    names = {i: f"{base} component {i}" if base else f"component {i}"
+             for i in range(1, counts.size + 1)}
     return label_result(mask, lab, names=names, method="connected_components",
                         parameters={"min_size_mm3": min_size_mm3, "connectivity": connectivity},
                         n_components=int(counts.size), n_removed=n_removed)
@@ -110,7 +112,9 @@ def largest_component(mask: Image, *, connectivity: int = 6) -> Image:
     Returns
     -------
     Image
-        ``uint8`` mask (1 = the largest component) on the mask's grid.
+        ``uint8`` mask (1 = the largest component) on the mask's grid. It
+        keeps the name of the label it lies in (``meta['labels']``), and
+        how the mask was made (``meta['algorithm_type']``).
 
     Raises
     ------
@@ -120,9 +124,18 @@ def largest_component(mask: Image, *, connectivity: int = 6) -> Image:
     fg = _foreground(mask, "mask")
     if not fg.any():
         raise SegmentationError("the mask is empty: it has no component to keep")
-    return label_result(mask, largest_array(fg, connectivity=connectivity),
-                        names={1: "largest component"}, method="largest_component",
-                        parameters={"connectivity": connectivity})
+    largest = largest_array(fg, connectivity=connectivity)
+    values = np.unique(label_array(mask, "mask")[largest.astype(bool)])
+    names = label_names(mask)
+    name = "+".join(names.get(int(v), str(int(v))) for v in values) if names else None
+    return label_result(mask, largest, names={1: name or "largest component"},
+                        method="largest_component", parameters={"connectivity": connectivity})
+
+
+def _single_name(mask: Image) -> str | None:
+    """The name of a mask's one label, or None (unnamed, or several labels)."""
+    names = label_names(mask)
+    return next(iter(names.values())) if len(names) == 1 else None
 
 
 # ------------------------------------------------------------ label editing

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .. import geometry as geo
 from .._version import __version__
 from ..errors import GeometryMismatchError, MissingDependencyError
 from ..image import Image
@@ -78,7 +79,9 @@ def _segments(masks: Masks, segment_names: Names, *, fractional: bool
         out = []
         for v in values:
             name = _name_of(segment_names, masks.meta, v) or f"Segment {v}"
-            out.append((name, arr == v, {"label": v, "colour": colours.get(v)}))
+            out.append((name, arr == v, {"label": v, "colour": colours.get(v),
+                                         "algorithm_type": masks.meta.get("algorithm_type"),
+                                         "algorithm_method": masks.meta.get("algorithm_method")}))
         return masks, out
     if isinstance(masks, Mapping):
         if not masks:
@@ -174,7 +177,7 @@ def _source_slices(source: Any, grid: Image) -> dict[int, tuple[Any, int | None]
                 problems.append(f"{ds.get('SOPInstanceUID', '?')} has no plane position/orientation")
                 continue
             k, j, i = inv[:3, :3] @ np.asarray(ipp, float) + inv[:3, 3]
-            same_plane = (np.allclose(iop[:3], row_dir, atol=1e-3) and np.allclose(iop[3:], col_dir, atol=1e-3)
+            same_plane = (geo.same_orientation([float(v) for v in iop], [*row_dir, *col_dir])
                           and np.allclose([float(ps[0]), float(ps[1])], spacing[1:], rtol=1e-3)
                           and int(ds.get("Rows", -1)) == grid.spatial_shape[1]
                           and int(ds.get("Columns", -1)) == grid.spatial_shape[2])
@@ -268,15 +271,20 @@ def write_seg(
         Segmented property category and type, for all segments or by name
         or segment number; default SNOMED CT 85756007 "Tissue".
     algorithm_type : {'MANUAL', 'SEMIAUTOMATIC', 'AUTOMATIC'}, optional
-        How the segments were made; the latter two record
-        ``algorithm_name`` and ``algorithm_family`` (a code of DICOM CID
-        7162, default "Histogram Analysis", e.g. thresholds; use
-        ``codes.cid7162.ArtificialIntelligence`` for a network) with
-        medlab's version. Default: a model's result
-        (:mod:`medlab.segmentation.models`, ``meta['algorithm']``) is
+        How the segments were made, for all of them. Default: a model's
+        result (:mod:`medlab.segmentation.models`, ``meta['algorithm']``) is
         AUTOMATIC with the model's name, version and weights SHA-256 (as an
-        algorithm parameter) and family "Artificial Intelligence"; else
-        MANUAL.
+        algorithm parameter) and family "Artificial Intelligence"; otherwise
+        each mask's own record, ``meta['algorithm_type']``, which medlab's
+        segmentation functions set (AUTOMATIC for thresholds, Otsu, HU
+        presets and watershed, SEMIAUTOMATIC for region growing from seeds,
+        carried through component and morphology operations; read from
+        RTSTRUCT and SEG files); MANUAL for masks without a record (drawn, or
+        read from NIfTI). SEMIAUTOMATIC and AUTOMATIC record
+        ``algorithm_name`` (default the model's name or ``'medlab <method>'``)
+        and ``algorithm_family`` (a code of DICOM CID 7162; default
+        "Artificial Intelligence" for models, "Histogram Analysis" otherwise)
+        with the model's or medlab's version.
     algorithm_name, algorithm_family, series_description, series_number
         Recorded in the SEG.
     omit_empty_frames : bool, default True
@@ -302,8 +310,7 @@ def write_seg(
         raise ValueError(f"segmentation_type must be 'BINARY' or 'FRACTIONAL', got {segmentation_type!r}")
     model = labels.meta.get("algorithm") if isinstance(labels, Image) else None
     model = dict(model) if isinstance(model, Mapping) else {}
-    algorithm_type = algorithm_type or model.get("type") or "MANUAL"
-    if algorithm_type not in ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
+    if algorithm_type not in (None, "MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
         raise ValueError(f"algorithm_type must be MANUAL, SEMIAUTOMATIC or AUTOMATIC, got {algorithm_type!r}")
     fractional = segmentation_type == "FRACTIONAL"
     grid, segments = _segments(labels, segment_names, fractional=fractional)
@@ -311,27 +318,35 @@ def write_seg(
     multi_frame = any(frame is not None for _, frame in slices.values())
     order = sorted(slices, key=lambda k: (slices[k][1] or 0, k)) if multi_frame else sorted(slices)
     sources = ([_with_shared_planes(slices[order[0]][0])] if multi_frame
-               else [slices[k][0] for k in order])
+               else _harmonised_orientation([slices[k][0] for k in order]))
     dtype = np.float32 if fractional else np.bool_
     pixels = np.zeros((len(order), *grid.spatial_shape[1:], len(segments)), dtype=dtype)
     for s, (_, arr, _) in enumerate(segments):
         pixels[..., s] = np.clip(arr[order], 0, 1) if fractional else arr[order]
-    algorithm = None
-    if algorithm_type != "MANUAL":
-        family = codes.cid7162.ArtificialIntelligence if model else codes.cid7162.HistogramAnalysis
-        algorithm = hd.AlgorithmIdentificationSequence(
-            name=algorithm_name or model.get("name") or "medlab",
-            version=str(model.get("version") or __version__),
-            family=_code(algorithm_family) or family,
-            parameters={"weights_sha256": model["weights_sha256"]} if model.get("weights_sha256") else None)
     descriptions = []
     for number, (name, _, meta) in enumerate(segments, start=1):
+        kind = algorithm_type or model.get("type") or meta.get("algorithm_type") or "MANUAL"
+        if kind not in ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
+            kind = "MANUAL"
+        algorithm = None
+        if kind != "MANUAL":
+            method = meta.get("algorithm_method") or meta.get("method")
+            default_family = (codes.cid7162.ArtificialIntelligence
+                              if model or method == "sliding_window"
+                              else codes.cid7162.HistogramAnalysis)
+            algorithm = hd.AlgorithmIdentificationSequence(
+                name=algorithm_name or model.get("name")
+                or (f"medlab {method}" if method else "medlab"),
+                version=str(model.get("version") or __version__),
+                family=_code(algorithm_family) or default_family,
+                parameters=({"weights_sha256": model["weights_sha256"]}
+                            if model.get("weights_sha256") else None))
         cat = _code(_per_segment(category, name, number)) or codes.SCT.Tissue
         typ = _code(_per_segment(property_type, name, number)) or codes.SCT.Tissue
         colour = meta.get("colour") or _PALETTE[(number - 1) % len(_PALETTE)]
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=number, segment_label=name[:64], segmented_property_category=cat,
-            segmented_property_type=typ, algorithm_type=algorithm_type,
+            segmented_property_type=typ, algorithm_type=kind,
             algorithm_identification=algorithm, tracking_uid=hd.UID(), tracking_id=name[:64],
             display_color=hd.color.CIELabColor.from_rgb(*[int(c) for c in colour])))
     with warnings.catch_warnings():
@@ -352,6 +367,29 @@ def write_seg(
     return path
 
 
+def _harmonised_orientation(datasets: list[Any]) -> list[Any]:
+    """The source headers with one Image Orientation (Patient), for highdicom.
+
+    highdicom requires the source images of a SEG to share their orientation
+    exactly; scanners jitter it in the last decimals (dcmqi's GE ADC map: the
+    8th). Headers whose orientation agrees with the first one's within
+    medlab's geometry tolerance (:data:`medlab.geometry.ORIENTATION_TOLERANCE`,
+    already checked by :func:`_source_slices`) are copied with the first
+    one's value; the references keep each instance's own UIDs.
+    """
+    import copy
+
+    first = [float(v) for v in datasets[0].ImageOrientationPatient]
+    out = []
+    for ds in datasets:
+        iop = [float(v) for v in ds.ImageOrientationPatient]
+        if iop != first and geo.same_orientation(iop, first):
+            ds = copy.copy(ds)  # a shallow copy: only this element changes
+            ds.ImageOrientationPatient = datasets[0].ImageOrientationPatient
+        out.append(ds)
+    return out
+
+
 def _with_shared_planes(ds: Any) -> Any:
     """A copy of a multi-frame header whose pixel measures and plane orientation, when they are
     the same for every frame, sit in the shared functional groups (where highdicom reads them)."""
@@ -369,11 +407,19 @@ def _with_shared_planes(ds: Any) -> Any:
     for seq in ("PixelMeasuresSequence", "PlaneOrientationSequence"):
         if seq in shared or seq not in per[0]:
             continue
-        if all(seq in f and f[seq].value == per[0][seq].value for f in per):
+        if all(seq in f and _same_plane_item(f[seq].value[0], per[0][seq].value[0]) for f in per):
             shared[seq] = per[0][seq]
             for f in per:
                 del f[seq]
     return ds
+
+
+def _same_plane_item(a: Any, b: Any) -> bool:
+    """Two Pixel Measures or Plane Orientation items equal (orientation within tolerance)."""
+    if "ImageOrientationPatient" in a and "ImageOrientationPatient" in b:
+        return geo.same_orientation([float(v) for v in a.ImageOrientationPatient],
+                                    [float(v) for v in b.ImageOrientationPatient])
+    return a == b
 
 
 # ---------------------------------------------------------------- RTSTRUCT
@@ -398,7 +444,7 @@ def write_rtstruct(
     roi_names: Names = None,
     colours: Mapping[str, Sequence[int]] | None = None,
     interpreted_types: Mapping[str, str] | str = "",
-    algorithm_type: AlgorithmType = "MANUAL",
+    algorithm_type: AlgorithmType | None = None,
     structure_set_label: str = "medlab",
     series_description: str = "medlab structures",
     series_number: int = 301,
@@ -431,8 +477,9 @@ def write_rtstruct(
     interpreted_types : str or dict of str to str
         RT ROI Interpreted Type (``'GTV'``, ``'ORGAN'``, ...); default the
         masks' ``meta['interpreted_type']`` or empty.
-    algorithm_type : {'MANUAL', 'SEMIAUTOMATIC', 'AUTOMATIC'}
-        ROI Generation Algorithm.
+    algorithm_type : {'MANUAL', 'SEMIAUTOMATIC', 'AUTOMATIC'}, optional
+        ROI Generation Algorithm, for all ROIs; default each mask's
+        ``meta['algorithm_type']`` as in :func:`write_seg`, else MANUAL.
     structure_set_label, series_description, series_number
         Recorded in the RTSTRUCT.
 
@@ -508,7 +555,8 @@ def write_rtstruct(
     for number, (name, arr, meta) in enumerate(segments, start=1):
         roi = Dataset()
         roi.ROINumber, roi.ReferencedFrameOfReferenceUID = number, for_uid
-        roi.ROIName, roi.ROIGenerationAlgorithm = name[:64], algorithm_type
+        kind = algorithm_type or meta.get("algorithm_type") or "MANUAL"
+        roi.ROIName, roi.ROIGenerationAlgorithm = name[:64], kind
         rois.append(roi)
         colour = (colours or {}).get(name) or meta.get("colour") or _PALETTE[(number - 1) % len(_PALETTE)]
         rc = Dataset()

@@ -39,7 +39,7 @@ __all__ = [
 def intensity_array(image: Image, what: str = "image") -> np.ndarray:
     """The voxel array of a 3D scalar image, or a clear error for other images."""
     require_image(image, what)
-    if image.frame_times_s is not None or image.channels:
+    if image.frame_axis is not None or image.channels:
         raise GeometryError(
             f"{what} must be a single 3D volume, got {image!r}; segment one frame "
             "(image.frame(t)) or one channel (image.with_array(image.array[..., c], channels=False))"
@@ -80,6 +80,14 @@ def label_dtype(max_label: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
+#: how each segmentation method makes its labels (DICOM SEG Segment Algorithm Type)
+ALGORITHM_TYPES = {
+    "threshold": "AUTOMATIC", "otsu": "AUTOMATIC", "multi_otsu": "AUTOMATIC",
+    "hu_preset": "AUTOMATIC", "sliding_window": "AUTOMATIC", "watershed": "AUTOMATIC",
+    "connected_threshold": "SEMIAUTOMATIC", "confidence_connected": "SEMIAUTOMATIC",
+}
+
+
 def label_result(
     source: Image,
     labels: np.ndarray,
@@ -88,6 +96,7 @@ def label_result(
     method: str,
     parameters: Mapping[str, Any] | None = None,
     keep_meta: bool = False,
+    algorithm_type: str | None = None,
     **extra: Any,
 ) -> Image:
     """A label image on ``source``'s grid with the smallest fitting unsigned dtype.
@@ -96,6 +105,10 @@ def label_result(
     :func:`rtstruct_to_labels` and :func:`medlab.measure.label_stats`).
     With ``keep_meta`` (label editing) the source's meta is carried on,
     otherwise only its frame of reference and series UID.
+    ``meta['algorithm_type']`` says how the labels were made (MANUAL,
+    SEMIAUTOMATIC, AUTOMATIC; what :func:`write_seg` records): given, else
+    the method's own (:data:`ALGORITHM_TYPES`), else the source mask's (a
+    component or morphology operation keeps how its input was made).
     """
     labels = np.asarray(labels)
     top = int(labels.max()) if labels.size else 0
@@ -114,6 +127,11 @@ def label_result(
         if not source.spacing_known:  # so that a refusal can say which image to calibrate
             meta["derived_from"] = source.name
     meta.update(labels=dict(names or {}), method=method, parameters=dict(parameters or {}), **extra)
+    algorithm = algorithm_type or ALGORITHM_TYPES.get(method) or source.meta.get("algorithm_type")
+    if algorithm:
+        meta["algorithm_type"] = algorithm
+        meta.setdefault("algorithm_method", method if method in ALGORITHM_TYPES
+                        else source.meta.get("algorithm_method", method))
     return Image(labels, source.affine, meta=meta)
 
 

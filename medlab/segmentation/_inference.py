@@ -188,8 +188,8 @@ def sliding_window(
     from tqdm.auto import tqdm
 
     require_image(image, "image")
-    if image.frame_times_s is not None:
-        raise GeometryError(f"sliding_window needs one 3D volume, got a time series {image!r}; "
+    if image.frame_axis is not None:
+        raise GeometryError(f"sliding_window needs one 3D volume, got a 4D image {image!r}; "
                             "pass image.frame(t)")
     if not callable(model):
         raise TypeError(f"model must be a callable (numpy batch -> scores), got {type(model).__name__}")

@@ -337,6 +337,7 @@ def watershed(
     if not names:
         names = {int(v): f"basin {int(v)}" for v in np.unique(labels) if v}
     return label_result(image, labels, names=names, method="watershed",
+                        algorithm_type="SEMIAUTOMATIC" if markers is not None else "AUTOMATIC",
                         parameters={"level": float(level), "gradient": gradient,
                                     "sigma_mm": float(sigma_mm), "markers": markers is not None,
                                     "connectivity": connectivity, "watershed_line": watershed_line})

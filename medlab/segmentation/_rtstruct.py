@@ -440,6 +440,8 @@ def rtstruct_to_masks(
             "reference_series_uid": reference.meta.get("series_uid"),
             **notes,
         }
+        if roi.algorithm.upper() in ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
+            meta["algorithm_type"] = roi.algorithm.upper()  # ROI Generation Algorithm
         if mode == "fraction":
             meta["supersampling"] = int(supersampling)
         out[key] = Image(arr, reference.affine, meta=meta)
@@ -511,4 +513,7 @@ def rtstruct_to_labels(
         "reference_series_uid": reference.meta.get("series_uid"),
         "outside": [p for m in items for p in m.meta["outside"]],
     }
+    algorithms = {m.meta.get("algorithm_type") for m in items}
+    if len(algorithms) == 1 and None not in algorithms:
+        meta["algorithm_type"] = algorithms.pop()
     return Image(labels, reference.affine, meta=meta)

@@ -305,6 +305,8 @@ class SegmentationResult:
                 "reference_series_uid": grid.meta.get("series_uid"),
                 "outside": problems,
             }
+            if row["algorithm_type"] in ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
+                meta["algorithm_type"] = row["algorithm_type"]
             out[n] = Image(arrays[n], grid.affine, meta=meta)
         return out
 
@@ -368,6 +370,9 @@ class SegmentationResult:
             "frame_of_reference_uid": self.frame_of_reference_uid,
             "referenced_series_uid": self.referenced_series_uid,
         }
+        algorithms = {masks[n].meta.get("algorithm_type") for n in keys}
+        if len(algorithms) == 1 and None not in algorithms:
+            meta["algorithm_type"] = algorithms.pop()
         return Image(out, first.affine, meta=meta)
 
 

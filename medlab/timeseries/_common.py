@@ -29,6 +29,12 @@ def require_series(image: object, what: str = "image", *, min_frames: int = 2) -
     require_image(image, what)
     assert isinstance(image, Image)
     if image.frame_times_s is None:
+        if image.frame_axis is not None:
+            raise TimeSeriesError(
+                f"{what}'s fourth axis is {image.frame_axis}, not time: {image!r}. If its "
+                f"volumes really are time points, give their times: "
+                f"{what}.with_array({what}.array, frame_times_s=times_s)"
+            )
         raise TimeSeriesError(
             f"{what} must be a time series (an Image with frame_times_s), got {image!r}; "
             "load a dynamic series with ml.load(path) or build one with "

@@ -183,7 +183,10 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, FullStateOnOpen, anywid
         self._overlay_source = overlay
         n_frames = image.n_frames
         times = image.frame_times_s
-        self._times = None if times is None else np.asarray(times, dtype=float)
+        # what the fourth axis is, for the frame label: seconds, b-values or echo times
+        self._frame_values = next(((np.asarray(v, dtype=float), fmt) for v, fmt in (
+            (times, "{:.2f} s"), (image.b_values, "b={:g} s/mm²"),
+            (image.echo_times_s, "TE {:.4g} s")) if v is not None), None)
         with self.hold_trait_notifications():
             self.title = title if title is not None else str(image.meta.get("id") or "")
             self.rgb = bool(image.channels)
@@ -356,8 +359,9 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, FullStateOnOpen, anywid
                 self._send_pane(name)
 
     def _update_frame_label(self) -> None:
-        if self._times is not None and self.n_frames > 1:
-            self.frame_label = f"{self._times[self.frame]:.2f} s"
+        if self._frame_values is not None and self.n_frames > 1:
+            values, fmt = self._frame_values
+            self.frame_label = fmt.format(values[self.frame])
 
     def _on_frame(self, change: dict[str, Any]) -> None:
         self._update_frame_label()

@@ -164,11 +164,16 @@ _FAST_KEYWORDS = (
     "EstimatedRadiographicMagnificationFactor", "PixelSpacingCalibrationType",
 )
 _FAST_TAGS = frozenset(
-    {int(Tag(k)) for k in _FAST_KEYWORDS} | {0x0021105E}  # + GE RTIA timer
+    {int(Tag(k)) for k in _FAST_KEYWORDS}
+    | {0x0021105E, 0x00430010, 0x00431039}  # + GE RTIA timer, GE b-value and its creator
 )
 #: tags whose presence sends a file to the full (pydicom) path: functional groups,
-#: ultrasound calibration regions, float pixel data
-_FAST_DECLINE = frozenset({0x52009229, 0x52009230, 0x00186011, 0x7FE00008, 0x7FE00009})
+#: ultrasound calibration regions, float pixel data, diffusion attributes (standard,
+#: Siemens, Philips), the Modality LUT Sequence, Real World Value Mapping, Philips'
+#: private scale slope
+_FAST_DECLINE = frozenset({0x52009229, 0x52009230, 0x00186011, 0x7FE00008, 0x7FE00009,
+                           0x00189087, 0x0019100C, 0x20011003, 0x00283000, 0x00409096,
+                           0x2005100E})
 
 
 def _fast_frames(path: Path) -> list[Frame] | None:
@@ -367,6 +372,7 @@ def read_dicom(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     *,
     irregular: Irregular = "error",
+    scaling: Literal["quantitative", "display"] = "quantitative",
     progress: bool = True,
 ) -> ImageCollection:
     """Load every DICOM image under ``paths``.
@@ -380,6 +386,16 @@ def read_dicom(
         ``'error'`` lists it in ``skipped`` with the reason; ``'stack'``
         loads it with the mean slice step and records the problem in
         ``meta['geometry_warning']`` (and warns).
+    scaling : {'quantitative', 'display'}
+        Which values to return, as dcm2niix does by default: ``'quantitative'``
+        gives Philips' floating-point values where the private scale slope
+        (2005,100E) is present (``FP = (SV * RS + RI) / (RS * SS)``) and the Real
+        World Value Mapping of images without Rescale Slope/Intercept
+        (Parametric Maps); ``'display'`` gives the Rescale Slope/Intercept
+        values only (what the scanner console shows). A Modality LUT Sequence
+        is applied in both. ``meta['scaling']`` records what was applied:
+        ``'rescale'``, ``'philips-float'``, ``'real-world-value-mapping'``,
+        ``'modality-lut'`` (absent: stored values).
     progress : bool
         Show a progress bar on long reads.
 
@@ -390,6 +406,8 @@ def read_dicom(
     """
     if irregular not in ("error", "stack"):
         raise ValueError(f"irregular must be 'error' or 'stack', got {irregular!r}")
+    if scaling not in ("quantitative", "display"):
+        raise ValueError(f"scaling must be 'quantitative' or 'display', got {scaling!r}")
     frames, skipped = scan(paths, progress=progress)
     with quiet_pydicom():
         plans, problems = plan_volumes(frames)
@@ -420,10 +438,10 @@ def read_dicom(
             warnings.warn(f"{p.id}: {p.check.problem}; stacked with the mean slice step",
                           stacklevel=2)
         try:
+            p.scaling_mode = scaling
             array, channels = read_pixels(p)
-            images[p.id] = Image(
-                array, p.affine, frame_times_s=p.frame_times_s, channels=channels, meta=p.meta
-            )
+            images[p.id] = Image(array, p.affine, channels=channels, meta=p.meta,
+                                 **p.image_axis())
         except ImageReadError as exc:  # DicomReadError, or a header claim over the budget
             bad = getattr(exc, "path", None)
             rest = [f for f in p.frames if str(f.path) != str(bad)]

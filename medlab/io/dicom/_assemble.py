@@ -65,7 +65,7 @@ def check_stack(
     orientation: tuple[float, ...],
     *,
     rtol: float = 0.01,
-    atol_mm: float = 0.05,
+    atol_mm: float = geo.POSITION_TOLERANCE_MM,
 ) -> StackCheck:
     """Check that frame positions form a regular volume.
 
@@ -248,6 +248,16 @@ class VolumePlan:
     frame_times_s: np.ndarray | None
     meta: dict[str, Any]
     check: StackCheck | None = None
+    #: Image keyword arguments for a fourth axis that is not time (diffusion)
+    axis: dict[str, Any] | None = None
+    #: 'quantitative' (Philips floating point, Real World Value Mapping) or 'display'
+    scaling_mode: str = "quantitative"
+
+    def image_axis(self) -> dict[str, Any]:
+        """The :class:`~medlab.Image` keyword arguments for this plan's fourth axis."""
+        if self.axis is not None:
+            return self.axis
+        return {} if self.frame_times_s is None else {"frame_times_s": self.frame_times_s}
 
     @property
     def frames(self) -> list[Frame]:
@@ -441,12 +451,35 @@ def _plan_group(group: list[Frame], gid: str) -> list[VolumePlan]:
         meta["gantry_tilt_deg"] = check.tilt_deg
     record_spacing(meta, f0)
     times = None
+    axis = None
     if n_t > 1:
         times = _frame_times(grid, meta)
+        axis = _diffusion_axis(grid, meta, times)
+    elif f0.b_value is not None:
+        meta["b_value"] = f0.b_value
     st = slice_times(grid[0])
     if st is not None:
         meta["slice_times_s"] = st
-    return [VolumePlan(gid, grid, affine, times, meta, check)]
+    return [VolumePlan(gid, grid, affine, times, meta, check, axis)]
+
+
+def _diffusion_axis(
+    grid: list[list[Frame]], meta: dict[str, Any], times: np.ndarray
+) -> dict[str, Any] | None:
+    """Image arguments for a diffusion fourth axis, when every volume has a b-value.
+
+    The volumes' acquisition times are kept in ``meta['acquisition_times_s']``.
+    """
+    first = [vol[0] for vol in grid]
+    b = [f.b_value for f in first]
+    if any(v is None for v in b) or (len(set(b)) < 2 and not any(v for v in b)):
+        return None
+    meta["acquisition_times_s"] = [float(t) for t in times]
+    meta["gradient_source"] = first[0].diffusion_source
+    axis: dict[str, Any] = {"b_values": np.asarray(b, dtype=float)}
+    if all(f.b_vector is not None for f in first):
+        axis["b_vectors"] = np.asarray([f.b_vector for f in first], dtype=float)
+    return axis
 
 
 def _plan_without_geometry(group: list[Frame], gid: str) -> list[VolumePlan]:

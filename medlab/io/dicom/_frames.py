@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from ...geometry import orientation_key
 from ._spacing import pixel_spacing
 
 __all__ = ["Frame", "frames_from_dataset", "NotAnImageError"]
@@ -65,6 +66,14 @@ class Frame:
     signed: bool = False
     photometric: str = ""
     rtia_s: float | None = None  # GE RTIA timer (slice timing), seconds
+    b_value: float | None = None  # diffusion weighting, s/mm2
+    b_vector: tuple[float, ...] | None = None  # gradient direction, LPS (zeros: none)
+    diffusion_source: str | None = None  # which attributes gave b_value/b_vector
+    #: scalings other than Rescale Slope/Intercept (rare): 'philips_ss' (Philips private
+    #: scale slope), 'lut' (Modality LUT Sequence: first value mapped, table),
+    #: 'rwvm' (Real World Value Mapping: slope, intercept, units); 'rescale' says
+    #: whether Rescale Slope/Intercept were present
+    scaling: dict[str, Any] | None = None
 
     @property
     def header(self) -> Dataset:
@@ -147,6 +156,118 @@ def _group(ds: Dataset, per: Dataset | None, shared: Dataset | None, seq: str, k
     return None
 
 
+def _private(ds: Any, group: int, element: int, creator: str) -> Any:
+    """A private value checked against its private creator (block 0x10 as vendors write it)."""
+    if isinstance(ds, Dataset):
+        try:
+            return ds.get_private_item(group, element & 0xFF, creator).value
+        except (KeyError, ValueError):
+            return None
+    owner = ds.get((group, 0x0010))
+    if owner is None or str(owner).strip().upper() != creator.upper():
+        return None
+    return ds.get((group, element))
+
+
+def _diffusion(
+    ds: Any, per: Dataset | None = None, shared: Dataset | None = None
+) -> tuple[float | None, tuple[float, ...] | None, str | None]:
+    """(b-value s/mm2, LPS direction, source) of one frame, as dcm2niix reads them.
+
+    In order: the standard MR Diffusion attributes (PS3.3 C.8.13.5.9; in the
+    MR Diffusion Sequence of enhanced objects), Siemens' private B_value and
+    DiffusionGradientDirection (0019,100C/100E, patient coordinates), Philips'
+    (2001,1003) b-value with (2005,10B0-10B2) RL/AP/FH directions, and GE's
+    b-value in (0043,1039) (its first value). GE's gradient directions
+    (0019,10BB-10BD) are in the scanner's logical frame with software-
+    dependent signs (dcm2niix derives them per version); they are not read.
+    """
+    item = None
+    for grp in (per, shared):
+        if grp is not None and grp.get("MRDiffusionSequence"):
+            item = grp.MRDiffusionSequence[0]
+            break
+    src = item if item is not None else ds
+    b = _float(src.get("DiffusionBValue"))
+    if b is not None:
+        vec = None
+        if isinstance(src, Dataset) and src.get("DiffusionGradientDirectionSequence"):
+            vec = _floats(src.DiffusionGradientDirectionSequence[0].get(
+                "DiffusionGradientOrientation"), 3)
+        vec = vec or _floats(src.get("DiffusionGradientOrientation"), 3)
+        if str(src.get("DiffusionDirectionality", "")).upper() in ("ISOTROPIC", "NONE") or b == 0:
+            vec = (0.0, 0.0, 0.0)
+        return b, vec, "MR Diffusion (0018,9087)"
+    b = _float(_private(ds, 0x0019, 0x100C, "SIEMENS MR HEADER"))
+    if b is not None:
+        vec = _floats(_private(ds, 0x0019, 0x100E, "SIEMENS MR HEADER"), 3)
+        return b, (0.0, 0.0, 0.0) if b == 0 and vec is None else vec, "Siemens (0019,100C/E)"
+    b = _float(_private(ds, 0x2001, 0x1003, "Philips Imaging DD 001"))
+    if b is not None:
+        parts = [_float(_private(ds, 0x2005, e, "Philips MR Imaging DD 001"))
+                 for e in (0x10B0, 0x10B1, 0x10B2)]
+        vec = None if any(v is None for v in parts) else tuple(parts)  # type: ignore[arg-type]
+        return b, (0.0, 0.0, 0.0) if b == 0 else vec, "Philips (2001,1003)"
+    ge = _private(ds, 0x0043, 0x1039, "GEMS_PARM_01")
+    if ge is not None and str(ds.get("Modality", "")) == "MR":
+        seq = not isinstance(ge, (str, bytes)) and hasattr(ge, "__len__")
+        first = _float(ge[0] if seq and len(ge) else ge)
+        if first is not None and 0 <= first < 1e5:  # larger values carry flags: not decoded
+            return first, None, "GE (0043,1039)"
+    return None, None, None
+
+
+def _rwvm(items: Any) -> tuple[float, float, str | None] | None:
+    """(slope, intercept, units) of the first linear Real World Value Mapping item."""
+    if not items:
+        return None
+    item = items[0]
+    slope = _float(item.get("RealWorldValueSlope"))
+    if slope is None:
+        return None
+    units = None
+    code = item.get("MeasurementUnitsCodeSequence")
+    if code:
+        units = str(code[0].get("CodeValue") or "") or None
+    return slope, _float(item.get("RealWorldValueIntercept")) or 0.0, units
+
+
+def _scaling(ds: Any, per: Dataset | None = None, shared: Dataset | None = None,
+             *, rescale: bool) -> dict[str, Any] | None:
+    """What else than Rescale Slope/Intercept could scale this frame's stored values."""
+    if not isinstance(ds, Dataset):
+        return None  # the fast path declines files with any of these
+    out: dict[str, Any] = {"rescale": rescale}
+    if "PHILIPS" in str(ds.get("Manufacturer", "")).upper():
+        ss = None
+        for grp in (per, shared):
+            priv = grp.get((0x2005, 0x140F)) if grp is not None else None
+            if priv is not None and priv.VR == "SQ" and len(priv.value):
+                ss = _float(getattr(priv.value[0].get((0x2005, 0x100E)), "value", None))
+                if ss is not None:
+                    break
+        if ss is None:
+            ss = _float(_private(ds, 0x2005, 0x100E, "Philips MR Imaging DD 001"))
+        if ss:
+            out["philips_ss"] = ss
+    lut = ds.get("ModalityLUTSequence")
+    if lut:  # PS3.3 C.11.1: the table replaces Rescale Slope/Intercept (as in pydicom)
+        item = lut[0]
+        n, first, _bits = (int(v) for v in item.LUTDescriptor)
+        data = item.LUTData
+        table = (np.frombuffer(data, "<u2") if isinstance(data, bytes)
+                 else np.atleast_1d(np.asarray(data)))
+        out["lut"] = (first, table[: n or 65536])
+    rwvm = None
+    for grp in (per, shared, ds):
+        if grp is not None and grp.get("RealWorldValueMappingSequence"):
+            rwvm = _rwvm(grp.RealWorldValueMappingSequence)
+            break
+    if rwvm is not None:
+        out["rwvm"] = rwvm
+    return out if len(out) > 1 else None
+
+
 def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     """(row, column) spacing in mm by the rules of :func:`._spacing.pixel_spacing`."""
     return pixel_spacing(ds).spacing
@@ -225,6 +346,7 @@ def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]
     }
     slope = _float(ds.get("RescaleSlope"))
     intercept = _float(ds.get("RescaleIntercept"))
+    has_rescale = slope is not None
     slope = 1.0 if slope in (None, 0.0) else slope
     intercept = intercept or 0.0
 
@@ -240,11 +362,14 @@ def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]
     time_s = _acq_seconds(ds)
     temporal = _float(ds.get("TemporalPositionIdentifier"))
     trigger = _float(ds.get("TriggerTime"))
+    b_value, b_vector, b_source = _diffusion(ds)
+    common.update(b_value=b_value, b_vector=b_vector, diffusion_source=b_source,
+                  scaling=_scaling(ds, rescale=has_rescale))
     key = (
         *base_key,
         rows,
         columns,
-        None if iop is None else tuple(np.round(iop, 3)),
+        orientation_key(iop),
         None if spacing is None else tuple(np.round(spacing, 4)),
     )
     if n_frames == 1:
@@ -328,11 +453,13 @@ def _enhanced_frames(
         trigger = _float(g("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"))
         echo = _float(g("MREchoSequence", "EffectiveEchoTime"))
         stack = g("FrameContentSequence", "StackID")
+        b_value, b_vector, b_source = _diffusion(ds, per, shared)
+        f_scaling = _scaling(ds, per, shared, rescale=f_slope is not None or "RescaleSlope" in ds)
         key = (
             *base_key,
             rows,
             columns,
-            None if iop is None else tuple(np.round(iop, 3)),
+            orientation_key(iop),
             None if spacing is None else tuple(np.round(spacing, 4)),
             frame_type,
             echo,
@@ -345,7 +472,9 @@ def _enhanced_frames(
                 slope=slope if f_slope in (None, 0.0) else f_slope,
                 intercept=intercept if f_inter is None else f_inter,
                 split_key=key, temporal=temporal, trigger_ms=trigger,
-                time_s=time_s if time_s is not None else _acq_seconds(ds), **common,
+                time_s=time_s if time_s is not None else _acq_seconds(ds),
+                b_value=b_value, b_vector=b_vector, diffusion_source=b_source,
+                scaling=f_scaling, **common,
             )
         )
     return out
@@ -376,11 +505,19 @@ def _mosaic_frames(
         wrapper = dicomwrappers.MosaicWrapper(ds, csa, n_tiles)
         first = np.asarray(wrapper.image_position, dtype=float)
         normal = np.asarray(wrapper.slice_normal, dtype=float)
+        b_value, b_vector, b_source = _diffusion(ds)
+        if b_value is None and csareader.get_b_value(csa) is not None:
+            # the CSA image header's B_value and DiffusionGradientDirection (LPS)
+            b_value = float(csareader.get_b_value(csa))
+            g = csareader.get_g_vector(csa)
+            b_vector = (0.0, 0.0, 0.0) if g is None and b_value == 0 else (
+                None if g is None else tuple(float(v) for v in g))
+            b_source = "Siemens CSA"
     side = math.ceil(math.sqrt(n_tiles))
     t_rows, t_cols = rows // side, columns // side
     step = common["spacing_between"] or common["slice_thickness"] or 1.0
     time_s = _acq_seconds(ds)
-    key = (*base_key, "mosaic", t_rows, t_cols, tuple(np.round(iop, 3)))
+    key = (*base_key, "mosaic", t_rows, t_cols, orientation_key(iop))
     out = []
     for k in range(int(n_tiles)):
         out.append(
@@ -389,7 +526,8 @@ def _mosaic_frames(
                 iop=iop, ipp=tuple(first + k * step * normal), pixel_spacing=spacing,
                 slope=slope, intercept=intercept, split_key=key, time_s=time_s,
                 temporal=_float(ds.get("TemporalPositionIdentifier")),
-                mosaic_normal=tuple(normal), **common,
+                mosaic_normal=tuple(normal), b_value=b_value, b_vector=b_vector,
+                diffusion_source=b_source, **common,
             )
         )
     return out

@@ -652,9 +652,59 @@ def _read_decoded(items: list, buf: np.ndarray, index: Any) -> None:
         target[...] = src
 
 
+def frame_scaling(f: Frame, mode: str = "quantitative") -> tuple[float, float, str]:
+    """(slope, intercept, name) turning a frame's stored values into the values medlab returns.
+
+    ``mode='quantitative'`` (the default, as dcm2niix): Philips' floating-point
+    values where the private scale slope (2005,100E) is present, ``FP = (SV *
+    RS + RI) / (RS * SS)``; otherwise Rescale Slope/Intercept unless they are
+    the identity; otherwise (a Parametric Map) a linear Real World Value
+    Mapping. ``mode='display'``: Rescale Slope/Intercept only. A Modality
+    LUT Sequence is a table, not a line: see :func:`_apply_lut`.
+    """
+    extra = f.scaling or {}
+    if mode == "quantitative" and extra.get("philips_ss"):
+        ss, rs, ri = extra["philips_ss"], f.slope, f.intercept
+        return 1.0 / ss, ri / (rs * ss), "philips-float"
+    if (f.slope, f.intercept) != (1.0, 0.0):
+        return f.slope, f.intercept, "rescale"
+    if mode == "quantitative" and extra.get("rwvm"):
+        slope, intercept, _units = extra["rwvm"]
+        return slope, intercept, "real-world-value-mapping"
+    return 1.0, 0.0, "none"
+
+
+def _apply_lut(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
+    """The Modality LUT Sequence (PS3.3 C.11.1): values below the first mapped one take
+    the first entry, values beyond the table its last."""
+    grid = plan.grid
+    tables = [f.scaling["lut"] for f in plan.frames]
+    top = max(int(t[1].max()) for t in tables)
+    out = np.empty(buf.shape, dtype=_int_dtype(0, top))
+    for t, vol in enumerate(grid):
+        for k, f in enumerate(vol):
+            first, table = f.scaling["lut"]
+            ix = index(k, t)
+            idx = np.clip(buf[ix].astype(np.int64) - first, 0, len(table) - 1)
+            out[ix] = table[idx]
+    plan.meta["scaling"] = "modality-lut"
+    return out
+
+
 def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
     grid = plan.grid
-    pairs = {(f.slope, f.intercept) for f in plan.frames}
+    if all(f.scaling and "lut" in f.scaling for f in plan.frames):
+        return _apply_lut(buf, plan, index)
+    mode = plan.scaling_mode
+    lines = {id(f): frame_scaling(f, mode) for f in plan.frames}
+    kinds = sorted({v[2] for v in lines.values()})
+    if kinds != ["none"]:
+        plan.meta["scaling"] = "+".join(k for k in kinds if k != "none")
+    if "real-world-value-mapping" in kinds:
+        units = {f.scaling["rwvm"][2] for f in plan.frames if f.scaling and "rwvm" in f.scaling}
+        if len(units) == 1 and None not in units:
+            plan.meta["units"] = units.pop()
+    pairs = {v[:2] for v in lines.values()}
     if pairs == {(1.0, 0.0)}:
         return buf
     plan.meta["rescaled"] = True
@@ -667,8 +717,9 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
         for t, vol in enumerate(grid):
             for k, f in enumerate(vol):
                 ix = index(k, t)
-                np.multiply(buf[ix], f.slope, out=out[ix], dtype=out_dtype, casting="unsafe")
-                out[ix] += f.intercept
+                slope, intercept, _ = lines[id(f)]
+                np.multiply(buf[ix], slope, out=out[ix], dtype=out_dtype, casting="unsafe")
+                out[ix] += intercept
         return out
     # integer rescale: choose the smallest integer type holding the rescaled values
     lo, hi = _stored_range(grid[0][0].header)
@@ -690,9 +741,10 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
         for k, f in enumerate(vol):
             ix = index(k, t)
             tmp = buf[ix].astype(np.int64)
-            if f.slope != 1:
-                tmp *= round(f.slope)
-            tmp += round(f.intercept)
+            slope, intercept, _ = lines[id(f)]
+            if slope != 1:
+                tmp *= round(slope)
+            tmp += round(intercept)
             out[ix] = tmp
     return out
 

@@ -52,7 +52,7 @@ class Prepared:
 
 def _roi_mask(mask: Image, label: int | None) -> np.ndarray:
     arr = np.asarray(mask.array)
-    if mask.frame_times_s is not None or mask.channels or arr.ndim != 3:
+    if mask.frame_axis is not None or mask.channels or arr.ndim != 3:
         raise GeometryError(f"mask must be a 3D image, got {mask!r}")
     if label is None:
         if arr.dtype != np.bool_ and np.issubdtype(arr.dtype, np.floating):
@@ -73,7 +73,7 @@ def _check_inputs(image: Image, mask: Image, label: int | None) -> tuple[np.ndar
     require_image(mask, "mask")
     image.require_spacing("radiomics")
     mask.require_spacing("radiomics")
-    if image.frame_times_s is not None or image.channels or image.ndim != 3:
+    if image.frame_axis is not None or image.channels or image.ndim != 3:
         raise GeometryError(
             f"radiomics needs a 3D scalar image, got {image!r}; pass one frame "
             "(image.frame(t)) or channel"
