@@ -115,7 +115,7 @@ def lab(args: list[str]) -> int:
 
 def test(args: list[str]) -> int:
     setup(("all", "test"))
-    rc = _run(PY, "-m", "ruff", "check", "medlab", "tests", "benchmarks", "tasks.py",
+    rc = _run(PY, "-m", "ruff", "check", "medlab", "tests", "benchmarks", "docs", "tasks.py",
               check=False)
     n = "2" if (os.cpu_count() or 1) >= 2 else "1"
     rc_tests = _run(PY, "-m", "pytest", "-n", n, "--dist", "loadfile", *args, check=False)
