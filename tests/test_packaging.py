@@ -158,3 +158,5 @@ def test_readme_starts_with_the_two_commands():
     assert commands == ["python3 tasks.py lab", "python3 tasks.py test"]
     ci = (REPO / ".ci" / "run").read_text()
     assert "python3 tasks.py test" in ci
+    # CI builds the docs after the tests, which leave the executed notebooks the docs reuse
+    assert ci.index("python3 tasks.py test") < ci.index("python3 tasks.py docs")
