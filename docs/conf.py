@@ -54,7 +54,10 @@ if os.environ.get("MEDLAB_DOCS_NOTEBOOKS", "1") != "0":
 else:
     sitegen.skip_notebooks(DOCS / "notebooks")
 nb_execution_mode = "off"
-nb_ipywidgets_js: dict = {}  # the widget manager would come from a CDN; widgets show their PNG
+# widgets: their manager would come from a CDN, so the site shows the PNG each medlab
+# widget's output carries (the saved widget state is dropped by sitegen)
+nb_ipywidgets_js: dict = {}
+nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 nb_output_stderr = "remove"
 myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3

@@ -8,7 +8,6 @@ import importlib
 import inspect
 import json
 import pkgutil
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -149,6 +148,18 @@ def is_current(source: Path, executed: Path) -> bool:
     return _code_sources(ran) == _code_sources(now)
 
 
+def _for_site(executed: Path) -> str:
+    """The executed notebook as the site shows it: without the saved widget state.
+
+    Widgets need a live kernel or a widget manager from a CDN, neither of which the site
+    has; the state (megabytes of images for the viewers) would only weigh the page down.
+    Each medlab widget's output also holds a PNG of its state, which the site shows.
+    """
+    nb = json.loads(executed.read_text())
+    nb.get("metadata", {}).pop("widgets", None)
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
 def prepare_notebooks(source_dir: Path, executed_dir: Path, out_dir: Path,
                       *, timeout_s: float = 900) -> list[Path]:
     """Put an executed copy of every curated notebook into ``out_dir``.
@@ -180,9 +191,7 @@ def prepare_notebooks(source_dir: Path, executed_dir: Path, out_dir: Path,
                 raise RuntimeError(f"docs: {exc}") from exc
             print(f"    {source.name} done in {time.perf_counter() - start:.1f} s",
                   file=sys.stderr, flush=True)
-        target = out_dir / source.name
-        if not target.exists() or target.read_bytes() != executed.read_bytes():
-            shutil.copyfile(executed, target)
+        _write_if_changed(out_dir / source.name, _for_site(executed))
     for stale in out_dir.glob("*.ipynb"):
         if not (source_dir / stale.name).exists():
             stale.unlink()

@@ -146,10 +146,13 @@ def test_docs_reuse_current_executed_notebooks(tmp_path):
     nbformat.write(nb, src / "a.ipynb")
     nb.cells[0].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"},
                                                   execution_count=1)]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"m": {}}}}
     nbformat.write(nb, ran / "a.ipynb")
     assert sitegen.is_current(src / "a.ipynb", ran / "a.ipynb")
     out = sitegen.prepare_notebooks(src, ran, tmp_path / "site")  # no kernel needed
-    assert nbformat.read(out[0], as_version=4).cells[0].outputs[0].data["text/plain"] == "2"
+    shown = nbformat.read(out[0], as_version=4)
+    assert shown.cells[0].outputs[0].data["text/plain"] == "2"
+    assert "widgets" not in shown.metadata  # no dead widget state weighing the page down
     changed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 2")])
     changed.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                       "language": "python"}
