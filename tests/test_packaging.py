@@ -130,12 +130,21 @@ def test_dir_shows_every_subpackage_and_import_stays_lazy():
         "assert not [m for m in lazy if f'medlab.{m}' in sys.modules], 'dir() imported'\n"
         "c = rlcompleter.Completer({'ml': ml})\n"
         "hits = {c.complete('ml.', i) for i in range(200)} - {None}\n"
+        # Jupyter's completer (IPython), with and without jedi
+        "from IPython.testing.globalipapp import start_ipython\n"
+        "from IPython.core.completer import provisionalcompleter\n"
+        "ip = start_ipython()\n"
+        "ip.run_cell('import medlab as ml')\n"
+        "for jedi in (True, False):\n"
+        "    ip.Completer.use_jedi = jedi\n"
+        "    with provisionalcompleter():\n"
+        "        hits |= {'ml.' + x.text.lstrip('.') for x in ip.Completer.completions('ml.', 3)}\n"
         "print(json.dumps(sorted(hits)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, check=False)
     assert out.returncode == 0, out.stderr
-    completed = json.loads(out.stdout)
+    completed = json.loads(out.stdout.strip().splitlines()[-1])
     for sub in ("view", "cohort", "segmentation", "registration", "timeseries", "io", "data",
                 "measure", "report", "filters"):
         assert any(h.rstrip("(") == f"ml.{sub}" for h in completed), (sub, completed)
