@@ -161,3 +161,29 @@ def test_docs_reuse_current_executed_notebooks(tmp_path):
     out = sitegen.prepare_notebooks(src, ran, tmp_path / "site")  # executed again
     assert nbformat.read(out[0], as_version=4).cells[0].outputs[0].data["text/plain"] == "3"
     assert sitegen.is_current(src / "a.ipynb", ran / "a.ipynb")
+
+
+def test_a_page_that_loads_from_a_cdn_fails_the_build(tmp_path):
+    """The build-finished check of docs/conf.py turns a remote script into a failed build."""
+    pytest.importorskip("sphinx", reason="the docs tools: pip install -e '.[docs]'")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO / 'docs')!r})\n"
+        "import sitegen\n"
+        "def setup(app):\n"
+        "    app.connect('build-finished', sitegen.check_offline)\n")
+    page = "Title\n=====\n\n.. raw:: html\n\n   <script src=\"{}\"></script>\n"
+    (src / "index.rst").write_text(page.format("_static/local.js"))
+
+    def build():
+        return subprocess.run([sys.executable, "-m", "sphinx", "-q", "-b", "html", str(src),
+                               str(tmp_path / "out")], capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)), check=False)
+
+    assert build().returncode == 0
+    (src / "index.rst").write_text(page.format("https://cdn.example.org/widgets.js"))
+    failed = build()
+    assert failed.returncode != 0
+    assert "cdn.example.org" in failed.stderr and "offline" in failed.stderr
