@@ -10,6 +10,7 @@ import inspect
 import os
 import pkgutil
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,11 +59,20 @@ def site(tmp_path_factory) -> Path:
     pytest.importorskip("myst_nb", reason="the docs tools: pip install -e '.[docs]'")
     pytest.importorskip("pydata_sphinx_theme", reason="the docs tools: pip install -e '.[docs]'")
     out = tmp_path_factory.mktemp("docs")
+    # a copy of docs/ beside links to the rest of the repository: what the build generates
+    # (api/, notebooks/) goes into the copy, never into the working tree
+    repo = out / "repo"
+    repo.mkdir()
+    for entry in REPO.iterdir():
+        if entry.name not in ("docs", ".git", ".venv", "build"):
+            (repo / entry.name).symlink_to(entry)
+    shutil.copytree(REPO / "docs", repo / "docs",
+                    ignore=shutil.ignore_patterns("notebooks", "medlab*.rst", "__pycache__"))
     env = dict(os.environ, MEDLAB_DOCS_NOTEBOOKS="0", PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-         "-d", str(out / "doctrees"), str(REPO / "docs"), str(out / "html")],
-        capture_output=True, text=True, cwd=REPO, env=env, check=False)
+         "-d", str(out / "doctrees"), str(repo / "docs"), str(out / "html")],
+        capture_output=True, text=True, cwd=repo, env=env, check=False)
     assert proc.returncode == 0, f"docs build failed (warnings are errors):\n{proc.stderr[-4000:]}"
     return out / "html"
 
