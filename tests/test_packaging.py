@@ -91,8 +91,9 @@ def test_all_extra_is_every_user_feature_and_no_tooling():
     only_tests = {"pytest", "ruff", "pytest-xdist", "itk-elastix", "pyradiomics-bhklab",
                   "medpy", "dicognito", "pypdf", "itkwidgets", "itk", "sphinx"}
     assert not user & only_tests, f"[all] pulls in tooling: {sorted(user & only_tests)}"
-    # the test command gets everything the user gets plus ITK for the to_itk edge
-    assert {"itk", "pytest", "ruff"} <= _expand("test", extras)
+    # the test command gets everything the user gets plus ITK for the to_itk edge and the
+    # docs tools (tests/test_docs.py builds the site)
+    assert {"itk", "pytest", "ruff", "sphinx", "myst-nb"} <= _expand("test", extras)
 
 
 def test_readme_names_the_extras_outside_all():
