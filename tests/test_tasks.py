@@ -84,43 +84,57 @@ def _get_json(url: str) -> dict:
         return json.loads(r.read())
 
 
+NEWS_QUESTION = "Would you like to get notified about official Jupyter news?"
+
+
 @pytest.mark.slow
-def test_lab_news_popup_is_off_in_the_environment(fake_venv, tmp_path):
-    """JupyterLab asks "Would you like to get notified about official Jupyter news?" while
-    the notification setting ``fetchNews`` is "none" (its schema default); the settings
-    setup() writes make Lab itself serve "false" as the default."""
+def test_lab_news_popup_is_off_in_the_environment(fake_venv, tmp_path, chromium_browser):
+    """JupyterLab asks NEWS_QUESTION while the notification setting ``fetchNews`` is "none"
+    (its schema default); the settings setup() writes into the environment make Lab itself
+    serve "false" as the default, and the page no longer asks (checked in Chromium, before
+    and after)."""
     import lab
+    from browser import open_offline_page
 
     if (why := lab.lab_missing()):
         pytest.skip(why)
     _root, venv, _calls = fake_venv
-    tasks.setup(("all",))
-    settings_dir = venv / "share" / "jupyter" / "lab" / "settings"
-    assert (settings_dir / "overrides.d" / "medlab.json").is_file()
+    settings_dir = venv / "share" / "jupyter" / "lab" / "settings"  # Lab's app_settings_dir
     plugin = "@jupyterlab/apputils-extension:notification"
-    import jupyterlab
-
-    schema_file = (Path(sys.prefix) / "share" / "jupyter" / "lab" / "schemas" /
-                   "@jupyterlab" / "apputils-extension" / "notification.json")
-    assert json.loads(schema_file.read_text())["properties"]["fetchNews"]["default"] == "none", (
-        f"JupyterLab {jupyterlab.__version__} changed how it asks about news")
-
     port, token = lab.free_port(), "medlab-test-token"
-    user_settings = tmp_path / "user-settings"
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), JUPYTER_PLATFORM_DIRS="1")
+               JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
+               JUPYTER_PLATFORM_DIRS="1")
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
            "--port", str(port), "--ServerApp.port_retries=0", f"--ServerApp.token={token}",
            f"--ServerApp.root_dir={tmp_path}", f"--LabApp.app_settings_dir={settings_dir}",
-           f"--LabApp.user_settings_dir={user_settings}", "--LabApp.news_url=None",
+           f"--LabApp.user_settings_dir={tmp_path / 'user-settings'}",
+           f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--LabApp.news_url=None",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
+    base = f"http://127.0.0.1:{port}"
+
+    def news_default():
+        served = _get_json(f"{base}/lab/api/settings/{plugin}?token={token}")
+        assert not served.get("raw", "").strip("{} \n")  # no user settings in play
+        return served["schema"]["properties"]["fetchNews"]["default"]
+
+    def asks_about_news() -> bool:
+        with open_offline_page(chromium_browser) as offline:
+            page = offline.page
+            page.goto(f"{base}/lab?token={token}")
+            page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
+            try:
+                page.get_by_text(NEWS_QUESTION).wait_for(timeout=15_000)
+                return True
+            except Exception:  # playwright's TimeoutError
+                return False
+
     log = open(tmp_path / "lab.log", "wb")  # closed below
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL)
     try:
-        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -130,11 +144,15 @@ def test_lab_news_popup_is_off_in_the_environment(fake_venv, tmp_path):
                 assert proc.poll() is None, (tmp_path / "lab.log").read_text()[-2000:]
                 assert time.monotonic() < deadline, "JupyterLab did not start"
                 time.sleep(0.3)
+        # a bare environment: Lab asks (so the check below can fail)
+        assert news_default() == "none"
+        assert asks_about_news()
+        tasks.setup(("all",))  # what every tasks.py command runs first
+        assert (settings_dir / "overrides.d" / "medlab.json").is_file()
         served = _get_json(f"{base}/lab/api/settings/{plugin}?token={token}")
-        props = served["schema"]["properties"]
-        assert props["fetchNews"]["default"] == "false"
-        assert props["checkForUpdates"]["default"] is False
-        assert not served.get("raw", "").strip("{} \n")  # the user's own settings are untouched
+        assert served["schema"]["properties"]["checkForUpdates"]["default"] is False
+        assert news_default() == "false"
+        assert not asks_about_news()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
