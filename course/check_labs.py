@@ -2,7 +2,7 @@
 
 Usage (from the repository root; needs nbgrader, e.g. ``pip install -e ".[course]"``)::
 
-    python course/check_labs.py [LAB ...] [--work DIR] [--json FILE]
+    python course/check_labs.py [LAB ...] [--work DIR] [--json FILE] [--jobs N]
 
 For each lab (default: all of ``course/source/``) this works in a scratch copy of
 the course folder: it regenerates the student version with ``nbgrader
@@ -94,15 +94,27 @@ def check(labs: list[str], work: Path) -> dict[str, dict[str, Any]]:
     return results
 
 
+def check_parallel(labs: list[str], work: Path, jobs: int) -> dict[str, dict[str, Any]]:
+    """:func:`check` with ``jobs`` labs at a time, each in its own course copy ``work/<lab>``."""
+    if jobs <= 1 or len(labs) <= 1:
+        return check(labs, work)
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {lab: pool.submit(check, [lab], work / lab) for lab in labs}
+        return {lab: future.result()[lab] for lab, future in futures.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("labs", nargs="*", help="labs to check (default: all)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--jobs", type=int, default=1, help="labs checked at the same time")
     args = parser.parse_args(argv)
     labs = args.labs or sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir())
     with tempfile.TemporaryDirectory(prefix="medlab-course-") as tmp:
-        results = check(labs, args.work or Path(tmp))
+        results = check_parallel(labs, args.work or Path(tmp), args.jobs)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     for lab, r in results.items():

