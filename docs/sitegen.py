@@ -16,6 +16,7 @@ from typing import Any
 
 PACKAGE = "medlab"
 API_PAGE_PREFIX = "medlab"  # generated pages: api/medlab*.rst (git-ignored)
+SKIPPED_PAGE = "not-built.md"  # notebooks/ page of a build without the notebooks
 
 
 # ------------------------------------------------------------------ API reference
@@ -196,9 +197,6 @@ def prepare_notebooks(source_dir: Path, executed_dir: Path, out_dir: Path,
         if not (source_dir / stale.name).exists():
             stale.unlink()
     return [out_dir / s.name for s in notebooks]
-
-
-SKIPPED_PAGE = "not-built.md"
 
 
 def skip_notebooks(out_dir: Path) -> None:
