@@ -20,11 +20,19 @@ __all__ = [
 ]
 
 
+_LAZY = ("view", "cohort", "segmentation", "registration", "timeseries")
+"""Subpackages that pull in matplotlib, DuckDB, highdicom, ...: imported on first use so
+that ``import medlab`` stays light."""
+
+
 def __getattr__(name: str):
-    # these subpackages pull in matplotlib, DuckDB, highdicom, ...: load them on first use
-    # to keep ``import medlab`` light
-    if name in ("view", "cohort", "segmentation", "registration", "timeseries"):
+    if name in _LAZY:
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'medlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # dir(ml) and tab completion list the lazy subpackages before their first use
+    return sorted(set(globals()) | set(__all__))

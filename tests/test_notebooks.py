@@ -3,12 +3,19 @@ same runner as ``python3 tasks.py lab --execute``)."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from conftest import REPO
 
 import medlab as ml
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+EXECUTED = REPO / "build" / "executed-notebooks"
+"""Where the executed copies stay for the docs site (``python3 tasks.py docs`` renders them
+instead of executing every notebook again)."""
 
 
 @pytest.mark.slow
@@ -28,6 +35,9 @@ def test_notebook_runs(path, tmp_path):
 
     src = json.loads(path.read_text())
     assert all(not c.get("outputs") for c in src["cells"] if c["cell_type"] == "code")
+    # it passed: keep the executed copy for the docs
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tmp_path / path.name, EXECUTED / path.name)
 
 
 def test_runner_reports_failing_cell(tmp_path):

@@ -3,7 +3,7 @@
     run NOTEBOOK [--param k=v ...] --out DIR [--pdf] [--hide-code]   one report
     batch NOTEBOOK --cohort NAME --index DB [--by patient_id] --out DIR   one per group
     verify DIR                                                        rerun and compare
-    execute NOTEBOOK_OR_FOLDER...                                     run notebooks headless
+    execute NOTEBOOK_OR_FOLDER... [--out DIR]                         run notebooks headless
 
 Parameter values are Python literals where they parse as one (``n=3``,
 ``flag=True``, ``ids=['a','b']``), else strings. A key for keyed pseudonyms is
@@ -17,11 +17,12 @@ import argparse
 import ast
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import IdentifierLeakError
-from ._runner import run_notebooks
+from ._runner import NotebookError, run_notebook
 
 KEY_ENV = "MEDLAB_REPORT_KEY"
 
@@ -58,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("execute", help="execute notebooks headless; non-zero exit on failure")
     ex.add_argument("paths", nargs="+", type=Path)
     ex.add_argument("--timeout", type=float, default=900, help="per-cell timeout in seconds")
+    ex.add_argument("--out", "-o", type=Path,
+                    help="folder for the executed copies (with outputs); default: none kept")
     r = sub.add_parser("run", help="run a notebook with parameters into a report folder")
     r.add_argument("notebook", type=Path)
     _common(r)
@@ -84,11 +87,24 @@ def _execute(args: argparse.Namespace) -> int:
     if not notebooks:
         print(f"no notebooks found in {[str(p) for p in args.paths]}", file=sys.stderr)
         return 2
-    results = run_notebooks(notebooks, timeout_s=args.timeout)
-    for name, error in results.items():
-        print(f"{'FAIL' if error else 'ok  '} {name}" + (f": {error}" if error else ""))
-    failed = sum(e is not None for e in results.values())
-    print(f"{len(results) - failed} passed, {failed} failed")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for i, path in enumerate(notebooks, 1):
+        # one line as each notebook starts and one when it ends: a full run takes minutes
+        print(f"[{i}/{len(notebooks)}] {path.name} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            run_notebook(path, timeout_s=args.timeout,
+                         output=None if args.out is None else args.out / path.name)
+            error = None
+        except NotebookError as exc:
+            error = str(exc)
+            failed += 1
+        took = time.perf_counter() - start
+        print(f"{'FAIL' if error else 'ok  '} {path.name} ({took:.1f} s)"
+              + (f": {error}" if error else ""), flush=True)
+    print(f"{len(notebooks) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 
@@ -101,7 +117,6 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from ._run import run
-    from ._runner import NotebookError
 
     try:
         res = run(args.notebook, **_options(args))
