@@ -301,6 +301,11 @@ SAMPLES = {
     "wg04-modalities-sample": lambda out: copy_files(
         out, "wg04-modalities", ["RG3_J2KR.dcm"],
         "one file, unchanged: a Fuji computed radiograph, MONOCHROME1, JPEG 2000 lossless."),
+    "fo-dicom-sample": lambda out: copy_files(
+        out, "fo-dicom", ["OutOfBoundsOverlay.dcm"],
+        "one file, unchanged: a mammogram (MG) with ImagerPixelSpacing and "
+        "EstimatedRadiographicMagnificationFactor (fo-dicom's test data, Microsoft Public "
+        "License)."),
     "ct2d-head-sample": lambda out: copy_files(
         out, "ct2d-head", ["CT_2D_head_fixed.mha", "CT_2D_head_moving.mha",
                            "CT_2D_head_fixed_mask.mha", "CT_2D_head_moving_mask.mha"],

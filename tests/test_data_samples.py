@@ -132,7 +132,7 @@ def test_multiframe_samples_keep_the_first_frames(name: str, origin: str, rel: s
 
 @pytest.mark.parametrize(("name", "origin"), [
     ("wg04-modalities-sample", "wg04-modalities"), ("ct2d-head-sample", "ct2d-head"),
-    ("dcm-qa-orientation-sample", "dcm-qa-orientation"),
+    ("dcm-qa-orientation-sample", "dcm-qa-orientation"), ("fo-dicom-sample", "fo-dicom"),
 ])
 def test_copied_samples_are_byte_identical(name: str, origin: str) -> None:
     files = [p for p in (BUNDLED / name).rglob("*") if p.is_file() and p.name != "SOURCE.txt"]

@@ -239,7 +239,8 @@ def test_notebook_04_report_for_one_patient_names_no_patient(tmp_path):
     if browser.chromium_missing():
         pytest.skip(browser.chromium_missing())
     nb = Path(__file__).parent.parent / "notebooks" / "04_segmentation_quantification.ipynb"
-    res = ml.report.run(nb, parameters={"patient_id": "STS_019"}, out=tmp_path / "R",
+    res = ml.report.run(nb, parameters={"patient_id": "STS_019", "full_data": True},
+                        out=tmp_path / "R",
                         pdf=True)
     ids = ("STS_002", "STS_008", "STS_019", "STS_025", "STS_042")
     assert _leaks(res.out, ids) == []
