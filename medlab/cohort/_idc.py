@@ -150,16 +150,16 @@ def _local_view_sql(*, collection_id: str, with_idc: bool) -> str:
     local = {
         "collection_id": f"'{_sql_str(collection_id)}'",
         "analysis_result_id": "CAST(NULL AS VARCHAR)",
-        "PatientID": "mode(i.patient_id)",
+        "PatientID": "mode(nullif(i.patient_id, ''))",
         "SeriesInstanceUID": "i.series_uid",
         "StudyInstanceUID": "mode(i.study_uid)",
         "source_DOI": "CAST(NULL AS VARCHAR)",
         "PatientAge": "mode(nullif(i.patient_age, ''))",
-        "PatientSex": "mode(i.patient_sex)",
+        "PatientSex": "mode(nullif(i.patient_sex, ''))",
         "StudyDate": "CAST(min(i.study_date) AS VARCHAR)",
-        "StudyDescription": "mode(i.study_description)",
-        "BodyPartExamined": "mode(i.body_part)",
-        "Modality": "mode(i.modality)",
+        "StudyDescription": "mode(nullif(i.study_description, ''))",
+        "BodyPartExamined": "mode(nullif(i.body_part, ''))",
+        "Modality": "mode(nullif(i.modality, ''))",
         "SOPClassUID": "mode(i.sop_class_uid)",
         "sop_class_name": "mode(sc.name)",
         "TransferSyntaxUID": "mode(i.transfer_syntax)",
@@ -168,8 +168,8 @@ def _local_view_sql(*, collection_id: str, with_idc: bool) -> str:
             "string_agg(DISTINCT i.photometric, ',' ORDER BY i.photometric)",
         # not in medlab's instance schema: unknown stays unknown
         "PixelRepresentation": "CAST(NULL AS VARCHAR)",
-        "Manufacturer": "mode(i.manufacturer)",
-        "ManufacturerModelName": "mode(i.model)",
+        "Manufacturer": "mode(nullif(i.manufacturer, ''))",
+        "ManufacturerModelName": "mode(nullif(i.model, ''))",
         "SeriesDate": "CAST(NULL AS VARCHAR)",
         "SeriesDescription": "mode(nullif(i.series_description, ''))",
         "SeriesNumber": "CAST(mode(i.series_number) AS VARCHAR)",
@@ -200,7 +200,8 @@ def _prepare_local(index: Index, *, collection_id: str) -> Any:
     import pyarrow as pa
 
     index._check_open()
-    con = index._con
+    # a cursor of its own: the temporary views and tables stay out of the index's connection
+    con = index._con.cursor()
     for table, kind in (("_medlab_sop_classes", "SOP Class"),
                         ("_medlab_transfer_syntaxes", "Transfer Syntax")):
         pairs = _uid_names(kind)
@@ -260,9 +261,12 @@ def idc_sql(query: str, *, index: Index | None = None,
             return _run(con, query, "index (IDC's series), idc_index, prior_versions_index, "
                         "collections_index, version_metadata_index")
     con = _prepare_local(index, collection_id=collection_id)
-    with index._damage_named():
-        return _run(con, query, "index (the local series, IDC-shaped), local_index, idc_index, "
-                    "prior_versions_index, collections_index")
+    try:
+        with index._damage_named():
+            return _run(con, query, "index (the local series, IDC-shaped), local_index, "
+                        "idc_index, prior_versions_index, collections_index")
+    finally:
+        con.close()
 
 
 def _run(con: Any, query: str, tables: str) -> pd.DataFrame:
