@@ -47,6 +47,10 @@ _LAZY = {
     "idc_sql": "._idc",
     "idc_version": "._idc",
     "idc_index_tables": "._idc",
+    "scan_bucket": "._s3",
+    "fetch_bucket_series": "._s3",
+    "download_idc_series": "._s3",
+    "bucket_store": "._s3",
 }
 
 __all__ = ["ERROR_COLUMNS", "INSTANCE_COLUMNS", "PHI_COLUMNS", "SERIES_COLUMNS", *_LAZY]
