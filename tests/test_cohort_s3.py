@@ -134,3 +134,39 @@ def test_download_idc_series_in_idc_layout(bucket, tmp_path):
     assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == want
     with pytest.raises(KeyError, match="not in IDC"):
         ml.cohort.download_idc_series("1.2.3.4", tmp_path / "x", endpoint=bucket["endpoint"])
+
+
+def test_snapshot_of_bucket_series_restores_and_names_changes(bucket, tmp_path):
+    import obstore
+
+    prefix = "0f0e0d0c-ct-series-of-sts-002/"
+    index = ml.cohort.scan_bucket(f"s3://{BUCKET}/{prefix}", endpoint=bucket["endpoint"],
+                                  anonymous=True, progress=False)
+    manifest = index.snapshot(tmp_path / "bucket.json", endpoint=bucket["endpoint"],
+                              anonymous=True, progress=False)
+    index.close()
+    assert manifest["sources"] == [{"kind": "s3", "bucket": BUCKET,
+                                    "endpoint": bucket["endpoint"]}]
+    by_key = {f["relpath"]: f for f in manifest["files"]}
+    for key, p in bucket["layout"].items():
+        if key.startswith(prefix):
+            assert by_key[key]["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    report = ml.cohort.restore(tmp_path / "bucket.json", root=tmp_path / "r1", anonymous=True,
+                               progress=False)
+    assert report.ok, str(report)
+    assert len(report.index.instances) == len(bucket["ct"])
+    report.index.close()
+
+    # behind its back: one object overwritten, one deleted
+    store = ml.cohort.bucket_store(BUCKET, endpoint=bucket["endpoint"], anonymous=True)
+    keys = sorted(by_key)
+    obstore.put(store, keys[0], bucket["layout"][keys[1]].read_bytes())
+    obstore.delete(store, keys[2])
+    report = ml.cohort.restore(tmp_path / "bucket.json", root=tmp_path / "r2", anonymous=True,
+                               progress=False)
+    assert report.problems.set_index("relpath")["status"].to_dict() == {
+        keys[0]: "changed", keys[2]: "missing"}
+    report.index.close()
+    # put the bucket back as the other tests expect it
+    obstore.put(store, keys[0], bucket["layout"][keys[0]].read_bytes())
+    obstore.put(store, keys[2], bucket["layout"][keys[2]].read_bytes())

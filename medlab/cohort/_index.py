@@ -710,7 +710,8 @@ class Index:
             "SELECT DISTINCT cohort FROM cohorts ORDER BY cohort").fetchall()]
 
     def snapshot(self, path: str | os.PathLike | None = None, *, query: str | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, endpoint: str | None = None,
+                 anonymous: bool | None = None) -> dict[str, Any]:
         """Write a manifest of a cohort of this index (see :func:`medlab.cohort.snapshot`).
 
         Parameters
@@ -722,6 +723,9 @@ class Index:
             with local files.
         progress : bool
             Show a progress bar while hashing the files.
+        endpoint, anonymous
+            For series indexed from a bucket: the S3 endpoint and whether
+            requests are unsigned.
 
         Returns
         -------
@@ -730,7 +734,8 @@ class Index:
         """
         from ._snapshot import snapshot
 
-        return snapshot(self, path, query=query, progress=progress)
+        return snapshot(self, path, query=query, progress=progress, endpoint=endpoint,
+                        anonymous=anonymous)
 
     # ------------------------------------------------------------------ life cycle
     def _check_open(self) -> None:

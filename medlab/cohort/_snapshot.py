@@ -129,6 +129,8 @@ def snapshot(
     *,
     query: str | None = None,
     progress: bool = True,
+    endpoint: str | None = None,
+    anonymous: bool | None = None,
 ) -> dict[str, Any]:
     """Write a manifest of a cohort: UIDs, files, SHA-256, source and versions.
 
@@ -144,12 +146,18 @@ def snapshot(
         with local files.
     progress : bool
         Show a progress bar while hashing the files.
+    endpoint, anonymous
+        For series indexed from a bucket (:func:`medlab.cohort.scan_bucket`):
+        the S3 endpoint (recorded in the manifest; default AWS) and whether
+        requests are unsigned (see :func:`medlab.cohort.bucket_store`). Their
+        objects are read once to hash them.
 
     Returns
     -------
     dict
         The manifest: ``format``, ``created``, ``medlab_version``, ``query``,
-        ``sources`` (one per indexed root: ``kind``, ``root``), ``idc_version``
+        ``sources`` (``kind`` ``'local'`` with the indexed ``root``, or ``'s3'``
+        with ``bucket`` and ``endpoint``), ``idc_version``
         (None unless series of the cohort are in the installed IDC index),
         ``series`` (``series_uid``, ``study_uid``, ``n_instances``) and
         ``files`` (``series_uid``, ``sop_uid``, ``source``, ``relpath``,
@@ -170,7 +178,8 @@ def snapshot(
     from .._version import __version__
 
     uids = _select_series(index, query)
-    rows = index.sql("SELECT * FROM instances WHERE source = 'local' ORDER BY path")
+    rows = index.sql("SELECT * FROM instances WHERE source = 'local' OR "
+                     "(source LIKE 'remote:s3://%' AND path LIKE 's3://%') ORDER BY path")
     rows = rows[rows["series_uid"].isin(set(uids))]
     if rows.empty:
         raise ValueError(
@@ -181,17 +190,24 @@ def snapshot(
     files = []
     for rec in tqdm(rows.to_dict("records"), desc="hashing", unit="file", disable=not progress):
         p = str(rec["path"])
-        root = _root_of(p, roots)
-        src = {"kind": "local", "root": root}
+        if p.startswith("s3://"):
+            bucket, _, relpath = p[5:].partition("/")
+            src: dict[str, Any] = {"kind": "s3", "bucket": bucket, "endpoint": endpoint}
+            sha = _sha256_object(_store(src, anonymous), relpath)
+        else:
+            root = _root_of(p, roots)
+            src = {"kind": "local", "root": root}
+            relpath = Path(os.path.relpath(p, root)).as_posix()
+            sha = _sha256(p)
         if src not in sources:
             sources.append(src)
         files.append({
             "series_uid": rec["series_uid"],
             "sop_uid": rec["sop_uid"],
             "source": sources.index(src),
-            "relpath": Path(os.path.relpath(p, root)).as_posix(),
+            "relpath": relpath,
             "size": int(rec["file_size"]),
-            "sha256": _sha256(p),
+            "sha256": sha,
             "row_sha256": _row_digest(rec),
         })
     series = (rows.groupby("series_uid", sort=True)
@@ -214,6 +230,43 @@ def snapshot(
         tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, out)
     return manifest
+
+
+_stores: dict[tuple, Any] = {}
+
+
+def _store(src: dict[str, Any], anonymous: bool | None) -> Any:
+    from ._s3 import bucket_store
+
+    key = (src["bucket"], src.get("endpoint"), anonymous)
+    if key not in _stores:
+        _stores[key] = bucket_store(src["bucket"], endpoint=src.get("endpoint"),
+                                    anonymous=anonymous)
+    return _stores[key]
+
+
+def _sha256_object(store: Any, key: str, *, copy_to: Path | None = None) -> str | None:
+    """SHA-256 of an object (None when it is gone), optionally writing a copy."""
+    import obstore
+
+    h = hashlib.sha256()
+    try:
+        chunks = obstore.get(store, key)
+        out = None
+        if copy_to is not None:
+            copy_to.parent.mkdir(parents=True, exist_ok=True)
+            out = open(copy_to, "wb")
+        try:
+            for chunk in chunks:
+                h.update(chunk)
+                if out is not None:
+                    out.write(chunk)
+        finally:
+            if out is not None:
+                out.close()
+    except FileNotFoundError:
+        return None
+    return h.hexdigest()
 
 
 def _idc_version_of(series_uids: list[str]) -> int | None:
@@ -275,6 +328,8 @@ def restore(
     strict: bool = False,
     db: str | os.PathLike | None = None,
     progress: bool = True,
+    endpoint: str | None = None,
+    anonymous: bool | None = None,
 ) -> RestoreReport:
     """Fetch a snapshot's files again, check every hash, and rebuild its index.
 
@@ -297,6 +352,10 @@ def restore(
         DuckDB file for the restored index (default: in memory).
     progress : bool
         Show progress bars.
+    endpoint, anonymous
+        For bucket sources: another S3 endpoint than the recorded one (a
+        mirror), and whether requests are unsigned (see
+        :func:`medlab.cohort.bucket_store`).
 
     Returns
     -------
@@ -329,25 +388,34 @@ def restore(
             f"restore needs a new or empty folder, and {str(dest)!r} is not empty; choose "
             "another root=")
     sources = [dict(s) for s in manifest["sources"]]
+    for s in sources:
+        if s.get("kind") == "s3" and endpoint is not None:
+            s["endpoint"] = endpoint
     if source is not None:
         if len(sources) != 1:
             raise ValueError(
                 f"source= relocates a manifest with one source; this one has {len(sources)} "
-                f"({[s['root'] for s in sources]})")
+                f"({[s.get('root', s.get('bucket')) for s in sources]})")
         sources[0]["root"] = str(Path(source).expanduser().resolve())
     for s in sources:
-        if s.get("kind") != "local":
-            raise NotImplementedError(f"restoring from a {s.get('kind')!r} source is not supported")
+        if s.get("kind") not in ("local", "s3"):
+            raise ValueError(f"unknown snapshot source {s!r}: expected kind 'local' or 's3'")
     dest.mkdir(parents=True, exist_ok=True)
     rows = []
     for f in tqdm(manifest["files"], desc="restoring", unit="file", disable=not progress):
-        src = Path(sources[f["source"]]["root"]) / f["relpath"]
+        s = sources[f["source"]]
         target = dest / f["relpath"]
         found = None
-        if not src.is_file():
+        if s["kind"] == "s3":
+            src: Any = f"s3://{s['bucket']}/{f['relpath']}"
+            found = _sha256_object(_store(s, anonymous), f["relpath"], copy_to=target)
+        else:
+            src = Path(s["root"]) / f["relpath"]
+            if src.is_file():
+                found = _sha256(src, copy_to=target)
+        if found is None:
             status = "missing"
         else:
-            found = _sha256(src, copy_to=target)
             status = "ok" if found == f["sha256"] else "changed"
             if status == "changed":
                 target.unlink()
