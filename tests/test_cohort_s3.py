@@ -170,3 +170,21 @@ def test_snapshot_of_bucket_series_restores_and_names_changes(bucket, tmp_path):
     # put the bucket back as the other tests expect it
     obstore.put(store, keys[0], bucket["layout"][keys[0]].read_bytes())
     obstore.put(store, keys[2], bucket["layout"][keys[2]].read_bytes())
+
+
+@pytest.mark.slow
+def test_scan_bucket_on_a_dask_cluster_gives_the_same_rows(bucket):
+    import pandas as pd
+    from dask.distributed import Client, LocalCluster
+
+    url = f"s3://{BUCKET}/"
+    with ml.cohort.scan_bucket(url, endpoint=bucket["endpoint"], anonymous=True,
+                               progress=False) as here:
+        expected = here.instances.drop(columns=["mtime_ns"])
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        with ml.cohort.scan_bucket(url, endpoint=bucket["endpoint"], anonymous=True,
+                                   client=client, progress=False) as there:
+            got = there.instances.drop(columns=["mtime_ns"])
+            assert there.last_bucket_scan["n_indexed"] == len(bucket["layout"])
+    pd.testing.assert_frame_equal(got, expected)

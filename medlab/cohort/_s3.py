@@ -25,7 +25,8 @@ from ..errors import MissingDependencyError
 if TYPE_CHECKING:
     from ._index import Index
 
-__all__ = ["bucket_store", "download_idc_series", "fetch_bucket_series", "scan_bucket"]
+__all__ = ["bucket_store", "download_idc_series", "fetch_bucket_series", "read_objects",
+           "scan_bucket"]
 
 AWS_ENDPOINT = "https://s3.amazonaws.com"
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
@@ -95,10 +96,41 @@ def _read_header(store: Any, key: str, size: int, first: int) -> tuple[Any, int]
         n = min(2 * n, size)
 
 
+def read_objects(items: list[tuple[str, int, int]], bucket: str, store_kw: dict[str, Any],
+                 header_bytes: int) -> dict[str, Any]:
+    """Read the headers of bucket objects (a chunk of a scan; runs on dask workers too).
+
+    ``items`` are ``(key, size, mtime_ns)``; returns ``rows`` (instance rows as dicts),
+    ``errors`` (key, reason) and ``bytes_read``.
+    """
+    from ._scan import _row_from_dataset
+    from ._schema import INSTANCE_COLUMNS, column_names
+
+    store = bucket_store(bucket, **store_kw)
+    names = column_names(INSTANCE_COLUMNS)
+    rows, errors, read = [], [], 0
+    for key, size, mtime in items:
+        try:
+            ds, n = _read_header(store, key, size, header_bytes)
+            read += n
+            row = _row_from_dataset(ds, f"s3://{bucket}/{key}", size, mtime)
+        except Exception as exc:
+            errors.append((key, f"{type(exc).__name__}: {exc}"))
+            continue
+        rec = dict(zip(names, row, strict=True))
+        if rec.get("series_uid") is None:
+            errors.append((key, "no SeriesInstanceUID: not a DICOM instance"))
+            continue
+        if rec.get("n_frames") is None and getattr(ds, "_medlab_has_pixels", False):
+            rec["n_frames"] = 1
+        rows.append(rec)
+    return {"rows": rows, "errors": errors, "bytes_read": read}
+
+
 def scan_bucket(url: str, *, index: Index | None = None, endpoint: str | None = None,
                 anonymous: bool | None = None, access_key_id: str | None = None,
                 secret_access_key: str | None = None, header_bytes: int = 65536,
-                progress: bool = True) -> Index:
+                client: Any = None, progress: bool = True) -> Index:
     """Index the DICOM objects under an S3 prefix, reading headers with ranged requests.
 
     Parameters
@@ -108,9 +140,13 @@ def scan_bucket(url: str, *, index: Index | None = None, endpoint: str | None = 
     index : medlab.cohort.Index, optional
         Add the rows to this index (default: a new in-memory one).
     endpoint, anonymous, access_key_id, secret_access_key
-        Where and how to connect (see :func:`bucket_store`).
+        Where and how to connect (see :func:`bucket_store`); the workers of a
+        dask cluster connect the same way.
     header_bytes : int
         First range read per object; doubled while the header goes on.
+    client : dask.distributed.Client or str, optional
+        Read the headers on this dask cluster (a Client or a scheduler
+        address), as :func:`medlab.cohort.scan` does with folders.
     progress : bool
         Show a progress bar.
 
@@ -133,36 +169,48 @@ def scan_bucket(url: str, *, index: Index | None = None, endpoint: str | None = 
 
     from ._index import Index as _Index
     from ._index import _connect
-    from ._scan import _row_from_dataset
-    from ._schema import INSTANCE_COLUMNS, column_names
+    from ._read import _chunks, _dask_client, _dask_workers
 
     if not isinstance(header_bytes, int) or header_bytes < 132:
         raise ValueError(f"header_bytes must be an integer >= 132, got {header_bytes!r}")
     bucket, prefix = _split(url)
-    store = bucket_store(bucket, endpoint=endpoint, anonymous=anonymous,
-                         access_key_id=access_key_id, secret_access_key=secret_access_key)
+    store_kw = {"endpoint": endpoint, "anonymous": anonymous, "access_key_id": access_key_id,
+                "secret_access_key": secret_access_key}
+    store = bucket_store(bucket, **store_kw)
     t0 = time.perf_counter()
     objects = [o for batch in obstore.list(store, prefix=prefix or None) for o in batch]
-    names = column_names(INSTANCE_COLUMNS)
-    rows, errors, read = [], [], 0
-    for o in tqdm(objects, desc="reading headers", unit="object", disable=not progress):
-        key, size = o["path"], int(o["size"])
-        obj_url = f"s3://{bucket}/{key}"
-        try:
-            ds, n = _read_header(store, key, size, header_bytes)
-            read += n
-            mtime = int(o["last_modified"].timestamp() * 1e9)
-            row = _row_from_dataset(ds, obj_url, size, mtime)
-        except Exception as exc:
-            errors.append((key, f"{type(exc).__name__}: {exc}"))
-            continue
-        rec = dict(zip(names, row, strict=True))
-        if rec.get("series_uid") is None:
-            errors.append((key, "no SeriesInstanceUID: not a DICOM instance"))
-            continue
-        if rec.get("n_frames") is None and getattr(ds, "_medlab_has_pixels", False):
-            rec["n_frames"] = 1
-        rows.append(rec)
+    items = [(o["path"], int(o["size"]), int(o["last_modified"].timestamp() * 1e9))
+             for o in objects]
+    bar = tqdm(total=len(items), desc="reading headers", unit="object", disable=not progress)
+    parts: list[dict[str, Any]] = []
+    try:
+        if client is not None and items:
+            from dask.distributed import as_completed
+
+            client, own = _dask_client(client)
+            try:
+                chunks = _chunks(items, _dask_workers(client))
+                futures = client.map(read_objects, chunks, bucket=bucket, store_kw=store_kw,
+                                     header_bytes=header_bytes, pure=False)
+                size_of = {f.key: len(c) for f, c in zip(futures, chunks, strict=True)}
+                order = {f.key: i for i, f in enumerate(futures)}
+                done: dict[int, dict[str, Any]] = {}
+                for fut in as_completed(futures):
+                    done[order[fut.key]] = fut.result()
+                    bar.update(size_of[fut.key])
+                parts = [done[i] for i in range(len(chunks))]
+            finally:
+                if own:
+                    client.close()
+        else:
+            for chunk in _chunks(items, 1):
+                parts.append(read_objects(chunk, bucket, store_kw, header_bytes))
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+    rows = [r for part in parts for r in part["rows"]]
+    errors = [e for part in parts for e in part["errors"]]
+    read = sum(part["bytes_read"] for part in parts)
     if index is None:
         con, db_path = _connect(None)
         index = _Index(con, db_path)
@@ -184,7 +232,7 @@ def scan_bucket(url: str, *, index: Index | None = None, endpoint: str | None = 
             cur.close()
     index.last_bucket_scan = {  # type: ignore[attr-defined]
         "n_objects": len(objects), "n_indexed": len(rows), "bytes_read": read,
-        "bytes_total": sum(int(o["size"]) for o in objects),
+        "bytes_total": sum(size for _, size, _ in items),
         "seconds": time.perf_counter() - t0, "errors": errors}
     return index
 
