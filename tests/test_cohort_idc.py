@@ -275,3 +275,50 @@ def test_bad_queries_name_the_tables(local_index):
         ml.cohort.idc_sql("SELECT nope FROM index", index=local_index)
     with pytest.raises(TypeError, match="SQL string"):
         ml.cohort.idc_sql(Path("q.sql"))
+
+
+def test_volume_geometry_flags_match_numpy_on_the_headers(local_index):
+    """IDC's volume_geometry_index checks, recomputed with numpy from pydicom reads."""
+    import numpy as np
+
+    got = ml.cohort.idc_sql("SELECT * FROM volume_geometry_index",
+                            index=local_index).set_index("SeriesInstanceUID")
+    classes = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4",
+               "1.2.840.10008.5.1.4.1.1.128"}
+    by_series: dict[str, list] = {}
+    for name in LOCAL_DATASETS:
+        for p in sorted(ml.data.fetch(name, progress=False).rglob("*.dcm")):
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+            if ds.SOPClassUID in classes and "ImagePositionPatient" in ds:
+                by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    assert set(got.index) == set(by_series)
+    n_regular = 0
+    for uid, dss in by_series.items():
+        row = got.loc[uid]
+        iop = np.array([[float(v) for v in d.ImageOrientationPatient] for d in dss])
+        ipp = np.array([[float(v) for v in d.ImagePositionPatient] for d in dss])
+        normal = np.cross(iop[:, :3], iop[:, 3:])
+        pos = np.einsum("ij,ij->i", ipp, normal)
+        assert row["single_orientation"] == (len({tuple(r) for r in iop}) == 1)
+        assert row["unique_slice_positions"] == (len(set(pos)) == len(dss))
+        assert row["consistent_in_plane_row"] == (np.ptp(np.einsum("ij,ij->i", ipp, iop[:, :3]))
+                                                  < 0.1)
+        assert row["consistent_pixel_spacing"] == (
+            len({tuple(float(v) for v in d.PixelSpacing) for d in dss}) == 1)
+        if len(dss) > 1:
+            steps = np.diff(np.sort(pos))
+            expected = (pos.max() - pos.min()) / (len(dss) - 1)
+            uniform = bool(np.abs(steps - expected).max() < 0.01 * abs(expected))
+            assert row["uniform_slice_spacing"] == uniform
+            regular = bool(row["single_orientation"] and row["unique_slice_positions"]
+                           and uniform and row["consistent_in_plane_row"]
+                           and row["consistent_in_plane_col"])
+            assert row["regularly_spaced_3d_volume"] == regular
+            if regular:
+                n_regular += 1
+                assert row["slice_spacing_mm"] == pytest.approx(expected, rel=1e-6)
+                assert list(row["origin_patient"]) == pytest.approx(ipp[np.argmin(pos)],
+                                                                    abs=1e-4)
+        else:
+            assert not row["regularly_spaced_3d_volume"]
+    assert n_regular >= 15  # the sarcoma CT, MR and PET volumes

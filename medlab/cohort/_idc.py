@@ -196,6 +196,73 @@ def _local_view_sql(*, collection_id: str, with_idc: bool) -> str:
             'ON g."SeriesInstanceUID" = l."SeriesInstanceUID"')
 
 
+#: IDC's volume_geometry_index, ported to DuckDB over medlab's ``instances`` (the same
+#: checks, tolerances and SOP classes as idc-index-data's volume_geometry_index.sql)
+_VOLUME_GEOMETRY_SQL = """
+WITH raw AS (
+  SELECT series_uid AS SeriesInstanceUID, coalesce(sop_uid, path) AS sop,
+    image_position_mm[1] AS ippX, image_position_mm[2] AS ippY, image_position_mm[3] AS ippZ,
+    image_orientation AS iop,
+    image_orientation[1] AS x0, image_orientation[2] AS x1, image_orientation[3] AS x2,
+    image_orientation[4] AS y0, image_orientation[5] AS y1, image_orientation[6] AS y2,
+    [pixel_spacing_row_mm, pixel_spacing_col_mm] AS pixelSpacing,
+    "rows" AS pixelRows, "columns" AS pixelColumns
+  FROM instances
+  WHERE sop_class_uid IN ('1.2.840.10008.5.1.4.1.1.2', '1.2.840.10008.5.1.4.1.1.4',
+                          '1.2.840.10008.5.1.4.1.1.128')
+    AND series_uid NOT IN (SELECT series_uid FROM instances
+                           WHERE series_uid IS NOT NULL AND (
+                             list_contains(string_split(image_type, '\\'), 'LOCALIZER')
+                             OR image_type LIKE '%MIP%'))),
+cp AS (
+  SELECT *, x1 * y2 - x2 * y1 AS cx, x2 * y0 - x0 * y2 AS cy, x0 * y1 - x1 * y0 AS cz FROM raw),
+proj AS (
+  SELECT *, sqrt(cx * cx + cy * cy + cz * cz) AS mag,
+    ippX * cx + ippY * cy + ippZ * cz AS slicePosition,
+    ippX * x0 + ippY * x1 + ippZ * x2 AS inPlaneRow,
+    ippX * y0 + ippY * y1 + ippZ * y2 AS inPlaneCol
+  FROM cp),
+proj2 AS (
+  SELECT *,
+    lead(slicePosition) OVER (PARTITION BY SeriesInstanceUID ORDER BY slicePosition)
+      - slicePosition AS slice_interval,
+    (max(slicePosition) OVER (PARTITION BY SeriesInstanceUID)
+      - min(slicePosition) OVER (PARTITION BY SeriesInstanceUID))
+      / nullif(count(*) OVER (PARTITION BY SeriesInstanceUID) - 1, 0) AS expected_spacing
+  FROM proj),
+checks AS (
+  SELECT SeriesInstanceUID,
+    count(DISTINCT iop) = 1 AS single_orientation,
+    min(mag) BETWEEN 0.99 AND 1.01 AND max(mag) BETWEEN 0.99 AND 1.01 AS orthogonal_orientation,
+    count(DISTINCT sop) = count(DISTINCT slicePosition) AS unique_slice_positions,
+    max(inPlaneRow) - min(inPlaneRow) < 0.1 AS consistent_in_plane_row,
+    max(inPlaneCol) - min(inPlaneCol) < 0.1 AS consistent_in_plane_col,
+    count(DISTINCT pixelSpacing) = 1 AS consistent_pixel_spacing,
+    count(DISTINCT pixelRows) = 1 AND count(DISTINCT pixelColumns) = 1
+      AS consistent_image_dimensions,
+    max(abs(slice_interval - expected_spacing)) < 0.01 * abs(any_value(expected_spacing))
+      AS uniform_slice_spacing,
+    CAST(round(degrees(acos(least(1.0, greatest(abs(any_value(cx)), abs(any_value(cy)),
+      abs(any_value(cz))) / any_value(mag)))), 2) AS FLOAT) AS obliquity_degrees,
+    arg_min([ippX, ippY, ippZ], slicePosition) AS _origin,
+    arg_min(iop, slicePosition) AS _iop,
+    any_value(expected_spacing) AS _spacing
+  FROM proj2 GROUP BY SeriesInstanceUID)
+SELECT SeriesInstanceUID, single_orientation, orthogonal_orientation, unique_slice_positions,
+  consistent_in_plane_row, consistent_in_plane_col, consistent_pixel_spacing,
+  consistent_image_dimensions, uniform_slice_spacing, obliquity_degrees,
+  coalesce(single_orientation AND orthogonal_orientation AND unique_slice_positions
+    AND consistent_in_plane_row AND consistent_in_plane_col AND consistent_pixel_spacing
+    AND consistent_image_dimensions AND uniform_slice_spacing, false)
+    AS regularly_spaced_3d_volume,
+  CASE WHEN regularly_spaced_3d_volume THEN CAST(_origin AS FLOAT[]) END AS origin_patient,
+  CASE WHEN regularly_spaced_3d_volume THEN CAST(_iop AS FLOAT[]) END
+    AS ImageOrientationPatient,
+  CASE WHEN regularly_spaced_3d_volume THEN CAST(_spacing AS FLOAT) END AS slice_spacing_mm
+FROM checks
+"""
+
+
 def _prepare_local(index: Index, *, collection_id: str) -> Any:
     import pyarrow as pa
 
@@ -215,6 +282,7 @@ def _prepare_local(index: Index, *, collection_id: str) -> Any:
     con.execute("CREATE OR REPLACE TEMP VIEW local_index AS "
                 + _local_view_sql(collection_id=collection_id, with_idc=with_idc))
     con.execute('CREATE OR REPLACE TEMP VIEW "index" AS SELECT * FROM local_index')
+    con.execute("CREATE OR REPLACE TEMP VIEW volume_geometry_index AS " + _VOLUME_GEOMETRY_SQL)
     return con
 
 
@@ -243,7 +311,11 @@ def idc_sql(query: str, *, index: Index | None = None,
     Tables available in every query: ``idc_index`` (IDC's series),
     ``prior_versions_index``, ``collections_index``,
     ``version_metadata_index``, ``analysis_results_index`` (as bundled); with
-    ``index=`` also ``local_index`` (the local series, IDC-shaped), so that
+    ``index=`` also ``local_index`` (the local series, IDC-shaped) and
+    ``volume_geometry_index`` (IDC's geometry checks of CT, MR and PET series
+    -- ``regularly_spaced_3d_volume``, ``uniform_slice_spacing``, ... --
+    computed from the local headers as IDC computes them; idc-index-data does
+    not bundle IDC's own), so that
     e.g. ``SELECT * FROM local_index JOIN idc_index USING
     ("SeriesInstanceUID")`` lists the local series IDC holds too.
 
