@@ -330,6 +330,7 @@ def restore(
     progress: bool = True,
     endpoint: str | None = None,
     anonymous: bool | None = None,
+    workers: int | None = None,
 ) -> RestoreReport:
     """Fetch a snapshot's files again, check every hash, and rebuild its index.
 
@@ -356,6 +357,9 @@ def restore(
         For bucket sources: another S3 endpoint than the recorded one (a
         mirror), and whether requests are unsigned (see
         :func:`medlab.cohort.bucket_store`).
+    workers : int, optional
+        Worker processes of the scan of the restored folder (see
+        :func:`medlab.cohort.scan`).
 
     Returns
     -------
@@ -425,7 +429,7 @@ def restore(
                      "source_path": str(src)})
     report_files = pd.DataFrame(rows, columns=["series_uid", "sop_uid", "relpath", "status",
                                                "expected_sha256", "found_sha256", "source_path"])
-    index = scan(dest, db=db, progress=progress, workers=1)
+    index = scan(dest, db=db, progress=progress, workers=workers)
     # the restored rows must be the snapshot's rows (same content, other place)
     restored = index.sql("SELECT * FROM instances ORDER BY path")
     digest = {Path(os.path.relpath(str(r["path"]), dest)).as_posix(): _row_digest(r)
