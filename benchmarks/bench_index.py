@@ -12,7 +12,10 @@ contender in its own fresh process from folder path to a table of headers
 - ``medlab-1proc``: the same with ``workers=1`` (one core);
 - ``pydicom``: ``pydicom.dcmread(path, stop_before_pixels=True)`` over the files;
 - ``simpleitk``: ``sitk.ImageFileReader().ReadImageInformation()`` over the files;
-- ``rescan``: reopening the saved index and ``index.rescan()`` with nothing changed.
+- ``rescan``: reopening the saved index and ``index.rescan()`` with nothing changed;
+- ``bucket``: the same files as objects in an S3-compatible server on 127.0.0.1
+  (s3rver, when installed), indexed by ``ml.cohort.scan_bucket`` with ranged reads
+  of the headers (one process; the files/s of a bucket scan next to the folder scan).
 
     python benchmarks/bench_index.py            # 10,000 files (100 series x 100)
     python benchmarks/bench_index.py --quick    # CI: 500 files (10 series x 50)
@@ -25,8 +28,11 @@ numbers and never fails on a ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -146,7 +152,57 @@ def run_rescan(db: Path) -> dict:
             "note": f"{report.n_new + report.n_changed} files read, {report.n_removed} removed"}
 
 
-def _child(contender: str, target: Path) -> dict:
+def run_bucket(endpoint: str) -> dict:
+    import medlab as ml
+
+    t0 = time.perf_counter()
+    index = ml.cohort.scan_bucket(f"s3://{BUCKET}/", endpoint=endpoint, anonymous=True,
+                                  progress=False)
+    elapsed = time.perf_counter() - t0
+    stats = index.last_bucket_scan
+    return {"time_s": elapsed, "n_files": stats["n_indexed"],
+            "note": f"{stats['bytes_read'] / 2**20:.1f} of {stats['bytes_total'] / 2**20:.0f} MB "
+                    "read (ranged header reads)"}
+
+
+BUCKET = "medlab-bench"
+
+
+@contextlib.contextmanager
+def s3_server(folder: Path, data: Path):
+    """s3rver on 127.0.0.1 holding the files of ``folder``; yields the endpoint (or None)."""
+    exe = shutil.which("s3rver")
+    if exe is None:
+        yield None
+        return
+    import obstore
+
+    import medlab as ml
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([exe, "--address", "127.0.0.1", "--port", str(port), "--silent",
+                             "--directory", str(data), "--configure-bucket", BUCKET],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(150):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        endpoint = f"http://127.0.0.1:{port}"
+        store = ml.cohort.bucket_store(BUCKET, endpoint=endpoint, anonymous=True)
+        for p in _files(folder):
+            obstore.put(store, Path(p).relative_to(folder).as_posix(), Path(p).read_bytes())
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _child(contender: str, target: Path | str) -> dict:
     # import everything before the clock starts
     import duckdb  # noqa: F401
     import pyarrow  # noqa: F401
@@ -165,6 +221,10 @@ def _child(contender: str, target: Path) -> dict:
         return run_simpleitk(target)
     if contender == "rescan":
         return run_rescan(target)
+    if contender == "bucket":
+        import obstore  # noqa: F401
+
+        return run_bucket(str(target))
     raise ValueError(contender)
 
 
@@ -183,7 +243,8 @@ def main() -> int:
     parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_child(args.child[0], Path(args.child[1]))))
+        contender, target = args.child
+        print(json.dumps(_child(contender, target if contender == "bucket" else Path(target))))
         return 0
 
     n_series = args.series or (10 if args.quick else 100)
@@ -207,6 +268,12 @@ def main() -> int:
         ml.cohort.scan(folder, db=db, progress=False).close()
         results["rescan"] = min((run("rescan", db) for _ in range(repeat)),
                                 key=lambda r: r["time_s"])
+        with s3_server(folder, Path(tmp) / "s3") as endpoint:
+            if endpoint is None:
+                print("bucket scan not run: s3rver is not installed (npm install -g s3rver)")
+            else:
+                results["bucket"] = min((run("bucket", endpoint) for _ in range(repeat)),
+                                        key=lambda r: r["time_s"])
 
     print(f"\n{'contender':<14} {'files':>7} {'time s':>8} {'files/s':>9}  note")
     for name, r in results.items():
@@ -223,6 +290,9 @@ def main() -> int:
     print(f"ratio medlab/simpleitk files per second: {rate('medlab') / rate('simpleitk'):.2f}")
     print(f"ratio medlab-1proc/pydicom files per second: "
           f"{rate('medlab-1proc') / rate('pydicom'):.2f}")
+    if "bucket" in results:
+        print(f"bucket scan (s3rver on 127.0.0.1, 1 process): {rate('bucket'):.0f} files/s, "
+              f"ratio bucket/folder (medlab-1proc): {rate('bucket') / rate('medlab-1proc'):.2f}")
     print(f"rescan with nothing changed: {results['rescan']['time_s']:.3f} s for {n} files "
           f"(target < 1 s; opening the index took {results['rescan']['open_s']:.3f} s)")
     return 0

@@ -6,6 +6,11 @@
 - :class:`DicomWeb` and :class:`Dimse` query and retrieve from a PACS; their
   query results use the same schema, marked as remote.
 - :func:`export` writes a de-identified copy (DICOM PS3.15 Annex E).
+- :func:`snapshot` writes a manifest of a cohort (UIDs, SHA-256 per file,
+  source, versions); :func:`restore` fetches it again, checks every hash and
+  rebuilds its index.
+- :func:`idc_sql` queries NCI Imaging Data Commons' bundled index offline,
+  or an IDC-shaped view of a local index, with the same SQL.
 - :func:`summary` and friends return the tables a researcher wants on day
   one; ``medlab.view`` draws them.
 """
@@ -35,6 +40,17 @@ _LAZY = {
     "spacing_table": "._explore",
     "dates_table": "._explore",
     "volume_usability": "._explore",
+    "snapshot": "._snapshot",
+    "restore": "._snapshot",
+    "RestoreReport": "._snapshot",
+    "SnapshotMismatchError": "._snapshot",
+    "idc_sql": "._idc",
+    "idc_version": "._idc",
+    "idc_index_tables": "._idc",
+    "scan_bucket": "._s3",
+    "fetch_bucket_series": "._s3",
+    "download_idc_series": "._s3",
+    "bucket_store": "._s3",
 }
 
 __all__ = ["ERROR_COLUMNS", "INSTANCE_COLUMNS", "PHI_COLUMNS", "SERIES_COLUMNS", *_LAZY]

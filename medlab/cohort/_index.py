@@ -709,6 +709,34 @@ class Index:
         return [n for (n,) in self._con.execute(
             "SELECT DISTINCT cohort FROM cohorts ORDER BY cohort").fetchall()]
 
+    def snapshot(self, path: str | os.PathLike | None = None, *, query: str | None = None,
+                 progress: bool = True, endpoint: str | None = None,
+                 anonymous: bool | None = None) -> dict[str, Any]:
+        """Write a manifest of a cohort of this index (see :func:`medlab.cohort.snapshot`).
+
+        Parameters
+        ----------
+        path : path, optional
+            Where to write the manifest (JSON); None only returns it.
+        query : str, optional
+            A SQL condition on the ``series`` view; None takes every series
+            with local files.
+        progress : bool
+            Show a progress bar while hashing the files.
+        endpoint, anonymous
+            For series indexed from a bucket: the S3 endpoint and whether
+            requests are unsigned.
+
+        Returns
+        -------
+        dict
+            The manifest; :func:`medlab.cohort.restore` fetches it again.
+        """
+        from ._snapshot import snapshot
+
+        return snapshot(self, path, query=query, progress=progress, endpoint=endpoint,
+                        anonymous=anonymous)
+
     # ------------------------------------------------------------------ life cycle
     def _check_open(self) -> None:
         if self._con is None:
