@@ -21,10 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 from . import geometry as geo
+from ._optional import import_optional
 from .errors import (
     GeometryError,
     GeometryMismatchError,
-    MissingDependencyError,
     UnknownSpacingError,
 )
 
@@ -552,7 +552,7 @@ class Image:
     # ------------------------------------------------------------------ ITK
     def to_itk(self) -> Any:
         """An ITK image (for itkwidgets); needs the ``itk`` package (``medlab[itk]``)."""
-        itk = _import_optional("itk", feature="ITK images", extra="itk")
+        itk = import_optional("itk", feature="ITK images", extra="itk")
         if self._axis4 is not None:
             raise GeometryError(
                 f"a 4D image ({self.n_frames} {self._axis4} frames) cannot become one 3D ITK "
@@ -572,7 +572,7 @@ class Image:
     @classmethod
     def from_itk(cls, image: Any, *, meta: Mapping[str, Any] | None = None) -> Image:
         """An Image from a 3D ITK image."""
-        itk = _import_optional("itk", feature="ITK images", extra="itk")
+        itk = import_optional("itk", feature="ITK images", extra="itk")
         arr = itk.array_from_image(image)
         channels = image.GetNumberOfComponentsPerPixel() > 1
         if image.GetImageDimension() != 3:
@@ -827,13 +827,3 @@ def _nifti_tr_seconds(image: Any) -> float | None:
     return {"sec": tr, "msec": tr / 1000.0, "usec": tr / 1e6}.get(unit)
 
 
-def _import_optional(module: str, *, feature: str, extra: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise MissingDependencyError(
-            f"{feature} need the optional package {module!r}, which is not installed. "
-            f"Install it with: pip install 'medlab[{extra}]'"
-        ) from exc

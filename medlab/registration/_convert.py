@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import geometry as geo
+from .._validate import require_image
 from ..errors import MedlabError
 from ..image import Image
 
@@ -27,17 +28,6 @@ __all__ = ["RegistrationError"]
 
 class RegistrationError(MedlabError, ValueError):
     """Registration inputs do not fit together, or the optimisation cannot start."""
-
-
-def require_image(obj: object, role: str) -> Image:
-    """``obj`` if it is a :class:`medlab.Image`, else a clear TypeError."""
-    if not isinstance(obj, Image):
-        raise TypeError(
-            f"{role} must be a medlab.Image (array + affine in LPS mm), got "
-            f"{type(obj).__name__}; wrap an array with ml.Image(array, affine) or load one "
-            "with ml.load(path)"
-        )
-    return obj
 
 
 def image_dimension(image: Image, role: str) -> int:

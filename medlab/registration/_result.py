@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import require_image
 from ..image import Image
-from ._convert import RegistrationError, apply_transform, as_points, require_image, to_sitk
+from ._convert import RegistrationError, apply_transform, as_points, to_sitk
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import GeometryError, MissingDependencyError
+from .._validate import require_image
+from ..errors import GeometryError
 from ..image import Image
-from ..measure._common import label_array, require_image
+from ..measure import label_array
 from ._common import SegmentationError, grid_extent_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +32,6 @@ __all__ = [
     "label_result",
     "mm_to_voxels",
     "seed_indices",
-    "skimage_module",
     "to_sitk",
 ]
 
@@ -167,19 +167,6 @@ def to_sitk(arr: np.ndarray, image: Image) -> sitk.Image:
     out = sitk.GetImageFromArray(arr)
     out.SetSpacing([float(s) for s in image.spacing[::-1]])
     return out
-
-
-def skimage_module(name: str) -> Any:
-    """Import ``skimage.<name>``, or say how to install scikit-image."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"skimage.{name}")
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise MissingDependencyError(
-            "this segmentation method needs scikit-image, which is not installed. "
-            "Install it with: pip install 'medlab[segmentation]'"
-        ) from exc
 
 
 # ------------------------------------------------------------------- seeds

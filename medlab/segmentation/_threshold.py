@@ -7,9 +7,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .._optional import import_optional
 from ..image import Image
 from ._common import SegmentationError
-from ._grid import as_mask, intensity_array, label_result, skimage_module, to_sitk
+from ._grid import as_mask, intensity_array, label_result, to_sitk
 
 __all__ = ["HU_PRESETS", "hu_preset", "multi_otsu", "otsu", "threshold"]
 
@@ -145,7 +146,8 @@ def multi_otsu(
         (a voxel equal to a threshold goes to the upper class, as
         ``numpy.digitize``); ``meta['thresholds']`` lists the thresholds.
     """
-    filters = skimage_module("filters")
+    filters = import_optional("skimage.filters", feature="this segmentation method",
+                              extra="segmentation", package="scikit-image")
     arr = intensity_array(image)
     inside = as_mask(mask, image)
     classes = int(classes)
