@@ -10,7 +10,7 @@ import numpy.typing as npt
 from .._optional import import_optional
 from ..image import Image
 from ._common import SegmentationError
-from ._grid import as_mask, intensity_array, label_result, to_sitk
+from ._grid import as_mask, intensity_array, label_result
 
 __all__ = ["HU_PRESETS", "hu_preset", "multi_otsu", "otsu", "threshold"]
 
@@ -107,11 +107,12 @@ def otsu(image: Image, *, mask: Image | npt.ArrayLike | None = None, bins: int =
     f.SetInsideValue(0)  # ITK's "inside" is at or below the threshold
     f.SetOutsideValue(1)
     f.SetNumberOfHistogramBins(int(bins))
-    src = to_sitk(arr, image)
+    src = Image(arr, image.affine).to_simpleitk(index_space=True)
     if inside is not None:
         f.SetMaskValue(1)
         f.SetMaskOutput(True)
-        out = f.Execute(src, to_sitk(inside.view(np.uint8), image))
+        mask = Image(inside.view(np.uint8), image.affine).to_simpleitk(index_space=True)
+        out = f.Execute(src, mask)
     else:
         out = f.Execute(src)
     result = sitk.GetArrayFromImage(out)
