@@ -21,10 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 from . import geometry as geo
+from ._optional import import_optional
 from .errors import (
     GeometryError,
     GeometryMismatchError,
-    MissingDependencyError,
     UnknownSpacingError,
 )
 
@@ -501,15 +501,36 @@ class Image:
         return shape, new  # type: ignore[return-value]
 
     # ------------------------------------------------------------ SimpleITK
-    def to_simpleitk(self) -> sitk.Image:
-        """A 3D SimpleITK image (vector-valued when ``channels``).
+    def to_simpleitk(
+        self,
+        *,
+        dtype: npt.DTypeLike | None = None,
+        dimension: Literal[2, 3] = 3,
+        index_space: bool = False,
+    ) -> sitk.Image:
+        """A SimpleITK image (vector-valued when ``channels``); the one Image -> SimpleITK converter.
+
+        Parameters
+        ----------
+        dtype : numpy dtype, optional
+            Cast the voxels to this type; None keeps theirs. Bool always
+            becomes uint8 (SimpleITK has no bool pixels).
+        dimension : {3, 2}
+            3 (default), or 2 for a single-slice image (shape
+            ``(1, rows, columns)``): a 2D SimpleITK image with the in-plane
+            spacing, origin and direction (registration of slices).
+        index_space : bool
+            Set only the voxel sizes (origin 0, identity direction): for
+            filters that need the spacing alone, on grids ITK cannot
+            represent (sheared); their results go back onto this affine.
 
         Raises
         ------
         GeometryError
-            For a time series (convert one :meth:`frame`) or a sheared
-            affine (ITK needs orthogonal axes; :meth:`resample_to` an
-            orthogonal grid first).
+            For a time series (convert one :meth:`frame`), a sheared
+            affine unless ``index_space`` (ITK needs orthogonal axes;
+            :meth:`resample_to` an orthogonal grid first), or
+            ``dimension=2`` for more than one slice.
         """
         import SimpleITK as sitk
 
@@ -518,10 +539,35 @@ class Image:
                 f"a 4D image ({self.n_frames} {self._axis4} frames) cannot become one 3D "
                 "SimpleITK image; convert one frame: image.frame(t).to_simpleitk()"
             )
-        self._require_orthogonal("SimpleITK")
-        arr = self._array.astype(np.uint8) if self.dtype == np.bool_ else self._array
-        img = sitk.GetImageFromArray(arr, isVector=self._channels)
-        spacing, origin, direction = geo.affine_to_itk(self._affine)
+        if dimension not in (2, 3):
+            raise ValueError(f"dimension must be 2 or 3, got {dimension!r}")
+        if dimension == 2 and self.spatial_shape[0] != 1:
+            raise GeometryError(
+                f"dimension=2 needs a single-slice image (1, rows, columns), got shape "
+                f"{self.spatial_shape}"
+            )
+        if not index_space:
+            self._require_orthogonal("SimpleITK")
+        arr = self._array
+        if dtype is not None:
+            arr = arr.astype(dtype, copy=False)
+        if arr.dtype == np.bool_:
+            arr = arr.view(np.uint8)
+        if dimension == 2:
+            arr = arr[0]
+        img = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=self._channels)
+        sizes = [float(s) for s in self.spacing[::-1]]
+        if index_space:
+            img.SetSpacing(sizes[:dimension])
+            return img
+        if dimension == 3:
+            spacing, origin, direction = geo.affine_to_itk(self._affine)
+        else:  # the in-plane (column, row) axes of the single slice
+            a = self._affine
+            col, row = a[:2, 2], a[:2, 1]
+            spacing = (float(np.linalg.norm(col)), float(np.linalg.norm(row)))
+            d = np.column_stack([col / spacing[0], row / spacing[1]])
+            origin, direction = (float(a[0, 3]), float(a[1, 3])), tuple(d.ravel().tolist())
         img.SetSpacing(spacing)
         img.SetOrigin(origin)
         img.SetDirection(direction)
@@ -552,7 +598,7 @@ class Image:
     # ------------------------------------------------------------------ ITK
     def to_itk(self) -> Any:
         """An ITK image (for itkwidgets); needs the ``itk`` package (``medlab[itk]``)."""
-        itk = _import_optional("itk", feature="ITK images", extra="itk")
+        itk = import_optional("itk", feature="ITK images", extra="itk")
         if self._axis4 is not None:
             raise GeometryError(
                 f"a 4D image ({self.n_frames} {self._axis4} frames) cannot become one 3D ITK "
@@ -572,7 +618,7 @@ class Image:
     @classmethod
     def from_itk(cls, image: Any, *, meta: Mapping[str, Any] | None = None) -> Image:
         """An Image from a 3D ITK image."""
-        itk = _import_optional("itk", feature="ITK images", extra="itk")
+        itk = import_optional("itk", feature="ITK images", extra="itk")
         arr = itk.array_from_image(image)
         channels = image.GetNumberOfComponentsPerPixel() > 1
         if image.GetImageDimension() != 3:
@@ -827,13 +873,3 @@ def _nifti_tr_seconds(image: Any) -> float | None:
     return {"sec": tr, "msec": tr / 1000.0, "usec": tr / 1e6}.get(unit)
 
 
-def _import_optional(module: str, *, feature: str, extra: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise MissingDependencyError(
-            f"{feature} need the optional package {module!r}, which is not installed. "
-            f"Install it with: pip install 'medlab[{extra}]'"
-        ) from exc

@@ -31,17 +31,22 @@ from ..io.dicom import (
     _FAST_DECLINE,
     _FAST_TAGS,
     _WSI_SOP_CLASS,
+    FastDataset,
+    FastHeader,
+    Frame,
+    NotAnImageError,
     _check_elements,
     _check_header,
     _not_dicom_reason,
     _read_header,
     _unreadable_reason,
+    claim_problem,
+    file_problem,
+    frames_from_dataset,
+    looks_like_dicom,
     quiet_pydicom,
+    read_fast_header,
 )
-from ..io.dicom._fastheader import FastDataset, FastHeader, read_fast_header
-from ..io.dicom._files import file_problem, looks_like_dicom
-from ..io.dicom._frames import Frame, NotAnImageError, frames_from_dataset
-from ..io.dicom._pixels import claim_problem
 from ._schema import INSTANCE_COLUMNS, Column
 
 __all__ = ["read_chunk", "read_file"]
@@ -380,7 +385,7 @@ def _row_from_dataset(ds: Any, path: str, size: int, mtime_ns: int) -> list[Any]
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if ts is None:
-        from ..io.dicom._pixels import transfer_syntax
+        from ..io.dicom import transfer_syntax
 
         ts = transfer_syntax(ds)
     row[_COL["transfer_syntax"]] = str(ts)

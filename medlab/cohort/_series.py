@@ -19,8 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..io.dicom._assemble import sort_indices_in_time, stack_geometry
-from ..io.dicom._pixels import can_decode
+from ..io.dicom import can_decode, sort_indices_in_time, stack_geometry
 
 __all__ = ["FrameRecord", "InstanceRecord", "series_rows"]
 

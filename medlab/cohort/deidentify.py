@@ -104,10 +104,10 @@ from pydicom.uid import (
 )
 from tqdm.auto import tqdm
 
+from .._optional import import_optional
 from .._version import __version__
-from ..errors import MedlabError, MissingDependencyError
-from ..io.dicom import quiet_pydicom
-from ..io.dicom._files import iter_files, looks_like_dicom, read_dataset
+from ..errors import MedlabError
+from ..io.dicom import iter_files, looks_like_dicom, quiet_pydicom, read_dataset
 
 __all__ = ["ADDITIONS", "CS_LABELS", "DENIED_VRS", "OPTIONS", "ExportReport", "annex_e_table",
            "export"]
@@ -478,12 +478,8 @@ def export(
         if m_r in source_files:
             raise ValueError(f"mapping {str(mapping_path)!r} is one of the source files")
         if mapping_path.suffix.lower() == ".parquet":
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError as exc:
-                raise MissingDependencyError(
-                    "writing the mapping as Parquet needs pyarrow: pip install 'medlab[cohort]', "
-                    "or write it as .csv") from exc
+            import_optional("pyarrow", feature="writing the mapping as Parquet", extra="cohort",
+                            hint=", or write it as .csv")
 
     exporter = _Exporter(raw_key, chosen, safe, kept)
     seen_paths: set[Path] = set()

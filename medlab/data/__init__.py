@@ -11,6 +11,18 @@ registered, with licences, origins, sizes and which datasets are bundled.
 On the command line: ``medlab data list | fetch NAME... | fetch --all | path NAME``.
 """
 
+from pathlib import Path
+
+from . import _fetch
 from ._fetch import datasets, fetch, files, path
 
 __all__ = ["datasets", "fetch", "files", "path"]
+
+
+def cache_root() -> Path:
+    """The download cache folder: ``MEDLAB_CACHE``, else ``pooch.os_cache("medlab")``.
+
+    Documented internal API for other medlab subpackages (report provenance); not in
+    ``__all__``.
+    """
+    return _fetch._cache_root()

@@ -47,7 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from medlab.errors import DatasetError, MissingDependencyError
+from medlab._optional import import_optional
+from medlab.errors import DatasetError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -849,15 +850,9 @@ class _LazyBar:
 
 
 def _require_zstandard(ds: Dataset) -> Any:
-    try:
-        import zstandard
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"Dataset '{ds.name}' has zstandard-compressed upstream files; install the "
-            f"'zstandard' package (pip install zstandard) to download it, or set {ENV_DATA} "
-            f"to a folder containing '{ds.name}/'."
-        ) from exc
-    return zstandard
+    return import_optional(
+        "zstandard", feature=f"Dataset '{ds.name}' has zstandard-compressed upstream files: it",
+        extra=None, hint=f"; or set {ENV_DATA} to a folder containing '{ds.name}/'.")
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._validate import require_image
 from ..errors import GeometryError
 from ..image import Image
 
@@ -49,8 +50,7 @@ def adc(
     GeometryError
         Without b-values, or with fewer than two different b-values.
     """
-    if not isinstance(image, Image):
-        raise TypeError(f"image must be a medlab.Image, got {type(image).__name__}")
+    require_image(image, "image")
     if image.channels or image.frame_axis is None:
         raise GeometryError(f"adc needs a 4D diffusion-weighted image, got {image!r}")
     b = image.b_values if b_values is None else np.asarray(b_values, dtype=float).ravel()

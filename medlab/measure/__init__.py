@@ -29,7 +29,12 @@ object, with the physical unit in each column name.
 - :func:`display_units`: coded units (UCUM, DICOM) as people read them.
 """
 
+# label_array, label_boxes, voxel_volume_mm3: documented internal API for other medlab
+# subpackages (segmentation's label-image helpers), importable from here, not in __all__
 from ._calibration import calibrate, ultrasound_region
+from ._common import label_array as label_array
+from ._common import label_boxes as label_boxes
+from ._common import voxel_volume_mm3 as voxel_volume_mm3
 from ._sr import SRError, provenance, read_rwvm, read_sr, to_table, write_sr
 from ._suv import SuvError, suv_factors, to_suv
 from .metrics import overlap, segmentation_metrics, surface_distances

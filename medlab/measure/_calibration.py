@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import require_image
 from ..image import Image
-from ._common import require_image
 
 __all__ = ["calibrate", "ultrasound_region"]
 

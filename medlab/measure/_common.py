@@ -7,21 +7,12 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import ndimage
 
+from .._validate import require_image
 from ..errors import GeometryError
 from ..image import Image
 
 #: 6-connected (face) neighbourhood used to define surface voxels.
 FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
-
-
-def require_image(obj: object, what: str) -> Image:
-    """Return ``obj`` if it is a :class:`medlab.Image`, else raise a clear TypeError."""
-    if not isinstance(obj, Image):
-        raise TypeError(
-            f"{what} must be a medlab.Image (array + affine, so that sizes are in mm), got "
-            f"{type(obj).__name__}; wrap a numpy array with ml.Image(array, affine)"
-        )
-    return obj
 
 
 def label_array(labels: Image, what: str = "labels") -> np.ndarray:

@@ -20,8 +20,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .._optional import import_optional
+from .._validate import require_image
 from .._version import __version__
-from ..errors import DicomReadError, MedlabError, MissingDependencyError
+from ..errors import DicomReadError, MedlabError
 from ..image import Image
 from .units import display_units
 
@@ -61,16 +63,6 @@ class SRError(MedlabError, ValueError):
     """Measurements cannot be written to or read from a DICOM SR."""
 
 
-def _hd() -> Any:
-    try:
-        import highdicom
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise MissingDependencyError(
-            "DICOM SR export needs the package 'highdicom'; install it with "
-            "pip install 'medlab[segmentation]'") from exc
-    return highdicom
-
-
 def _code(value: Any) -> Any:
     from pydicom.sr.coding import Code
 
@@ -96,7 +88,7 @@ def _source_headers(source: Any) -> list[Any]:
 def _read_headers(source: Any) -> list[Any]:
     import pydicom
 
-    from ..io.dicom._files import iter_files, read_dataset
+    from ..io.dicom import iter_files, read_dataset
 
     if isinstance(source, Image):
         files = source.meta.get("files") or []
@@ -225,7 +217,7 @@ def write_sr(
         Unknown measurement columns or units (see above), rows that match no
         segment.
     """
-    hd = _hd()
+    hd = import_optional("highdicom", feature="DICOM SR", extra="segmentation")
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
@@ -345,7 +337,7 @@ def read_sr(path: str | os.PathLike | Any) -> pd.DataFrame:
         ``attrs`` holds ``sop_instance_uid``, ``series_instance_uid``,
         ``study_instance_uid`` and ``source``.
     """
-    hd = _hd()
+    hd = import_optional("highdicom", feature="DICOM SR", extra="segmentation")
     import pydicom
 
     with warnings.catch_warnings():
@@ -428,8 +420,7 @@ def provenance(image: Image) -> dict[str, str]:
     combining tables of several images, e.g.
     ``label_stats(pet, mask).assign(**ml.measure.provenance(pet))``.
     """
-    if not isinstance(image, Image):
-        raise TypeError(f"image must be a medlab.Image, got {type(image).__name__}")
+    require_image(image, "image")
     meta = image.meta
     return {
         "study_instance_uid": str(meta.get("study_uid") or ""),
@@ -525,7 +516,7 @@ def read_rwvm(path: str | os.PathLike | Any) -> pd.DataFrame:
     """
     import pydicom
 
-    from ..io.dicom._files import read_dataset
+    from ..io.dicom import read_dataset
 
     ds = path if isinstance(path, pydicom.Dataset) else read_dataset(path)
     if str(ds.get("SOPClassUID", "")) != "1.2.840.10008.5.1.4.1.1.67":

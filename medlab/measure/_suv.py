@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._validate import require_image
 from ..errors import MedlabError
 from ..image import Image
 
@@ -93,7 +94,7 @@ def _datasets(source: Any) -> tuple[list[Any], str]:
     """Headers (no pixels) of an Image's files, a path, paths or a Dataset."""
     import pydicom
 
-    from ..io.dicom._files import read_dataset
+    from ..io.dicom import read_dataset
 
     if isinstance(source, pydicom.Dataset):
         return [source], "the given dataset"
@@ -531,8 +532,7 @@ def to_suv(
         As :func:`suv_factors`; also when the image already holds SUV or
         its values are not in the header's units.
     """
-    if not isinstance(image, Image):
-        raise TypeError(f"image must be a medlab.Image, got {type(image).__name__}")
+    require_image(image, "image")
     units = str(image.meta.get("units") or "")
     if units.upper().startswith("SUV"):
         raise SuvError(f"the image already holds {units}; to_suv() converts activity images")
@@ -558,7 +558,7 @@ def to_suv(
 
 def _slice_factors(image: Image, by_file: Mapping[str, float]) -> np.ndarray:
     """Per-slice factors, shaped to broadcast over the image, from per-file ones."""
-    from ..io.dicom._files import read_dataset
+    from ..io.dicom import read_dataset
 
     inv = np.linalg.inv(image.affine)
     out = np.full(image.spatial_shape[0], np.nan)

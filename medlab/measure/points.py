@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import require_image
 from ..image import Image
 
 __all__ = ["angle", "distance", "points_to_world", "polyline_length"]
@@ -134,8 +135,7 @@ def points_to_world(image: Image, indices: npt.ArrayLike, *, check_bounds: bool 
     >>> points_to_world(img, [1, 2, 3]).tolist()
     [3.0, 4.0, 3.0]
     """
-    if not isinstance(image, Image):
-        raise TypeError(f"image must be a medlab.Image, got {type(image).__name__}")
+    require_image(image, "image")
     image.require_spacing("points_to_world")
     idx = np.asarray(indices, dtype=float)
     if idx.shape[-1:] != (3,) or idx.ndim > 2:

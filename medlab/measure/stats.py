@@ -8,9 +8,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from .._validate import require_image
 from ..errors import GeometryError
 from ..image import Image
-from ._common import label_array, label_boxes, require_image, voxel_volume_mm3
+from ._common import label_array, label_boxes, voxel_volume_mm3
 from .shape import perimeter_mm, region_shape
 
 __all__ = ["label_stats"]

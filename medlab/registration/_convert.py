@@ -10,12 +10,13 @@ true for PNG, MHA and single axial DICOM slices.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from .. import geometry as geo
+from .._validate import require_image
 from ..errors import MedlabError
 from ..image import Image
 
@@ -27,17 +28,6 @@ __all__ = ["RegistrationError"]
 
 class RegistrationError(MedlabError, ValueError):
     """Registration inputs do not fit together, or the optimisation cannot start."""
-
-
-def require_image(obj: object, role: str) -> Image:
-    """``obj`` if it is a :class:`medlab.Image`, else a clear TypeError."""
-    if not isinstance(obj, Image):
-        raise TypeError(
-            f"{role} must be a medlab.Image (array + affine in LPS mm), got "
-            f"{type(obj).__name__}; wrap an array with ml.Image(array, affine) or load one "
-            "with ml.load(path)"
-        )
-    return obj
 
 
 def image_dimension(image: Image, role: str) -> int:
@@ -89,39 +79,6 @@ def pair_dimension(fixed: Image, moving: Image) -> int:
     return df
 
 
-def itk_geometry(image: Image, dim: int) -> tuple[tuple, tuple, tuple]:
-    """ITK ``(spacing, origin, direction)`` of ``image`` in ``dim`` dimensions."""
-    if dim == 3:
-        return geo.affine_to_itk(image.affine)
-    a = image.affine
-    col, row = a[:2, 2], a[:2, 1]
-    spacing = (float(np.linalg.norm(col)), float(np.linalg.norm(row)))
-    d = np.column_stack([col / spacing[0], row / spacing[1]])
-    return spacing, (float(a[0, 3]), float(a[1, 3])), tuple(d.ravel().tolist())
-
-
-def to_sitk(image: Image, dim: int, *, dtype: Any = np.float32) -> sitk.Image:
-    """``image`` as a ``dim``-D SimpleITK image (scalar or vector), cast to ``dtype``.
-
-    ``dtype=None`` keeps the array's type (bool becomes uint8).
-    """
-    import SimpleITK as sitk
-
-    arr = np.asarray(image.array)
-    if dtype is not None:
-        arr = arr.astype(dtype, copy=False)
-    elif arr.dtype == np.bool_:
-        arr = arr.astype(np.uint8)
-    if dim == 2:
-        arr = arr[0]
-    out = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=image.channels)
-    spacing, origin, direction = itk_geometry(image, dim)
-    out.SetSpacing(spacing)
-    out.SetOrigin(origin)
-    out.SetDirection(direction)
-    return out
-
-
 def mask_to_sitk(mask: Image | None, image: Image, dim: int, role: str) -> sitk.Image | None:
     """A uint8 SimpleITK mask (non-zero = inside) on ``image``'s grid, or None.
 
@@ -146,7 +103,7 @@ def mask_to_sitk(mask: Image | None, image: Image, dim: int, role: str) -> sitk.
     if not inside.any():
         raise RegistrationError(f"{role}_mask is empty (no non-zero voxel); pass a mask with "
                                 "the region to register, or None")
-    return to_sitk(mask.with_array(inside.astype(np.uint8)), dim, dtype=np.uint8)
+    return mask.with_array(inside.astype(np.uint8)).to_simpleitk(dimension=dim, dtype=np.uint8)
 
 
 def grid_points(image: Image, *, mask: npt.ArrayLike | None = None, max_points: int = 20000,

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import require_image
 from ..image import Image
-from ._convert import apply_transform, as_points, grid_points, require_image
+from ._convert import apply_transform, as_points, grid_points
 from ._result import RegistrationResult, ensure_result, jacobian_determinant, resample
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import require_image
 from ..image import Image
-from ._convert import RegistrationError, apply_transform, as_points, require_image, to_sitk
+from ._convert import RegistrationError, apply_transform, as_points
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -87,12 +88,12 @@ def resample(
         out_dtype = np.dtype(np.uint8) if image.dtype == np.bool_ else image.dtype
     else:
         out_dtype = np.dtype(np.float64 if image.dtype == np.float64 else np.float32)
-    ref_s = to_sitk(reference.with_array(np.zeros(reference.spatial_shape, np.uint8),
-                                         frame_times_s=None, channels=False), dim, dtype=None)
+    ref_s = reference.with_array(np.zeros(reference.spatial_shape, np.uint8), frame_times_s=None,
+                                 channels=False).to_simpleitk(dimension=dim)
     frames = image.frames()
     arrays = []
     for frame in frames:
-        src = to_sitk(frame, dim, dtype=None if keep else out_dtype)
+        src = frame.to_simpleitk(dimension=dim, dtype=None if keep else out_dtype)
         res = sitk.Resample(src, ref_s, transform, interpolators[interpolation],
                             float(default_value))
         arr = sitk.GetArrayFromImage(res)
@@ -291,8 +292,8 @@ def jacobian_determinant(transform: sitk.Transform, reference: Image) -> Image:
     import SimpleITK as sitk
 
     dim = transform.GetDimension()
-    ref_s = to_sitk(reference.with_array(np.zeros(reference.spatial_shape, np.uint8),
-                                         frame_times_s=None, channels=False), dim, dtype=None)
+    ref_s = reference.with_array(np.zeros(reference.spatial_shape, np.uint8), frame_times_s=None,
+                                 channels=False).to_simpleitk(dimension=dim)
     field = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat64,
                                               ref_s.GetSize(), ref_s.GetOrigin(),
                                               ref_s.GetSpacing(), ref_s.GetDirection())

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..image import Image
-from ._convert import RegistrationError, grid_points, mask_to_sitk, pair_dimension, to_sitk
+from ._convert import RegistrationError, grid_points, mask_to_sitk, pair_dimension
 from ._landmarks import affine_parts, landmark_transform, make_linear
 from ._result import RegistrationResult, compose
 
@@ -419,7 +419,8 @@ def run_stage(kind: str, fixed: Image, moving: Image, *, metric: Metric, initial
     dim = pair_dimension(fixed, moving)
     for image in (fixed, moving):  # transforms, sigmas and grids are in mm
         image.require_spacing("registration")
-    f_s, m_s = to_sitk(fixed, dim), to_sitk(moving, dim)
+    f_s = fixed.to_simpleitk(dimension=dim, dtype=np.float32)
+    m_s = moving.to_simpleitk(dimension=dim, dtype=np.float32)
     lv, sig = check_options(metric, levels, sigmas_mm, sampling, iterations, f_s, bins)
     f_mask = mask_to_sitk(fixed_mask, fixed, dim, "fixed")
     m_mask = mask_to_sitk(moving_mask, moving, dim, "moving")

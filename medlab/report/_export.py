@@ -28,6 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .._optional import import_optional
 from ..errors import MissingDependencyError
 
 __all__ = ["CHROMIUM_ARGS", "external_references", "find_chromium", "to_html", "to_pdf"]
@@ -343,12 +344,9 @@ def to_pdf(html_path: str | os.PathLike, pdf_path: str | os.PathLike | None = No
     if not html_path.is_file():
         raise FileNotFoundError(f"no HTML report at {str(html_path)!r}; write one with to_html")
     pdf_path = Path(pdf_path) if pdf_path is not None else html_path.with_suffix(".pdf")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "PDF export needs the Playwright Python package: `pip install playwright` (medlab "
-            "uses the system Chromium, so `playwright install` is not needed)") from exc
+    import_optional("playwright.sync_api", feature="PDF export", extra="report",
+                    package="playwright", hint=" (medlab uses the system Chromium, so "
+                    "`playwright install` is not needed)")
     executable = find_chromium()
     # Playwright's sync API refuses to run inside an asyncio loop (a Jupyter kernel has one):
     # drive it from a thread of its own

@@ -89,9 +89,9 @@ def _data_roots() -> list[tuple[Path, str]]:
     roots = [(Path(p), "MEDLAB_DATA") for p in os.environ.get("MEDLAB_DATA", "").split(os.pathsep)
              if p]
     try:
-        from ..data._fetch import _cache_root
+        from ..data import cache_root
 
-        roots.append((_cache_root(), "cache"))
+        roots.append((cache_root(), "cache"))
     except Exception:  # pragma: no cover - the cache location is optional information
         pass
     return [(r.resolve(), label) for r, label in roots if r.is_dir()]
@@ -198,8 +198,6 @@ def collect(
     ``parameters`` and ``inputs`` are recorded as given: pass them already
     de-identified.
     """
-    import medlab
-
     pkgs = packages()
     lower = {k.lower(): v for k, v in pkgs.items()}
     return {
@@ -208,7 +206,7 @@ def collect(
                      "git": git_state(notebook.parent)},
         "parameters": dict(parameters),
         "medlab": {"version": __version__,
-                   "git": git_state(Path(medlab.__file__).resolve().parent.parent)},
+                   "git": git_state(Path(__file__).resolve().parents[2])},
         "python": {"version": platform.python_version(),
                    "implementation": platform.python_implementation(),
                    "executable": sys.executable},

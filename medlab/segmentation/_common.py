@@ -31,7 +31,7 @@ def read_dicom_object(
     """
     import pydicom
 
-    from ..io.dicom._files import iter_files, read_dataset
+    from ..io.dicom import iter_files, read_dataset
 
     if isinstance(source, pydicom.Dataset):
         ds, name = source, f"the given {what} dataset"

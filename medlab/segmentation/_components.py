@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from ..image import Image
-from ..measure._common import label_array, voxel_volume_mm3
+from ..measure import label_array, voxel_volume_mm3
 from ._common import SegmentationError
 from ._grid import label_names, label_result
 

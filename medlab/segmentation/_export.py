@@ -19,8 +19,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import geometry as geo
+from .._optional import import_optional
 from .._version import __version__
-from ..errors import GeometryMismatchError, MissingDependencyError
+from ..errors import GeometryMismatchError
 from ..image import Image
 from ._common import SegmentationError
 
@@ -142,7 +143,7 @@ def _source_slices(source: Any, grid: Image) -> dict[int, tuple[Any, int | None]
     """
     import pydicom
 
-    from ..io.dicom._files import iter_files, read_dataset
+    from ..io.dicom import iter_files, read_dataset
 
     with warnings.catch_warnings():
         for message in _SOURCE_WARNINGS:
@@ -220,16 +221,6 @@ def _frame_planes(ds: Any) -> list[tuple[int | None, Any, Any, Any]]:
     return out
 
 
-def _highdicom() -> Any:
-    try:
-        import highdicom
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise MissingDependencyError(
-            "writing DICOM SEG needs the package 'highdicom'; install it with "
-            "pip install 'medlab[segmentation]'") from exc
-    return highdicom
-
-
 # --------------------------------------------------------------------- SEG
 def write_seg(
     labels: Masks,
@@ -303,7 +294,7 @@ def write_seg(
         Empty masks, fractions in a BINARY SEG, overlapping inputs that
         cannot be represented.
     """
-    hd = _highdicom()
+    hd = import_optional("highdicom", feature="writing DICOM SEG", extra="segmentation")
     from pydicom.sr.codedict import codes
 
     if segmentation_type not in ("BINARY", "FRACTIONAL"):

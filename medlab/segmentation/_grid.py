@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import GeometryError, MissingDependencyError
+from .._validate import require_image
+from ..errors import GeometryError
 from ..image import Image
-from ..measure._common import label_array, require_image
+from ..measure import label_array
 from ._common import SegmentationError, grid_extent_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-    import SimpleITK as sitk
 
 __all__ = [
     "as_mask",
@@ -31,8 +31,6 @@ __all__ = [
     "label_result",
     "mm_to_voxels",
     "seed_indices",
-    "skimage_module",
-    "to_sitk",
 ]
 
 
@@ -150,36 +148,6 @@ def mm_to_voxels(image: Image, radius_mm: float, what: str = "radius_mm") -> np.
         raise ValueError(f"{what} must be a finite distance >= 0 in mm, got {radius_mm!r}")
     image.require_spacing(what)
     return r / np.asarray(image.spacing)
-
-
-def to_sitk(arr: np.ndarray, image: Image) -> sitk.Image:
-    """A SimpleITK image of ``arr`` in index space with ``image``'s voxel sizes.
-
-    Origin and direction are left at their defaults: the methods only need
-    the voxel sizes, and results go back onto the source affine (which may
-    be oblique or sheared, which ITK cannot represent).
-    """
-    import SimpleITK as sitk
-
-    arr = np.ascontiguousarray(arr)
-    if arr.dtype == np.bool_:
-        arr = arr.view(np.uint8)
-    out = sitk.GetImageFromArray(arr)
-    out.SetSpacing([float(s) for s in image.spacing[::-1]])
-    return out
-
-
-def skimage_module(name: str) -> Any:
-    """Import ``skimage.<name>``, or say how to install scikit-image."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"skimage.{name}")
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise MissingDependencyError(
-            "this segmentation method needs scikit-image, which is not installed. "
-            "Install it with: pip install 'medlab[segmentation]'"
-        ) from exc
 
 
 # ------------------------------------------------------------------- seeds

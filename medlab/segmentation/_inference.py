@@ -9,9 +9,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import require_image
 from ..errors import GeometryError
 from ..image import Image
-from ..measure._common import require_image
 from ._grid import label_result
 
 __all__ = ["gaussian_weights", "sliding_window", "window_starts"]

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from .. import geometry as geo
+from .._validate import require_image
 from ..errors import GeometryError
 from ..image import Image
 from ._common import Outside, SegmentationError, check_outside, grid_extent_text
@@ -106,8 +107,7 @@ def read_labels(
     image = _as_integer(image, source)
     meta = dict(image.meta, source=source)
     if reference is not None:
-        if not isinstance(reference, Image):
-            raise TypeError(f"reference must be a medlab.Image, got {type(reference).__name__}")
+        require_image(reference, "reference")
         n_out, n_all = _foreground_outside(image, reference)
         if n_all and n_out == n_all:
             raise GeometryError(

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from ..image import Image
-from ..measure._common import label_array, label_boxes
+from ..measure import label_array, label_boxes
 from ._grid import label_names, label_result
 
 __all__ = ["closing", "dilate", "erode", "fill_holes", "opening"]

@@ -25,7 +25,6 @@ from ._grid import (
     label_result,
     mm_to_voxels,
     seed_indices,
-    to_sitk,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,7 +73,8 @@ def _flood(arr: np.ndarray, image: Image, idx: np.ndarray, lower: float, upper: 
     f.SetUpper(hi)
     f.SetReplaceValue(1)
     f.SetConnectivity(_connectivity(connectivity))
-    return sitk.GetArrayFromImage(f.Execute(to_sitk(arr, image))).astype(bool)
+    src = Image(arr, image.affine).to_simpleitk(index_space=True)
+    return sitk.GetArrayFromImage(f.Execute(src)).astype(bool)
 
 
 def _seed_values(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -309,7 +309,7 @@ def watershed(
     if connectivity not in (6, 26):
         raise ValueError(f"connectivity must be 6 or 26, got {connectivity!r}")
     inside = as_mask(mask, image)
-    relief = to_sitk(arr.astype(np.float32), image)
+    relief = Image(arr.astype(np.float32), image.affine).to_simpleitk(index_space=True)
     if gradient:
         if not float(sigma_mm) > 0:
             raise ValueError(f"sigma_mm must be > 0 mm, got {sigma_mm!r}")
@@ -329,7 +329,8 @@ def watershed(
         if (np.issubdtype(m.dtype, np.floating) and np.any(m != np.round(m))) or m.min() < 0:
             raise ValueError("markers must hold whole label values >= 0 (0 = unlabelled)")
         out = sitk.MorphologicalWatershedFromMarkers(
-            relief, to_sitk(m.astype(np.uint32), image), markWatershedLine=watershed_line,
+            relief, Image(m.astype(np.uint32), image.affine).to_simpleitk(index_space=True),
+            markWatershedLine=watershed_line,
             fullyConnected=full)
     labels = sitk.GetArrayFromImage(out)
     if inside is not None:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .. import geometry as geo
+from .._validate import require_image
 from ..errors import GeometryError
 from ..image import Image
 from ._common import (
@@ -402,11 +403,8 @@ def rtstruct_to_masks(
     """
     _check_mode(mode, supersampling, slice_tolerance)
     check_outside(outside)
-    if not isinstance(reference, Image):
-        raise TypeError(
-            f"reference must be a medlab.Image giving the grid, got {type(reference).__name__}; "
-            "load the image series first, e.g. ml.load(series_folder)"
-        )
+    require_image(reference, "reference (the image grid)",
+                  hint="load the image series first, e.g. ml.load(series_folder)")
     if reference.ndim != 3:
         raise GeometryError(
             f"the reference must be a 3D image, got shape {reference.shape}; pass one frame "

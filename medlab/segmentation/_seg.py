@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 
 from .. import geometry as geo
-from ..errors import GeometryError, MissingDependencyError
+from .._optional import import_optional
+from .._validate import require_image
+from ..errors import GeometryError
 from ..image import Image
 from ._common import (
     Outside,
@@ -43,7 +45,9 @@ def _colour(item: Any) -> tuple[int, int, int] | None:
     lab = item.get("RecommendedDisplayCIELabValue")
     if lab is None:
         return None
-    return tuple(int(v) for v in _highdicom().color.CIELabColor.from_dicom_value(list(lab)).to_rgb(clip=True))  # type: ignore[return-value]
+    hd = import_optional("highdicom", feature="reading DICOM SEG", extra="segmentation")
+    rgb = hd.color.CIELabColor.from_dicom_value(list(lab)).to_rgb(clip=True)
+    return tuple(int(v) for v in rgb)  # type: ignore[return-value]
 
 
 def _code(item: Any, seq: str) -> str:
@@ -259,11 +263,11 @@ class SegmentationResult:
         grid = reference if reference is not None else self.reference
         if grid is None:
             grid = self.own_grid()
-        elif not isinstance(grid, Image):
-            raise TypeError(f"reference must be a medlab.Image, got {type(grid).__name__}")
-        elif check_frame_of_reference:
-            ensure_same_frame_of_reference(
-                {self.frame_of_reference_uid}, grid, source=f"the SEG {self.source}")
+        else:
+            require_image(grid, "reference")
+            if check_frame_of_reference:
+                ensure_same_frame_of_reference(
+                    {self.frame_of_reference_uid}, grid, source=f"the SEG {self.source}")
         if grid.ndim != 3:
             raise GeometryError(
                 f"the reference must be a 3D image, got shape {grid.shape}; pass one frame")
@@ -418,17 +422,6 @@ def _place(px: np.ndarray, affine: np.ndarray, grid: Image, out: np.ndarray) -> 
     np.maximum(out[target], res.array[0], out=out[target])
 
 
-def _highdicom() -> Any:
-    try:
-        import highdicom
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise MissingDependencyError(
-            "reading DICOM SEG needs the package 'highdicom', which is not installed. "
-            "Install it with: pip install highdicom"
-        ) from exc
-    return highdicom
-
-
 def read_seg(path: str | os.PathLike | Any, reference: Image | None = None) -> SegmentationResult:
     """Read a DICOM Segmentation (SEG) object with highdicom.
 
@@ -453,13 +446,13 @@ def read_seg(path: str | os.PathLike | Any, reference: Image | None = None) -> S
     >>> seg = read_seg("liver.dcm", reference=ml.load("ct_folder"))  # doctest: +SKIP
     >>> liver = seg.masks()[1]  # doctest: +SKIP
     """
-    hd = _highdicom()
+    hd = import_optional("highdicom", feature="reading DICOM SEG", extra="segmentation")
     ds, source = read_dicom_object(path, modality="SEG", what="DICOM SEG",
                                    sop_classes=SEG_SOP_CLASSES)
     try:
         seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
     except Exception as exc:
         raise SegmentationError(f"highdicom cannot parse {source} as a SEG: {exc}") from exc
-    if reference is not None and not isinstance(reference, Image):
-        raise TypeError(f"reference must be a medlab.Image, got {type(reference).__name__}")
+    if reference is not None:
+        require_image(reference, "reference")
     return SegmentationResult(seg, source, reference)

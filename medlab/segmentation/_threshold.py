@@ -7,9 +7,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .._optional import import_optional
 from ..image import Image
 from ._common import SegmentationError
-from ._grid import as_mask, intensity_array, label_result, skimage_module, to_sitk
+from ._grid import as_mask, intensity_array, label_result
 
 __all__ = ["HU_PRESETS", "hu_preset", "multi_otsu", "otsu", "threshold"]
 
@@ -106,11 +107,12 @@ def otsu(image: Image, *, mask: Image | npt.ArrayLike | None = None, bins: int =
     f.SetInsideValue(0)  # ITK's "inside" is at or below the threshold
     f.SetOutsideValue(1)
     f.SetNumberOfHistogramBins(int(bins))
-    src = to_sitk(arr, image)
+    src = Image(arr, image.affine).to_simpleitk(index_space=True)
     if inside is not None:
         f.SetMaskValue(1)
         f.SetMaskOutput(True)
-        out = f.Execute(src, to_sitk(inside.view(np.uint8), image))
+        mask = Image(inside.view(np.uint8), image.affine).to_simpleitk(index_space=True)
+        out = f.Execute(src, mask)
     else:
         out = f.Execute(src)
     result = sitk.GetArrayFromImage(out)
@@ -145,7 +147,8 @@ def multi_otsu(
         (a voxel equal to a threshold goes to the upper class, as
         ``numpy.digitize``); ``meta['thresholds']`` lists the thresholds.
     """
-    filters = skimage_module("filters")
+    filters = import_optional("skimage.filters", feature="this segmentation method",
+                              extra="segmentation", package="scikit-image")
     arr = intensity_array(image)
     inside = as_mask(mask, image)
     classes = int(classes)

@@ -396,9 +396,9 @@ def gallery(
     >>> image = g.load()  # doctest: +SKIP
     """
     _require_widgets()
-    from ..cohort import _index
+    from ..cohort import Index
 
-    if isinstance(source, _index.Index):
+    if isinstance(source, Index):
         index = source
     elif isinstance(source, (str, os.PathLike)) or (
             isinstance(source, Iterable) and not isinstance(source, Mapping)):

@@ -93,7 +93,7 @@ def _middle_frame(frames: pd.DataFrame) -> _Pick | None:
     Rows whose file cannot be decoded with what is installed are skipped.
     None when no frame is left.
     """
-    from ..io.dicom._pixels import can_decode
+    from ..io.dicom import can_decode
 
     if frames.empty:
         return None
@@ -144,9 +144,7 @@ def _read_pick(pick: _Pick) -> Image:
     """The picked frame as a one-slice :class:`medlab.Image` (only that frame is decoded)."""
     from ..errors import DicomReadError
     from ..image import Image
-    from ..io.dicom import quiet_pydicom, scan
-    from ..io.dicom._assemble import plan_volumes
-    from ..io.dicom._pixels import read_pixels
+    from ..io.dicom import plan_volumes, quiet_pydicom, read_pixels, scan
 
     if not os.path.exists(pick.path):
         raise FileNotFoundError(

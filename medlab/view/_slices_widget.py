@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validate import require_image
 from ..errors import MissingDependencyError
 from ..image import Image
 from ..privacy import display_text
@@ -248,8 +249,7 @@ class SliceViewer(Annotations, Snapshot, StaticSnapshot, FullStateOnOpen, anywid
     def _prepare_layer(self, layer: Image | None, what: str, *, nearest: bool) -> Image | None:
         if layer is None:
             return None
-        if not isinstance(layer, Image):
-            raise TypeError(f"{what} must be a medlab.Image, got {type(layer).__name__}")
+        require_image(layer, what)
         if layer.channels:
             raise ValueError(f"{what} must be a scalar image, got one with channels")
         if layer.n_frames > 1 and what == "labels":

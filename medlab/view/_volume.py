@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .. import geometry as geo
+from .._validate import require_image
 from ..errors import GeometryError, GeometryMismatchError
 from ..image import Image
 from ..privacy import display_text
@@ -419,8 +420,7 @@ def volume(
     if not 0.0 <= label_opacity <= 1.0:
         raise ValueError(f"label_opacity must be within 0..1, got {label_opacity}")
     if labels is not None:
-        if not isinstance(labels, Image):
-            raise TypeError(f"labels must be a medlab Image, got {type(labels).__name__}")
+        require_image(labels, "labels")
         try:
             image.match_geometry(labels)
         except GeometryMismatchError as exc:

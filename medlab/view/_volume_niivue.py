@@ -13,24 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError
+from .._optional import import_optional
 from ..image import Image
 from ._slices import label_colors
 
 __all__ = ["build_niivue", "check_niivue", "nifti_bytes", "niivue_colormaps"]
 
-_INSTALL = "pip install 'medlab[view]'  (ipyniivue>=2.4,<2.5, anywidget>=0.9)"
-
 
 def check_niivue(colormap: str) -> None:
     """Raise if ipyniivue is missing or ``colormap`` is not one of NiiVue's."""
-    try:
-        import ipyniivue  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "ml.view.volume needs ipyniivue (NiiVue widget for Jupyter), which is not installed. "
-            f"Install it with: {_INSTALL}"
-        ) from exc
+    import_optional("ipyniivue", feature="ml.view.volume (NiiVue widget for Jupyter)",
+                    extra="view", hint="  (ipyniivue>=2.4,<2.5, anywidget>=0.9)")
     names = niivue_colormaps()
     if names and colormap not in names:
         raise ValueError(f"unknown colormap {colormap!r}; NiiVue has: {', '.join(names)}")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.multival import MultiValue
 
-from medlab.errors import DicomReadError, MedlabError, MissingDependencyError
+from medlab.errors import DicomReadError, MedlabError
 
 from .._schema import INSTANCE_COLUMNS, column_names
 
@@ -373,17 +373,6 @@ def _write_atomic(dest: Path, name: str, data: bytes | Callable[[Path], None]) -
             tmp.unlink()
         raise
     return target
-
-
-def _require(module: str, package: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"{package} is needed for PACS access: pip install 'medlab[pacs]' ({exc})"
-        ) from exc
 
 
 def _is_loopback(host: str) -> bool:

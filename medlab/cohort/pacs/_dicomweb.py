@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+from ..._optional import import_optional
 from ._common import (
     _BATCH_BYTES,
     _LEVELS,
@@ -26,7 +27,6 @@ from ._common import (
     _is_loopback,
     _keywords,
     _read,
-    _require,
     _row,
     _safe_name,
     _write_atomic,
@@ -72,8 +72,9 @@ class DicomWeb:
     def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
                  timeout_s: float = 10.0, deadline_s: float | None = None,
                  name: str | None = None) -> None:
-        requests = _require("requests", "requests")
-        dwc = _require("dicomweb_client.api", "dicomweb-client")
+        requests = import_optional("requests", feature="PACS access", extra="pacs")
+        dwc = import_optional("dicomweb_client.api", feature="PACS access", extra="pacs",
+                              package="dicomweb-client")
         parts = urllib.parse.urlsplit(str(url))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url must be an http:// or https:// URL of a DICOMweb service "
@@ -232,7 +233,7 @@ class DicomWeb:
         """
         level = _check_level(level)
         search = _filter_values(filters, level=level, uid_sep=",")
-        pydicom = _require("pydicom", "pydicom")
+        pydicom = import_optional("pydicom", feature="PACS access", extra="pacs")
         with self._errors(f"while searching for {level} (QIDO-RS)") as watchdog:
             answers = self._search(_LEVELS[level][0], search, _keywords(level),
                                    watchdog=watchdog)

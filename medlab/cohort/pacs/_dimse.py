@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
     from pydicom import Dataset
+from ..._optional import import_optional
 from ._common import (
     _LEVELS,
     _PET_SEQUENCE,
@@ -27,7 +28,6 @@ from ._common import (
     _frame,
     _keywords,
     _read,
-    _require,
     _row,
     _safe_name,
     _write_atomic,
@@ -160,7 +160,7 @@ class Dimse:
     def __init__(self, host: str, port: int, *, called_aet: str, calling_aet: str = "MEDLAB",
                  timeout_s: float = 10.0, deadline_s: float | None = None,
                  name: str | None = None) -> None:
-        _require("pynetdicom", "pynetdicom")
+        import_optional("pynetdicom", feature="PACS access", extra="pacs")
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a host name or address, got {host!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:

@@ -18,13 +18,24 @@ import pandas as pd
 from pydicom.tag import Tag
 from tqdm.auto import tqdm
 
+# Not in __all__: sort_indices_in_time, stack_geometry, FastHeader, can_decode, claim_problem,
+# transfer_syntax (and frames_from_dataset, read_fast_header, plan_volumes, read_pixels ...) are
+# the documented internal API of the DICOM stages (header -> frames -> plan -> pixels) for other
+# medlab subpackages (cohort's index, the gallery's thumbnails). Other subpackages import them
+# from here, never from io.dicom's underscore modules.
 from ...errors import DicomReadError, ImageReadError, SeriesAssemblyError
 from ...image import Image
 from ._assemble import StackCheck, VolumePlan, check_stack, plan_volumes
+from ._assemble import sort_indices_in_time as sort_indices_in_time
+from ._assemble import stack_geometry as stack_geometry
 from ._fastheader import FastDataset, read_fast_header
+from ._fastheader import FastHeader as FastHeader
 from ._files import file_problem, iter_files, looks_like_dicom, open_regular, read_dataset
 from ._frames import Frame, NotAnImageError, frames_from_dataset
+from ._pixels import can_decode as can_decode
+from ._pixels import claim_problem as claim_problem
 from ._pixels import pixel_data_problem, read_pixels
+from ._pixels import transfer_syntax as transfer_syntax
 from ._spacing import PixelSpacingInfo, pixel_spacing
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft, spatial, special
 
-from ...image import _import_optional
+from ..._optional import import_optional
 
 __all__ = ["MORPH_NAMES", "morphology"]
 
@@ -20,7 +20,7 @@ MORPH_NAMES = (
 
 def mesh(mask: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
     """Marching-cubes surface (level 0.5) of a binary mask, vertices in mm."""
-    measure = _import_optional("skimage.measure", feature="Morphological features",
+    measure = import_optional("skimage.measure", feature="Morphological features",
                                extra="segmentation")
     padded = np.pad(mask.astype(np.float32), 1)
     verts, faces, _, _ = measure.marching_cubes(padded, level=0.5, spacing=tuple(spacing))

@@ -13,9 +13,9 @@ import numpy as np
 from scipy import ndimage
 
 from ... import geometry as geo
+from ..._validate import require_image
 from ...errors import GeometryError
 from ...image import Image
-from .._common import require_image
 from ._config import RadiomicsConfig
 
 __all__ = ["Prepared", "discretise", "prepare"]

@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
-from ...image import _import_optional
+from ..._optional import import_optional
 from ._matrix import (
     DZM_NAMES,
     NGL_NAMES,
@@ -200,7 +200,7 @@ def glrlm(levels: np.ndarray, ng: int, methods: tuple[str, ...]) -> dict:
 # ------------------------------------------------------------ GLSZM, GLDZM
 def _label_zones(levels: np.ndarray, in_plane: bool) -> np.ndarray:
     """Connected zones of equal grey level (8-connected in-plane or 26-connected)."""
-    measure = _import_optional("skimage.measure", feature="GLSZM and GLDZM features",
+    measure = import_optional("skimage.measure", feature="GLSZM and GLDZM features",
                                extra="segmentation")
     if not in_plane:
         return measure.label(levels, background=0, connectivity=3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -12,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from ... import geometry as geo
-from ...errors import GeometryError, MissingDependencyError
+from ..._optional import import_optional
+from ..._validate import require_image
+from ...errors import GeometryError
 from ...image import Image
-from ...measure._common import require_image
 from .._common import SegmentationError
 from .._grid import label_result
 
@@ -24,9 +24,8 @@ __all__ = ["Model", "ModelError", "aligned_grid", "require", "sha256_files", "to
 _UNIT = {"L": (1.0, 0.0, 0.0), "R": (-1.0, 0.0, 0.0), "P": (0.0, 1.0, 0.0),
          "A": (0.0, -1.0, 0.0), "S": (0.0, 0.0, 1.0), "I": (0.0, 0.0, -1.0)}
 
-#: The optional extra that brings the deep-learning libraries.
-INSTALL = ("pip install 'medlab[dl]' (for a CPU-only PyTorch, install torch from PyTorch's CPU "
-           "wheel index first)")
+#: Added to the install line of the ``dl`` extra, which brings the deep-learning libraries.
+_CPU_HINT = (" (for a CPU-only PyTorch, install torch from PyTorch's CPU wheel index first)")
 
 
 class ModelError(SegmentationError):
@@ -35,14 +34,8 @@ class ModelError(SegmentationError):
 
 
 def require(module: str, *, feature: str) -> Any:
-    """Import an optional dependency, or raise a MissingDependencyError naming the install line."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"{feature} needs the optional package {module.split('.')[0]!r}, which is not "
-            f"installed ({exc}). Install it with: {INSTALL}"
-        ) from exc
+    """Import an optional dependency of the ``dl`` extra (:func:`medlab._optional.import_optional`)."""
+    return import_optional(module, feature=feature, extra="dl", hint=_CPU_HINT)
 
 
 def torch_device(device: Any = None) -> Any:
