@@ -39,6 +39,7 @@ with the smallest residual (a map ``delay_s``).
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +51,7 @@ import numpy.typing as npt
 from ..image import Image
 from ._aif import AIF
 from ._common import TimeSeriesError, require_series, spatial_mask
-from ._kinetics import KEP_RANGE, ConvTable, FineGrid
+from ._kinetics import KEP_RANGE, FineGrid, conv_table
 
 __all__ = ["fit_curves", "fit_kinetics"]
 
@@ -82,7 +83,17 @@ class _Setup:
         self.t = times_s / 60.0
         self.cp = self.grid.cp_frames
         self.a = self.grid.integral()
-        self.table = ConvTable(self.grid, kep_range=kep_range) if model != "patlak" else None
+        self.table = conv_table(self.grid, kep_range=kep_range) if model != "patlak" else None
+
+    def reduced(self) -> _Setup:
+        """This setup in the basis of the table's curves (:meth:`ConvTable.reduced`): fit
+        ``z = C @ basis`` in place of ``C`` (Tofts; ``cp`` is projected as well)."""
+        assert self.table is not None
+        red = copy.copy(self)
+        red.table = self.table.reduced()
+        red.cp = self.cp @ red.table.basis
+        red.a = self.a @ red.table.basis
+        return red
 
 
 def _dot(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
@@ -137,7 +148,8 @@ def _project(c: np.ndarray, s: _Setup, model: str, p: dict[str, np.ndarray],
     ``cc`` is each row's ``C.C``; the SSE is expanded in inner products so no
     model curve is formed.
     """
-    ccp, cpcp = _dot(c, s.cp), s.cp @ s.cp
+    cpcp = s.cp @ s.cp
+    ccp = _dot(c, s.cp) if model != "tofts" else np.zeros(c.shape[0])
     if model == "patlak":
         kt, vp = np.maximum(p["ktrans"], 0.0), np.clip(p["vp"], 0.0, 1.0)
         ca, aa, acp = _dot(c, s.a), s.a @ s.a, s.a @ s.cp
@@ -205,11 +217,27 @@ def _grid_search(c: np.ndarray, ec: np.ndarray, s: _Setup, model: str, cc: np.nd
         score = (ec * ec) * (cpcp * inv_det)
         score -= ec * ccp * (2 * ecp * inv_det)
         score += (ccp * ccp) * (ee * inv_det)
-    m = np.clip(np.argmax(score, axis=1), 1, grid_u.size - 2)
-    rows = np.arange(c.shape[0])
-    step = grid_u[1] - grid_u[0]
-    u = _vertex(grid_u[m], step, score[rows, m - 1], score[rows, m], score[rows, m + 1])
+    u = _best_on_grid(score, grid_u)
     return _project(c, s, model, {"kep": np.exp(u), "ktrans": np.zeros_like(u)}, ve_max, cc)
+
+
+def _best_on_grid(score: np.ndarray, grid_u: np.ndarray) -> np.ndarray:
+    """ln(kep) of each row's best grid score, refined by a parabola through its neighbours."""
+    m = np.clip(np.argmax(score, axis=1), 1, grid_u.size - 2)
+    rows = np.arange(score.shape[0])
+    step = grid_u[1] - grid_u[0]
+    return _vertex(grid_u[m], step, score[rows, m - 1], score[rows, m], score[rows, m + 1])
+
+
+def _grid_vertex(ec: np.ndarray, s: _Setup) -> np.ndarray:
+    """Tofts: ln(kep) of the best fit on the table's coarse grid (``ec = C @ E_grid.T``),
+    refined by a parabola; the score is the SSE reduction ``(E.C)^2 / E.E`` where
+    ``E.C > 0`` (Ktrans eliminated)."""
+    assert s.table is not None
+    score = np.maximum(ec, 0.0, out=ec)
+    score *= score
+    score *= 1.0 / s.table.coarse_ee
+    return _best_on_grid(score, s.table.coarse[1])
 
 
 def _vertex(u: np.ndarray, step: float, s0: np.ndarray, s1: np.ndarray, s2: np.ndarray
@@ -245,33 +273,39 @@ def _polish(c: np.ndarray, s: _Setup, p: dict[str, np.ndarray], sse: np.ndarray,
     ua = u[active]
     cur = np.full(active.size, np.inf)
     delta = np.zeros(active.size)
+    ee0, ee1, ee2 = tab.ee
     for _ in range(max_iter + 1):
         if active.size == 0:
             break
         ca = c[active]
         trial = np.clip(ua + delta, lo, hi)
-        pos = (trial - lo) / step_u
-        j = np.clip(pos.astype(np.intp), 0, tab.u_dense.size - 2)
+        pos = (trial - lo) * (1.0 / step_u)
+        j = np.minimum(pos.astype(np.intp), tab.u_dense.size - 2)
         w = pos - j
         g1 = np.einsum("nt,nt->n", tab.diff_dense[j], ca)
-        g = np.einsum("nt,nt->n", tab.e_dense[j], ca) + w * g1
-        h = tab.ee[0][j] + w * (tab.ee[1][j] + w * tab.ee[2][j])
+        g = np.einsum("nt,nt->n", tab.e_dense[j], ca)
+        g += w * g1
+        e1, e2 = ee1[j], ee2[j]
+        h = ee0[j] + w * (e1 + w * e2)
         kt = np.maximum(g, 0.0) / h
         e_trial = cc[active] - kt * g  # SSE at the best Ktrans
         ok = e_trial < cur
-        ua = np.where(ok, trial, ua)
-        u[active] = ua
-        cur = np.where(ok, e_trial, cur)
+        ua[ok] = trial[ok]
+        cur[ok] = e_trial[ok]
         # E' = diff / step on the interval: 2 E.E' and E'.E' from the table
-        hp = (tab.ee[1][j] + 2 * w * tab.ee[2][j]) / step_u
-        epep = tab.ee[2][j] / step_u**2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            du = (g1 / step_u - 0.5 * kt * hp) / (kt * (epep - 0.25 * hp**2 / h))
-        du = np.clip(np.nan_to_num(du, nan=0.0, posinf=0.0, neginf=0.0), -_POLISH_STEP,
-                     _POLISH_STEP)
+        hp = e1 + 2 * w * e2
+        denom = kt * (e2 - 0.25 * hp * hp / h)
+        num = g1 - 0.5 * kt * hp
+        good = denom > 0
+        du = np.zeros_like(num)
+        np.divide(num, denom, out=du, where=good)
+        du *= step_u
+        np.clip(du, -_POLISH_STEP, _POLISH_STEP, out=du)
         delta = np.where(ok, du, 0.5 * delta)
         keep = np.abs(delta) > _POLISH_TOL
-        active, ua, cur, delta = active[keep], ua[keep], cur[keep], delta[keep]
+        u[active] = ua
+        if not keep.all():
+            active, ua, cur, delta = active[keep], ua[keep], cur[keep], delta[keep]
     q, e = _project(c, s, "tofts", {"kep": np.exp(u), "ktrans": p["ktrans"]}, ve_max, cc)
     win = e < sse
     return {k: np.where(win, q[k], p[k]) for k in p}, np.where(win, e, sse)
@@ -441,52 +475,73 @@ def fit_curves(
         p = {k: np.empty(rows.size) for k in ("ktrans", "kep", "vp")}
         sse = np.empty(rows.size)
 
-        def linear(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
-            q, e = _project(c_fit[sl], s, model, _linear(c_fit[sl], s, model), ve_max, cc[sl])
-            for k, v in q.items():
-                p[k][sl] = v
-            sse[sl] = e
+        if model == "tofts" and search and polish and not refine:
+            # the default: the exact model on a kep grid for every voxel, then Gauss-Newton,
+            # all in the few-dimensional basis of the model curves (one (N, T) x (T, r)
+            # product touches the data)
+            red = s.reduced()
+            assert red.table is not None and red.table.basis is not None
+            z = c_fit @ red.table.basis
 
-        _parallel(linear, rows.size)
-        if search and model != "patlak":
-            # the linearisation is biased where kep is high (the tissue curve follows the
-            # AIF closely): check those voxels against a grid search of the exact model
-            todo = np.flatnonzero(p["kep"] > _SEARCH_KEP)
-            assert s.table is not None
-            # one matrix product for all of them, in this thread: BLAS threads do not
-            # compete with the chunk threads
-            ec = c_fit[todo] @ s.table.coarse[0].T
-
-            def grid(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse,
-                     todo: np.ndarray = todo, ec: np.ndarray = ec) -> None:
-                idx = todo[sl]
-                q, e = _grid_search(c_fit[idx], ec[sl], s, model, cc[idx], ve_max)
-                win = e < sse[idx]
-                for k, v in q.items():
-                    p[k][idx[win]] = v[win]
-                sse[idx[win]] = e[win]
-
-            _parallel(grid, todo.size)
-        if polish and model == "tofts" and not refine:
-
-            def gn(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
-                q, e = _polish(c_fit[sl], s, {k: v[sl] for k, v in p.items()}, sse[sl],
-                               cc[sl], ve_max, _POLISH_ITER)
+            def fast(sl: slice, red: _Setup = red, p: dict = p, sse: np.ndarray = sse,
+                     z: np.ndarray = z) -> None:
+                zs = z[sl]
+                u = _grid_vertex(zs @ red.table.coarse[0].T, red)
+                start = {"ktrans": np.ones_like(u), "kep": np.exp(u), "vp": np.zeros_like(u)}
+                q, e = _polish(zs, red, start, np.full(u.size, np.inf), cc[sl], ve_max,
+                               _POLISH_ITER)
                 for k, v in q.items():
                     p[k][sl] = v
                 sse[sl] = e
 
-            _parallel(gn, rows.size)
-        if refine and model != "patlak":
-
-            def lm(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
-                q, e = _lm(c_fit[sl], s, model, {k: v[sl] for k, v in p.items()}, sse[sl],
-                           ve_max=ve_max, max_iter=max_iter, tol=1e-10)
+            _parallel(fast, rows.size)
+        else:
+            def linear(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+                q, e = _project(c_fit[sl], s, model, _linear(c_fit[sl], s, model), ve_max, cc[sl])
                 for k, v in q.items():
                     p[k][sl] = v
                 sse[sl] = e
 
-            _parallel(lm, rows.size)
+            _parallel(linear, rows.size)
+            if search and model != "patlak":
+                # the linearisation is biased where kep is high (the tissue curve follows the
+                # AIF closely): check those voxels against a grid search of the exact model
+                todo = np.flatnonzero(p["kep"] > _SEARCH_KEP)
+                assert s.table is not None
+                # one matrix product for all of them, in this thread: BLAS threads do not
+                # compete with the chunk threads
+                ec = c_fit[todo] @ s.table.coarse[0].T
+
+                def grid(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse,
+                         todo: np.ndarray = todo, ec: np.ndarray = ec) -> None:
+                    idx = todo[sl]
+                    q, e = _grid_search(c_fit[idx], ec[sl], s, model, cc[idx], ve_max)
+                    win = e < sse[idx]
+                    for k, v in q.items():
+                        p[k][idx[win]] = v[win]
+                    sse[idx[win]] = e[win]
+
+                _parallel(grid, todo.size)
+            if polish and model == "tofts" and not refine:
+
+                def gn(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+                    q, e = _polish(c_fit[sl], s, {k: v[sl] for k, v in p.items()}, sse[sl],
+                                   cc[sl], ve_max, _POLISH_ITER)
+                    for k, v in q.items():
+                        p[k][sl] = v
+                    sse[sl] = e
+
+                _parallel(gn, rows.size)
+            if refine and model != "patlak":
+
+                def lm(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+                    q, e = _lm(c_fit[sl], s, model, {k: v[sl] for k, v in p.items()}, sse[sl],
+                               ve_max=ve_max, max_iter=max_iter, tol=1e-10)
+                    for k, v in q.items():
+                        p[k][sl] = v
+                    sse[sl] = e
+
+                _parallel(lm, rows.size)
         win = sse < best_sse
         best_sse = np.where(win, sse, best_sse)
         best_d = np.where(win, di, best_d)
