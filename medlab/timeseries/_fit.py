@@ -27,6 +27,16 @@ quantity comes from the dense look-up table (two gathered row products per
 voxel and step), so it costs about as much as the linear fit and reaches the
 least-squares minimum of the exact model in a few steps.
 
+The default Tofts fit (``search=True, polish=True``) does both for every
+voxel in the reduced basis of the model curves (:meth:`ConvTable.reduced`,
+~16 orthonormal vectors spanning ``E(kep)`` over the whole kep range to 1e-8):
+one ``(N, T) x (T, r)`` matrix product ``z = C @ basis`` is the only pass over
+the data, the grid search is an argmax of ``z`` against the normalised grid
+curves, and the Gauss-Newton steps gather r-vectors instead of T-vectors. It
+reaches the same least-squares minimum of the exact model as the linear +
+grid + polish path (which ``search=False`` or another model still takes),
+without the linearisation as a start.
+
 Non-linear refinement (``refine=True``): Levenberg-Marquardt on
 ``(Ktrans, ln kep[, vp])``, batched over voxels in numpy, with the model
 and its derivative from the look-up table of the exact convolution, bounds
@@ -229,15 +239,21 @@ def _best_on_grid(score: np.ndarray, grid_u: np.ndarray) -> np.ndarray:
     return _vertex(grid_u[m], step, score[rows, m - 1], score[rows, m], score[rows, m + 1])
 
 
-def _grid_vertex(ec: np.ndarray, s: _Setup) -> np.ndarray:
-    """Tofts: ln(kep) of the best fit on the table's coarse grid (``ec = C @ E_grid.T``),
-    refined by a parabola; the score is the SSE reduction ``(E.C)^2 / E.E`` where
-    ``E.C > 0`` (Ktrans eliminated)."""
+def _grid_vertex(zs: np.ndarray, s: _Setup) -> np.ndarray:
+    """Tofts: ln(kep) of the best fit on the table's coarse grid, refined by a parabola.
+
+    The SSE reduction at a grid point is ``(E.C)^2 / E.E`` where ``E.C > 0``
+    (Ktrans eliminated); its argmax is that of ``E.C / |E|``, one matrix product
+    with the normalised grid curves (``coarse_unit``).
+    """
     assert s.table is not None
-    score = np.maximum(ec, 0.0, out=ec)
-    score *= score
-    score *= 1.0 / s.table.coarse_ee
-    return _best_on_grid(score, s.table.coarse[1])
+    grid_u = s.table.coarse[1]
+    # only an argmax and a parabola: single precision is plenty, and twice as fast
+    x = zs.astype(np.float32) @ s.table.coarse_unit.T
+    m = np.clip(np.argmax(x, axis=1), 1, grid_u.size - 2)
+    rows = np.arange(x.shape[0])
+    s0, s1, s2 = (np.square(np.maximum(x[rows, m + d], 0.0)) for d in (-1, 0, 1))
+    return _vertex(grid_u[m], grid_u[1] - grid_u[0], s0, s1, s2)
 
 
 def _vertex(u: np.ndarray, step: float, s0: np.ndarray, s1: np.ndarray, s2: np.ndarray
@@ -261,8 +277,10 @@ def _polish(c: np.ndarray, s: _Setup, p: dict[str, np.ndarray], sse: np.ndarray,
     ``E'`` its slope on the interval, and ``E.E``, ``E.E'``, ``E'.E'`` are
     precomputed, so a step costs two gathered row products per voxel (no model
     curve is formed). A step that does not lower the SSE is halved; a voxel
-    stops when its step is below ``_POLISH_TOL``. The result is projected
-    into the bounds by :func:`_project` and kept only where it fits better.
+    stops when its step is below ``_POLISH_TOL``. Ktrans and the SSE are those
+    of the last accepted step; voxels outside the ve bound (or never evaluated)
+    are projected into the bounds by :func:`_project`. The result is kept only
+    where it fits better than ``p``.
     """
     assert s.table is not None
     tab = s.table
@@ -274,6 +292,9 @@ def _polish(c: np.ndarray, s: _Setup, p: dict[str, np.ndarray], sse: np.ndarray,
     cur = np.full(active.size, np.inf)
     delta = np.zeros(active.size)
     ee0, ee1, ee2 = tab.ee
+    pair = getattr(tab, "pair", None)
+    kt_fit = np.zeros(u.size)
+    sse_fit = np.full(u.size, np.inf)
     for _ in range(max_iter + 1):
         if active.size == 0:
             break
@@ -282,8 +303,12 @@ def _polish(c: np.ndarray, s: _Setup, p: dict[str, np.ndarray], sse: np.ndarray,
         pos = (trial - lo) * (1.0 / step_u)
         j = np.minimum(pos.astype(np.intp), tab.u_dense.size - 2)
         w = pos - j
-        g1 = np.einsum("nt,nt->n", tab.diff_dense[j], ca)
-        g = np.einsum("nt,nt->n", tab.e_dense[j], ca)
+        if pair is not None:  # one gather of [E | E'] rows
+            gg = np.einsum("nkt,nt->kn", pair[j], ca)
+            g, g1 = gg[0], gg[1]
+        else:
+            g1 = np.einsum("nt,nt->n", tab.diff_dense[j], ca)
+            g = np.einsum("nt,nt->n", tab.e_dense[j], ca)
         g += w * g1
         e1, e2 = ee1[j], ee2[j]
         h = ee0[j] + w * (e1 + w * e2)
@@ -292,6 +317,8 @@ def _polish(c: np.ndarray, s: _Setup, p: dict[str, np.ndarray], sse: np.ndarray,
         ok = e_trial < cur
         ua[ok] = trial[ok]
         cur[ok] = e_trial[ok]
+        kt_fit[active[ok]] = kt[ok]
+        sse_fit[active[ok]] = e_trial[ok]
         # E' = diff / step on the interval: 2 E.E' and E'.E' from the table
         hp = e1 + 2 * w * e2
         denom = kt * (e2 - 0.25 * hp * hp / h)
@@ -302,11 +329,25 @@ def _polish(c: np.ndarray, s: _Setup, p: dict[str, np.ndarray], sse: np.ndarray,
         du *= step_u
         np.clip(du, -_POLISH_STEP, _POLISH_STEP, out=du)
         delta = np.where(ok, du, 0.5 * delta)
+        # at a bound of kep with the step pointing out of the range: the bound is the optimum
+        delta[((ua <= lo) & (delta < 0)) | ((ua >= hi) & (delta > 0))] = 0.0
         keep = np.abs(delta) > _POLISH_TOL
         u[active] = ua
         if not keep.all():
             active, ua, cur, delta = active[keep], ua[keep], cur[keep], delta[keep]
-    q, e = _project(c, s, "tofts", {"kep": np.exp(u), "ktrans": p["ktrans"]}, ve_max, cc)
+    kep = np.exp(u)
+    q, e = {"ktrans": kt_fit, "kep": kep, "vp": np.zeros(u.size)}, sse_fit
+    # not evaluated, or outside the ve bound: the projection into the bounds
+    redo = ~np.isfinite(sse_fit)
+    if ve_max is not None:
+        redo |= kt_fit > ve_max * kep
+    redo = np.flatnonzero(redo)
+    if redo.size:
+        qr, er = _project(c[redo], s, "tofts", {"kep": kep[redo], "ktrans": p["ktrans"][redo]},
+                          ve_max, cc[redo])
+        for k, v in qr.items():
+            q[k][redo] = v
+        e[redo] = er
     win = e < sse
     return {k: np.where(win, q[k], p[k]) for k in p}, np.where(win, e, sse)
 
@@ -464,9 +505,10 @@ def fit_curves(
     n = c_all.shape[0]
     names = [*PARAMETERS[model], "r2", "rmse"] + (["delay_s"] if delays_s is not None else [])
     out = {k: np.full(n, np.nan) for k in names}
-    finite = np.isfinite(c_all.sum(axis=1))
+    row_sum = c_all.sum(axis=1)
+    finite = np.isfinite(row_sum)
     rows = np.flatnonzero(finite)
-    c_fit = c_all if rows.size == n else c_all[rows]
+    c_fit, row_sum = (c_all, row_sum) if rows.size == n else (c_all[rows], row_sum[rows])
     cc = np.einsum("nt,nt->n", c_fit, c_fit)
     best_p: dict[str, np.ndarray] = {}
     best_sse = np.full(rows.size, np.inf)
@@ -486,7 +528,7 @@ def fit_curves(
             def fast(sl: slice, red: _Setup = red, p: dict = p, sse: np.ndarray = sse,
                      z: np.ndarray = z) -> None:
                 zs = z[sl]
-                u = _grid_vertex(zs @ red.table.coarse[0].T, red)
+                u = _grid_vertex(zs, red)
                 start = {"ktrans": np.ones_like(u), "kep": np.exp(u), "vp": np.zeros_like(u)}
                 q, e = _polish(zs, red, start, np.full(u.size, np.inf), cc[sl], ve_max,
                                _POLISH_ITER)
@@ -547,7 +589,7 @@ def fit_curves(
         best_d = np.where(win, di, best_d)
         for k, v in p.items():
             best_p[k] = np.where(win, v, best_p[k]) if k in best_p else v
-    sst = cc - c_fit.sum(axis=1) ** 2 / t.size
+    sst = cc - row_sum**2 / t.size
     with np.errstate(divide="ignore", invalid="ignore"):
         out["r2"][rows] = np.where(sst > 0, 1 - best_sse / sst, np.nan)
         out["rmse"][rows] = np.sqrt(best_sse / t.size)
@@ -614,7 +656,7 @@ def fit_kinetics(
         )
     keep = spatial_mask(concentration, mask)
     flat = np.asarray(concentration.array).reshape(-1, concentration.n_frames)
-    rows = np.flatnonzero(keep.ravel()) if keep is not None else np.arange(flat.shape[0])
+    rows = np.flatnonzero(keep.ravel()) if keep is not None else slice(None)
     res = fit_curves(concentration.frame_times_s, flat[rows], aif, model=model, refine=refine,
                      search=search, polish=polish, delays_s=delays_s, kep_range=kep_range,
                      ve_max=ve_max, max_iter=max_iter, step_s=step_s)
@@ -626,6 +668,8 @@ def fit_kinetics(
     method = "linear least squares (Murase 2004)"
     if refine and model != "patlak":
         method += " + Levenberg-Marquardt"
+    elif polish and search and model == "tofts":
+        method = "kep grid search + Gauss-Newton (variable projection), exact Tofts model"
     elif polish and model == "tofts":
         method += " + Gauss-Newton (variable projection)"
     return KineticMaps.from_arrays(concentration, maps, model=model, aif=aif, method=method)

@@ -40,7 +40,7 @@ _N_COARSE = 48
 _DENSE = 32
 _CHUNK = 2048
 #: singular values of the table kept by :meth:`ConvTable.reduced` (relative to the largest)
-_RANK_TOL = 1e-10
+_RANK_TOL = 1e-8
 #: look-up tables kept for reuse (building one costs more than fitting a volume)
 _TABLE_CACHE: OrderedDict[bytes, ConvTable] = OrderedDict()
 _TABLE_CACHE_SIZE = 8
@@ -167,8 +167,8 @@ class ConvTable:
         ``e_dense``, ``diff_dense`` and ``coarse`` are coordinates in :attr:`basis` (T, r).
 
         The curves ``E(kep)`` over the whole kep range span few dimensions: the
-        singular values of the dense table fall below ``1e-10`` of the largest
-        within about 20 of them. With ``z = C @ basis`` every product ``E.C`` is
+        singular values of the dense table fall below ``1e-8`` of the largest
+        within about 16 of them (60 frames, Parker AIF). With ``z = C @ basis`` every product ``E.C`` is
         ``E_r.z`` (r terms instead of T), exact to that truncation: the part of
         ``C`` outside the basis does not depend on kep. ``ee`` and ``ecp`` are
         kept from the full table.
@@ -182,6 +182,8 @@ class ConvTable:
             red.e_dense = np.ascontiguousarray(self.e_dense @ basis)
             red.diff_dense = np.ascontiguousarray(self.diff_dense @ basis)
             red.coarse = (np.ascontiguousarray(self.coarse[0] @ basis), self.coarse[1])
+            red.coarse_unit = (red.coarse[0] / np.sqrt(self.coarse_ee)[:, None]).astype(np.float32)
+            red.pair = np.ascontiguousarray(np.stack([red.e_dense[:-1], red.diff_dense], axis=1))
             red._reduced = red
             self._reduced = red
         return self._reduced
