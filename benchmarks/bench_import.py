@@ -73,7 +73,9 @@ def main() -> None:
           f"[{min(proc_ml):.3f}]")
     print(f"floor: python -c pass, whole process       {med(proc_pass):8.3f} s  "
           f"[{min(proc_pass):.3f}]")
-    print(f"medlab over numpy: {med(ml_t) - med(np_t):.3f} s")
+    print(f"medlab over numpy: {med(ml_t) - med(np_t):.3f} s; ratio import medlab / import "
+          f"numpy (floor): {med(ml_t) / med(np_t):.2f}; ratio to the 0.3 s target: "
+          f"{med(ml_t) / 0.3:.2f}")
     own = sorted(((v, k) for k, v in detail.items() if k.startswith("medlab.")), reverse=True)
     print("slowest medlab modules (last run, cumulative):",
           ", ".join(f"{k} {v * 1000:.0f} ms" for v, k in own[:5]))
