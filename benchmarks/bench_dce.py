@@ -213,7 +213,7 @@ def run_case(name: str, shape, n_frames: int, sigma: float, n_cf: int, repeat: i
               f"{med:>10.4f}")
     t_ml = best["medlab default (grid + Gauss-Newton)"]
     rate_lm = rows.size / cf["curve_fit lm (from the linear estimate)"][2]
-    print(f"medlab default / closed-form linear speed: "
+    print(f"speed ratio medlab default / closed-form linear: "
           f"{best['closed-form linear, plain numpy'] / t_ml:.2f}x (target >= 1); "
           f"/ curve_fit lm: {n_vox / t_ml / rate_lm:,.0f}x; curve_fit ran on {rows.size} "
           f"random voxels ('on subset' column)")
