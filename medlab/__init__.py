@@ -6,12 +6,38 @@ axes ordered slice, row, column); :func:`medlab.load` and
 ``cohort``, ``segmentation``, ``measure``, ``registration``, ``timeseries``,
 ``diffusion``, ``filters``, ``view``, ``report``; ``privacy`` holds the one
 pseudonym and display-name rule they all use.
+
+``import medlab`` loads only numpy and the image model: each subpackage, and
+the heavy libraries behind it (pydicom, SimpleITK, scipy, pandas, nibabel,
+matplotlib, DuckDB, highdicom, ...), is imported on first use, e.g. at the
+first ``ml.load(...)`` or ``ml.view``.
 """
 
-from . import data, diffusion, errors, filters, geometry, io, measure, privacy, report
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import errors, geometry
 from ._version import __version__
 from .image import Image
-from .io import load, save
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import (
+        cohort,
+        data,
+        diffusion,
+        filters,
+        io,
+        measure,
+        privacy,
+        registration,
+        report,
+        segmentation,
+        timeseries,
+        view,
+    )
+    from .io import load, save
 
 __all__ = [
     "Image", "__version__", "cohort", "data", "diffusion", "errors", "filters", "geometry", "io",
@@ -19,17 +45,20 @@ __all__ = [
     "view",
 ]
 
+#: subpackages imported on first attribute access (they pull in the heavy dependencies)
+_SUBPACKAGES = ("cohort", "data", "diffusion", "filters", "io", "measure", "privacy",
+                "registration", "report", "segmentation", "timeseries", "view")
+#: functions re-exported from a subpackage, imported with it on first use
+_FUNCTIONS = {"load": "io", "save": "io"}
 
-_LAZY = ("view", "cohort", "segmentation", "registration", "timeseries")
-"""Subpackages that pull in matplotlib, DuckDB, highdicom, ...: imported on first use so
-that ``import medlab`` stays light."""
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _FUNCTIONS:
+        value = getattr(importlib.import_module(f".{_FUNCTIONS[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'medlab' has no attribute {name!r}")
 
 

@@ -27,6 +27,16 @@ quantity comes from the dense look-up table (two gathered row products per
 voxel and step), so it costs about as much as the linear fit and reaches the
 least-squares minimum of the exact model in a few steps.
 
+The default Tofts fit (``search=True, polish=True``) does both for every
+voxel in the reduced basis of the model curves (:meth:`ConvTable.reduced`,
+~16 orthonormal vectors spanning ``E(kep)`` over the whole kep range to 1e-8):
+one ``(N, T) x (T, r)`` matrix product ``z = C @ basis`` is the only pass over
+the data, the grid search is an argmax of ``z`` against the normalised grid
+curves, and the Gauss-Newton steps gather r-vectors instead of T-vectors. It
+reaches the same least-squares minimum of the exact model as the linear +
+grid + polish path (which ``search=False`` or another model still takes),
+without the linearisation as a start.
+
 Non-linear refinement (``refine=True``): Levenberg-Marquardt on
 ``(Ktrans, ln kep[, vp])``, batched over voxels in numpy, with the model
 and its derivative from the look-up table of the exact convolution, bounds
@@ -39,6 +49,7 @@ with the smallest residual (a map ``delay_s``).
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +61,7 @@ import numpy.typing as npt
 from ..image import Image
 from ._aif import AIF
 from ._common import TimeSeriesError, require_series, spatial_mask
-from ._kinetics import KEP_RANGE, ConvTable, FineGrid
+from ._kinetics import KEP_RANGE, FineGrid, conv_table
 
 __all__ = ["fit_curves", "fit_kinetics"]
 
@@ -82,7 +93,17 @@ class _Setup:
         self.t = times_s / 60.0
         self.cp = self.grid.cp_frames
         self.a = self.grid.integral()
-        self.table = ConvTable(self.grid, kep_range=kep_range) if model != "patlak" else None
+        self.table = conv_table(self.grid, kep_range=kep_range) if model != "patlak" else None
+
+    def reduced(self) -> _Setup:
+        """This setup in the basis of the table's curves (:meth:`ConvTable.reduced`): fit
+        ``z = C @ basis`` in place of ``C`` (Tofts; ``cp`` is projected as well)."""
+        assert self.table is not None
+        red = copy.copy(self)
+        red.table = self.table.reduced()
+        red.cp = self.cp @ red.table.basis
+        red.a = self.a @ red.table.basis
+        return red
 
 
 def _dot(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
@@ -137,7 +158,8 @@ def _project(c: np.ndarray, s: _Setup, model: str, p: dict[str, np.ndarray],
     ``cc`` is each row's ``C.C``; the SSE is expanded in inner products so no
     model curve is formed.
     """
-    ccp, cpcp = _dot(c, s.cp), s.cp @ s.cp
+    cpcp = s.cp @ s.cp
+    ccp = _dot(c, s.cp) if model != "tofts" else np.zeros(c.shape[0])
     if model == "patlak":
         kt, vp = np.maximum(p["ktrans"], 0.0), np.clip(p["vp"], 0.0, 1.0)
         ca, aa, acp = _dot(c, s.a), s.a @ s.a, s.a @ s.cp
@@ -205,11 +227,33 @@ def _grid_search(c: np.ndarray, ec: np.ndarray, s: _Setup, model: str, cc: np.nd
         score = (ec * ec) * (cpcp * inv_det)
         score -= ec * ccp * (2 * ecp * inv_det)
         score += (ccp * ccp) * (ee * inv_det)
-    m = np.clip(np.argmax(score, axis=1), 1, grid_u.size - 2)
-    rows = np.arange(c.shape[0])
-    step = grid_u[1] - grid_u[0]
-    u = _vertex(grid_u[m], step, score[rows, m - 1], score[rows, m], score[rows, m + 1])
+    u = _best_on_grid(score, grid_u)
     return _project(c, s, model, {"kep": np.exp(u), "ktrans": np.zeros_like(u)}, ve_max, cc)
+
+
+def _best_on_grid(score: np.ndarray, grid_u: np.ndarray) -> np.ndarray:
+    """ln(kep) of each row's best grid score, refined by a parabola through its neighbours."""
+    m = np.clip(np.argmax(score, axis=1), 1, grid_u.size - 2)
+    rows = np.arange(score.shape[0])
+    step = grid_u[1] - grid_u[0]
+    return _vertex(grid_u[m], step, score[rows, m - 1], score[rows, m], score[rows, m + 1])
+
+
+def _grid_vertex(zs: np.ndarray, s: _Setup) -> np.ndarray:
+    """Tofts: ln(kep) of the best fit on the table's coarse grid, refined by a parabola.
+
+    The SSE reduction at a grid point is ``(E.C)^2 / E.E`` where ``E.C > 0``
+    (Ktrans eliminated); its argmax is that of ``E.C / |E|``, one matrix product
+    with the normalised grid curves (``coarse_unit``).
+    """
+    assert s.table is not None
+    grid_u = s.table.coarse[1]
+    # only an argmax and a parabola: single precision is plenty, and twice as fast
+    x = zs.astype(np.float32) @ s.table.coarse_unit.T
+    m = np.clip(np.argmax(x, axis=1), 1, grid_u.size - 2)
+    rows = np.arange(x.shape[0])
+    s0, s1, s2 = (np.square(np.maximum(x[rows, m + d], 0.0)) for d in (-1, 0, 1))
+    return _vertex(grid_u[m], grid_u[1] - grid_u[0], s0, s1, s2)
 
 
 def _vertex(u: np.ndarray, step: float, s0: np.ndarray, s1: np.ndarray, s2: np.ndarray
@@ -233,8 +277,10 @@ def _polish(c: np.ndarray, s: _Setup, p: dict[str, np.ndarray], sse: np.ndarray,
     ``E'`` its slope on the interval, and ``E.E``, ``E.E'``, ``E'.E'`` are
     precomputed, so a step costs two gathered row products per voxel (no model
     curve is formed). A step that does not lower the SSE is halved; a voxel
-    stops when its step is below ``_POLISH_TOL``. The result is projected
-    into the bounds by :func:`_project` and kept only where it fits better.
+    stops when its step is below ``_POLISH_TOL``. Ktrans and the SSE are those
+    of the last accepted step; voxels outside the ve bound (or never evaluated)
+    are projected into the bounds by :func:`_project`. The result is kept only
+    where it fits better than ``p``.
     """
     assert s.table is not None
     tab = s.table
@@ -245,34 +291,63 @@ def _polish(c: np.ndarray, s: _Setup, p: dict[str, np.ndarray], sse: np.ndarray,
     ua = u[active]
     cur = np.full(active.size, np.inf)
     delta = np.zeros(active.size)
+    ee0, ee1, ee2 = tab.ee
+    pair = getattr(tab, "pair", None)
+    kt_fit = np.zeros(u.size)
+    sse_fit = np.full(u.size, np.inf)
     for _ in range(max_iter + 1):
         if active.size == 0:
             break
         ca = c[active]
         trial = np.clip(ua + delta, lo, hi)
-        pos = (trial - lo) / step_u
-        j = np.clip(pos.astype(np.intp), 0, tab.u_dense.size - 2)
+        pos = (trial - lo) * (1.0 / step_u)
+        j = np.minimum(pos.astype(np.intp), tab.u_dense.size - 2)
         w = pos - j
-        g1 = np.einsum("nt,nt->n", tab.diff_dense[j], ca)
-        g = np.einsum("nt,nt->n", tab.e_dense[j], ca) + w * g1
-        h = tab.ee[0][j] + w * (tab.ee[1][j] + w * tab.ee[2][j])
+        if pair is not None:  # one gather of [E | E'] rows
+            gg = np.einsum("nkt,nt->kn", pair[j], ca)
+            g, g1 = gg[0], gg[1]
+        else:
+            g1 = np.einsum("nt,nt->n", tab.diff_dense[j], ca)
+            g = np.einsum("nt,nt->n", tab.e_dense[j], ca)
+        g += w * g1
+        e1, e2 = ee1[j], ee2[j]
+        h = ee0[j] + w * (e1 + w * e2)
         kt = np.maximum(g, 0.0) / h
         e_trial = cc[active] - kt * g  # SSE at the best Ktrans
         ok = e_trial < cur
-        ua = np.where(ok, trial, ua)
-        u[active] = ua
-        cur = np.where(ok, e_trial, cur)
+        ua[ok] = trial[ok]
+        cur[ok] = e_trial[ok]
+        kt_fit[active[ok]] = kt[ok]
+        sse_fit[active[ok]] = e_trial[ok]
         # E' = diff / step on the interval: 2 E.E' and E'.E' from the table
-        hp = (tab.ee[1][j] + 2 * w * tab.ee[2][j]) / step_u
-        epep = tab.ee[2][j] / step_u**2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            du = (g1 / step_u - 0.5 * kt * hp) / (kt * (epep - 0.25 * hp**2 / h))
-        du = np.clip(np.nan_to_num(du, nan=0.0, posinf=0.0, neginf=0.0), -_POLISH_STEP,
-                     _POLISH_STEP)
+        hp = e1 + 2 * w * e2
+        denom = kt * (e2 - 0.25 * hp * hp / h)
+        num = g1 - 0.5 * kt * hp
+        good = denom > 0
+        du = np.zeros_like(num)
+        np.divide(num, denom, out=du, where=good)
+        du *= step_u
+        np.clip(du, -_POLISH_STEP, _POLISH_STEP, out=du)
         delta = np.where(ok, du, 0.5 * delta)
+        # at a bound of kep with the step pointing out of the range: the bound is the optimum
+        delta[((ua <= lo) & (delta < 0)) | ((ua >= hi) & (delta > 0))] = 0.0
         keep = np.abs(delta) > _POLISH_TOL
-        active, ua, cur, delta = active[keep], ua[keep], cur[keep], delta[keep]
-    q, e = _project(c, s, "tofts", {"kep": np.exp(u), "ktrans": p["ktrans"]}, ve_max, cc)
+        u[active] = ua
+        if not keep.all():
+            active, ua, cur, delta = active[keep], ua[keep], cur[keep], delta[keep]
+    kep = np.exp(u)
+    q, e = {"ktrans": kt_fit, "kep": kep, "vp": np.zeros(u.size)}, sse_fit
+    # not evaluated, or outside the ve bound: the projection into the bounds
+    redo = ~np.isfinite(sse_fit)
+    if ve_max is not None:
+        redo |= kt_fit > ve_max * kep
+    redo = np.flatnonzero(redo)
+    if redo.size:
+        qr, er = _project(c[redo], s, "tofts", {"kep": kep[redo], "ktrans": p["ktrans"][redo]},
+                          ve_max, cc[redo])
+        for k, v in qr.items():
+            q[k][redo] = v
+        e[redo] = er
     win = e < sse
     return {k: np.where(win, q[k], p[k]) for k in p}, np.where(win, e, sse)
 
@@ -430,9 +505,10 @@ def fit_curves(
     n = c_all.shape[0]
     names = [*PARAMETERS[model], "r2", "rmse"] + (["delay_s"] if delays_s is not None else [])
     out = {k: np.full(n, np.nan) for k in names}
-    finite = np.isfinite(c_all.sum(axis=1))
+    row_sum = c_all.sum(axis=1)
+    finite = np.isfinite(row_sum)
     rows = np.flatnonzero(finite)
-    c_fit = c_all if rows.size == n else c_all[rows]
+    c_fit, row_sum = (c_all, row_sum) if rows.size == n else (c_all[rows], row_sum[rows])
     cc = np.einsum("nt,nt->n", c_fit, c_fit)
     best_p: dict[str, np.ndarray] = {}
     best_sse = np.full(rows.size, np.inf)
@@ -441,58 +517,79 @@ def fit_curves(
         p = {k: np.empty(rows.size) for k in ("ktrans", "kep", "vp")}
         sse = np.empty(rows.size)
 
-        def linear(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
-            q, e = _project(c_fit[sl], s, model, _linear(c_fit[sl], s, model), ve_max, cc[sl])
-            for k, v in q.items():
-                p[k][sl] = v
-            sse[sl] = e
+        if model == "tofts" and search and polish and not refine:
+            # the default: the exact model on a kep grid for every voxel, then Gauss-Newton,
+            # all in the few-dimensional basis of the model curves (one (N, T) x (T, r)
+            # product touches the data)
+            red = s.reduced()
+            assert red.table is not None and red.table.basis is not None
+            z = c_fit @ red.table.basis
 
-        _parallel(linear, rows.size)
-        if search and model != "patlak":
-            # the linearisation is biased where kep is high (the tissue curve follows the
-            # AIF closely): check those voxels against a grid search of the exact model
-            todo = np.flatnonzero(p["kep"] > _SEARCH_KEP)
-            assert s.table is not None
-            # one matrix product for all of them, in this thread: BLAS threads do not
-            # compete with the chunk threads
-            ec = c_fit[todo] @ s.table.coarse[0].T
-
-            def grid(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse,
-                     todo: np.ndarray = todo, ec: np.ndarray = ec) -> None:
-                idx = todo[sl]
-                q, e = _grid_search(c_fit[idx], ec[sl], s, model, cc[idx], ve_max)
-                win = e < sse[idx]
-                for k, v in q.items():
-                    p[k][idx[win]] = v[win]
-                sse[idx[win]] = e[win]
-
-            _parallel(grid, todo.size)
-        if polish and model == "tofts" and not refine:
-
-            def gn(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
-                q, e = _polish(c_fit[sl], s, {k: v[sl] for k, v in p.items()}, sse[sl],
-                               cc[sl], ve_max, _POLISH_ITER)
+            def fast(sl: slice, red: _Setup = red, p: dict = p, sse: np.ndarray = sse,
+                     z: np.ndarray = z) -> None:
+                zs = z[sl]
+                u = _grid_vertex(zs, red)
+                start = {"ktrans": np.ones_like(u), "kep": np.exp(u), "vp": np.zeros_like(u)}
+                q, e = _polish(zs, red, start, np.full(u.size, np.inf), cc[sl], ve_max,
+                               _POLISH_ITER)
                 for k, v in q.items():
                     p[k][sl] = v
                 sse[sl] = e
 
-            _parallel(gn, rows.size)
-        if refine and model != "patlak":
-
-            def lm(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
-                q, e = _lm(c_fit[sl], s, model, {k: v[sl] for k, v in p.items()}, sse[sl],
-                           ve_max=ve_max, max_iter=max_iter, tol=1e-10)
+            _parallel(fast, rows.size)
+        else:
+            def linear(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+                q, e = _project(c_fit[sl], s, model, _linear(c_fit[sl], s, model), ve_max, cc[sl])
                 for k, v in q.items():
                     p[k][sl] = v
                 sse[sl] = e
 
-            _parallel(lm, rows.size)
+            _parallel(linear, rows.size)
+            if search and model != "patlak":
+                # the linearisation is biased where kep is high (the tissue curve follows the
+                # AIF closely): check those voxels against a grid search of the exact model
+                todo = np.flatnonzero(p["kep"] > _SEARCH_KEP)
+                assert s.table is not None
+                # one matrix product for all of them, in this thread: BLAS threads do not
+                # compete with the chunk threads
+                ec = c_fit[todo] @ s.table.coarse[0].T
+
+                def grid(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse,
+                         todo: np.ndarray = todo, ec: np.ndarray = ec) -> None:
+                    idx = todo[sl]
+                    q, e = _grid_search(c_fit[idx], ec[sl], s, model, cc[idx], ve_max)
+                    win = e < sse[idx]
+                    for k, v in q.items():
+                        p[k][idx[win]] = v[win]
+                    sse[idx[win]] = e[win]
+
+                _parallel(grid, todo.size)
+            if polish and model == "tofts" and not refine:
+
+                def gn(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+                    q, e = _polish(c_fit[sl], s, {k: v[sl] for k, v in p.items()}, sse[sl],
+                                   cc[sl], ve_max, _POLISH_ITER)
+                    for k, v in q.items():
+                        p[k][sl] = v
+                    sse[sl] = e
+
+                _parallel(gn, rows.size)
+            if refine and model != "patlak":
+
+                def lm(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+                    q, e = _lm(c_fit[sl], s, model, {k: v[sl] for k, v in p.items()}, sse[sl],
+                               ve_max=ve_max, max_iter=max_iter, tol=1e-10)
+                    for k, v in q.items():
+                        p[k][sl] = v
+                    sse[sl] = e
+
+                _parallel(lm, rows.size)
         win = sse < best_sse
         best_sse = np.where(win, sse, best_sse)
         best_d = np.where(win, di, best_d)
         for k, v in p.items():
             best_p[k] = np.where(win, v, best_p[k]) if k in best_p else v
-    sst = cc - c_fit.sum(axis=1) ** 2 / t.size
+    sst = cc - row_sum**2 / t.size
     with np.errstate(divide="ignore", invalid="ignore"):
         out["r2"][rows] = np.where(sst > 0, 1 - best_sse / sst, np.nan)
         out["rmse"][rows] = np.sqrt(best_sse / t.size)
@@ -559,7 +656,7 @@ def fit_kinetics(
         )
     keep = spatial_mask(concentration, mask)
     flat = np.asarray(concentration.array).reshape(-1, concentration.n_frames)
-    rows = np.flatnonzero(keep.ravel()) if keep is not None else np.arange(flat.shape[0])
+    rows = np.flatnonzero(keep.ravel()) if keep is not None else slice(None)
     res = fit_curves(concentration.frame_times_s, flat[rows], aif, model=model, refine=refine,
                      search=search, polish=polish, delays_s=delays_s, kep_range=kep_range,
                      ve_max=ve_max, max_iter=max_iter, step_s=step_s)
@@ -571,6 +668,8 @@ def fit_kinetics(
     method = "linear least squares (Murase 2004)"
     if refine and model != "patlak":
         method += " + Levenberg-Marquardt"
+    elif polish and search and model == "tofts":
+        method = "kep grid search + Gauss-Newton (variable projection), exact Tofts model"
     elif polish and model == "tofts":
         method += " + Gauss-Newton (variable projection)"
     return KineticMaps.from_arrays(concentration, maps, model=model, aif=aif, method=method)
