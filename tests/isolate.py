@@ -11,9 +11,11 @@ reported as a hang.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import resource
+import signal
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -70,3 +72,19 @@ def in_child(fn, *args, timeout_s: float = 120, as_user: int | None = None,
         return ChildResult(proc.exitcode, False, f"child died (exit code {proc.exitcode})")
     proc.join(30)
     return ChildResult(proc.exitcode, ok, value)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Fail (instead of hanging forever) when the block takes longer than ``seconds``."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: a hang")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

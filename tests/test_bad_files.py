@@ -19,12 +19,10 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import socket
 import stat
 import struct
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -32,7 +30,7 @@ import numpy as np
 import pydicom
 import pytest
 from helpers import write_dicom_series
-from isolate import in_child
+from isolate import deadline, in_child
 
 import medlab as ml
 from medlab.errors import (
@@ -47,22 +45,6 @@ from medlab.io.dicom import scan as scan_headers
 
 DATA = Path(os.environ.get("MEDLAB_DATA", "").split(os.pathsep)[0])
 CT_SMALL = DATA / "pydicom-testfiles" / "CT_small.dcm"
-
-
-@contextmanager
-def deadline(seconds: float):
-    """Fail (instead of hanging forever) when the block takes longer than ``seconds``."""
-
-    def expired(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s: a hang")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture

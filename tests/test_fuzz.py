@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import signal
 import struct
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from isolate import deadline
 
 import medlab as ml
 from medlab.cohort._scan import read_file
@@ -150,20 +150,6 @@ MUTATIONS = st.one_of(
 
 # ------------------------------------------------------------------ the contract
 @contextlib.contextmanager
-def _per_case_deadline(seconds: float):
-    def expired(signum, frame):
-        raise TimeoutError(f"a case ran longer than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-@contextlib.contextmanager
 def _capped_memory(extra: int):
     with open("/proc/self/status") as f:
         size = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmSize:"))
@@ -180,7 +166,7 @@ def check_contract(path: Path) -> str:
     AssertionError (a broken contract) / TimeoutError (a hang)."""
     COUNTS["files tried"] += 1
     try:
-        with _per_case_deadline(PER_CASE_S):
+        with deadline(PER_CASE_S):
             fh = read_fast_header(path, frozenset({0x00280010, 0x00280011}))
             assert fh is None or fh.transfer_syntax is not None
             row, _frames, error = read_file(str(path), path.stat().st_size, 0)
@@ -263,7 +249,7 @@ def test_mutants_in_one_folder_are_one_skipped_entry_each(tmp_path):
             raw[int(rng.integers(132, len(raw)))] ^= 0xFF
             (tmp_path / f"{k}_{name}").write_bytes(bytes(raw))
             n += 1
-    with _capped_memory(EXTRA_ADDRESS_SPACE), _per_case_deadline(120):
+    with _capped_memory(EXTRA_ADDRESS_SPACE), deadline(120):
         images = ml.io.load_all(tmp_path, progress=False)
         with ml.cohort.scan(tmp_path, progress=False, workers=1) as index:
             n_indexed = len(index.instances) + len(index.errors)

@@ -19,7 +19,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from ...geometry import orientation_key
-from ._spacing import pixel_spacing
+from ._spacing import _float, pixel_spacing
 
 __all__ = ["Frame", "frames_from_dataset", "NotAnImageError"]
 
@@ -85,14 +85,6 @@ class Frame:
                 warnings.simplefilter("ignore")
                 self._header = read_dataset(self.path, defer_size=1024)
         return self._header
-
-
-def _float(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
