@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import orthanc
 import pandas as pd
 import pydicom
 import pytest
@@ -124,3 +125,80 @@ def test_restore_from_moved_source_and_bad_input(cohort_copy, tmp_path):
         ml.cohort.restore({"format": "other"}, root=tmp_path / "x")
     with pytest.raises(ValueError, match="selects no series"):
         ml.cohort.scan(moved, progress=False, workers=1).snapshot(query="modality = 'MR'")
+
+
+# ---------------------------------------------------------------------------
+# a PACS as source: a real Orthanc of this test's own (tests/orthanc.py)
+
+
+def _orthanc_id(server, sop_uid: str) -> str:
+    hits = server.rest("/tools/lookup", method="POST", body=sop_uid.encode())
+    return next(h["ID"] for h in hits if h["Type"] == "Instance")
+
+
+@pytest.mark.skipif(orthanc.missing() is not None, reason=str(orthanc.missing()))
+def test_snapshot_and_restore_from_a_pacs(cohort_copy, tmp_path):
+    """Series known only from a PACS query are retrieved, hashed and restored; the manifest holds
+    no credentials; an instance changed or deleted on the server afterwards is named."""
+    originals = sorted(ml.data.path("dcmqi", "segmentations/ct-3slice").glob("*.dcm"))
+    ref = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in originals}
+    series_uid = next(iter(ref.values())).SeriesInstanceUID
+    with orthanc.running_orthanc(tmp_path / "orthanc") as server:
+        web = ml.cohort.DicomWeb(server.dicomweb_url, username=server.username,
+                                 password=server.password, timeout_s=10, name="hospital")
+        web.store(originals)
+        index = ml.cohort.scan(cohort_copy / "STS_002" / "PET", progress=False, workers=1)
+        index.add_remote(web.query("instance", series_uid=series_uid), source=web.name)
+
+        with pytest.raises(ValueError, match="remote:hospital"):  # asked for, not served
+            index.snapshot(query=f"series_uid = '{series_uid}'", progress=False)
+        path = tmp_path / "cohort.json"
+        manifest = index.snapshot(path, pacs=web, progress=False)
+        index.close()
+        text = path.read_text()
+        assert server.password not in text  # the address, never the credentials
+        pacs_src = [i for i, s in enumerate(manifest["sources"]) if s["kind"] == "pacs"]
+        assert len(manifest["sources"]) == 2 and len(pacs_src) == 1
+        assert manifest["sources"][pacs_src[0]] == {
+            "kind": "pacs", "server": "remote:hospital", "protocol": "dicomweb",
+            "url": server.dicomweb_url}
+        from_pacs = {f["sop_uid"]: f for f in manifest["files"] if f["source"] == pacs_src[0]}
+        assert set(from_pacs) == set(ref)  # every instance, by pydicom's reading of the originals
+        assert {f["relpath"] for f in from_pacs.values()} == {
+            f"{series_uid}/{sop}.dcm" for sop in ref}
+        n_local = len(list((cohort_copy / "STS_002" / "PET").rglob("*.dcm")))
+        assert len(manifest["files"]) == n_local + len(ref)
+
+        with pytest.raises(ValueError, match=r"pacs=ml\.cohort\.DicomWeb"):
+            ml.cohort.restore(path, root=tmp_path / "no-client", progress=False)
+        clean = ml.cohort.restore(path, root=tmp_path / "clean", pacs=web, progress=False)
+        assert clean.ok, str(clean)
+        for sop, ds in ref.items():  # the restored pixels are the originals'
+            got = pydicom.dcmread(tmp_path / "clean" / series_uid / f"{sop}.dcm")
+            assert got.SOPInstanceUID == sop
+            assert (got.pixel_array == ds.pixel_array).all()
+        assert series_uid in set(clean.index.series["series_uid"])
+        clean.index.close()
+
+        # on the server, behind the snapshot's back: one instance edited, one deleted
+        edited_sop, deleted_sop = sorted(ref)[:2]
+        server.rest(f"/instances/{_orthanc_id(server, edited_sop)}", method="DELETE")
+        edited = ref[edited_sop].copy()
+        edited.SeriesDescription = "edited later"
+        edited.save_as(tmp_path / "edited.dcm")
+        web.store([tmp_path / "edited.dcm"])
+        server.rest(f"/instances/{_orthanc_id(server, deleted_sop)}", method="DELETE")
+        report = ml.cohort.restore(path, root=tmp_path / "again", pacs=web, progress=False)
+        assert report.problems.set_index("relpath")["status"].to_dict() == {
+            f"{series_uid}/{edited_sop}.dcm": "changed",
+            f"{series_uid}/{deleted_sop}.dcm": "missing"}
+        assert deleted_sop in str(report)
+        report.index.close()
+
+        # the whole series gone from the server: each of its files is missing, nothing hangs
+        for sop in ref:
+            if sop != deleted_sop:
+                server.rest(f"/instances/{_orthanc_id(server, sop)}", method="DELETE")
+        gone = ml.cohort.restore(path, root=tmp_path / "gone", pacs=web, progress=False)
+        assert set(gone.problems["status"]) == {"missing"} and len(gone.problems) == len(ref)
+        gone.index.close()

@@ -710,6 +710,7 @@ class Index:
             "SELECT DISTINCT cohort FROM cohorts ORDER BY cohort").fetchall()]
 
     def snapshot(self, path: str | os.PathLike | None = None, *, query: str | None = None,
+                 root: str | os.PathLike | None = None, pacs: Any = None,
                  progress: bool = True, endpoint: str | None = None,
                  anonymous: bool | None = None) -> dict[str, Any]:
         """Write a manifest of a cohort of this index (see :func:`medlab.cohort.snapshot`).
@@ -720,7 +721,13 @@ class Index:
             Where to write the manifest (JSON); None only returns it.
         query : str, optional
             A SQL condition on the ``series`` view; None takes every series
-            with local files.
+            with local files (and, with ``pacs``, those of its servers).
+        root : path, optional
+            Record local files relative to this folder (default: the indexed
+            folder each lies under).
+        pacs : DicomWeb, Dimse or list of them, optional
+            Servers of series known only from PACS query results: they are
+            retrieved to hash them.
         progress : bool
             Show a progress bar while hashing the files.
         endpoint, anonymous
@@ -734,8 +741,8 @@ class Index:
         """
         from ._snapshot import snapshot
 
-        return snapshot(self, path, query=query, progress=progress, endpoint=endpoint,
-                        anonymous=anonymous)
+        return snapshot(self, path, query=query, root=root, pacs=pacs, progress=progress,
+                        endpoint=endpoint, anonymous=anonymous)
 
     # ------------------------------------------------------------------ life cycle
     def _check_open(self) -> None:

@@ -7,7 +7,9 @@ come from IDC, medlab's version and the time -- in one JSON file.
 :func:`restore` fetches the files again from the source into a clean folder,
 checks every hash, scans the restored folder into a new index, checks that
 its rows are those the snapshot recorded, and names every file that changed
-or disappeared.
+or disappeared. Sources are local folders, S3-compatible buckets and PACS
+(series known from query results are retrieved to hash them, and retrieved
+again to restore them; credentials are never written to the manifest).
 
 The manifest is not de-identified: it holds UIDs and the paths of the
 researcher's own store. Share a snapshot of a de-identified export
@@ -128,6 +130,8 @@ def snapshot(
     path: str | os.PathLike | None = None,
     *,
     query: str | None = None,
+    root: str | os.PathLike | None = None,
+    pacs: Any = None,
     progress: bool = True,
     endpoint: str | None = None,
     anonymous: bool | None = None,
@@ -143,7 +147,16 @@ def snapshot(
     query : str, optional
         A SQL condition on the ``series`` view that selects the cohort
         (e.g. ``"modality = 'CT' AND is_volume"``); None takes every series
-        with local files.
+        with local files (and, with ``pacs``, those of its servers).
+    root : path, optional
+        Record local files relative to this folder (one source), e.g. the
+        dataset folder above several indexed ones; default: the indexed
+        folder each file lies under.
+    pacs : DicomWeb, Dimse or list of them, optional
+        The servers of series the index knows only from PACS query results
+        (``index.add_remote``): each such series is retrieved into a
+        temporary folder, indexed and hashed. The manifest names the server
+        (URL, or AE title, host and port), never its credentials.
     progress : bool
         Show a progress bar while hashing the files.
     endpoint, anonymous
@@ -156,17 +169,26 @@ def snapshot(
     -------
     dict
         The manifest: ``format``, ``created``, ``medlab_version``, ``query``,
-        ``sources`` (``kind`` ``'local'`` with the indexed ``root``, or ``'s3'``
-        with ``bucket`` and ``endpoint``), ``idc_version``
+        ``sources`` (``kind`` ``'local'`` with the indexed ``root``, ``'s3'``
+        with ``bucket`` and ``endpoint``, or ``'pacs'`` with ``server``,
+        ``protocol`` and its address), ``idc_version``
         (None unless series of the cohort are in the installed IDC index),
         ``series`` (``series_uid``, ``study_uid``, ``n_instances``) and
         ``files`` (``series_uid``, ``sop_uid``, ``source``, ``relpath``,
         ``size``, ``sha256``, ``row_sha256``: a digest of the file's index row).
 
+    Raises
+    ------
+    ValueError
+        The query selects no series with files, or selects series known only
+        from PACS query results and ``pacs`` does not name their server.
+
     Notes
     -----
-    PACS query results (rows without a local file) are not in the manifest:
-    retrieve them into a folder first (``index.update(folder)``).
+    A PACS series is recorded as retrieved (``<series UID>/<SOP UID>.dcm``);
+    its hashes are those of the retrieved files, which :func:`restore`
+    retrieves again. A server that re-encodes what it sends on each request
+    would show every file as changed.
 
     Examples
     --------
@@ -181,24 +203,28 @@ def snapshot(
     rows = index.sql("SELECT * FROM instances WHERE source = 'local' OR "
                      "(source LIKE 'remote:s3://%' AND path LIKE 's3://%') ORDER BY path")
     rows = rows[rows["series_uid"].isin(set(uids))]
-    if rows.empty:
+    remote = _pacs_series(index, uids, covered=set(rows["series_uid"]))
+    clients = _pacs_clients(pacs)
+    if not remote.empty:
+        unserved = sorted(set(remote["source"]) - set(clients))
+        if unserved and (query is not None or pacs is not None):
+            n = int(remote["source"].isin(unserved).sum())
+            raise ValueError(
+                f"{n} series of the cohort are known only from PACS query results of "
+                f"{', '.join(repr(u) for u in unserved)} (no local files); pass the server to "
+                "retrieve and hash them, e.g. pacs=ml.cohort.DicomWeb(url, username=..., "
+                "password=...) (its name= must give that source), or retrieve them into a folder "
+                "and index.update(folder)")
+        remote = remote[remote["source"].isin(set(clients))]
+    if rows.empty and remote.empty:
         raise ValueError(
             f"the query {query!r} selects no series with local files in this index "
             f"({len(uids)} series matched); check index.series")
-    roots = index.roots
-    sources: list[dict[str, str]] = []
+    roots = [str(Path(root).expanduser().resolve())] if root is not None else index.roots
+    sources: list[dict[str, Any]] = []
     files = []
-    for rec in tqdm(rows.to_dict("records"), desc="hashing", unit="file", disable=not progress):
-        p = str(rec["path"])
-        if p.startswith("s3://"):
-            bucket, _, relpath = p[5:].partition("/")
-            src: dict[str, Any] = {"kind": "s3", "bucket": bucket, "endpoint": endpoint}
-            sha = _sha256_object(_store(src, anonymous), relpath)
-        else:
-            root = _root_of(p, roots)
-            src = {"kind": "local", "root": root}
-            relpath = Path(os.path.relpath(p, root)).as_posix()
-            sha = _sha256(p)
+
+    def add(rec: dict[str, Any], src: dict[str, Any], relpath: str, sha: str | None) -> None:
         if src not in sources:
             sources.append(src)
         files.append({
@@ -210,6 +236,52 @@ def snapshot(
             "sha256": sha,
             "row_sha256": _row_digest(rec),
         })
+
+    for rec in tqdm(rows.to_dict("records"), desc="hashing", unit="file", disable=not progress):
+        p = str(rec["path"])
+        if p.startswith("s3://"):
+            bucket, _, relpath = p[5:].partition("/")
+            src: dict[str, Any] = {"kind": "s3", "bucket": bucket, "endpoint": endpoint}
+            sha = _sha256_object(_store(src, anonymous), relpath)
+        else:
+            top = _root_of(p, roots)
+            if root is not None and top != roots[0]:
+                raise ValueError(f"the file {p!r} of the cohort does not lie under root="
+                                 f"{roots[0]!r}; choose a folder above every indexed file")
+            src = {"kind": "local", "root": top}
+            relpath = Path(os.path.relpath(p, top)).as_posix()
+            sha = _sha256(p)
+        add(rec, src, relpath, sha)
+    retrieved = []
+    if not remote.empty:
+        import tempfile
+
+        from ._index import scan
+
+        with tempfile.TemporaryDirectory(prefix="medlab-snapshot-") as tmp:
+            for r in tqdm(list(remote.itertuples()), desc="retrieving", unit="series",
+                          disable=not progress):
+                _retrieve(clients[r.source], r.study_uid, r.series_uid, Path(tmp) / r.series_uid)
+            got = scan(tmp, progress=False, workers=1)
+            try:
+                for rec in got.sql("SELECT * FROM instances ORDER BY path").to_dict("records"):
+                    relpath = Path(os.path.relpath(str(rec["path"]), tmp)).as_posix()
+                    series_uid = relpath.split("/", 1)[0]
+                    server = remote.set_index("series_uid").loc[series_uid, "source"]
+                    add(rec, _pacs_source(clients[server]), relpath, _sha256(rec["path"]))
+                    retrieved.append(rec)
+            finally:
+                got.close()
+        missing = set(remote["series_uid"]) - {r["series_uid"] for r in retrieved}
+        if missing:
+            raise ValueError(
+                f"{len(missing)} series known from PACS query results came back with no DICOM "
+                f"file when retrieved (e.g. {sorted(missing)[0]!r}); query the server again "
+                "(index.add_remote) and check that it still holds them")
+    if retrieved:
+        import pandas as pd
+
+        rows = pd.concat([rows, pd.DataFrame(retrieved)], ignore_index=True)
     series = (rows.groupby("series_uid", sort=True)
               .agg(study_uid=("study_uid", "first"), n_instances=("path", "size"))
               .reset_index())
@@ -267,6 +339,47 @@ def _sha256_object(store: Any, key: str, *, copy_to: Path | None = None) -> str 
     except FileNotFoundError:
         return None
     return h.hexdigest()
+
+
+def _pacs_series(index: Index, uids: list[str], *, covered: set[str]) -> pd.DataFrame:
+    """Series of the cohort known only from PACS query results: series_uid, study_uid, source."""
+    df = index.sql(
+        "SELECT series_uid, min(study_uid) AS study_uid, min(source) AS source FROM instances "
+        "WHERE source LIKE 'remote:%' AND source NOT LIKE 'remote:s3://%' AND series_uid IS NOT "
+        "NULL GROUP BY series_uid ORDER BY series_uid")
+    keep = df["series_uid"].isin(set(uids)) & ~df["series_uid"].isin(covered)
+    return df[keep].reset_index(drop=True)
+
+
+def _pacs_clients(pacs: Any) -> dict[str, Any]:
+    """``source`` -> client, for the PACS clients given."""
+    if pacs is None:
+        return {}
+    items = pacs if isinstance(pacs, (list, tuple)) else [pacs]
+    out = {}
+    for c in items:
+        if not (hasattr(c, "source") and (hasattr(c, "retrieve") or hasattr(c, "get"))):
+            raise TypeError(
+                "pacs must be a medlab.cohort.DicomWeb or Dimse client (or a list of them), got "
+                f"{type(c).__name__}")
+        out[c.source] = c
+    return out
+
+
+def _pacs_source(client: Any) -> dict[str, Any]:
+    """How the manifest names a PACS: its source name and address, no credentials."""
+    if hasattr(client, "url"):
+        return {"kind": "pacs", "server": client.source, "protocol": "dicomweb",
+                "url": client.url}
+    return {"kind": "pacs", "server": client.source, "protocol": "dimse",
+            "called_aet": client.called_aet, "host": client.host, "port": client.port}
+
+
+def _retrieve(client: Any, study_uid: str, series_uid: str, dest: Path) -> list[Path]:
+    """One series from a PACS into ``dest`` (WADO-RS or C-GET), as the server stored it."""
+    if hasattr(client, "retrieve"):
+        return client.retrieve(study_uid=study_uid, series_uid=series_uid, dest=dest)
+    return client.get(study_uid=study_uid, series_uid=series_uid, dest=dest)
 
 
 def _idc_version_of(series_uids: list[str]) -> int | None:
@@ -331,6 +444,7 @@ def restore(
     endpoint: str | None = None,
     anonymous: bool | None = None,
     workers: int | None = None,
+    pacs: Any = None,
 ) -> RestoreReport:
     """Fetch a snapshot's files again, check every hash, and rebuild its index.
 
@@ -360,6 +474,10 @@ def restore(
     workers : int, optional
         Worker processes of the scan of the restored folder (see
         :func:`medlab.cohort.scan`).
+    pacs : DicomWeb, Dimse or list of them, optional
+        Clients for the manifest's PACS sources (matched by their ``source``
+        name; the manifest holds no credentials). Each series is retrieved
+        again; a series the server no longer has comes back ``'missing'``.
 
     Returns
     -------
@@ -401,32 +519,62 @@ def restore(
                 f"source= relocates a manifest with one source; this one has {len(sources)} "
                 f"({[s.get('root', s.get('bucket')) for s in sources]})")
         sources[0]["root"] = str(Path(source).expanduser().resolve())
+    clients = _pacs_clients(pacs)
     for s in sources:
-        if s.get("kind") not in ("local", "s3"):
-            raise ValueError(f"unknown snapshot source {s!r}: expected kind 'local' or 's3'")
+        if s.get("kind") not in ("local", "s3", "pacs"):
+            raise ValueError(
+                f"unknown snapshot source {s!r}: expected kind 'local', 's3' or 'pacs'")
+        if s["kind"] == "pacs" and s.get("server") not in clients:
+            where = s.get("url") or f"{s.get('called_aet')}@{s.get('host')}:{s.get('port')}"
+            raise ValueError(
+                f"the snapshot's files come from the PACS {s.get('server')!r} ({where}); pass "
+                "its client, e.g. restore(..., pacs=ml.cohort.DicomWeb(url, username=..., "
+                "password=...)), with a name= that gives this source")
     dest.mkdir(parents=True, exist_ok=True)
     rows = []
-    for f in tqdm(manifest["files"], desc="restoring", unit="file", disable=not progress):
-        s = sources[f["source"]]
-        target = dest / f["relpath"]
-        found = None
-        if s["kind"] == "s3":
-            src: Any = f"s3://{s['bucket']}/{f['relpath']}"
-            found = _sha256_object(_store(s, anonymous), f["relpath"], copy_to=target)
-        else:
-            src = Path(s["root"]) / f["relpath"]
-            if src.is_file():
-                found = _sha256(src, copy_to=target)
-        if found is None:
-            status = "missing"
-        else:
-            status = "ok" if found == f["sha256"] else "changed"
-            if status == "changed":
-                target.unlink()
-        rows.append({"series_uid": f["series_uid"], "sop_uid": f["sop_uid"],
-                     "relpath": f["relpath"], "status": status,
-                     "expected_sha256": f["sha256"], "found_sha256": found,
-                     "source_path": str(src)})
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="medlab-restore-") as tmp:
+        fetched: dict[str, Path] = {}  # series retrieved from a PACS -> its folder
+
+        def from_pacs(s: dict[str, Any], f: dict[str, Any]) -> Path:
+            series = f["series_uid"]
+            if series not in fetched:
+                study = next((x["study_uid"] for x in manifest["series"]
+                              if x["series_uid"] == series), None)
+                folder = Path(tmp) / series
+                client = clients[s["server"]]
+                find = client.query if hasattr(client, "query") else client.find
+                # a server that is down raises (PacsError); one that lost the series finds none
+                if len(find("series", study_uid=study, series_uid=series)):
+                    _retrieve(client, study, series, folder)
+                fetched[series] = folder
+            return fetched[series] / Path(f["relpath"]).name
+
+        for f in tqdm(manifest["files"], desc="restoring", unit="file", disable=not progress):
+            s = sources[f["source"]]
+            target = dest / f["relpath"]
+            found = None
+            if s["kind"] == "s3":
+                src: Any = f"s3://{s['bucket']}/{f['relpath']}"
+                found = _sha256_object(_store(s, anonymous), f["relpath"], copy_to=target)
+            else:
+                src = (from_pacs(s, f) if s["kind"] == "pacs"
+                       else Path(s["root"]) / f["relpath"])
+                if src.is_file():
+                    found = _sha256(src, copy_to=target)
+                if s["kind"] == "pacs":
+                    src = f"{s['server']}: series {f['series_uid']}, {Path(f['relpath']).name}"
+            if found is None:
+                status = "missing"
+            else:
+                status = "ok" if found == f["sha256"] else "changed"
+                if status == "changed":
+                    target.unlink()
+            rows.append({"series_uid": f["series_uid"], "sop_uid": f["sop_uid"],
+                         "relpath": f["relpath"], "status": status,
+                         "expected_sha256": f["sha256"], "found_sha256": found,
+                         "source_path": str(src)})
     report_files = pd.DataFrame(rows, columns=["series_uid", "sop_uid", "relpath", "status",
                                                "expected_sha256", "found_sha256", "source_path"])
     index = scan(dest, db=db, progress=progress, workers=workers)
