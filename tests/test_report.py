@@ -439,3 +439,46 @@ def test_medlab_command_line_entry_point(capsys):
     assert medlab_main(["nope"]) == 2
     assert "unknown command 'nope'" in capsys.readouterr().err
     assert medlab_main(["report", "execute", "/nonexistent-folder-xyz"]) == 2
+
+
+def test_run_writes_a_cohort_snapshot_of_the_dicom_it_read(tmp_path, capsys):
+    """--snapshot: a manifest of exactly the DICOM files the notebook read, outside the report;
+    the provenance ties the report to it by SHA-256; restore fetches the files again."""
+    import pydicom
+
+    src = ml.data.path("dcmqi", "segmentations/ct-3slice")
+    first = pydicom.dcmread(sorted(src.glob("*.dcm"))[0], stop_before_pixels=True)
+    name, pid = str(first.PatientName), str(first.PatientID)  # 'JANCT000', '99000'
+    data = tmp_path / "store" / name / "ct"  # a folder named after the patient, as they often are
+    shutil.copytree(src, data)
+    (tmp_path / "store" / name / "notes.txt").write_text("not read by the notebook")
+    nb = _notebook(tmp_path / "dicom.ipynb", [
+        "from pathlib import Path\nimport pandas as pd\nimport medlab as ml\n"
+        "img = ml.load(Path(data_dir))\n"
+        "ml.report.result('shape', pd.DataFrame({'n_slices': [img.shape[0]]}))"],
+        parameters="data_dir = ''")
+    out, snap = tmp_path / "out", tmp_path / "private" / "cohort.json"
+    snap.parent.mkdir()
+    with pytest.raises(ValueError, match="outside out="):  # refused before anything runs
+        ml.report.run(nb, parameters={"data_dir": str(data)}, out=out,
+                      snapshot=out / "cohort.json")
+    assert not out.exists()
+    assert medlab_main(["report", "run", str(nb), "--param", f"data_dir={data}",
+                        "--out", str(out), "--no-html", "--snapshot", str(snap)]) == 0
+    assert str(snap) in capsys.readouterr().out
+    manifest = json.loads(snap.read_text())
+    originals = sorted(data.glob("*.dcm"))
+    assert {f["sop_uid"] for f in manifest["files"]} == {
+        pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in originals}
+    assert {f["sha256"] for f in manifest["files"]} == {
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in originals}
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["cohort_snapshot"]["sha256"] == hashlib.sha256(snap.read_bytes()).hexdigest()
+    assert prov["cohort_snapshot"]["n_files"] == 3 and prov["cohort_snapshot"]["n_series"] == 1
+    for p in out.rglob("*"):  # the report names no patient, the snapshot is not in it
+        if p.is_file() and p.name != "run.json":  # run.json: the private rerun record
+            text = p.read_bytes().decode("utf-8", "replace")
+            assert name not in text and not re.search(rf"\b{pid}\b", text), p
+    restored = ml.cohort.restore(snap, root=tmp_path / "restored", progress=False)
+    assert restored.ok and len(restored.files) == 3
+    restored.index.close()

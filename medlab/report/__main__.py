@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a notebook with parameters into a report folder")
     r.add_argument("notebook", type=Path)
     _common(r)
+    r.add_argument("--snapshot", type=Path,
+                   help="also write a cohort snapshot of the DICOM files read (JSON; outside "
+                        "--out, it names files and UIDs)")
     b = sub.add_parser("batch", help="one report run per group of a named cohort")
     b.add_argument("notebook", type=Path)
     b.add_argument("--cohort", required=True, help="name of a cohort saved in the index")
@@ -119,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
     from ._run import run
 
     try:
-        res = run(args.notebook, **_options(args))
+        res = run(args.notebook, **_options(args), snapshot=args.snapshot)
     except (NotebookError, IdentifierLeakError) as exc:
         print(f"FAIL {exc}", file=sys.stderr)
         return 1
@@ -129,6 +132,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {label:9s}{path}")
     for name, table in res.results.items():
         print(f"  result   {name}: {len(table)} rows x {table.shape[1]} columns")
+    if args.snapshot is not None:
+        print(f"  snapshot {args.snapshot}")
     print(f"  run time {res.run_time_s:.1f} s")
     return 0
 

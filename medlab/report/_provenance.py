@@ -245,6 +245,12 @@ def to_markdown(prov: Mapping[str, Any]) -> str:
                     f"{prov['machine']['ram_gb']} GB RAM"),
         ("identifiers", prov["identifiers"]),
     ]
+    snap = prov.get("cohort_snapshot")
+    if snap is not None:
+        rows.append(("cohort snapshot", snap.get("note") or (
+            f"{snap['n_series']} series, {snap['n_files']} files; manifest sha256 "
+            f"{snap['sha256'][:16]}… (kept with the data; medlab.cohort.restore fetches and "
+            "checks them again)")))
     params = "".join(f"<tr><td><code>{_esc(k)}</code></td><td><code>{_esc(repr(v))}</code></td>"
                      "</tr>" for k, v in prov["parameters"].items()) or \
         "<tr><td colspan='2'>(none: the notebook's defaults)</td></tr>"

@@ -31,7 +31,7 @@ import pandas as pd
 from ..errors import IdentifierLeakError
 from ..privacy import ENV_CONTEXT, Pseudonyms, identifier_kind, learned_in_kernel, scan_files
 from ._export import to_html, to_pdf
-from ._provenance import _data_roots, collect, hash_inputs, read_tracked, to_markdown
+from ._provenance import _data_roots, collect, hash_inputs, read_tracked, sha256_file, to_markdown
 from ._results import ENV_RUN_DIR, RESULTS_FOLDER, read_results
 from ._runner import NotebookError, run_notebook
 from ._track import INPUTS_FILE
@@ -286,6 +286,44 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _snapshot_path(snapshot: str | os.PathLike | None, out: str | os.PathLike, *,
+                   show_phi: bool) -> Path | None:
+    """Where the cohort snapshot goes; refused inside a de-identified report folder."""
+    if snapshot is None:
+        return None
+    if not isinstance(snapshot, (str, os.PathLike)):
+        raise TypeError(f"snapshot must be a path for the manifest (JSON), got "
+                        f"{type(snapshot).__name__}")
+    dest = Path(snapshot).expanduser().resolve()
+    if not show_phi and dest.is_relative_to(Path(out).expanduser().resolve()):
+        raise ValueError(
+            f"the cohort snapshot {str(dest)!r} would lie in the report folder, and it names "
+            "files and UIDs of the source data; write it outside out= (the report records its "
+            "SHA-256), or pass show_phi=True for an identified report")
+    return dest
+
+
+def _write_snapshot(files: list[str], dest: Path) -> dict[str, Any]:
+    """A cohort snapshot of the DICOM files among ``files``; its summary for the provenance."""
+    from ..cohort import scan
+    from ..cohort import snapshot as cohort_snapshot
+
+    present = sorted({str(Path(f).resolve()) for f in files if Path(f).is_file()})
+    index = scan(present, progress=False, workers=1) if present else None
+    try:
+        if index is None or not len(index.sql("SELECT 1 FROM instances LIMIT 1")):
+            return {"n_series": 0, "n_files": 0, "sha256": None,
+                    "note": "the notebook read no DICOM file; no snapshot written"}
+        root = os.path.commonpath([str(Path(p).parent) for p in
+                                   index.sql("SELECT path FROM instances")["path"]])
+        manifest = cohort_snapshot(index, dest, root=root, progress=False)
+    finally:
+        if index is not None:
+            index.close()
+    return {"format": manifest["format"], "n_series": len(manifest["series"]),
+            "n_files": len(manifest["files"]), "sha256": sha256_file(dest)}
+
+
 def run(
     notebook: str | os.PathLike,
     *,
@@ -300,6 +338,7 @@ def run(
     timeout_s: float = 900,
     kernel_name: str = "python3",
     cwd: str | os.PathLike | None = None,
+    snapshot: str | os.PathLike | None = None,
 ) -> RunResult:
     """Run a notebook with parameters into a report folder.
 
@@ -339,6 +378,14 @@ def run(
     kernel_name : str
     cwd : path, optional
         The kernel's working directory (default: the notebook's folder).
+    snapshot : path, optional
+        Also write a cohort snapshot (:func:`medlab.cohort.snapshot`) of the
+        DICOM files the notebook read to this JSON file, so that
+        :func:`medlab.cohort.restore` can fetch and check the report's data
+        again. The manifest names files and UIDs, so it must lie outside
+        ``out`` unless ``show_phi``; the report's provenance records its
+        SHA-256 and size (``cohort_snapshot``), which ties the shared report to
+        the private manifest.
 
     Returns
     -------
@@ -358,6 +405,7 @@ def run(
     """
     path = _notebook_path(notebook)
     params = check_parameters(parameters)
+    snapshot_path = _snapshot_path(snapshot, out, show_phi=show_phi)
     out = _prepare_out(out)
     pseudo = Pseudonyms.from_mapping(pseudonyms, key=key)
     pseudo.add_parameters(_default_parameters(path))
@@ -411,6 +459,8 @@ def run(
                    phi="shown as recorded (show_phi=True)" if show_phi else
                    "replaced by pseudonyms" + (" from the given mapping" if pseudo.mapping
                                                else ""))
+    if snapshot_path is not None:
+        prov["cohort_snapshot"] = _write_snapshot(tracked, snapshot_path)
     if not show_phi:
         prov = json.loads(pseudo.text(json.dumps(prov)))
         prov["parameters"] = shown
