@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._hashing import sha256_file, sha256_stream
 from ..errors import MedlabError
 
 if TYPE_CHECKING:
@@ -38,30 +39,9 @@ MANIFEST_FORMAT = "medlab-cohort-snapshot/1"
 #: instance columns that depend on where and when a file lies, not on what it holds
 _PLACE_COLUMNS = ("path", "source", "mtime_ns")
 
-_CHUNK = 1 << 20
-
 
 class SnapshotMismatchError(MedlabError, ValueError):
     """A restored cohort differs from its snapshot (files changed or gone)."""
-
-
-def _sha256(path: str | os.PathLike, *, copy_to: Path | None = None) -> str:
-    """SHA-256 of a file, optionally writing a copy while reading it once."""
-    h = hashlib.sha256()
-    out = None
-    if copy_to is not None:
-        copy_to.parent.mkdir(parents=True, exist_ok=True)
-        out = open(copy_to, "wb")
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-                if out is not None:
-                    out.write(chunk)
-    finally:
-        if out is not None:
-            out.close()
-    return h.hexdigest()
 
 
 def _row_digest(row: dict[str, Any]) -> str:
@@ -198,7 +178,7 @@ def snapshot(
             root = _root_of(p, roots)
             src = {"kind": "local", "root": root}
             relpath = Path(os.path.relpath(p, root)).as_posix()
-            sha = _sha256(p)
+            sha = sha256_file(p)
         if src not in sources:
             sources.append(src)
         files.append({
@@ -249,24 +229,10 @@ def _sha256_object(store: Any, key: str, *, copy_to: Path | None = None) -> str 
     """SHA-256 of an object (None when it is gone), optionally writing a copy."""
     import obstore
 
-    h = hashlib.sha256()
     try:
-        chunks = obstore.get(store, key)
-        out = None
-        if copy_to is not None:
-            copy_to.parent.mkdir(parents=True, exist_ok=True)
-            out = open(copy_to, "wb")
-        try:
-            for chunk in chunks:
-                h.update(chunk)
-                if out is not None:
-                    out.write(chunk)
-        finally:
-            if out is not None:
-                out.close()
+        return sha256_stream(obstore.get(store, key), copy_to=copy_to)
     except FileNotFoundError:
         return None
-    return h.hexdigest()
 
 
 def _idc_version_of(series_uids: list[str]) -> int | None:
@@ -416,7 +382,7 @@ def restore(
         else:
             src = Path(s["root"]) / f["relpath"]
             if src.is_file():
-                found = _sha256(src, copy_to=target)
+                found = sha256_file(src, copy_to=target)
         if found is None:
             status = "missing"
         else:

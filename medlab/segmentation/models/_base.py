@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ... import _hashing
 from ... import geometry as geo
 from ..._optional import import_optional
 from ..._validate import require_image
@@ -61,12 +61,7 @@ def torch_device(device: Any = None) -> Any:
 def sha256_files(paths: Iterable[str | os.PathLike]) -> str:
     """SHA-256 of the bytes of the files, read in sorted path order (one digest for a model
     whose weights span several files, e.g. the folds of an nnU-Net model)."""
-    digest = hashlib.sha256()
-    for path in sorted(str(p) for p in paths):
-        with open(path, "rb") as f:
-            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return _hashing.sha256_files(paths)
 
 
 def aligned_grid(image: Image, orientation: str) -> tuple[tuple[int, int, int], np.ndarray]:
