@@ -1008,9 +1008,9 @@ def _unzstd(ds: Dataset, entry: FileEntry, memo_file: Path, bar: _LazyBar,
     try:
         with open(fname, "rb") as fin:
             reader = zstandard.ZstdDecompressor().stream_reader(fin)
-            sha256_stream(iter(lambda: reader.read(_CHUNK), b""), copy_to=out)
+            sha = sha256_stream(iter(lambda: reader.read(_CHUNK), b""), copy_to=out)
         dest = Path(store.abspath) / entry.path
-        bar.update(_finish(ds, entry, out, dest, str(entry.recipe["url"]), memo_file))
+        bar.update(_finish(ds, entry, out, dest, str(entry.recipe["url"]), memo_file, sha))
         return str(dest)
     except zstandard.ZstdError as exc:
         raise DatasetError(
@@ -1022,11 +1022,11 @@ def _unzstd(ds: Dataset, entry: FileEntry, memo_file: Path, bar: _LazyBar,
                 os.unlink(p)
 
 
-def _finish(
-    ds: Dataset, entry: FileEntry, tmp: Path, dest: Path, source: str, memo_file: Path
-) -> int:
-    """Check the SHA-256 of a finished temporary file, then move it into place; its size."""
-    actual, size = _sha256_file(tmp), tmp.stat().st_size
+def _finish(ds: Dataset, entry: FileEntry, tmp: Path, dest: Path, source: str, memo_file: Path,
+            actual: str | None = None) -> int:
+    """Check the SHA-256 (``actual``, else hashed here) of a finished temporary file, then
+    move it into place; return its size."""
+    actual, size = actual or _sha256_file(tmp), tmp.stat().st_size
     if actual != entry.sha256 or size != entry.size:
         raise _mismatch(ds, f"'{entry.path}' of dataset '{ds.name}'", source, entry.sha256,
                         entry.size, actual, size, bool(entry.recipe.get("inferred")))
