@@ -794,9 +794,8 @@ def _download(
     try:
         with _quiet_pooch(), bar:
             folder.mkdir(parents=True, exist_ok=True)
-            urls = [e for e in entries if e.kind == "url"]
-            if urls:
-                _download_urls(ds, urls, folder, memo_file=memo_file, bar=bar)
+            _download_urls(ds, [e for e in entries if e.kind == "url"], folder,
+                           memo_file=memo_file, bar=bar)
             for group in archives.values():
                 _fetch_members(ds, group, folder, memo_file=memo_file, bar=bar,
                                wheel_downloader=wheel_downloader)
@@ -952,9 +951,11 @@ def _pooch_fetch(
         actual = found.group(1).lower() if found else "another hash"
         raise _mismatch(ds, what, url, sha256, size, actual, downloader.received) from exc
     except requests.exceptions.HTTPError as exc:
+        status = "" if exc.response is None else (
+            f"{exc.response.status_code} {exc.response.reason} ")
         raise DatasetError(
-            f"Cannot download {what} from {url}: HTTP {exc.response.status_code} "
-            f"{exc.response.reason} ({1 + _RETRIES} attempts). {ds.hint()}"
+            f"Cannot download {what} from {url}: HTTP {status}({1 + _RETRIES} attempts). "
+            f"{ds.hint()}"
         ) from exc
     except requests.exceptions.ChunkedEncodingError as exc:
         of = f" of {downloader.expected}" if downloader.expected else ""
