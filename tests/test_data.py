@@ -544,6 +544,16 @@ def test_server_errors_are_retried_other_http_errors_are_not(
     assert upstream.hits == ["/up/a.bin"] and waits == []
 
 
+def test_no_network_fails_at_once_without_retries(
+    monkeypatch: pytest.MonkeyPatch, waits: list[float]
+) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(url, TOY))
+    with pytest.raises(DatasetError, match=r"no network: Connection refused\)"):
+        mldata.fetch("toy", progress=False)
+    assert waits == []  # retrying cannot bring a network back
+
+
 def _archive(kind: str, members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
     """A zip or tar.gz archive holding ``members`` (and, for tar, symbolic ``links``)."""
     buf = io.BytesIO()
