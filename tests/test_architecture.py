@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1] / "medlab"
 
 LAYERS: list[set[str]] = [
     {"errors", "_version"},
-    {"geometry", "_optional"},
+    {"geometry", "_optional", "_hashing"},
     {"image"},
     {"_validate", "privacy"},
     {"diffusion"},
@@ -54,7 +54,7 @@ LAYERS: list[set[str]] = [
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 #: package-wide internal modules at the top level, importable from every subpackage
-SHARED_INTERNAL = {"_optional", "_validate", "_version"}
+SHARED_INTERNAL = {"_hashing", "_optional", "_validate", "_version"}
 
 #: Private reach-ins that exist today and are not fixed yet: (importing module, imported
 #: module, name). They belong to issue 14's "io.dicom stages as a documented internal API"

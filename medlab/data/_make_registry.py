@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medlab._hashing import sha256_file
+
 __all__ = ["RULES", "Rule", "build_registry", "dumps_registry", "main"]
 
 #: The repository's folder of bundled samples (absent in an installed package).
@@ -46,8 +48,6 @@ BUNDLED_ROOT = Path(__file__).resolve().parents[2] / "data"
 
 #: The local-note files: provenance notes written for the snapshot itself.
 NOTE_NAMES = ("SOURCE.txt",)
-
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -271,14 +271,6 @@ RULES: dict[str, dict[str, Any]] = {
 # parsing the notes
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _field(text: str, key: str) -> str:
     """Return the ``Key:`` field of a SOURCE.txt, continuation lines joined."""
     lines = text.splitlines()
@@ -420,7 +412,7 @@ def build_registry(
     registry: dict[str, Any] = {"format": 1}
     if (root / "README.md").is_file():
         readme_path = root / "README.md"
-        registry["readme"] = ["README.md", readme_path.stat().st_size, _sha256(readme_path), "note"]
+        registry["readme"] = ["README.md", readme_path.stat().st_size, sha256_file(readme_path), "note"]
     datasets: dict[str, Any] = {}
     for name in folders:
         spec = RULES[name]
@@ -439,7 +431,7 @@ def build_registry(
             if not p.is_file():
                 continue
             rel = p.relative_to(folder).as_posix()
-            rows.append([rel, p.stat().st_size, _sha256(p), _recipe(rel, spec["rules"], name)])
+            rows.append([rel, p.stat().st_size, sha256_file(p), _recipe(rel, spec["rules"], name)])
         entry["files"] = rows
         datasets[name] = entry
     if bundled is not None and Path(bundled).is_dir():
@@ -470,7 +462,7 @@ def _bundled_datasets(root: Path, taken: set[str]) -> dict[str, Any]:
                if derived else ""),
             "sources": {"repo": {"kind": "bundled"}},
             "files": [
-                [p.relative_to(folder).as_posix(), p.stat().st_size, _sha256(p), "repo"]
+                [p.relative_to(folder).as_posix(), p.stat().st_size, sha256_file(p), "repo"]
                 for p in sorted(folder.rglob("*"))
                 if p.is_file()
             ],

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import _hashing
 from .._version import __version__
 from ._track import INPUTS_FILE, WRITTEN_PREFIX
 
@@ -38,11 +39,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     st = os.stat(path)
     key = (os.fspath(path), st.st_size, st.st_mtime_ns)
     if key not in _HASH_MEMO:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _HASH_MEMO[key] = h.hexdigest()
+        _HASH_MEMO[key] = _hashing.sha256_file(path)
     return _HASH_MEMO[key]
 
 

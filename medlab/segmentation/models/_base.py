@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ... import geometry as geo
+from ..._hashing import sha256_files
 from ..._optional import import_optional
 from ..._validate import require_image
 from ...errors import GeometryError
@@ -56,17 +55,6 @@ def torch_device(device: Any = None) -> Any:
             "(a CPU-only build, or no GPU on this machine); use device='cpu' or leave it None"
         )
     return dev
-
-
-def sha256_files(paths: Iterable[str | os.PathLike]) -> str:
-    """SHA-256 of the bytes of the files, read in sorted path order (one digest for a model
-    whose weights span several files, e.g. the folds of an nnU-Net model)."""
-    digest = hashlib.sha256()
-    for path in sorted(str(p) for p in paths):
-        with open(path, "rb") as f:
-            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def aligned_grid(image: Image, orientation: str) -> tuple[tuple[int, int, int], np.ndarray]:
