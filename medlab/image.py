@@ -431,8 +431,8 @@ class Image:
             On the reference grid, with this image's trailing axes (each
             frame of a fourth axis and every channel resampled alike) and
             metadata. Dtype rule: ``'nearest'`` and ``'label'`` keep the
-            dtype (a label image stays integer, bool stays bool); the others
-            return float32 (float64 stays float64).
+            dtype (a label image stays integer, bool stays bool; in native
+            byte order); the others return float32 (float64 stays float64).
 
         Raises
         ------
@@ -467,7 +467,7 @@ class Image:
                                    _itk_index_affine(ref_affine, dim), transform, dim)
         keep = interpolation in ("nearest", "label")
         if keep:
-            out_dtype = self.dtype
+            out_dtype = self.dtype.newbyteorder("=")
         else:
             out_dtype = np.dtype(np.float64 if self.dtype == np.float64 else np.float32)
         out = np.empty(tuple(ref_shape) + self.shape[3:], dtype=out_dtype)
@@ -534,7 +534,8 @@ class Image:
         ----------
         dtype : numpy dtype, optional
             Cast the voxels to this type; None keeps theirs. Bool always
-            becomes uint8 (SimpleITK has no bool pixels).
+            becomes uint8 (SimpleITK has no bool pixels), big-endian data
+            native byte order.
         dimension : {3, 2}
             3 (default), or 2 for a single-slice image (shape
             ``(1, rows, columns)``): a 2D SimpleITK image with the in-plane
@@ -573,6 +574,8 @@ class Image:
             arr = arr.astype(dtype, copy=False)
         if arr.dtype == np.bool_:
             arr = arr.view(np.uint8)
+        elif not arr.dtype.isnative:  # e.g. big-endian NIfTI data: SimpleITK needs native
+            arr = arr.astype(arr.dtype.newbyteorder("="))
         if dimension == 2:
             arr = arr[0]
         img = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=self._channels)
