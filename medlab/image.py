@@ -34,7 +34,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Image"]
 
-Interpolation = Literal["nearest", "linear", "bspline"]
+Interpolation = Literal["nearest", "linear", "label", "bspline"]
+#: the one interpolator table: medlab's name -> SimpleITK's interpolator
+_INTERPOLATORS = {"nearest": "sitkNearestNeighbor", "linear": "sitkLinear",
+                  "label": "sitkLabelGaussian", "bspline": "sitkBSpline"}
 #: NIfTI ``descrip`` of an image written with an unknown pixel spacing
 UNKNOWN_SPACING_DESCRIP = b"medlab: pixel spacing unknown"
 FrameAxis = Literal["time", "diffusion", "echo", "unknown"]
@@ -387,83 +390,100 @@ class Image:
         self,
         reference: Image | tuple[Sequence[int], npt.ArrayLike],
         *,
+        transform: sitk.Transform | npt.ArrayLike | None = None,
         interpolation: Interpolation = "linear",
         default_value: float = 0.0,
     ) -> Image:
-        """Resample onto the grid (shape and affine) of ``reference``.
+        """Resample onto the grid (shape and affine) of ``reference``; medlab's one resampler.
 
         Works for any pair of affines, sheared ones included: the index
-        mapping is computed here and SimpleITK only interpolates.
+        mapping (output voxel -> this image's voxel) is computed here and
+        SimpleITK only interpolates. Registration results
+        (:meth:`medlab.registration.RegistrationResult.resample`),
+        segmentation and the viewers resample through this method.
 
         Parameters
         ----------
         reference : Image or (shape, affine)
-            Gives the output grid (spatial shape and affine); an image's
-            data are not used.
-        interpolation : {'nearest', 'linear', 'bspline'}
-            Use ``'nearest'`` for label images (keeps label values and dtype).
+            Gives the output grid: an image (its data are not used) or a
+            spatial ``shape`` and a 4x4 index -> LPS mm ``affine``, as
+            :func:`nibabel.processing.resample_from_to` accepts an image or
+            ``(shape, affine)`` (medlab's axis order and LPS, not RAS).
+        transform : SimpleITK.Transform or (4, 4) array_like, optional
+            Maps **reference** (output) points to points of **this** image,
+            both LPS mm: ITK's direction, the one resampling needs (for each
+            output voxel, where to read this image); the
+            :attr:`~medlab.registration.RegistrationResult.transform` of a
+            registration is one. A 4x4 matrix acts on ``[x, y, z, 1]``. A 2D
+            SimpleITK transform (2D registration) needs single-slice images
+            and maps their LPS ``x, y``. None: both grids share one physical
+            space (the identity).
+        interpolation : {'linear', 'nearest', 'label', 'bspline'}
+            ``'nearest'`` and ``'label'`` (SimpleITK's label-Gaussian:
+            smoother label borders) only produce values that exist in this
+            image; use them for label maps. ``'bspline'`` is cubic.
         default_value : float
             Value outside this image's field of view.
 
         Returns
         -------
         Image
-            Same trailing axes and metadata as this image. ``'nearest'``
-            keeps the dtype; the others return float32 (float64 stays).
+            On the reference grid, with this image's trailing axes (each
+            frame of a fourth axis and every channel resampled alike) and
+            metadata. Dtype rule: ``'nearest'`` and ``'label'`` keep the
+            dtype (a label image stays integer, bool stays bool; in native
+            byte order); the others return float32 (float64 stays float64).
+
+        Raises
+        ------
+        ValueError
+            An unknown ``interpolation``, a malformed grid or transform.
+        GeometryError
+            A 2D transform with an image or grid of more than one slice.
+
+        Examples
+        --------
+        >>> img = Image(np.arange(8.0).reshape(1, 1, 8), np.eye(4))
+        >>> shift = np.eye(4); shift[2, 3] = 2.0  # read 2 mm further along z
+        >>> img.resample_to(img, transform=shift, interpolation="nearest").array[0, 0].tolist()
+        [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 0.0, 0.0]
         """
         import SimpleITK as sitk
 
-        if isinstance(reference, Image):
-            ref_shape, ref_affine = reference.spatial_shape, reference._affine
-        else:
-            ref_shape = tuple(int(n) for n in reference[0])[:3]
-            ref_affine = geo.check_affine(reference[1])
-        interpolators = {
-            "nearest": sitk.sitkNearestNeighbor,
-            "linear": sitk.sitkLinear,
-            "bspline": sitk.sitkBSpline,
-        }
-        if interpolation not in interpolators:
+        ref_shape, ref_affine = _grid(reference)
+        if interpolation not in _INTERPOLATORS:
             raise ValueError(
-                f"interpolation must be one of {sorted(interpolators)}, got {interpolation!r}"
+                f"interpolation must be one of {sorted(_INTERPOLATORS)}, got {interpolation!r}"
             )
-        # output index (x,y,z) -> world -> this image's index (x,y,z)
-        rev = geo.swap_xyz_index(np.eye(4))
-        mapping = rev @ np.linalg.inv(self._affine) @ ref_affine @ rev
-        transform = sitk.AffineTransform(3)
-        transform.SetMatrix(mapping[:3, :3].ravel().tolist())
-        transform.SetTranslation(mapping[:3, 3].tolist())
-
-        if interpolation == "nearest":
-            out_dtype = self.dtype
+        dim = 3 if transform is None or not hasattr(transform, "GetDimension") \
+            else int(transform.GetDimension())
+        if dim == 2 and (self.spatial_shape[0] != 1 or ref_shape[0] != 1):
+            raise GeometryError(
+                f"a 2D transform resamples single-slice images (1, rows, columns), got an image "
+                f"of shape {self.spatial_shape} onto a grid of shape {ref_shape}; use a 3D "
+                "transform for volumes"
+            )
+        mapping = _index_transform(_itk_index_affine(self._affine, dim),
+                                   _itk_index_affine(ref_affine, dim), transform, dim)
+        keep = interpolation in ("nearest", "label")
+        if keep:
+            out_dtype = self.dtype.newbyteorder("=")
         else:
             out_dtype = np.dtype(np.float64 if self.dtype == np.float64 else np.float32)
-        out_shape = tuple(ref_shape) + self.shape[3:]
-        out = np.empty(out_shape, dtype=out_dtype)
-        time_indices = range(self.n_frames) if self._axis4 is not None else [None]
-        for t in time_indices:
-            src = self._array if t is None else self._array[:, :, :, t]
-            src_arr = np.ascontiguousarray(src)
-            if src_arr.dtype == np.bool_:
-                src_arr = src_arr.astype(np.uint8)
-            if interpolation != "nearest":
-                src_arr = src_arr.astype(out_dtype, copy=False)
-            src_img = sitk.GetImageFromArray(src_arr, isVector=self._channels)
-            res = sitk.Resample(
-                src_img,
-                [int(n) for n in ref_shape[::-1]],
-                transform,
-                interpolators[interpolation],
-                (0.0, 0.0, 0.0),
-                (1.0, 1.0, 1.0),
-                (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
-                float(default_value),
-            )
+        out = np.empty(tuple(ref_shape) + self.shape[3:], dtype=out_dtype)
+        size = [int(n) for n in ref_shape[::-1]][:dim]
+        for t, frame in enumerate(self.frames()):
+            src = frame.to_simpleitk(dtype=None if keep else out_dtype, dimension=dim,
+                                     index_space=True)
+            src.SetSpacing([1.0] * dim)  # physical point = ITK index (x, y[, z] order)
+            res = sitk.Resample(src, size, mapping, getattr(sitk, _INTERPOLATORS[interpolation]),
+                                [0.0] * dim, [1.0] * dim, np.eye(dim).ravel().tolist(),
+                                float(default_value))
             arr = sitk.GetArrayViewFromImage(res)
-            if t is None:
-                out[...] = arr
+            if self._axis4 is None:
+                out[...] = arr.reshape(out.shape)
             else:
-                out[:, :, :, t] = arr
+                out[:, :, :, t] = arr.reshape(out.shape[:3] + out.shape[4:])
         return Image(out, ref_affine, channels=self._channels, meta=self.meta,
                      **self._axis_kwargs())
 
@@ -514,7 +534,8 @@ class Image:
         ----------
         dtype : numpy dtype, optional
             Cast the voxels to this type; None keeps theirs. Bool always
-            becomes uint8 (SimpleITK has no bool pixels).
+            becomes uint8 (SimpleITK has no bool pixels), big-endian data
+            native byte order.
         dimension : {3, 2}
             3 (default), or 2 for a single-slice image (shape
             ``(1, rows, columns)``): a 2D SimpleITK image with the in-plane
@@ -553,6 +574,8 @@ class Image:
             arr = arr.astype(dtype, copy=False)
         if arr.dtype == np.bool_:
             arr = arr.view(np.uint8)
+        elif not arr.dtype.isnative:  # e.g. big-endian NIfTI data: SimpleITK needs native
+            arr = arr.astype(arr.dtype.newbyteorder("="))
         if dimension == 2:
             arr = arr[0]
         img = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=self._channels)
@@ -823,6 +846,83 @@ class Image:
                 "resample it onto an orthogonal grid first: "
                 "image.resample_to(image.orthogonal_grid())"
             )
+
+
+def _grid(reference: Any) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The spatial shape and affine of an Image or a ``(shape, affine)`` grid."""
+    if isinstance(reference, Image):
+        return reference.spatial_shape, reference.affine
+    if not isinstance(reference, (tuple, list)) or len(reference) != 2:
+        raise TypeError(
+            "reference must be a medlab.Image or a (shape, affine) grid, got "
+            f"{type(reference).__name__}"
+        )
+    shape = tuple(int(n) for n in reference[0])[:3]
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"a grid's shape needs 3 spatial sizes >= 1, got {tuple(reference[0])}")
+    return shape, geo.check_affine(reference[1])  # type: ignore[return-value]
+
+
+def _itk_index_affine(affine: np.ndarray, dim: int) -> np.ndarray:
+    """ITK-ordered index ``(x, y[, z])`` -> LPS mm as a (dim+1)-square matrix.
+
+    ``dim=2`` keeps a single slice's in-plane (column, row) axes on the LPS
+    ``x, y`` plane, as :meth:`Image.to_simpleitk` with ``dimension=2`` does.
+    """
+    if dim == 3:
+        return geo.swap_xyz_index(affine)
+    a = np.eye(3)
+    a[:2, 0], a[:2, 1], a[:2, 2] = affine[:2, 2], affine[:2, 1], affine[:2, 3]
+    return a
+
+
+def _transform_matrix(transform: Any, dim: int) -> np.ndarray | None:
+    """A (dim+1)-square matrix of a linear transform (None when it is not linear)."""
+    if not hasattr(transform, "GetDimension"):
+        m = np.asarray(transform, dtype=float)
+        if m.shape != (4, 4) or not np.all(np.isfinite(m)) \
+                or not np.allclose(m[3], [0, 0, 0, 1]):
+            raise ValueError(
+                "transform must be a SimpleITK transform or a 4x4 matrix acting on LPS "
+                f"[x, y, z, 1] (last row 0, 0, 0, 1), got {np.asarray(transform).shape!r} "
+                f"{type(transform).__name__}"
+            )
+        return m
+    if not transform.IsLinear():
+        return None
+    m = np.eye(dim + 1)
+    m[:dim, dim] = transform.TransformPoint([0.0] * dim)
+    for k in range(dim):
+        m[:dim, k] = np.asarray(transform.TransformPoint(np.eye(dim)[k].tolist())) - m[:dim, dim]
+    return m
+
+
+def _affine_transform(matrix: np.ndarray) -> sitk.AffineTransform:
+    import SimpleITK as sitk
+
+    dim = matrix.shape[0] - 1
+    out = sitk.AffineTransform(dim)
+    out.SetMatrix(matrix[:dim, :dim].ravel().tolist())
+    out.SetTranslation(matrix[:dim, dim].tolist())
+    return out
+
+
+def _index_transform(src: np.ndarray, ref: np.ndarray, transform: Any, dim: int) -> sitk.Transform:
+    """Output ITK index -> source ITK index: ``src^-1 . transform . ref``.
+
+    One affine when ``transform`` is None or linear; otherwise a composite
+    of the two grid affines around the (deformable) transform.
+    """
+    import SimpleITK as sitk
+
+    if transform is None:
+        return _affine_transform(np.linalg.inv(src) @ ref)
+    matrix = _transform_matrix(transform, dim)
+    if matrix is not None:
+        return _affine_transform(np.linalg.inv(src) @ matrix @ ref)
+    return sitk.CompositeTransform(
+        [_affine_transform(np.linalg.inv(src)), transform, _affine_transform(ref)]
+    )
 
 
 def _fourth_axis(

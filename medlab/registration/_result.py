@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .._validate import require_image
-from ..image import Image
+from ..image import Image, Interpolation
 from ._convert import RegistrationError, apply_transform, as_points
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -18,9 +18,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
 
 __all__ = ["RegistrationResult", "load_transform", "resample", "transform_points"]
-
-Interpolation = Literal["linear", "nearest", "label", "bspline"]
-
 
 def compose(after: sitk.Transform, first: sitk.Transform) -> sitk.Transform:
     """The transform ``x -> after(first(x))`` (one flat composite)."""
@@ -45,6 +42,10 @@ def resample(
 ) -> Image:
     """Resample a moving-space ``image`` onto ``reference``'s grid through ``transform``.
 
+    This is :meth:`medlab.Image.resample_to` with ``transform=`` (medlab's
+    one resampler, with its interpolators and dtype rule), after a check
+    that the transform's dimension fits both images.
+
     Parameters
     ----------
     image : Image
@@ -68,41 +69,16 @@ def resample(
     Image
         On ``reference``'s grid, with ``image``'s metadata.
     """
-    import SimpleITK as sitk
-
     require_image(image, "image")
     require_image(reference, "reference")
-    interpolators = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor,
-                     "label": sitk.sitkLabelGaussian, "bspline": sitk.sitkBSpline}
-    if interpolation not in interpolators:
-        raise ValueError(f"interpolation must be one of {sorted(interpolators)}, got "
-                         f"{interpolation!r}")
     dim = transform.GetDimension()
     for role, img in (("image", image), ("reference", reference)):
         if _spatial_dim(img) != dim:
             raise RegistrationError(
                 f"a {dim}D transform cannot resample a {_spatial_dim(img)}D {role} {img!r}; "
                 "2D transforms go with single-slice (1, rows, columns) images")
-    keep = interpolation in ("nearest", "label")
-    if keep:
-        out_dtype = np.dtype(np.uint8) if image.dtype == np.bool_ else image.dtype
-    else:
-        out_dtype = np.dtype(np.float64 if image.dtype == np.float64 else np.float32)
-    ref_s = reference.with_array(np.zeros(reference.spatial_shape, np.uint8), frame_times_s=None,
-                                 channels=False).to_simpleitk(dimension=dim)
-    frames = image.frames()
-    arrays = []
-    for frame in frames:
-        src = frame.to_simpleitk(dimension=dim, dtype=None if keep else out_dtype)
-        res = sitk.Resample(src, ref_s, transform, interpolators[interpolation],
-                            float(default_value))
-        arr = sitk.GetArrayFromImage(res)
-        arrays.append(arr[np.newaxis] if dim == 2 else arr)
-    data = arrays[0] if len(arrays) == 1 else np.stack(arrays, axis=3)
-    if image.dtype == np.bool_:
-        data = data.astype(bool)
-    return image.with_array(data.astype(out_dtype if image.dtype != np.bool_ else bool,
-                                        copy=False), affine=reference.affine)
+    return image.resample_to(reference, transform=transform, interpolation=interpolation,
+                             default_value=default_value)
 
 
 def transform_points(points_lps: npt.ArrayLike, transform: sitk.Transform) -> np.ndarray:
