@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-from ._display import ensure_figure_display
+from ._display import ensure_figure_display, require_matplotlib
 
 __all__ = ["cohort_overview"]
 
@@ -61,6 +61,7 @@ def cohort_overview(index: Any, *, title: str | None = None, top_manufacturers: 
     -------
     matplotlib.figure.Figure
     """
+    require_matplotlib("ml.view.cohort_overview")
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 

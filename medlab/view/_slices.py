@@ -8,7 +8,7 @@ import numpy as np
 
 from ..image import Image
 from ..privacy import display_text
-from ._display import ensure_figure_display
+from ._display import ensure_figure_display, require_matplotlib
 from ._window import apply_window, resolve_window
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -190,6 +190,7 @@ def plot_slices(
     -------
     matplotlib.figure.Figure
     """
+    require_matplotlib("ml.view.plot_slices")
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
