@@ -5,7 +5,7 @@ Needs only Python >= 3.11 with pip and venv. Usage:
 
     python3 tasks.py lab              # set up medlab[all], then JupyterLab on notebooks/
     python3 tasks.py lab --execute    # set up, then run every notebook headless
-    python3 tasks.py test             # set up medlab[all,test], then the test suite and ruff
+    python3 tasks.py test             # set up medlab[all,test], then the test suite, ruff, mypy
     python3 tasks.py docs             # set up medlab[all,docs], then the site in build/docs/html
     python3 tasks.py bench [--quick]  # set up, then the benchmarks
     python3 tasks.py minimal          # the minimal install (no extras, then [plot]) and its test
@@ -119,6 +119,8 @@ def test(args: list[str]) -> int:
     setup(("all", "test"))
     rc = _run(PY, "-m", "ruff", "check", "medlab", "tests", "benchmarks", "docs", "tasks.py",
               check=False)
+    # the type check of the public API (the files listed in pyproject.toml's [tool.mypy])
+    rc |= _run(PY, "-m", "mypy", check=False)
     n = "2" if (os.cpu_count() or 1) >= 2 else "1"
     rc_tests = _run(PY, "-m", "pytest", "-n", n, "--dist", "loadfile", *args, check=False)
     return rc_tests or rc

@@ -41,6 +41,7 @@ SAMPLE_CT = "dicom/STS_002/CT/image"
 def test_the_installed_wheel_is_tested_in_a_minimal_environment() -> None:
     site = Path(ml.__file__).resolve().parents[1]
     assert site.name == "site-packages", f"medlab imported from {ml.__file__}, not the wheel"
+    assert (site / "medlab" / "py.typed").is_file()  # PEP 561: type checkers read medlab's hints
     present = sorted(m for m in EXTRA_PACKAGES if importlib.util.find_spec(m) is not None)
     assert not present, f"packages of extras are installed: {present}"
     assert (importlib.util.find_spec("matplotlib") is not None) == PLOT, (
