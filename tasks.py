@@ -5,9 +5,10 @@ Needs only Python >= 3.11 with pip and venv. Usage:
 
     python3 tasks.py lab              # set up medlab[all], then JupyterLab on notebooks/
     python3 tasks.py lab --execute    # set up, then run every notebook headless
-    python3 tasks.py test             # set up medlab[all,test], then the test suite and ruff
+    python3 tasks.py test             # set up medlab[all,test], then the test suite, ruff, mypy
     python3 tasks.py docs             # set up medlab[all,docs], then the site in build/docs/html
     python3 tasks.py bench [--quick]  # set up, then the benchmarks
+    python3 tasks.py minimal          # the minimal install (no extras, then [plot]) and its test
 
 The environment lives in ``.venv`` (override with MEDLAB_VENV) and is
 reinstalled when pyproject.toml changes or a command needs extras it lacks.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -42,9 +44,9 @@ LAB_OVERRIDES = {
 }
 
 
-def _run(*cmd: str | os.PathLike, check: bool = True) -> int:
+def _run(*cmd: str | os.PathLike, check: bool = True, env: dict[str, str] | None = None) -> int:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    return subprocess.run([str(c) for c in cmd], cwd=ROOT, check=check).returncode
+    return subprocess.run([str(c) for c in cmd], cwd=ROOT, check=check, env=env).returncode
 
 
 def write_lab_settings(prefix: Path) -> Path:
@@ -117,6 +119,8 @@ def test(args: list[str]) -> int:
     setup(("all", "test"))
     rc = _run(PY, "-m", "ruff", "check", "medlab", "tests", "benchmarks", "docs", "tasks.py",
               check=False)
+    # the type check of the public API (the files listed in pyproject.toml's [tool.mypy])
+    rc |= _run(PY, "-m", "mypy", check=False)
     n = "2" if (os.cpu_count() or 1) >= 2 else "1"
     rc_tests = _run(PY, "-m", "pytest", "-n", n, "--dist", "loadfile", *args, check=False)
     return rc_tests or rc
@@ -141,8 +145,40 @@ def bench(args: list[str]) -> int:
     return rc
 
 
+MINIMAL_VENV = Path(os.environ.get("MEDLAB_MINIMAL_VENV", ROOT / "build" / "minimal-venv"))
+"""The throw-away environment of :func:`minimal` (made anew on every run)."""
+
+
+def minimal(args: list[str]) -> int:
+    """Test the minimal install: the wheel without extras, then with ``[plot]`` (no widgets).
+
+    A fresh virtual environment (:data:`MINIMAL_VENV`) gets ``pip install .`` (a wheel, as
+    users get it, with the bundled samples) and pytest, and runs tests/minimal/ once; then
+    ``pip install ".[plot]"`` and runs it again. No conftest and no MEDLAB_DATA: the samples
+    come from the wheel. Keeps the extras honest: a module that imports an extra's package
+    without saying which extra to install fails here.
+    """
+    if MINIMAL_VENV.exists():
+        shutil.rmtree(MINIMAL_VENV)
+    venv.EnvBuilder(with_pip=True).create(MINIMAL_VENV)
+    py = MINIMAL_VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("MEDLAB_DATA", "PYTHONPATH")}
+    env["MPLBACKEND"] = "Agg"
+    rc = 0
+    for extras in ("", "plot"):
+        # --no-compile: no .pyc for SciPy, pandas, ... up front (a minute of the install)
+        target = f".[{extras}]" if extras else "."
+        _run(py, "-m", "pip", "install", "--quiet", "--no-compile", target,
+             *([] if extras else ["pytest"]), env=env)
+        # -P: import the installed wheel, not the checkout in the working directory
+        rc |= _run(py, "-P", "-m", "pytest", "--noconftest", "-p", "no:cacheprovider", "-q",
+                   "tests/minimal", *args, env={**env, "MEDLAB_MINIMAL_EXTRAS": extras},
+                   check=False)
+    return rc
+
+
 def main() -> int:
-    commands = {"lab": lab, "test": test, "docs": docs, "bench": bench}
+    commands = {"lab": lab, "test": test, "docs": docs, "bench": bench, "minimal": minimal}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2

@@ -145,17 +145,17 @@ def compose_affine(
            [ 0.,  2.,  0., 20.],
            [ 0.,  0.,  1., 30.]])
     """
-    spacing = np.asarray(spacing, dtype=float)
+    step = np.asarray(spacing, dtype=float)
     direction = np.asarray(direction, dtype=float)
-    if spacing.shape != (3,) or direction.shape != (3, 3):
+    if step.shape != (3,) or direction.shape != (3, 3):
         raise GeometryError(
-            f"spacing must have 3 values and direction be 3x3, got {spacing.shape} and "
+            f"spacing must have 3 values and direction be 3x3, got {step.shape} and "
             f"{direction.shape}"
         )
-    if np.any(spacing <= 0) or not np.all(np.isfinite(spacing)):
-        raise GeometryError(f"spacing must be positive and finite, got {spacing.tolist()}")
+    if np.any(step <= 0) or not np.all(np.isfinite(step)):
+        raise GeometryError(f"spacing must be positive and finite, got {step.tolist()}")
     affine = np.eye(4)
-    affine[:3, :3] = direction * spacing
+    affine[:3, :3] = direction * step
     affine[:3, 3] = origin
     return affine
 

@@ -95,10 +95,10 @@ class Image:
         array: npt.ArrayLike,
         affine: npt.ArrayLike,
         *,
-        frame_times_s: Sequence[float] | None = None,
-        b_values: Sequence[float] | None = None,
+        frame_times_s: npt.ArrayLike | None = None,
+        b_values: npt.ArrayLike | None = None,
         b_vectors: npt.ArrayLike | None = None,
-        echo_times_s: Sequence[float] | None = None,
+        echo_times_s: npt.ArrayLike | None = None,
         frame_axis: FrameAxis | None = None,
         channels: bool = False,
         meta: Mapping[str, Any] | None = None,
@@ -123,7 +123,7 @@ class Image:
         self._axis4_values: np.ndarray | None = values
         self._b_vectors: np.ndarray | None = None
         if values is not None and values.shape[0] != arr.shape[3]:
-            name = {"time": "frame times", "diffusion": "b-values", "echo": "echo times"}[kind]
+            name = {"time": "frame times", "diffusion": "b-values", "echo": "echo times"}[str(kind)]
             raise GeometryError(
                 f"{values.shape[0]} {name} were given for a {kind} axis of length {arr.shape[3]}"
             )

@@ -467,7 +467,7 @@ class Pseudonyms:
 
     def parameters(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
         """Parameters as shown in a report: identifier values become pseudonyms."""
-        out = {}
+        out: dict[str, Any] = {}
         for name, value in parameters.items():
             kind = identifier_kind(name)
             if kind == "birth_date" and value is not None:

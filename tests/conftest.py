@@ -25,6 +25,9 @@ if "MEDLAB_DATA" not in os.environ and _default.is_dir():
 # keep the test suite's caches out of the user's home
 os.environ.setdefault("MEDLAB_CACHE", str(REPO / ".medlab-cache"))
 
+# tests/minimal/ runs in its own minimal environment (python3 tasks.py minimal), not here
+collect_ignore = ["minimal"]
+
 
 def shared_data_root() -> Path:
     """The first MEDLAB_DATA root (where the shared datasets live)."""

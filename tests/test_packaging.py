@@ -91,12 +91,12 @@ def test_all_extra_is_every_user_feature_and_no_tooling():
         "a new extra belongs in [all] (or in NOT_IN_ALL with its reason in the README)")
     user = _expand("all", extras)
     only_tests = {"pytest", "ruff", "pytest-xdist", "itk-elastix", "pyradiomics-bhklab",
-                  "medpy", "dicognito", "itkwidgets", "itk", "sphinx"}
+                  "medpy", "dicognito", "itkwidgets", "itk", "sphinx", "mypy"}
     # (pypdf is a user dependency: a report's final identifier check reads the PDF's text)
     assert not user & only_tests, f"[all] pulls in tooling: {sorted(user & only_tests)}"
     # the test command gets everything the user gets plus ITK for the to_itk edge and the
     # docs tools (tests/test_docs.py builds the site)
-    assert {"itk", "pytest", "ruff", "sphinx", "myst-nb"} <= _expand("test", extras)
+    assert {"itk", "pytest", "ruff", "mypy", "sphinx", "myst-nb"} <= _expand("test", extras)
 
 
 def test_readme_names_the_extras_outside_all():
@@ -174,3 +174,13 @@ def test_readme_starts_with_the_two_commands():
     assert "python3 tasks.py test" in ci
     # CI builds the docs after the tests, which leave the executed notebooks the docs reuse
     assert ci.index("python3 tasks.py test") < ci.index("python3 tasks.py docs")
+
+
+def test_plot_extra_is_the_static_figures_without_widgets():
+    """``[plot]`` (matplotlib) is what the static figures need; ``[view]`` adds the widgets on top
+    (tests/minimal/ checks both in a real minimal install)."""
+    extras = _extras()
+    plot, view = _expand("plot", extras), _expand("view", extras)
+    assert "matplotlib" in plot
+    assert not plot & {"anywidget", "ipywidgets", "ipyniivue"}
+    assert plot < view and {"anywidget", "ipywidgets"} <= view

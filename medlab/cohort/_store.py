@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._optional import import_optional
 from ._schema import (
     ERROR_COLUMNS,
     FRAME_COLUMNS,
@@ -208,10 +209,7 @@ def _as_paths(paths: Any) -> list[str]:
 
 
 def _connect(db: str | os.PathLike | None, *, read_only: bool = False) -> tuple[Any, Path | None]:
-    try:
-        import duckdb
-    except ImportError as exc:  # pragma: no cover - duckdb is a cohort dependency
-        raise ImportError("the cohort index needs DuckDB: pip install 'medlab[cohort]'") from exc
+    duckdb = import_optional("duckdb", feature="the cohort index", extra="cohort")
     if db is None:
         return duckdb.connect(":memory:"), None
     path = Path(db).expanduser().resolve()

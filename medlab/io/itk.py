@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import ImageReadError
 from ..image import Image
@@ -27,7 +28,7 @@ def read_itk(path: str | os.PathLike) -> Image:
         raise ImageReadError(
             f"SimpleITK cannot read {str(path)!r}: {str(exc).strip().splitlines()[-1]}"
         ) from exc
-    meta = {"source": "itk", "files": [str(path)], **_spacing_provenance(path, img)}
+    meta: dict[str, Any] = {"source": "itk", "files": [str(path)], **_spacing_provenance(path, img)}
     if img.GetDimension() == 4:
         frames = [sitk.Extract(img, [*img.GetSize()[:3], 0], [0, 0, 0, t])
                   for t in range(img.GetSize()[3])]

@@ -6,6 +6,7 @@ import os
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def _load_checked(path: str | os.PathLike):
     level = logger.level
     try:
         logger.setLevel(100)
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))  # a NIfTI-1/2 or Analyze image (typed as the base class)
         shape = tuple(int(n) for n in img.header.get_data_shape())
         itemsize = img.header.get_data_dtype().itemsize
         offset = int(getattr(img.dataobj, "offset", 0) or 0)

@@ -300,7 +300,7 @@ def suv_factors(
             base_kind, base_factor = "bw", float(factors[0])
             origin["suv_bw_factor"] = "Philips SUV scale factor (7053,1000)"
             if not np.allclose([float(f) for f in factors], base_factor, rtol=1e-9, atol=0):
-                files = [str(f) for f in (source.meta.get("files") if isinstance(source, Image) else [])]
+                files = [str(f) for f in ((source.meta.get("files") or []) if isinstance(source, Image) else [])]
                 per_file = dict(zip(files, (float(f) for f in factors), strict=False))
         else:
             conc = _private(ds, 0x7053, _PHILIPS, 0x09)
@@ -376,6 +376,7 @@ def _decayed_dose(datasets: list[Any], where: str, kind: str, out: dict, origin:
     ds = datasets[0]
     rp = _radiopharmaceutical(ds)
     seq = "RadiopharmaceuticalInformationSequence (0054,0016)"
+    dose: float | None
     if injected_dose_bq:
         dose, origin["injected_dose_bq"] = float(injected_dose_bq), "injected_dose_bq="
     else:
@@ -417,6 +418,7 @@ def _decayed_dose(datasets: list[Any], where: str, kind: str, out: dict, origin:
             notes.append(f"the decay time {t / 3600:.1f} h is longer than a day: check the injection "
                          "and scan dates (de-identification may have shifted one of them)")
         out["injection_datetime"], out["reference_datetime"] = inj, start
+    T: float | None
     if half_life_s:
         T, origin["half_life_s"] = float(half_life_s), "half_life_s="
     else:

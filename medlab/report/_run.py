@@ -33,7 +33,7 @@ from ..privacy import ENV_CONTEXT, Pseudonyms, identifier_kind, learned_in_kerne
 from ._export import to_html, to_pdf
 from ._provenance import _data_roots, collect, hash_inputs, read_tracked, sha256_file, to_markdown
 from ._results import ENV_RUN_DIR, RESULTS_FOLDER, read_results
-from ._runner import NotebookError, run_notebook
+from ._runner import NotebookError, require_notebook_tools, run_notebook
 from ._track import INPUTS_FILE
 
 __all__ = ["PROVENANCE_FILE", "RUN_FILE", "WITHHELD_FOLDER", "RunResult", "check_outputs",
@@ -403,6 +403,7 @@ def run(
     medlab.errors.IdentifierLeakError
         A patient identifier is left in an output (see :func:`check_outputs`).
     """
+    require_notebook_tools("medlab.report.run")
     path = _notebook_path(notebook)
     params = check_parameters(parameters)
     snapshot_path = _snapshot_path(snapshot, out, show_phi=show_phi)

@@ -10,9 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .._optional import import_optional
 from ..errors import MedlabError
 
-__all__ = ["NotebookError", "run_notebook", "run_notebooks"]
+__all__ = ["NotebookError", "require_notebook_tools", "run_notebook", "run_notebooks"]
+
+
+def require_notebook_tools(feature: str) -> None:
+    """Raise :class:`~medlab.errors.MissingDependencyError` naming the ``report`` extra when
+    nbformat or nbclient (which run notebooks) are missing, before anything is written."""
+    for module in ("nbformat", "nbclient"):
+        import_optional(module, feature=feature, extra="report")
 
 
 class NotebookError(MedlabError, RuntimeError):
@@ -85,6 +93,7 @@ def run_notebook(
     NotebookError
         When a cell fails: names the notebook, the cell number and the error.
     """
+    require_notebook_tools("running a notebook (medlab.report)")
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-from ._display import ensure_figure_display
+from ._display import ensure_figure_display, require_matplotlib
 
 __all__ = ["cohort_overview"]
 
@@ -37,7 +37,7 @@ def _hist_by_modality(ax: Axes, table: Any, column: str, title: str) -> None:
     hi = float(np.percentile(data[column], 98))
     bins = np.linspace(0, max(hi, 1e-3) * 1.05, 25)
     for modality, grp in data.groupby("modality"):
-        ax.hist(grp[column].clip(upper=bins[-1]), bins=bins, alpha=0.6, label=modality)
+        ax.hist(grp[column].clip(upper=bins[-1]), bins=bins.tolist(), alpha=0.6, label=modality)
     clipped = int((data[column] > bins[-1]).sum())
     ax.set(title=title + (f" ({clipped} above {bins[-1]:.3g} mm in the last bin)" if clipped else ""),
            xlabel="mm", ylabel="series")
@@ -61,6 +61,7 @@ def cohort_overview(index: Any, *, title: str | None = None, top_manufacturers: 
     -------
     matplotlib.figure.Figure
     """
+    require_matplotlib("ml.view.cohort_overview")
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 

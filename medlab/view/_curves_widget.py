@@ -9,17 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import ipywidgets  # the 'view' extra: medlab.view checks for it before it imports this module
 import numpy as np
 import pandas as pd
 
 from ..image import Image
 from ._display import FullStateOnOpen, StaticSnapshot, figure_png
 from ._slices_widget import SliceViewer, acquisition_plane
-
-try:
-    import ipywidgets
-except ImportError:  # pragma: no cover - checked by _slices_widget already
-    ipywidgets = None
 
 __all__ = ["CurveExplorer", "curves"]
 

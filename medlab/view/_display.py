@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FullStateOnOpen", "StaticSnapshot", "ensure_figure_display", "figure_png"]
+__all__ = ["FullStateOnOpen", "StaticSnapshot", "ensure_figure_display", "figure_png",
+           "require_matplotlib"]
+
+
+def require_matplotlib(feature: str) -> None:
+    """Raise :class:`~medlab.errors.MissingDependencyError` naming the ``plot`` extra when
+    matplotlib is missing (the static plots need it; ``import medlab.view`` does not)."""
+    from .._optional import import_optional
+
+    import_optional("matplotlib", feature=feature, extra="plot")
 
 
 def ensure_figure_display() -> None:

@@ -12,17 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import ipywidgets  # the 'view' extra: medlab.view checks for it before it imports this module
 import numpy as np
 import pandas as pd
 
 from ..image import Image
 from ._display import FullStateOnOpen, StaticSnapshot
 from ._slices_widget import SliceViewer
-
-try:
-    import ipywidgets
-except ImportError:  # pragma: no cover - checked by _slices_widget already
-    ipywidgets = None
 
 __all__ = ["LandmarkPairs", "landmarks"]
 

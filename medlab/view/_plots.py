@@ -12,7 +12,7 @@ import numpy as np
 
 from ..image import Image
 from ..privacy import display_text
-from ._display import ensure_figure_display
+from ._display import ensure_figure_display, require_matplotlib
 from ._slices import (
     _axis_label,
     _image_plane,
@@ -131,6 +131,7 @@ def plot_map(
     matplotlib.figure.Figure
         One pane with LPS mm axes and a colour bar.
     """
+    require_matplotlib("ml.view.plot_map")
     from matplotlib.figure import Figure
 
     plane = _check_plane(anatomy, plane)
@@ -190,6 +191,7 @@ def plot_curves(
     matplotlib.figure.Figure
         Time in seconds on x, the statistic with its unit on y, a legend.
     """
+    require_matplotlib("ml.view.plot_curves")
     from matplotlib.figure import Figure
 
     from ..measure import display_units
@@ -268,6 +270,7 @@ def plot_registration(
     -------
     matplotlib.figure.Figure
     """
+    require_matplotlib("ml.view.plot_registration")
     from matplotlib.figure import Figure
 
     modes = [mode] if isinstance(mode, str) else list(mode)

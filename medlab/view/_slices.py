@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ..image import Image
 from ..privacy import display_text
-from ._display import ensure_figure_display
+from ._display import ensure_figure_display, require_matplotlib
 from ._window import apply_window, resolve_window
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,9 +31,10 @@ def label_colors(values: Any) -> np.ndarray:
     static plots, the slice viewer, its snapshot and the 3D view.
     """
     import matplotlib
+    from matplotlib.colors import ListedColormap
 
-    base = np.vstack([matplotlib.colormaps["tab10"].colors,
-                      matplotlib.colormaps["tab20b"].colors])[:, :3]
+    base = np.vstack([cast(ListedColormap, matplotlib.colormaps["tab10"]).colors,
+                      cast(ListedColormap, matplotlib.colormaps["tab20b"]).colors])[:, :3]
     v = np.asarray(values, dtype=int)
     out = base[(v - 1) % len(base)]
     out[v == 0] = 0.0
@@ -96,7 +97,7 @@ def _plane_axes(affine: np.ndarray, origin_index: np.ndarray, row_step: np.ndarr
 
 def plane_slices(
     image: Image, *, point: Any = None, frame: int = 0, neurological: bool = False
-) -> dict[str, tuple[np.ndarray, tuple[float, float, float, float], tuple[str, ...]]]:
+) -> dict[str, tuple[np.ndarray, tuple[float, ...], tuple[str, ...]]]:
     """Axial, coronal and sagittal planes through ``point`` (LPS mm; default centre).
 
     Returns, per plane, ``(pixels, extent, letters)`` ready for
@@ -128,7 +129,7 @@ def plane_slices(
         # columns anterior->posterior, rows superior at top
         "sagittal": (arr[::-1, :, i], np.array([nz - 1.0, 0, i]), -e[0], e[1]),
     }
-    out = {}
+    out: dict[str, tuple[np.ndarray, tuple[float, ...], tuple[str, ...]]] = {}
     for name, (px, origin, row_step, col_step) in planes.items():
         letters = _LETTERS[name]
         if neurological and name != "sagittal":
@@ -190,6 +191,7 @@ def plot_slices(
     -------
     matplotlib.figure.Figure
     """
+    require_matplotlib("ml.view.plot_slices")
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
@@ -201,6 +203,7 @@ def plot_slices(
     if image.meta.get("invert_display"):
         cmap = cmap + "_r" if not cmap.endswith("_r") else cmap[:-2]
     is_2d = image.spatial_shape[0] == 1
+    planes: dict[str, tuple[Any, ...]]
     if is_2d:
         planes = {"axial": _image_plane(image, frame)}
     else:

@@ -19,10 +19,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import anywidget  # the 'view' extra: medlab.view checks for it before it imports this module
 import numpy as np
+import traitlets as t
 
 from .._validate import require_image
-from ..errors import MissingDependencyError
 from ..image import Image
 from ..privacy import display_text
 from ._annotations import NORMAL as _NORMAL
@@ -31,22 +32,12 @@ from ._display import FullStateOnOpen, StaticSnapshot
 from ._slices import _letter, acquisition_plane, label_legend
 from ._slices import projection_letters as _projection_letters
 from ._slices_snapshot import Snapshot, label_lut
-from ._window import WINDOW_PRESETS, auto_window, resolve_window
+from ._window import CMAPS, WINDOW_PRESETS, auto_window, resolve_window
 
-try:
-    import anywidget
-    import traitlets as t
-except ImportError as exc:  # pragma: no cover - the view extra is missing
-    raise MissingDependencyError(
-        "medlab.view widgets need anywidget and ipywidgets: pip install 'medlab[view]'"
-    ) from exc
-
-__all__ = ["CMAPS", "SliceViewer", "acquisition_plane", "compare", "slices"]
+__all__ = ["SliceViewer", "acquisition_plane", "compare", "slices"]
 
 _STATIC = Path(__file__).parent / "_static"
 PLANES = ("axial", "coronal", "sagittal")
-#: colour maps offered in the viewer's menu (matplotlib names)
-CMAPS = ("gray", "bone", "hot", "inferno", "viridis", "magma", "jet")
 _NATIVE = {np.dtype(d) for d in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32")}
 
 

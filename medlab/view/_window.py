@@ -6,7 +6,10 @@ import numpy as np
 
 from ..image import Image
 
-__all__ = ["WINDOW_PRESETS", "apply_window", "auto_window", "resolve_window", "window_scaled"]
+__all__ = ["CMAPS", "WINDOW_PRESETS", "apply_window", "auto_window", "resolve_window", "window_scaled"]
+
+#: colour maps offered in the slice viewer's menu (matplotlib names)
+CMAPS = ("gray", "bone", "hot", "inferno", "viridis", "magma", "jet")
 
 #: (width, level) in the image's units (HU for CT).
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {

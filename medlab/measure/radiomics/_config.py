@@ -176,7 +176,7 @@ class RadiomicsConfig:
     @property
     def matrix_aggregations(self) -> tuple[str, ...]:
         """GLCM/GLRLM aggregation methods selected, in IBSI order."""
-        chosen = set()
+        chosen: set[str] = set()
         for a in self.aggregation:
             if a in DIMENSIONS:
                 chosen.update(m for m, d in MATRIX_AGGREGATIONS.items() if d == a)

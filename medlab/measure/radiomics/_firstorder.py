@@ -76,6 +76,7 @@ def intensity_histogram(levels: np.ndarray, n_levels: int) -> dict[str, float]:
     hist = hist.astype(np.float64)
     p = hist / hist.sum()
     nz = p[p > 0]
+    grad: np.ndarray
     if hist.size > 1:
         grad = np.empty_like(hist)
         grad[0] = hist[1] - hist[0]

@@ -136,7 +136,8 @@ def prepare(
     if target is None:
         new_spacing = old_spacing.copy()
     else:
-        new_spacing = np.array([o if t is None else t for o, t in zip(old_spacing, target, strict=True)])
+        steps = (target,) * 3 if isinstance(target, (int, float)) else target  # a tuple by now
+        new_spacing = np.array([o if t is None else t for o, t in zip(old_spacing, steps, strict=True)])
     scale = new_spacing / old_spacing
     resample = not np.allclose(scale, 1.0)
     if resample:

@@ -99,8 +99,8 @@ def _cooccurrence(levels: np.ndarray, ng: int, offsets, *, by_slice: bool) -> np
             z = np.broadcast_to(z_index[src[0]][:, None, None], a.shape)[valid]
             idx = z * (ng * ng) + idx
         out[:, d] = np.bincount(idx, minlength=nz * ng * ng).reshape(nz, ng * ng)
-    out = out.reshape(nz, len(offsets), ng, ng)
-    return out + out.swapaxes(-1, -2)
+    counts = out.reshape(nz, len(offsets), ng, ng)
+    return counts + counts.swapaxes(-1, -2)
 
 
 def glcm(levels: np.ndarray, ng: int, methods: tuple[str, ...], *, distance: int = 1) -> dict:
