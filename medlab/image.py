@@ -455,8 +455,8 @@ class Image:
             raise ValueError(
                 f"interpolation must be one of {sorted(_INTERPOLATORS)}, got {interpolation!r}"
             )
-        dim = 3 if transform is None or not hasattr(transform, "GetDimension") \
-            else int(transform.GetDimension())
+        dim: Literal[2, 3] = 2 if transform is not None and hasattr(transform, "GetDimension") \
+            and int(transform.GetDimension()) == 2 else 3
         if dim == 2 and (self.spatial_shape[0] != 1 or ref_shape[0] != 1):
             raise GeometryError(
                 f"a 2D transform resamples single-slice images (1, rows, columns), got an image "
