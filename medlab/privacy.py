@@ -56,6 +56,7 @@ __all__ = [
     "identifier_kind",
     "is_pseudonym",
     "pseudonym",
+    "reset",
     "scan_files",
     "session",
     "show_phi",
@@ -701,6 +702,17 @@ def configure(*, key: str | bytes | None = None, mapping: Any = None,
         if show_phi is not None:
             _state["show_phi"] = bool(show_phi)
     return pseudo
+
+
+def reset() -> None:
+    """Forget what this session learned: identifiers, watched indexes, file sources, key.
+
+    The next display starts a fresh session (:func:`session`), as in a new
+    kernel; e.g. after switching from one cohort to another in a notebook.
+    """
+    with _lock:
+        _state.clear()
+        _state.update({"pseudonyms": None, "show_phi": None, "sources": [], "read": set()})
 
 
 def add_source(files: Callable[[], Iterable[str]]) -> None:

@@ -34,6 +34,19 @@ def shared_data_root() -> Path:
     return Path(os.environ["MEDLAB_DATA"].split(os.pathsep)[0])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_privacy_session():
+    """Each test module starts with a fresh privacy session (as a new kernel would): identifiers
+    one module's data taught (a phantom whose PatientName is 'phantom') must not pseudonymise
+    another module's titles when both run in one worker."""
+    import sys
+
+    privacy = sys.modules.get("medlab.privacy")  # never import medlab here (test_import)
+    if privacy is not None:
+        privacy.reset()
+    yield
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     return shared_data_root()

@@ -110,6 +110,9 @@ def test_display_name_in_a_figure_title_and_viewer_titles():
     assert view.title == f"{name} CT + GTV"
     assert pid not in view.title
     assert ml.privacy.display_text(f"{pid} MR") == f"{name} MR"
+    ml.privacy.reset()  # a fresh session has learned nothing: the id is plain text again
+    assert ml.privacy.display_text(f"{pid} MR") == f"{pid} MR"
+    assert ml.privacy.display_name(pid) == name  # and a display name is still the same pseudonym
 
 
 def test_scan_finds_identifiers_in_every_kind_of_output(tmp_path):
