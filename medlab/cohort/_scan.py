@@ -302,14 +302,15 @@ def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[t
     if problem is not None:
         return None, [], (path, size, mtime_ns, problem)
     fh = read_fast_header(path, _TOP_TAGS, items=_ITEM_TAGS)
-    row = None
+    row = fast = None
     if fh is not None:
         if _DIRECTORY_RECORDS in fh.seen:
             return None, [], (path, size, mtime_ns, _dicomdir_reason(path))
         row = _row_from_fast(fh, path, size, mtime_ns)
-        frames = None if row is None else fast_frames(fh, Path(path), size=size)
-        if frames is not None:  # the loader's fast path; None: the full reader explains it
-            return row, _frame_rows(frames, path, row[_COL["series_uid"]]), None
+        # the loader's fast path (None: the full reader explains the file)
+        fast = fast_frames(fh, Path(path), size=size)
+        if fast is not None and row is not None:
+            return row, _frame_rows(fast, path, row[_COL["series_uid"]]), None
         if row is not None and fh.pixel_offset is None and not fh.seen & _PIXEL_TAGS:
             return row, [], None  # no pixel data: not an image (SR, RTSTRUCT, ...)
     p = Path(path)
@@ -336,6 +337,8 @@ def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[t
         if row is None:
             row = _row_from_dataset(ds, path, size, mtime_ns)
         series_uid = row[_COL["series_uid"]]
+        if fast is not None:  # the row needed pydicom (its character set), the frames did not
+            return row, _frame_rows(fast, path, series_uid), None
         try:
             frames = checked_frames(ds, p, truncated)
         except NotAnImageError:
