@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 # underscore modules. Not in __all__: the names below re-exported for them.
 from ...errors import DicomReadError, ImageReadError, SeriesAssemblyError
 from ...image import Image
+from . import pixels
 from ._files import file_problem, iter_files, looks_like_dicom, read_dataset
 from ._spacing import PixelSpacingInfo, pixel_spacing
 from .frames import Frame, file_frames
@@ -34,7 +35,6 @@ from .header import quiet_pydicom
 from .header import read_fast_header as read_fast_header
 from .pixels import can_decode as can_decode
 from .pixels import claim_problem as claim_problem
-from .pixels import image_from_plan
 from .pixels import read_pixels as read_pixels
 from .pixels import transfer_syntax as transfer_syntax
 from .plan import Irregular, StackCheck, VolumePlan, check_stack, irregular_problem, loadable
@@ -267,7 +267,7 @@ def read_plans(
                           stacklevel=3)
         try:
             p.scaling_mode = scaling
-            images[p.id] = image_from_plan(p)
+            images[p.id] = pixels.image_from_plan(p)  # the pixel stage
         except ImageReadError as exc:  # DicomReadError, or a header claim over the budget
             bad = getattr(exc, "path", None)
             rest = [f for f in p.frames if str(f.path) != str(bad)]
