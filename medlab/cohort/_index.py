@@ -226,8 +226,13 @@ class Index:
 
     @property
     def frames(self) -> pd.DataFrame:
-        """One row per 2D frame as the loader assembles it (the series geometry's input)."""
-        return self._df("SELECT * FROM frames ORDER BY path, frame_index, tile")
+        """One row per 2D frame as the loader assembles it (the series geometry's input).
+
+        The stored frames themselves (column ``frame_record``, what
+        :meth:`load_series` plans from) are left out; :meth:`sql` reaches them.
+        """
+        return self._df("SELECT * EXCLUDE (frame_record) FROM frames ORDER BY path, "
+                        "frame_index, tile")
 
     def sql(self, query: str) -> pd.DataFrame:
         """Run a DuckDB SQL query on the index and return the result as a DataFrame.
