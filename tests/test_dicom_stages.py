@@ -1,4 +1,4 @@
-"""The DICOM stages (header -> frames -> plan -> pixels) as one pipeline (issue 14).
+"""The DICOM stages (header -> frames -> plans -> pixels) as one pipeline (issue 14).
 
 - ``Index.load_series`` plans a series from the frames the index stored and gives the
   Image ``medlab.load`` gives for the series' folder (real CT, MR and PET), without

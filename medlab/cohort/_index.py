@@ -504,7 +504,7 @@ class Index:
 
         The index keeps every frame the loader's header and frame stages read
         (``frames.frame_record``), so the series is planned from those
-        (:mod:`medlab.io.dicom.plan`) and only its pixels are read: the same
+        (:mod:`medlab.io.dicom.plans`) and only its pixels are read: the same
         Image as ``medlab.load`` of the series' files, without parsing every
         header again. Files changed on disk since they were indexed (size or
         modification time) are read again from disk instead, with a warning to
@@ -531,7 +531,7 @@ class Index:
         """
         from ..io.dicom import read_dicom, read_plans, several_images_error
         from ..io.dicom.header import quiet_pydicom
-        from ..io.dicom.plan import loadable, plan_volumes
+        from ..io.dicom.plans import loadable, plan_volumes
 
         files = self.files(series_uid)
         if not files:

@@ -144,14 +144,14 @@ def _middle_frame(frames: pd.DataFrame) -> _Pick | None:
 def _read_pick(pick: _Pick) -> Image:
     """The picked frame as a one-slice :class:`medlab.Image` (only that frame is decoded).
 
-    Through the loader's stages (:mod:`medlab.io.dicom.frames`, ``.plan``, ``.pixels``):
+    Through the loader's stages (:mod:`medlab.io.dicom.frames`, ``.plans``, ``.pixels``):
     the file's frames, a plan of the picked one, its pixels.
     """
     from ..errors import DicomReadError
     from ..io.dicom.frames import file_frames
     from ..io.dicom.header import quiet_pydicom
     from ..io.dicom.pixels import image_from_plan
-    from ..io.dicom.plan import plan_volumes
+    from ..io.dicom.plans import plan_volumes
 
     if not os.path.exists(pick.path):
         raise FileNotFoundError(

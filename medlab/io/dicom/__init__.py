@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 # The stages of DICOM reading, header -> frames -> plan -> pixels, are the documented internal
 # API for other medlab subpackages (the cohort index, the gallery's thumbnails): the modules
-# medlab.io.dicom.header, .frames, .plan and .pixels (and .values, the one converter of
+# medlab.io.dicom.header, .frames, .plans and .pixels (and .values, the one converter of
 # header values). Other subpackages import from those or from here, never from io.dicom's
 # underscore modules. Not in __all__: the names below re-exported for them.
 from ...errors import DicomReadError, ImageReadError, SeriesAssemblyError
@@ -37,10 +37,10 @@ from .pixels import can_decode as can_decode
 from .pixels import claim_problem as claim_problem
 from .pixels import read_pixels as read_pixels
 from .pixels import transfer_syntax as transfer_syntax
-from .plan import Irregular, StackCheck, VolumePlan, check_stack, irregular_problem, loadable
-from .plan import plan_volumes as plan_volumes
-from .plan import sort_indices_in_time as sort_indices_in_time
-from .plan import stack_geometry as stack_geometry
+from .plans import Irregular, StackCheck, VolumePlan, check_stack, irregular_problem, loadable
+from .plans import plan_volumes as plan_volumes
+from .plans import sort_indices_in_time as sort_indices_in_time
+from .plans import stack_geometry as stack_geometry
 
 __all__ = [
     "Frame",

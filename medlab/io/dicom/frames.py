@@ -2,7 +2,7 @@
 
 Internal API for medlab subpackages; not for users; may change.
 
-Stages: :mod:`.header` -> **frames** -> :mod:`.plan` -> :mod:`.pixels`. A
+Stages: :mod:`.header` -> **frames** -> :mod:`.plans` -> :mod:`.pixels`. A
 classic single-frame file gives one frame, a multi-frame object one per
 frame, a Siemens mosaic one per tile (:func:`frames_from_dataset`). A plain
 single-frame file takes the fast path (:func:`fast_frames`, from the fast

@@ -2,7 +2,7 @@
 
 Internal API for medlab subpackages; not for users; may change.
 
-Stages: **header** -> :mod:`.frames` -> :mod:`.plan` -> :mod:`.pixels`. This
+Stages: **header** -> :mod:`.frames` -> :mod:`.plans` -> :mod:`.pixels`. This
 stage reads a header two ways: :func:`read_fast_header` (the fast reader, raw
 values of the tags asked for; :data:`FAST_TAGS` are those the frame stage needs)
 for plain little-endian files, :func:`read_header` (pydicom, pixel data
@@ -55,6 +55,8 @@ FAST_KEYWORDS = (
     "RescaleSlope", "RescaleIntercept", "NumberOfFrames", "SOPClassUID",
     "EstimatedRadiographicMagnificationFactor", "PixelSpacingCalibrationType",
 )
+#: the tags (as ints) the fast reader keeps for the frame stage: :data:`FAST_KEYWORDS` and GE's
+#: RTIA timer, b-value and its private creator
 FAST_TAGS = frozenset(
     {int(Tag(k)) for k in FAST_KEYWORDS}
     | {0x0021105E, 0x00430010, 0x00431039}  # + GE RTIA timer, GE b-value and its creator

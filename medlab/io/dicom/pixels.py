@@ -2,9 +2,9 @@
 
 Internal API for medlab subpackages; not for users; may change.
 
-Stages: :mod:`.header` -> :mod:`.frames` -> :mod:`.plan` -> **pixels**.
+Stages: :mod:`.header` -> :mod:`.frames` -> :mod:`.plans` -> **pixels**.
 :func:`read_pixels` reads (uncompressed frames straight from the file) or
-decodes (pydicom's plugins) the frames of a :class:`~.plan.VolumePlan`,
+decodes (pydicom's plugins) the frames of a :class:`~.plans.VolumePlan`,
 applies rescale/scaling and returns the array; :func:`image_from_plan` wraps
 it as an Image with the plan's affine, fourth axis and metadata.
 :func:`can_decode` says beforehand whether a transfer syntax decodes with

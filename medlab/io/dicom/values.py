@@ -2,7 +2,7 @@
 
 Internal API for medlab subpackages; not for users; may change.
 
-The DICOM stages (:mod:`.header` -> :mod:`.frames` -> :mod:`.plan` -> :mod:`.pixels`)
+The DICOM stages (:mod:`.header` -> :mod:`.frames` -> :mod:`.plans` -> :mod:`.pixels`)
 and the cohort index convert header values only through these functions:
 
 - :func:`split` turns the raw bytes of an element (as the fast header reader

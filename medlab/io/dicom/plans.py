@@ -2,9 +2,9 @@
 
 Internal API for medlab subpackages; not for users; may change.
 
-Stages: :mod:`.header` -> :mod:`.frames` -> **plan** -> :mod:`.pixels`.
+Stages: :mod:`.header` -> :mod:`.frames` -> **plans** -> :mod:`.pixels`.
 :func:`plan_volumes` groups frames (from :mod:`.frames`, or rebuilt from the
-cohort index's records) into :class:`VolumePlan` s: the grid of frames of one
+cohort index's records) into :class:`VolumePlan` objects: the grid of frames of one
 image, its affine and metadata, and its geometry check. No pixel is read, so
 the plan alone says how many images a folder holds (:func:`loadable`).
 :func:`stack_geometry` and :func:`check_stack` are *the* series-geometry check
