@@ -3,6 +3,15 @@
 The public entry points are :func:`medlab.load` / :func:`medlab.io.load_all`;
 this subpackage also exposes :func:`scan` (headers only) and
 :func:`check_stack` (the series-geometry check the cohort index reuses).
+
+Reading goes through four stages, each a module that is the documented internal
+API for other medlab subpackages: :mod:`~medlab.io.dicom.header` (a file's
+header, checked) -> :mod:`~medlab.io.dicom.frames` (one record per 2D frame)
+-> :mod:`~medlab.io.dicom.plans` (frames grouped into images, no pixel read)
+-> :mod:`~medlab.io.dicom.pixels` (the pixels of a plan, as an Image), with
+:mod:`~medlab.io.dicom.values` converting header values. :func:`read_dicom`
+runs them over folders; the cohort index stores the frames of its scan and
+plans a series from them (:meth:`medlab.cohort.Index.load_series`).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import Literal
 import pandas as pd
 from tqdm.auto import tqdm
 
-# The stages of DICOM reading, header -> frames -> plan -> pixels, are the documented internal
+# The stages of DICOM reading, header -> frames -> plans -> pixels, are the documented internal
 # API for other medlab subpackages (the cohort index, the gallery's thumbnails): the modules
 # medlab.io.dicom.header, .frames, .plans and .pixels (and .values, the one converter of
 # header values). Other subpackages import from those or from here, never from io.dicom's
