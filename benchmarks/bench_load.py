@@ -10,9 +10,14 @@ the best time is reported.
     python benchmarks/bench_load.py            # full size: 300 x 512 x 512
     python benchmarks/bench_load.py --quick    # CI: 40 x 256 x 256, one repeat
 
+``medlab-index`` is ``Index.load_series`` of the same series from a saved cohort
+index (scanned before the clock starts): it plans the series from the frames
+the index stored, so only the pixels are read (issue 14).
+
 Target (foundation issue): medlab/SimpleITK time ratio <= 0.5, and medlab's
-peak memory growth <= 1.5x the volume's own size. The script prints the
-numbers and never fails on a ratio.
+peak memory growth <= 1.5x the volume's own size; Index.load_series faster than
+ml.load of the folder (issue 14). The script prints the numbers and never fails
+on a ratio.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-READERS = ("medlab", "pydicom", "pydicom-2proc", "simpleitk", "dcm2niix", "read-floor")
+READERS = ("medlab", "medlab-index", "pydicom", "pydicom-2proc", "simpleitk", "dcm2niix", "read-floor")
 _KEEP_ALIVE: list = []
 
 
@@ -79,6 +84,35 @@ def read_medlab(folder: Path) -> np.ndarray:
     import medlab as ml
 
     return ml.load(folder, progress=False).array
+
+
+def _index_db(folder: Path) -> Path:
+    return folder.parent / "index.duckdb"
+
+
+def index_series(folder: Path) -> None:
+    """Scan the folder into a saved cohort index (before any reader is timed)."""
+    import medlab as ml
+
+    ml.cohort.scan(folder, db=_index_db(folder), progress=False, workers=1).close()
+
+
+def _open_index(folder: Path) -> tuple:
+    """The saved index (opened, DuckDB warmed up) and the series' UID."""
+    import pydicom.pixels  # noqa: F401
+
+    import medlab as ml
+    import medlab.io
+
+    idx = ml.cohort.open_index(_index_db(folder), read_only=True)
+    uid = str(idx.series["series_uid"].iloc[0])
+    idx.files(uid)
+    return idx, uid
+
+
+def read_medlab_index(index: tuple) -> np.ndarray:
+    idx, uid = index
+    return idx.load_series(uid).array
 
 
 def read_pydicom(folder: Path) -> np.ndarray:
@@ -178,13 +212,15 @@ def read_dcm2niix(folder: Path) -> np.ndarray:
 
 
 def _child(reader: str, folder: Path) -> dict:
-    fn = {"medlab": read_medlab, "pydicom": read_pydicom, "pydicom-2proc": read_pydicom_2proc,
+    fn = {"medlab": read_medlab, "medlab-index": read_medlab_index, "pydicom": read_pydicom, "pydicom-2proc": read_pydicom_2proc,
           "simpleitk": read_simpleitk, "dcm2niix": read_dcm2niix, "read-floor": read_floor}[reader]
     # import everything the reader needs before the clock and the memory baseline start
     if reader == "medlab":
         import pydicom.pixels
 
         import medlab.io  # noqa: F401  (import medlab alone defers the readers: issue 15)
+    elif reader == "medlab-index":
+        folder = _open_index(folder)  # type: ignore[assignment]
     elif reader == "simpleitk":
         import SimpleITK  # noqa: F401
     elif reader in ("pydicom", "pydicom-2proc"):
@@ -236,6 +272,7 @@ def main() -> int:
         generate_series(folder, n_slices=n_slices, size=size)
         print(f"generated {n_slices} slices of {size}x{size} in {time.perf_counter() - t0:.1f} s "
               f"({sum(p.stat().st_size for p in folder.iterdir()) / 2**20:.0f} MB on disk)")
+        index_series(folder)
         results = {}
         for reader in readers:
             runs = [run_reader(reader, folder) for _ in range(repeat)]
@@ -265,6 +302,8 @@ def main() -> int:
     print(f"ratio medlab/pydicom-2proc (strongest pydicom pipeline): "
           f"{ml_r['time_s'] / results['pydicom-2proc']['time_s']:.2f} (issue 15 target <= 1.0)")
     print(f"medlab peak memory growth / volume size: {mem_ratio:.2f} (target <= 1.5)")
+    print(f"ratio Index.load_series/ml.load time (same series, from the index's stored frames): "
+          f"{results['medlab-index']['time_s'] / ml_r['time_s']:.2f} (issue 14 target < 1)")
     return 0
 
 

@@ -57,16 +57,10 @@ RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 SHARED_INTERNAL = {"_hashing", "_optional", "_validate", "_version"}
 
 #: Private reach-ins that exist today and are not fixed yet: (importing module, imported
-#: module, name). They belong to issue 14's "io.dicom stages as a documented internal API"
-#: item: cohort's header scan (cohort._scan) restates io.dicom's header pipeline with its
-#: private helpers; the fix is one header stage that both use, not re-exporting these names.
-#: Remove an entry when the reach-in goes; NEVER add one: expose what is needed through the
-#: owning subpackage instead.
-KNOWN_REACH_INS: set[tuple[str, str, str]] = {
-    ("medlab.cohort._scan", "medlab.io.dicom", name)
-    for name in ("_FAST_DECLINE", "_FAST_TAGS", "_WSI_SOP_CLASS", "_check_elements",
-                 "_check_header", "_not_dicom_reason", "_read_header", "_unreadable_reason")
-}
+#: module, name). Remove an entry when the reach-in goes; NEVER add one: expose what is needed
+#: through the owning subpackage instead (as io.dicom's stages header -> frames -> plan ->
+#: pixels are the documented internal API that cohort's header scan uses).
+KNOWN_REACH_INS: set[tuple[str, str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

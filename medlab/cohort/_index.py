@@ -72,6 +72,8 @@ from ._store import (
 __all__ = ["Index", "ScanReport", "open_index", "scan"]
 
 SCHEMA_VERSION = "1"
+#: the frames columns the series geometry reads (path ... problem; not the stored frame)
+_N_GEOMETRY = 14
 
 
 @dataclass(frozen=True)
@@ -224,8 +226,13 @@ class Index:
 
     @property
     def frames(self) -> pd.DataFrame:
-        """One row per 2D frame as the loader assembles it (the series geometry's input)."""
-        return self._df("SELECT * FROM frames ORDER BY path, frame_index, tile")
+        """One row per 2D frame as the loader assembles it (the series geometry's input).
+
+        The stored frames themselves (column ``frame_record``, what
+        :meth:`load_series` plans from) are left out; :meth:`sql` reaches them.
+        """
+        return self._df("SELECT * EXCLUDE (frame_record) FROM frames ORDER BY path, "
+                        "frame_index, tile")
 
     def sql(self, query: str) -> pd.DataFrame:
         """Run a DuckDB SQL query on the index and return the result as a DataFrame.
@@ -438,8 +445,9 @@ class Index:
             inst = con.execute(
                 f"SELECT {', '.join(_INSTANCE_INPUT)} FROM instances WHERE source = 'local' AND "
                 "series_uid IN (SELECT series_uid FROM _uids)").fetchall()
-            frames = con.execute(
-                f"SELECT {', '.join(c.name for c in FRAME_COLUMNS)} FROM frames WHERE series_uid "
+            frames = con.execute(  # the columns of the geometry, not the stored frames
+                f"SELECT {', '.join(c.name for c in FRAME_COLUMNS[:_N_GEOMETRY])} FROM frames "
+                "WHERE series_uid "
                 "IN (SELECT series_uid FROM _uids)").fetchall()
         finally:
             con.unregister("_uids")
@@ -455,7 +463,7 @@ class Index:
         at = [_INSTANCE_AT[c] for c in _INSTANCE_INPUT]
         instances = before[0] + [tuple(r[i] for i in at) for r in new["instances"]
                                  if r[_INSTANCE_AT["series_uid"]] in uids]
-        frames = before[1] + [r for r in new["frames"] if r[1] in uids]
+        frames = before[1] + [r[:_N_GEOMETRY] for r in new["frames"] if r[1] in uids]
         con = self._con
         con.register("_uids", pa.table({"series_uid": pa.array(sorted(uids), pa.string())}))
         try:
@@ -492,26 +500,38 @@ class Index:
         return [p for p, source in rows if source == "local"]
 
     def load_series(self, series_uid: str, **kwargs: Any) -> Image:
-        """Load a series as one :class:`medlab.Image`, with medlab's DICOM loader.
+        """Load a series as one :class:`medlab.Image`, from the frames its scan stored.
+
+        The index keeps every frame the loader's header and frame stages read
+        (``frames.frame_record``), so the series is planned from those
+        (:mod:`medlab.io.dicom.plans`) and only its pixels are read: the same
+        Image as ``medlab.load`` of the series' files, without parsing every
+        header again. Files changed on disk since they were indexed (size or
+        modification time) are read again from disk instead, with a warning to
+        run :meth:`rescan`.
 
         Parameters
         ----------
         series_uid : str
             Series Instance UID (see ``index.series['series_uid']``).
         **kwargs
-            Passed to the loader (:func:`medlab.io.dicom.read_dicom`), e.g.
-            ``irregular='stack'``, ``progress=False``.
+            Options of the loader (:func:`medlab.io.dicom.read_dicom`):
+            ``irregular='stack'``, ``scaling='display'``, ``progress=True``.
 
         Raises
         ------
         MultipleImagesError
             The series holds several images (e.g. echoes or orientations);
-            the message names them.
+            the message names them. Found from the plan, before any pixel is read.
         SeriesAssemblyError, DicomReadError
             The series cannot be loaded, with the reason.
+        FileNotFoundError
+            Files of the series are gone (run :meth:`rescan`), or the series
+            is only known from a PACS query.
         """
-        from ..errors import DicomReadError, MultipleImagesError, SeriesAssemblyError
-        from ..io.dicom import read_dicom
+        from ..io.dicom import read_dicom, read_plans, several_images_error
+        from ..io.dicom.header import quiet_pydicom
+        from ..io.dicom.plans import loadable, plan_volumes
 
         files = self.files(series_uid)
         if not files:
@@ -528,23 +548,63 @@ class Index:
                 f"{len(missing)} of the {len(files)} files of series {series_uid!r} are gone "
                 f"(e.g. {missing[0]!r}); run index.rescan() to bring the index up to date"
             )
-        kwargs.setdefault("progress", False)
-        images = read_dicom(files, **kwargs)
-        if len(images) == 1:
+        options = {"irregular": "error", "scaling": "quantitative", "progress": False, **kwargs}
+        frames = self._stored_frames(series_uid)
+        if frames is None:  # changed files, or frames the index could not store: read them
+            images = read_dicom(files, **options)
+        else:
+            with quiet_pydicom():
+                plans, problems = plan_volumes(frames)
+            several = loadable(plans, options["irregular"])
+            if len(several) > 1:
+                images = None
+                ids = [p.id for p in several]
+            else:
+                images = read_plans(plans, problems, **options)
+        if images is not None and len(images) == 1:
             return next(iter(images.values()))
-        if len(images) > 1:
-            raise MultipleImagesError(
-                f"series {series_uid!r} holds {len(images)} images: {', '.join(images)}. Get all of "
-                f"them keyed by these ids with medlab.io.dicom.read_dicom(index.files(uid)) (as "
-                "medlab.io.load_all does for a folder)",
-                ids=list(images),
-            )
-        rows = list(images.skipped.itertuples(index=False, name=None))
-        reasons = "; ".join(r for _, r in rows) or "no DICOM image files"
-        classes = {type(e) for e in (images._errors.get(row) for row in rows) if e is not None}
-        errcls = classes.pop() if len(classes) == 1 else (
-            SeriesAssemblyError if SeriesAssemblyError in classes else DicomReadError)
-        raise errcls(f"series {series_uid!r} cannot be loaded: {reasons}")
+        if images is None or len(images) > 1:
+            raise several_images_error(
+                ids if images is None else list(images), f"series {series_uid!r}",
+                "Get all of them keyed by these ids with medlab.io.dicom.read_dicom("
+                "index.files(uid)) (as medlab.io.load_all does for a folder)")
+        raise images.error(f"series {series_uid!r} cannot be loaded")
+
+    def _stored_frames(self, series_uid: str) -> list[Any] | None:
+        """The loader's frames of a series as its scan stored them, in the loader's order.
+
+        None when they cannot stand for the files: a file changed on disk since it
+        was indexed (then a warning says so), a file without stored frames (an index
+        written before frames were stored, an object that is not an image) or
+        with a problem the loader would report.
+        """
+        from ..io.dicom.frames import frame_from_record
+
+        rows = self._con.execute(
+            "SELECT i.path, i.file_size, i.mtime_ns, f.frame_record, f.problem FROM instances i "
+            "LEFT JOIN frames f ON f.path = i.path WHERE i.series_uid = ? AND i.source = 'local' "
+            "ORDER BY i.path, f.frame_index NULLS FIRST, f.tile NULLS FIRST",
+            [series_uid]).fetchall()
+        changed = []
+        for path, stamp in {r[0]: (r[1], r[2]) for r in rows}.items():
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None  # the loader explains it
+            if (st.st_size, st.st_mtime_ns) != stamp:
+                changed.append(path)
+        if changed:
+            warnings.warn(
+                f"{len(changed)} file(s) of series {series_uid!r} changed since they were "
+                f"indexed (e.g. {os.path.basename(changed[0])!r}); the series is read from the "
+                "files. Run index.rescan() to bring the index up to date", stacklevel=3)
+            return None
+        if any(record is None or problem is not None for *_, record, problem in rows):
+            return None
+        try:
+            return [frame_from_record(path, record) for path, _, _, record, _ in rows]
+        except (ValueError, TypeError, KeyError):  # a record this version cannot read
+            return None
 
     # ------------------------------------------------------------------ remote rows
     def add_remote(self, rows: pd.DataFrame, *, source: str) -> int:

@@ -7,19 +7,20 @@ use) and error rows
 (:data:`~medlab.cohort._schema.ERROR_COLUMNS`) — so that it runs alike in
 this process, in local worker processes or on a ``dask.distributed`` cluster.
 
-Values come from the fast header reader (:mod:`medlab.io.dicom._fastheader`)
-when it accepts the file, from pydicom otherwise; pixel data are never read.
-The frames are the loader's own (:func:`medlab.io.dicom._frames.frames_from_dataset`),
-so the index sees a series exactly as :func:`medlab.load` would assemble it.
-This module imports neither pandas nor DuckDB.
+Headers are read, checked and turned into frames by the loader's own stages
+(:mod:`medlab.io.dicom.header` and :mod:`medlab.io.dicom.frames`): the fast
+header reader when it accepts the file, pydicom otherwise; pixel data are
+never read. So the index sees a series exactly as :func:`medlab.load` would
+assemble it, and it stores each frame (:func:`~medlab.io.dicom.frames.frame_record`)
+so that :meth:`Index.load_series` plans a series without reading its headers
+again. Values convert with :mod:`medlab.io.dicom.values`. This module imports
+neither pandas nor DuckDB.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import math
-import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,156 +28,61 @@ from typing import Any
 from pydicom.datadict import dictionary_VR
 from pydicom.tag import Tag
 
-from ..io.dicom import (
-    _FAST_DECLINE,
-    _FAST_TAGS,
-    _WSI_SOP_CLASS,
-    FastDataset,
+from ..io.dicom.frames import Frame, NotAnImageError, checked_frames, fast_frames, frame_record
+from ..io.dicom.header import (
+    FAST_TAGS,
     FastHeader,
-    Frame,
-    NotAnImageError,
-    _check_elements,
-    _check_header,
-    _not_dicom_reason,
-    _read_header,
-    _unreadable_reason,
     claim_problem,
     file_problem,
-    frames_from_dataset,
     looks_like_dicom,
+    not_dicom_reason,
     quiet_pydicom,
     read_fast_header,
+    read_header,
+    transfer_syntax,
+    unreadable_reason,
+)
+from ..io.dicom.values import (
+    BINARY_VRS,
+    combine_date_time,
+    int32,
+    parse_date,
+    parse_datetime,
+    pydicom_parts,
+    split,
+    to_float,
+    to_floats,
+    to_int,
+    to_str,
 )
 from ._schema import INSTANCE_COLUMNS, Column
 
-__all__ = ["read_chunk", "read_file"]
+__all__ = ["parse_date", "parse_datetime", "read_chunk", "read_file"]
 
 _RADIO_SEQ = 0x00540016  # RadiopharmaceuticalInformationSequence
 _DIRECTORY_RECORDS = 0x00041220  # DirectoryRecordSequence: a DICOMDIR
 _CHARSET = 0x00080005
 _DICOMDIR_SOP = "1.2.840.10008.1.3.10"
-
-# ----------------------------------------------------------------- value parsing
 _LATIN1_SETS = {"", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6"}
-_U16 = struct.Struct("<H")
-_BINARY = {b"US": "<H", b"SS": "<h", b"UL": "<I", b"SL": "<i", b"FL": "<f", b"FD": "<d"}
+_BINARY = frozenset(vr.encode("ascii") for vr in BINARY_VRS)
 
 
-def _parts(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    parts = [p.strip(" \x00") for p in text.split("\\")]
-    return parts if any(parts) else None
-
-
-def _to_str(parts: list[str] | None) -> str | None:
-    """Text as written: values joined by '\\', padding stripped; None when empty."""
-    if not parts:
-        return None
-    s = "\\".join(parts).strip()
-    return s or None
-
-
-def _to_int(parts: list[str] | None) -> int | None:
-    if not parts:
-        return None
-    try:
-        f = float(parts[0])
-    except ValueError:
-        return None
-    return _int32(int(f)) if math.isfinite(f) and f == int(f) else None
-
-
-def _int32(v: int | None) -> int | None:
-    """``v`` when it fits an INTEGER column, else None (a malformed value)."""
-    return v if v is None or -(2**31) <= v < 2**31 else None
-
-
-def _to_float(parts: list[str] | None) -> float | None:
-    if not parts:
-        return None
-    try:
-        f = float(parts[0])
-    except ValueError:
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _to_floats(parts: list[str] | None) -> list[float] | None:
-    if not parts:
-        return None
-    try:
-        out = [float(p) for p in parts]
-    except ValueError:
-        return None
-    return out if all(math.isfinite(v) for v in out) else None
-
-
-def _to_ms_seconds(parts: list[str] | None) -> float | None:
-    f = _to_float(parts)
+def _to_ms_seconds(v: Any) -> float | None:
+    f = to_float(v)
     return None if f is None else f / 1000.0
 
 
-def parse_date(text: str | None) -> dt.date | None:
-    """A DA value ('YYYYMMDD', or the old 'YYYY.MM.DD') as a date; None if invalid."""
-    if not text:
-        return None
-    s = text.strip().replace(".", "")
-    if len(s) != 8 or not s.isdigit():
-        return None
-    try:
-        return dt.date(int(s[:4]), int(s[4:6]), int(s[6:8]))
-    except ValueError:
-        return None
+def _to_date(v: Any) -> dt.date | None:
+    first = v[0] if isinstance(v, list) and v else v
+    return parse_date(str(first).split("\\")[0]) if first else None
 
 
-def parse_time(text: str | None) -> dt.time | None:
-    """A TM value ('HHMMSS.FFFFFF', truncated forms, or the old 'HH:MM:SS')."""
-    if not text:
-        return None
-    s = text.strip().replace(":", "")
-    whole, _, frac = s.partition(".")
-    if not whole.isdigit() or len(whole) % 2 or not 2 <= len(whole) <= 6:
-        return None
-    hh, mm, ss = int(whole[0:2]), int(whole[2:4] or 0), int(whole[4:6] or 0)
-    frac = (frac + "000000")[:6]
-    if not frac.isdigit():
-        return None
-    try:
-        return dt.time(hh, mm, min(ss, 59), int(frac))  # 60 (leap second) -> 59
-    except ValueError:
-        return None
-
-
-def parse_datetime(text: str | None) -> dt.datetime | None:
-    """A DT value ('YYYYMMDDHHMMSS.FFFFFF&ZZXX', possibly truncated), time-zone offset ignored."""
-    if not text:
-        return None
-    s = text.strip()
-    rest = s[8:]
-    for sign in "+-":
-        rest = rest.split(sign)[0]
-    day = parse_date(s[:8])
-    if day is None:
-        return None
-    t = parse_time(rest) if rest else dt.time()
-    return None if t is None else dt.datetime.combine(day, t)
-
-
-def combine_date_time(date: str | None, time: str | None) -> dt.datetime | None:
-    """DA + TM as a datetime; None unless both are valid."""
-    day, t = parse_date(date), parse_time(time)
-    if day is None or t is None:
-        return None
-    return dt.datetime.combine(day, t)
-
-
-_CONVERT: dict[str, Callable[[list[str] | None], Any]] = {
-    "str": _to_str, "int": _to_int, "float": _to_float, "floats": _to_floats,
-    "ms": _to_ms_seconds,
-    "date": lambda p: parse_date(p[0]) if p else None,
+#: column kind -> converter (of decoded text or a list of values, :mod:`medlab.io.dicom.values`)
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "str": to_str, "int": to_int, "float": to_float, "floats": to_floats,
+    "ms": _to_ms_seconds, "date": _to_date,
     # person names: empty trailing component groups dropped, as pydicom shows them
-    "pn": lambda p: (_to_str(p) or "").rstrip("=") or None,
+    "pn": lambda v: (to_str(v) or "").rstrip("=") or None,
 }
 
 
@@ -216,7 +122,7 @@ _EXTRA_KEYWORDS = ("AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime", 
                    "ContentTime", "SpecificCharacterSet", "RadiopharmaceuticalStartDateTime",
                    "NumberOfFrames", "PixelRepresentation", "SOPClassUID")
 _TOP_TAGS = frozenset({spec[1] for spec in _SPECS if spec[3] is None}
-                      | {int(Tag(k)) for k in _EXTRA_KEYWORDS} | _FAST_TAGS)
+                      | {int(Tag(k)) for k in _EXTRA_KEYWORDS} | FAST_TAGS)
 _ITEM_TAGS = frozenset({_RADIO_SEQ})
 _START_DATETIME = int(Tag("RadiopharmaceuticalStartDateTime"))
 _T_ACQ_DT, _T_ACQ_DATE, _T_ACQ_TIME, _T_CON_DATE, _T_CON_TIME = (
@@ -234,45 +140,6 @@ def _acquisition_datetime(text: Callable[[int], str | None]) -> dt.datetime | No
 
 
 # --------------------------------------------------------------- from the fast reader
-def _raw_parts(raw: tuple[bytes, bytes | None], encoding: str, vr_default: bytes = b"LO",
-               ) -> list[str] | None:
-    value, vr = raw
-    vr = vr or vr_default  # implicit VR: the dictionary's
-    if vr in _BINARY:
-        fmt = _BINARY[vr]  # type: ignore[index]
-        size = struct.calcsize(fmt)
-        n = len(value) // size
-        if n == 0:
-            return None
-        return [repr(v) if isinstance(v, float) else str(v)
-                for v in struct.unpack("<" + fmt[1] * n, value[: n * size])]
-    return _parts(value.decode(encoding, "replace"))
-
-
-def _first(text: str) -> list[str]:
-    """The first of the values in ``text`` (what the number converters look at)."""
-    i = text.find("\\")
-    return [(text if i < 0 else text[:i]).strip(" \x00")]
-
-
-def _clean_text(text: str) -> str | None:
-    """The same as ``_to_str(_parts(text))``, faster for the usual single value."""
-    if "\\" in text:
-        return _to_str(_parts(text))
-    return text.strip(" \x00").strip() or None
-
-
-#: converters of decoded text for the fast path; each gives what
-#: ``_CONVERT[kind](_parts(text))`` gives
-_FAST_CONVERT: dict[str, Callable[[str], Any]] = {
-    "str": _clean_text,
-    "int": lambda t: _to_int(_first(t)),
-    "float": lambda t: _to_float(_first(t)),
-    "ms": lambda t: _to_ms_seconds(_first(t)),
-    "floats": lambda t: _to_floats(_parts(t)),
-    "date": lambda t: parse_date(_first(t)[0]),
-    "pn": lambda t: (_clean_text(t) or "").rstrip("=") or None,
-}
 #: tag -> [(column index, kind, value index, dictionary VR)], top level and in the PET item
 _TOP_SPECS: dict[int, list[tuple[int, str, int | None, bytes]]] = {}
 _RADIO_SPECS: dict[int, list[tuple[int, str, int | None, bytes]]] = {}
@@ -289,15 +156,13 @@ def _fill_fast(row: list[Any], values: dict[int, tuple[bytes, bytes | None]],
             continue
         for i, kind, index, vr_default in targets:
             vr = vr or vr_default
-            if vr == b"US" and kind == "int":
-                row[i] = _U16.unpack_from(value)[0] if len(value) >= 2 else None
-            elif vr in _BINARY or index is not None:
-                parts = _raw_parts((value, vr), encoding)
+            if vr in _BINARY or index is not None:
+                parts = split(value, vr, encoding=encoding)
                 if index is not None:
                     parts = parts[index:index + 1] if parts and len(parts) == 2 else None
                 row[i] = _CONVERT[kind](parts)
-            else:
-                row[i] = _FAST_CONVERT[kind](value.decode(encoding, "replace"))
+            else:  # text: the converters take it as it is (the usual single value)
+                row[i] = _CONVERT[kind](value.decode(encoding, "replace"))
 
 
 def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[Any] | None:
@@ -325,7 +190,8 @@ def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[
 
     row[_COL["acquisition_datetime"]] = _acquisition_datetime(text)
     if row[_COL["injection_time"]] is None and _START_DATETIME in radio:
-        row[_COL["injection_time"]] = _to_str(_raw_parts(radio[_START_DATETIME], encoding))
+        value, vr = radio[_START_DATETIME]
+        row[_COL["injection_time"]] = to_str(split(value, vr or b"DT", encoding=encoding))
     row[_COL["transfer_syntax"]] = fh.transfer_syntax
     if row[_COL["n_frames"]] is None and fh.pixel_offset is not None:
         row[_COL["n_frames"]] = 1
@@ -341,17 +207,6 @@ def _fill_location(row: list[Any], path: str, size: int, mtime_ns: int) -> None:
 
 
 # ------------------------------------------------------------------- from pydicom
-def _pydicom_parts(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, (bytes, bytearray)):
-        return _parts(bytes(value).decode("latin-1", "replace"))
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        parts = [str(v).strip(" \x00") for v in value]
-        return parts if any(parts) else None
-    return _parts(str(value))
-
-
 def _row_from_dataset(ds: Any, path: str, size: int, mtime_ns: int) -> list[Any]:
     """An instance row from a pydicom dataset."""
     from pydicom.tag import Tag as _Tag
@@ -368,7 +223,7 @@ def _row_from_dataset(ds: Any, path: str, size: int, mtime_ns: int) -> list[Any]
         elem = source.get(_Tag(tag))
         if elem is None:
             continue
-        parts = _pydicom_parts(elem.value)
+        parts = pydicom_parts(elem.value)
         if index is not None:
             parts = parts[index:index + 1] if parts and len(parts) == 2 else None
         row[i] = _CONVERT[kind](parts)
@@ -381,12 +236,10 @@ def _row_from_dataset(ds: Any, path: str, size: int, mtime_ns: int) -> list[Any]
     if row[_COL["injection_time"]] is None and radio is not None:
         elem = radio.get(_Tag(_START_DATETIME))
         if elem is not None:
-            row[_COL["injection_time"]] = _to_str(_pydicom_parts(elem.value))
+            row[_COL["injection_time"]] = to_str(pydicom_parts(elem.value))
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if ts is None:
-        from ..io.dicom import transfer_syntax
-
         ts = transfer_syntax(ds)
     row[_COL["transfer_syntax"]] = str(ts)
     has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
@@ -402,44 +255,26 @@ def _frame_rows(frames: Iterable[Frame], path: str, series_uid: str | None) -> l
     for f in frames:
         out.append((
             path, series_uid, f.series_number, json.dumps(f.split_key, default=str),
-            _int32(f.index), _int32(f.tile),
+            int32(f.index), int32(f.tile),
             None if f.ipp is None else [float(v) for v in f.ipp],
             None if f.iop is None else [float(v) for v in f.iop],
-            f.temporal, f.trigger_ms, f.time_s, _int32(f.acquisition), _int32(f.instance), None,
+            f.temporal, f.trigger_ms, f.time_s, int32(f.acquisition), int32(f.instance), None,
+            frame_record(f),
         ))
     return out
 
 
 def _problem_row(path: str, series_uid: str | None, series_number: Any, problem: str) -> tuple:
     return (path, series_uid, str(series_number or "").strip(), None, None, None, None, None,
-            None, None, None, None, None, problem)
-
-
-def _fast_frames_ok(fh: FastHeader, row: list[Any], size: int) -> bool:
-    """The loader's conditions for its fast path (``medlab.io.dicom._fast_frames``),
-    checked on the instance row's values."""
-    if fh.pixel_offset is None or fh.seen & _FAST_DECLINE:
-        return False
-    rows, cols = row[_COL["rows"]], row[_COL["columns"]]
-    bits = row[_COL["bits_allocated"]]
-    if (row[_COL["n_frames"]] != 1 or "MOSAIC" in (row[_COL["image_type"]] or "").split("\\")
-            or bits not in (8, 16, 32) or not rows or not cols
-            or row[_COL["sop_class_uid"]] == _WSI_SOP_CLASS):
-        return False
-    if fh.pixel_length is not None:
-        samples = row[_COL["samples_per_pixel"]] or 1
-        if (row[_COL["photometric"]] or "").endswith("_422"):
-            return False
-        expected = rows * cols * samples * bits // 8
-        if fh.pixel_length < expected or fh.pixel_offset + fh.pixel_length > size:
-            return False
-    return True
+            None, None, None, None, None, problem, None)
 
 
 # -------------------------------------------------------------------------- files
 #: Pixel Data, Float Pixel Data, Double Float Pixel Data
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 #: a dataset with none of these is not an object that can be indexed
+#: where the problem is in a frame row (FRAME_COLUMNS)
+_PROBLEM = 13
 _IDENTIFYING = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
                 "Modality", "PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -448,7 +283,7 @@ def read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tu
     """Index one file: (instance row or None, frame rows, error row or None). Never raises."""
     try:
         row, frames, error = _read_file(path, size, mtime_ns)
-        if row is not None and frames and frames[0][-1] is None:
+        if row is not None and frames and frames[0][_PROBLEM] is None:
             problem = claim_problem(
                 Path(path).name, rows=row[_COL["rows"]] or 0, columns=row[_COL["columns"]] or 0,
                 n_frames=row[_COL["n_frames"]] or 1, samples=row[_COL["samples_per_pixel"]] or 1,
@@ -459,7 +294,7 @@ def read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tu
                                        row[_COL["series_number"]], problem)]
         return row, frames, error
     except Exception as exc:  # a file must never stop a scan
-        return None, [], (path, size, mtime_ns, _unreadable_reason(exc, Path(path)))
+        return None, [], (path, size, mtime_ns, unreadable_reason(exc, Path(path)))
 
 
 def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tuple], tuple | None]:
@@ -467,27 +302,24 @@ def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[t
     if problem is not None:
         return None, [], (path, size, mtime_ns, problem)
     fh = read_fast_header(path, _TOP_TAGS, items=_ITEM_TAGS)
-    row = None
+    row = fast = None
     if fh is not None:
         if _DIRECTORY_RECORDS in fh.seen:
             return None, [], (path, size, mtime_ns, _dicomdir_reason(path))
         row = _row_from_fast(fh, path, size, mtime_ns)
-        if row is not None and _fast_frames_ok(fh, row, size):
-            try:
-                with quiet_pydicom():
-                    frames = frames_from_dataset(FastDataset(fh), Path(path), fast=fh)
-                return row, _frame_rows(frames, path, row[_COL["series_uid"]]), None
-            except Exception:  # as the loader: let the full reader explain it
-                pass
+        # the loader's fast path (None: the full reader explains the file)
+        fast = fast_frames(fh, Path(path), size=size)
+        if fast is not None and row is not None:
+            return row, _frame_rows(fast, path, row[_COL["series_uid"]]), None
         if row is not None and fh.pixel_offset is None and not fh.seen & _PIXEL_TAGS:
             return row, [], None  # no pixel data: not an image (SR, RTSTRUCT, ...)
     p = Path(path)
     if fh is None and not looks_like_dicom(p):
-        return None, [], (path, size, mtime_ns, _not_dicom_reason(p))
+        return None, [], (path, size, mtime_ns, not_dicom_reason(p))
     try:
-        ds, truncated = _read_header(p)
+        ds, truncated = read_header(p)
     except Exception as exc:
-        reason = _unreadable_reason(exc, p)
+        reason = unreadable_reason(exc, p)
         if row is not None:  # the header is indexed; the loader cannot read the file
             return row, [_problem_row(path, row[_COL["series_uid"]],
                                       row[_COL["series_number"]], reason)], None
@@ -505,14 +337,14 @@ def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[t
         if row is None:
             row = _row_from_dataset(ds, path, size, mtime_ns)
         series_uid = row[_COL["series_uid"]]
+        if fast is not None:  # the row needed pydicom (its character set), the frames did not
+            return row, _frame_rows(fast, path, series_uid), None
         try:
-            _check_elements(ds, p)
-            _check_header(ds, p, truncated)
-            frames = frames_from_dataset(ds, p)
+            frames = checked_frames(ds, p, truncated)
         except NotAnImageError:
             return row, [], None
         except Exception as exc:
-            reason = str(exc) if str(exc).startswith(f"{p.name}:") else _unreadable_reason(exc, p)
+            reason = str(exc) if str(exc).startswith(f"{p.name}:") else unreadable_reason(exc, p)
             return row, [_problem_row(path, series_uid, ds.get("SeriesNumber"), reason)], None
     return row, _frame_rows(frames, path, series_uid), None
 

@@ -146,6 +146,9 @@ FRAME_COLUMNS: tuple[Column, ...] = (
     Column("acquisition", "INTEGER", "AcquisitionNumber", ""),
     Column("instance", "INTEGER", "InstanceNumber", ""),
     Column("problem", "VARCHAR", None, "why the loader refuses the file's pixel data"),
+    Column("frame_record", "VARCHAR", None,
+           "the loader's frame (medlab.io.dicom.frames.frame_record): Index.load_series plans "
+           "the series from these without reading the headers again"),
 )
 
 #: identifying columns hidden by default in summaries and plots

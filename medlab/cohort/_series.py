@@ -1,13 +1,13 @@
 """Per-series derived columns of the index: volume geometry and decodability.
 
 The geometry is the loader's own: frames are grouped as
-:func:`medlab.io.dicom._assemble.plan_volumes` groups them (series number,
-then the split key of :func:`~medlab.io.dicom._frames.frames_from_dataset`)
-and each group goes through :func:`~medlab.io.dicom._assemble.stack_geometry`
-(slice/time clustering and :func:`~medlab.io.dicom._assemble.check_stack`),
+:func:`medlab.io.dicom.plans.plan_volumes` groups them (series number,
+then the split key of :func:`~medlab.io.dicom.frames.frames_from_dataset`)
+and each group goes through :func:`~medlab.io.dicom.plans.stack_geometry`
+(slice/time clustering and :func:`~medlab.io.dicom.plans.check_stack`),
 so ``is_volume`` is True exactly when :func:`medlab.load` would build one
 regular 3D (or 3D+t) image from the series. Decodability uses
-:func:`medlab.io.dicom._pixels.can_decode`, the rules behind the loader's
+:func:`medlab.io.dicom.pixels.can_decode`, the rules behind the loader's
 decode errors.
 """
 
@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..io.dicom import can_decode, sort_indices_in_time, stack_geometry
+from ..io.dicom.pixels import can_decode
+from ..io.dicom.plans import sort_indices_in_time, stack_geometry
 
 __all__ = ["FrameRecord", "InstanceRecord", "series_rows"]
 

@@ -4,7 +4,7 @@ Each thumbnail is the middle slice (middle frame of a cine) of its series,
 read from the one file that holds it: the index's ``frames`` table says
 where every 2D frame lies along the slice normal, so the gallery never loads
 a whole series to draw it. Pixels go through medlab's own reader
-(:func:`medlab.io.dicom._pixels.read_pixels`: rescale, colour, decoders)
+(the stages of :mod:`medlab.io.dicom`: frames, plan, pixels with rescale, colour, decoders)
 and the one window/level implementation (:mod:`medlab.view._window`).
 A series that cannot be decoded gets a placeholder tile saying why; a bad
 series never breaks the gallery.

@@ -16,6 +16,7 @@ import re
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -93,7 +94,7 @@ def _middle_frame(frames: pd.DataFrame) -> _Pick | None:
     Rows whose file cannot be decoded with what is installed are skipped.
     None when no frame is left.
     """
-    from ..io.dicom import can_decode
+    from ..io.dicom.pixels import can_decode
 
     if frames.empty:
         return None
@@ -141,27 +142,30 @@ def _middle_frame(frames: pd.DataFrame) -> _Pick | None:
 
 
 def _read_pick(pick: _Pick) -> Image:
-    """The picked frame as a one-slice :class:`medlab.Image` (only that frame is decoded)."""
+    """The picked frame as a one-slice :class:`medlab.Image` (only that frame is decoded).
+
+    Through the loader's stages (:mod:`medlab.io.dicom.frames`, ``.plans``, ``.pixels``):
+    the file's frames, a plan of the picked one, its pixels.
+    """
     from ..errors import DicomReadError
-    from ..image import Image
-    from ..io.dicom import plan_volumes, quiet_pydicom, read_pixels, scan
+    from ..io.dicom.frames import file_frames
+    from ..io.dicom.header import quiet_pydicom
+    from ..io.dicom.pixels import image_from_plan
+    from ..io.dicom.plans import plan_volumes
 
     if not os.path.exists(pick.path):
         raise FileNotFoundError(
             f"{os.path.basename(pick.path)} is gone; run index.rescan() to update the index")
-    frames, skipped = scan([pick.path], progress=False)
+    frames, reason = file_frames(Path(pick.path))
     match = [f for f in frames if f.index == pick.frame_index and f.tile == pick.tile]
     if not match:
-        why = skipped[0][1] if skipped else "the frame recorded in the index is not in the file"
+        why = reason or "the frame recorded in the index is not in the file"
         raise DicomReadError(f"{os.path.basename(pick.path)}: {why}")
     with quiet_pydicom():
         plans, problems = plan_volumes(match[:1])
     if not plans:
         raise DicomReadError(problems[0][1] if problems else "the frame does not form an image")
-    plan = plans[0]
-    array, channels = read_pixels(plan, max_workers=1)
-    return Image(array, plan.affine, frame_times_s=plan.frame_times_s, channels=channels,
-                 meta=plan.meta)
+    return image_from_plan(plans[0], max_workers=1)
 
 
 def _to_display(image: Image, window: Window) -> np.ndarray:

@@ -3,40 +3,53 @@
 The public entry points are :func:`medlab.load` / :func:`medlab.io.load_all`;
 this subpackage also exposes :func:`scan` (headers only) and
 :func:`check_stack` (the series-geometry check the cohort index reuses).
+
+Reading goes through four stages, each a module that is the documented internal
+API for other medlab subpackages: :mod:`~medlab.io.dicom.header` (a file's
+header, checked) -> :mod:`~medlab.io.dicom.frames` (one record per 2D frame)
+-> :mod:`~medlab.io.dicom.plans` (frames grouped into images, no pixel read)
+-> :mod:`~medlab.io.dicom.pixels` (the pixels of a plan, as an Image), with
+:mod:`~medlab.io.dicom.values` converting header values. :func:`read_dicom`
+runs them over folders; the cohort index stores the frames of its scan and
+plans a series from them (:meth:`medlab.cohort.Index.load_series`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from pydicom.tag import Tag
 from tqdm.auto import tqdm
 
-# Not in __all__: sort_indices_in_time, stack_geometry, FastHeader, can_decode, claim_problem,
-# transfer_syntax (and frames_from_dataset, read_fast_header, plan_volumes, read_pixels ...) are
-# the documented internal API of the DICOM stages (header -> frames -> plan -> pixels) for other
-# medlab subpackages (cohort's index, the gallery's thumbnails). Other subpackages import them
-# from here, never from io.dicom's underscore modules.
+# The stages of DICOM reading, header -> frames -> plans -> pixels, are the documented internal
+# API for other medlab subpackages (the cohort index, the gallery's thumbnails): the modules
+# medlab.io.dicom.header, .frames, .plans and .pixels (and .values, the one converter of
+# header values). Other subpackages import from those or from here, never from io.dicom's
+# underscore modules. Not in __all__: the names below re-exported for them.
 from ...errors import DicomReadError, ImageReadError, SeriesAssemblyError
 from ...image import Image
-from ._assemble import StackCheck, VolumePlan, check_stack, plan_volumes
-from ._assemble import sort_indices_in_time as sort_indices_in_time
-from ._assemble import stack_geometry as stack_geometry
-from ._fastheader import FastDataset, read_fast_header
-from ._fastheader import FastHeader as FastHeader
-from ._files import file_problem, iter_files, looks_like_dicom, open_regular, read_dataset
-from ._frames import Frame, NotAnImageError, frames_from_dataset
-from ._pixels import can_decode as can_decode
-from ._pixels import claim_problem as claim_problem
-from ._pixels import pixel_data_problem, read_pixels
-from ._pixels import transfer_syntax as transfer_syntax
+from . import pixels
+from ._files import file_problem, iter_files, looks_like_dicom, read_dataset
 from ._spacing import PixelSpacingInfo, pixel_spacing
+from .frames import Frame, file_frames
+from .frames import NotAnImageError as NotAnImageError
+from .frames import frames_from_dataset as frames_from_dataset
+from .header import FastDataset as FastDataset
+from .header import FastHeader as FastHeader
+from .header import quiet_pydicom
+from .header import read_fast_header as read_fast_header
+from .pixels import can_decode as can_decode
+from .pixels import claim_problem as claim_problem
+from .pixels import read_pixels as read_pixels
+from .pixels import transfer_syntax as transfer_syntax
+from .plans import Irregular, StackCheck, VolumePlan, check_stack, irregular_problem, loadable
+from .plans import plan_volumes as plan_volumes
+from .plans import sort_indices_in_time as sort_indices_in_time
+from .plans import stack_geometry as stack_geometry
 
 __all__ = [
     "Frame",
@@ -54,12 +67,6 @@ __all__ = [
     "read_dicom",
     "scan",
 ]
-
-Irregular = Literal["error", "stack"]
-
-#: Values longer than this are not read while scanning headers (pixel data, big
-#: private blobs); their file offset is kept so pixels can be read directly.
-_DEFER_BYTES = 1024
 
 
 class ImageCollection(dict):
@@ -83,6 +90,26 @@ class ImageCollection(dict):
         # (path, reason) -> the exception behind a skipped row, so that medlab.load can
         # raise the specific error class (e.g. UnsupportedTransferSyntaxError)
         self._errors = dict(errors or {})
+
+    def error(self, what: str) -> ImageReadError:
+        """The error to raise when nothing was loaded: ``what`` and every reason in ``skipped``.
+
+        Its class is the specific one (e.g. UnsupportedTransferSyntaxError for a file no
+        decoder handles) when every failure that raised one agrees;
+        SeriesAssemblyError when assembly was among them; DicomReadError otherwise.
+        """
+        rows = list(self.skipped.itertuples(index=False, name=None))
+        reasons = "; ".join(
+            r if r.startswith(f"{Path(p).name}:") else f"{Path(p).name}: {r}" for p, r in rows
+        )
+        classes = {type(e) for e in (self._errors.get(row) for row in rows) if e is not None}
+        if len(classes) == 1:
+            errcls = classes.pop()
+        elif SeriesAssemblyError in classes:
+            errcls = SeriesAssemblyError
+        else:
+            errcls = DicomReadError
+        return errcls(f"{what}: {reasons or 'no DICOM files'}")
 
     def summary(self) -> pd.DataFrame:
         """One row per image: id, modality, shape, spacing and its provenance, orientation, frames.
@@ -136,238 +163,11 @@ def scan(
     skipped: list[tuple[str, str]] = []
     for path in tqdm(files, desc="reading DICOM headers", unit="file",
                      disable=not progress or len(files) < 200):
-        problem = file_problem(path)
-        if problem is not None:
-            skipped.append((str(path), problem))
-            continue
-        if not looks_like_dicom(path):
-            skipped.append((str(path), _not_dicom_reason(path)))
-            continue
-        fast = _fast_frames(path)
-        if fast is not None:
-            frames.extend(fast)
-            continue
-        truncated: list[str] = []
-        ds = None
-        try:
-            ds, truncated = _read_header(path)
-            with quiet_pydicom():
-                _check_elements(ds, path)
-                _check_header(ds, path, truncated)
-                frames.extend(frames_from_dataset(ds, path))
-        except NotAnImageError as exc:
-            skipped.append((str(path), _not_image_reason(exc, ds, path, truncated)))
-        except Exception as exc:  # a corrupt file must not stop the scan
-            skipped.append((str(path), _unreadable_reason(exc, path)))
+        found, reason = file_frames(path)
+        if reason is not None:
+            skipped.append((str(path), reason))
+        frames.extend(found)
     return frames, skipped
-
-
-#: what the fast path reads from each plain single-frame file
-_FAST_KEYWORDS = (
-    "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "ImageType",
-    "InstanceNumber", "AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier",
-    "TriggerTime", "AcquisitionDate", "AcquisitionTime", "ContentDate", "ContentTime",
-    "SeriesDate", "StudyDate", "AcquisitionDateTime", "ImagePositionPatient",
-    "ImageOrientationPatient", "PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing",
-    "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns", "SamplesPerPixel",
-    "PhotometricInterpretation", "BitsAllocated", "BitsStored", "PixelRepresentation",
-    "RescaleSlope", "RescaleIntercept", "NumberOfFrames", "SOPClassUID",
-    "EstimatedRadiographicMagnificationFactor", "PixelSpacingCalibrationType",
-)
-_FAST_TAGS = frozenset(
-    {int(Tag(k)) for k in _FAST_KEYWORDS}
-    | {0x0021105E, 0x00430010, 0x00431039}  # + GE RTIA timer, GE b-value and its creator
-)
-#: tags whose presence sends a file to the full (pydicom) path: functional groups,
-#: ultrasound calibration regions, float pixel data, diffusion attributes (standard,
-#: Siemens, Philips), the Modality LUT Sequence, Real World Value Mapping, Philips'
-#: private scale slope
-_FAST_DECLINE = frozenset({0x52009229, 0x52009230, 0x00186011, 0x7FE00008, 0x7FE00009,
-                           0x00189087, 0x0019100C, 0x20011003, 0x00283000, 0x00409096,
-                           0x2005100E})
-
-
-def _fast_frames(path: Path) -> list[Frame] | None:
-    """Frames of a plain single-frame little-endian file via the fast header reader.
-
-    None when the file needs the full reader: multi-frame, mosaic, enhanced,
-    ultrasound regions, packed bits, or anything odd about its pixel data (the
-    full reader then explains what is wrong).
-    """
-    fh = read_fast_header(path, _FAST_TAGS)
-    if fh is None or fh.pixel_offset is None or fh.seen & _FAST_DECLINE:
-        return None
-    ds = FastDataset(fh)
-    n_frames = ds.get("NumberOfFrames", 1)
-    image_type = ds.get("ImageType") or []
-    bits = ds.get("BitsAllocated")
-    rows, cols = ds.get("Rows"), ds.get("Columns")
-    if (n_frames not in (1, "1") or "MOSAIC" in image_type or bits not in (8, 16, 32)
-            or not rows or not cols or str(ds.get("SOPClassUID", "")) == _WSI_SOP_CLASS):
-        return None
-    if fh.pixel_length is not None:  # uncompressed: the length must match the header
-        samples = ds.get("SamplesPerPixel", 1)
-        if str(ds.get("PhotometricInterpretation", "")).endswith("_422"):
-            return None
-        expected = rows * cols * samples * bits // 8
-        if fh.pixel_length < expected or fh.pixel_offset + fh.pixel_length > path.stat().st_size:
-            return None
-    try:
-        return frames_from_dataset(ds, path, fast=fh)
-    except Exception:  # anything unexpected: let the full reader explain it
-        return None
-
-
-@contextlib.contextmanager
-def quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom's value-validation warnings (over-long IS, invalid UIDs, ...).
-
-    Headers are read lazily, so these fire long after the file was opened;
-    they say nothing a user can act on. Real problems surface as errors or
-    as ``skipped`` reasons.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
-        yield
-
-
-#: pydicom's warnings (while parsing) that mean the file ends too early
-_TRUNCATION_WARNINGS = ("end of file", "truncated", "unexpected end", "fewer bytes")
-
-
-def _read_header(path: Path):
-    """The dataset (pixel data deferred) and pydicom's truncation warnings, if any."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with open_regular(path) as f:
-            gz = f.read(2) == b"\x1f\x8b"
-        if gz:
-            ds = read_dataset(path)
-        else:
-            import pydicom
-
-            ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES, force=True)
-    truncated = [
-        str(w.message).split(" in file ")[0]
-        for w in caught
-        if any(key in str(w.message).lower() for key in _TRUNCATION_WARNINGS)
-    ]
-    return ds, truncated
-
-
-def _check_elements(ds, path: Path) -> None:
-    """Decode every top-level element (large deferred values excepted), so that an
-    undecodable one (e.g. an unknown VR such as 'Cs') is reported now, for this file,
-    and not later while its series is assembled."""
-    for tag in list(ds.keys()):
-        raw = ds.get_item(tag, keep_deferred=True)
-        if tag.group in (0x7FE0, 0xFFFE) or (getattr(raw, "value", b"") is None and raw.length):
-            continue  # pixel data, a stray item tag (readers skip it), a large value on disk
-        try:
-            ds[tag]
-        except Exception as exc:
-            from pydicom.datadict import keyword_for_tag
-
-            kw = keyword_for_tag(tag) or "private or unknown"
-            raise DicomReadError(
-                f"{path.name}: element {tag} ({kw}) cannot be decoded ({type(exc).__name__}: "
-                f"{str(exc).strip()}); the file is malformed. Correct the element in a copy of "
-                "the file (e.g. with dcmodify or pydicom) or get a fresh copy from its source"
-            ) from exc
-
-
-def _not_dicom_reason(path: Path) -> str:
-    problem = file_problem(path, check_read=True)
-    if problem is not None:
-        return problem
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        return f"{path.name}: cannot be opened ({exc.strerror or exc}); check its permissions"
-    if size == 0:
-        return f"{path.name}: empty file (0 bytes); not a DICOM file"
-    return (
-        f"{path.name}: not a DICOM file (no 'DICM' marker at byte 128 and no DICOM tag at "
-        f"the start; {size} bytes)"
-    )
-
-
-def _not_image_reason(exc: Exception, ds, path: Path, truncated: list[str]) -> str:
-    meta = getattr(ds, "file_meta", None)
-    sop = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
-    if sop == "1.2.840.10008.1.3.10" or (ds is not None and "DirectoryRecordSequence" in ds):
-        return (
-            f"{path.name}: a DICOMDIR (index of a DICOM media folder), not an image; the "
-            "images it lists are found and loaded from their own files"
-        )
-    if truncated:
-        return (
-            f"{path.name}: the file is truncated ({truncated[0]}), so no pixel data could be "
-            "read; not an image as it stands. Get the complete file from its source"
-        )
-    text = str(exc)
-    if "SOP class unknown" in text and sop:
-        from pydicom.uid import UID
-
-        text = text.replace("SOP class unknown", f"SOP class {UID(sop).name or sop}")
-    return text
-
-
-def _unreadable_reason(exc: Exception, path: Path) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    if text.startswith(f"{path.name}:"):  # already a complete medlab message
-        return text
-    return (
-        f"{path.name}: cannot parse the DICOM data ({type(exc).__name__}: {text}); the file is "
-        "malformed or truncated. Check it with another DICOM tool (e.g. dcmdump) or get a "
-        "fresh copy"
-    )
-
-
-_WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
-
-
-def _check_header(ds, path: Path, truncated: Sequence[str] = ()) -> None:
-    """Refuse headers that would make the pixel reader guess (and read wrong data),
-    and files whose pixel data are visibly incomplete (so they never join a series)."""
-    if "PixelData" in ds:
-        problem = pixel_data_problem(ds, path)
-        if problem:
-            raise DicomReadError(problem)
-        if truncated:
-            raise DicomReadError(
-                f"{path.name}: the file is truncated ({truncated[0]}); its pixel data are "
-                "incomplete. Get the complete file from its source"
-            )
-    raw = ds.get("NumberOfFrames")
-    if raw not in (None, ""):
-        try:
-            ok = int(raw) >= 1
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            hint = ""
-            elem = ds.get_item(0x7FE00010, keep_deferred=True) if "PixelData" in ds else None
-            try:
-                frame = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * (
-                    int(ds.BitsAllocated) // 8)
-                if elem is not None and frame and elem.length and elem.length % frame == 0:
-                    hint = f" (the pixel data size suggests {elem.length // frame})"
-            except (AttributeError, TypeError, ValueError):
-                pass
-            raise ValueError(
-                f"{path.name}: Number of Frames (0028,0008) is {str(raw)!r}, not a positive "
-                f"integer{hint}, so the frames in the pixel data cannot be counted. Correct the "
-                "header in a copy of the file (e.g. with pydicom: ds.NumberOfFrames = n; "
-                "ds.save_as(copy)) and load the copy"
-            )
-    if str(ds.get("SOPClassUID", "")) == _WSI_SOP_CLASS:
-        raise NotAnImageError(
-            f"{path.name}: a tiled whole-slide microscopy image ({ds.get('NumberOfFrames')} tiles "
-            f"of {ds.get('Rows')}x{ds.get('Columns')} in a {ds.get('TotalPixelMatrixRows')}x"
-            f"{ds.get('TotalPixelMatrixColumns')} pixel matrix); medlab does not assemble "
-            "whole-slide tiles. Open it with wsidicom or OpenSlide"
-        )
 
 
 def plan(
@@ -415,13 +215,40 @@ def read_dicom(
     ImageCollection
         id -> Image, with ``.skipped`` naming what was not loaded and why.
     """
+    _check_options(irregular, scaling)
+    frames, skipped = scan(paths, progress=progress)
+    with quiet_pydicom():
+        plans, problems = plan_volumes(frames)
+    return read_plans(plans, problems, skipped, irregular=irregular, scaling=scaling,
+                      progress=progress)
+
+
+def _check_options(irregular: str, scaling: str) -> None:
     if irregular not in ("error", "stack"):
         raise ValueError(f"irregular must be 'error' or 'stack', got {irregular!r}")
     if scaling not in ("quantitative", "display"):
         raise ValueError(f"scaling must be 'quantitative' or 'display', got {scaling!r}")
-    frames, skipped = scan(paths, progress=progress)
-    with quiet_pydicom():
-        plans, problems = plan_volumes(frames)
+
+
+def read_plans(
+    plans: list[VolumePlan],
+    problems: Iterable[tuple[str, str]] = (),
+    skipped: Iterable[tuple[str, str]] = (),
+    *,
+    irregular: Irregular = "error",
+    scaling: Literal["quantitative", "display"] = "quantitative",
+    progress: bool = True,
+) -> ImageCollection:
+    """The pixel stage over planned images: each plan's Image, or why not.
+
+    Documented internal API (the cohort index loads a series from the plan of its
+    stored frames with it). ``problems`` are the plan stage's groups that form no
+    image and ``skipped`` the files the header stage skipped: both go to the
+    collection's ``skipped``. One bad image never stops the others; a multi-file
+    image with one unreadable file is planned again without it.
+    """
+    _check_options(irregular, scaling)
+    skipped = list(skipped)
     errors: dict[tuple[str, str], Exception] = {}
 
     def fail(key: str, exc: Exception) -> None:
@@ -439,20 +266,17 @@ def read_dicom(
     while queue:
         p = queue.pop(0)
         bar.update(1)
+        refused = irregular_problem(p, irregular)
+        if refused is not None:
+            fail(p.id, SeriesAssemblyError(refused))
+            continue
         if p.check is not None and not p.check.regular:
-            if irregular == "error":
-                fail(p.id, SeriesAssemblyError(
-                    f"{p.check.problem}. Pass irregular='stack' to load it anyway "
-                    "(the mean slice step is used), or load a regular subset of files"))
-                continue
             p.meta["geometry_warning"] = p.check.problem
             warnings.warn(f"{p.id}: {p.check.problem}; stacked with the mean slice step",
-                          stacklevel=2)
+                          stacklevel=3)
         try:
             p.scaling_mode = scaling
-            array, channels = read_pixels(p)
-            images[p.id] = Image(array, p.affine, channels=channels, meta=p.meta,
-                                 **p.image_axis())
+            images[p.id] = pixels.image_from_plan(p)  # the pixel stage
         except ImageReadError as exc:  # DicomReadError, or a header claim over the budget
             bad = getattr(exc, "path", None)
             rest = [f for f in p.frames if str(f.path) != str(bad)]
@@ -485,31 +309,41 @@ def read_dicom(
     return ImageCollection(images, skipped, errors)
 
 
-def load_one(path: str | os.PathLike, **kwargs) -> Image:
-    """Load the single DICOM image under ``path``; clear errors otherwise."""
+def several_images_error(ids: list[str], where: str, hint: str) -> Exception:
+    """The MultipleImagesError for ``where`` (e.g. a folder) holding the images ``ids``."""
     from ...errors import MultipleImagesError
 
-    images = read_dicom(path, **kwargs)
+    return MultipleImagesError(f"{where} holds {len(ids)} images: {', '.join(ids)}. {hint}",
+                               ids=list(ids))
+
+
+_LOAD_ALL_HINT = ("Use medlab.io.load_all(path) to get all of them keyed by these ids, "
+                  "or point medlab.load at one series' folder or file")
+
+
+def load_one(
+    path: str | os.PathLike,
+    *,
+    irregular: Irregular = "error",
+    scaling: Literal["quantitative", "display"] = "quantitative",
+    progress: bool = True,
+) -> Image:
+    """Load the single DICOM image under ``path``; clear errors otherwise.
+
+    Several images are found from the plan, before any pixel is decoded.
+    """
+    _check_options(irregular, scaling)
+    frames, skipped = scan(path, progress=progress)
+    with quiet_pydicom():
+        plans, problems = plan_volumes(frames)
+    several = loadable(plans, irregular)
+    if len(several) > 1:
+        raise several_images_error([p.id for p in several], repr(str(path)), _LOAD_ALL_HINT)
+    images = read_plans(plans, problems, skipped, irregular=irregular, scaling=scaling,
+                        progress=progress)
     if len(images) == 1:
         return next(iter(images.values()))
     if not images:
-        rows = list(images.skipped.itertuples(index=False, name=None))
-        reasons = "; ".join(
-            r if r.startswith(f"{Path(p).name}:") else f"{Path(p).name}: {r}" for p, r in rows
-        )
-        # the specific class when every failure that raised one agrees
-        # (e.g. UnsupportedTransferSyntaxError for a file no decoder handles)
-        classes = {type(e) for e in (images._errors.get(row) for row in rows) if e is not None}
-        if len(classes) == 1:
-            errcls = classes.pop()
-        elif SeriesAssemblyError in classes:
-            errcls = SeriesAssemblyError
-        else:
-            errcls = DicomReadError
-        raise errcls(f"no image could be loaded from {str(path)!r}: {reasons or 'no DICOM files'}")
-    raise MultipleImagesError(
-        f"{str(path)!r} holds {len(images)} images: {', '.join(images)}. "
-        "Use medlab.io.load_all(path) to get all of them keyed by these ids, "
-        "or point medlab.load at one series' folder or file",
-        ids=list(images),
-    )
+        raise images.error(f"no image could be loaded from {str(path)!r}")
+    # a file that failed to decode split its image in several
+    raise several_images_error(list(images), repr(str(path)), _LOAD_ALL_HINT)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._files import open_regular
+from .values import pydicom_like, split, to_float, to_floats, to_str
 
 __all__ = ["FastDataset", "FastHeader", "read_fast_header", "PIXEL_DATA"]
 
@@ -56,39 +57,28 @@ class FastHeader:
     #: sequence tag -> the top-level values of its first item (for the ``items`` asked for)
     items: dict[int, dict[int, tuple[bytes, bytes | None]]] = field(default_factory=dict)
 
+    # typed accessors: the one converter of each kind (medlab.io.dicom.values)
     def string(self, tag: int) -> str | None:
         """A text value, stripped of padding; None when absent or empty."""
         v = self.values.get(tag)
-        if v is None:
-            return None
-        s = v[0].decode("latin-1").strip("\x00 ")
-        return s or None
+        return None if v is None else to_str(v[0].decode("latin-1"))
 
     def strings(self, tag: int) -> list[str] | None:
-        s = self.string(tag)
-        return None if s is None else [p.strip() for p in s.split("\\")]
+        v = self.values.get(tag)
+        return None if v is None else split(v[0])
 
     def number(self, tag: int) -> float | None:
         """A DS/IS value (first of several) as float; None when absent or invalid."""
-        parts = self.strings(tag)
-        try:
-            return float(parts[0]) if parts else None
-        except ValueError:
-            return None
+        return to_float(self.strings(tag))
 
     def numbers(self, tag: int) -> list[float] | None:
-        parts = self.strings(tag)
-        try:
-            return [float(p) for p in parts] if parts else None
-        except ValueError:
-            return None
+        return to_floats(self.strings(tag))
 
     def us(self, tag: int) -> int | None:
         """An unsigned short (US) value."""
         v = self.values.get(tag)
-        if v is None or len(v[0]) < 2:
-            return None
-        return _U16.unpack_from(v[0])[0]
+        values = None if v is None else split(v[0], "US")
+        return values[0] if values else None
 
 
 class _Reader:
@@ -371,10 +361,6 @@ def read_fast_header(
         return None
 
 
-_BINARY = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i", "FL": "<f", "FD": "<d"}
-_NUMERIC_TEXT = {"DS": float, "IS": int}
-
-
 @functools.lru_cache(maxsize=1024)
 def _tag_for(keyword: str) -> int | None:
     from pydicom.datadict import tag_for_keyword
@@ -415,33 +401,8 @@ class FastDataset:
         if raw is None:
             return default
         value, vr_bytes = raw
-        vr = vr_bytes.decode("ascii") if vr_bytes else _dictionary_vr(tag)
-        if vr in _BINARY:
-            fmt = _BINARY[vr]
-            n = len(value) // struct.calcsize(fmt)
-            if n == 0:
-                return default
-            vals = struct.unpack("<" + fmt[1] * n, value[: n * struct.calcsize(fmt)])
-            return vals[0] if n == 1 else list(vals)
-        text = value.decode("latin-1").strip("\x00 ")
-        if text == "":
-            return default
-        if "\\" not in text:  # one value (the usual case): what the general path gives
-            part = text.strip()
-            if vr in _NUMERIC_TEXT:
-                try:
-                    return int(float(part)) if vr == "IS" else float(part)
-                except ValueError:
-                    return text
-            return part
-        parts = [p.strip() for p in text.split("\\")]
-        if vr in _NUMERIC_TEXT:
-            try:
-                nums = [_NUMERIC_TEXT[vr](float(p)) if vr == "IS" else float(p) for p in parts]
-            except ValueError:
-                return text
-            return nums[0] if len(nums) == 1 else nums
-        return parts[0] if len(parts) == 1 else parts
+        return pydicom_like(value, vr_bytes.decode("ascii") if vr_bytes else _dictionary_vr(tag),
+                            default)
 
     def __getattr__(self, keyword: str) -> Any:
         value = self.get(keyword)

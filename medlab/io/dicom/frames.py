@@ -1,0 +1,177 @@
+"""The frame stage of DICOM reading: one :class:`Frame` per 2D frame of a file.
+
+Internal API for medlab subpackages; not for users; may change.
+
+Stages: :mod:`.header` -> **frames** -> :mod:`.plans` -> :mod:`.pixels`. A
+classic single-frame file gives one frame, a multi-frame object one per
+frame, a Siemens mosaic one per tile (:func:`frames_from_dataset`). A plain
+single-frame file takes the fast path (:func:`fast_frames`, from the fast
+header reader's values); anything else goes through pydicom and the header
+checks (:func:`checked_frames`). :func:`file_frames` does both for one file,
+as the loader's scan does.
+
+A frame is stored as text with :func:`frame_record` and rebuilt with
+:func:`frame_from_record` (the cohort index keeps the frames its scan read,
+so it loads a series without reading the headers again).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._frames import Frame, NotAnImageError, frames_from_dataset
+from .header import (
+    FAST_DECLINE,
+    FAST_TAGS,
+    WSI_SOP_CLASS,
+    FastDataset,
+    FastHeader,
+    check_elements,
+    check_header,
+    file_problem,
+    looks_like_dicom,
+    not_dicom_reason,
+    not_image_reason,
+    quiet_pydicom,
+    read_fast_header,
+    read_header,
+    unreadable_reason,
+)
+
+__all__ = ["Frame", "NotAnImageError", "checked_frames", "fast_frames", "file_frames",
+           "frame_from_record", "frame_record", "frames_from_dataset"]
+
+
+def fast_frames(fh: FastHeader | None, path: Path, *, size: int | None = None) -> list[Frame] | None:
+    """Frames of a plain single-frame little-endian file from the fast header reader's values.
+
+    ``fh`` must hold (at least) :data:`~.header.FAST_TAGS`; ``size`` is the
+    file's size in bytes (read from the file when not given). None when the
+    file needs the full reader: multi-frame, mosaic, enhanced, ultrasound
+    regions, packed bits, or anything odd about its pixel data (the full
+    reader then explains what is wrong).
+    """
+    if fh is None or fh.pixel_offset is None or fh.seen & FAST_DECLINE:
+        return None
+    ds = FastDataset(fh)
+    n_frames = ds.get("NumberOfFrames", 1)
+    image_type = ds.get("ImageType") or []
+    bits = ds.get("BitsAllocated")
+    rows, cols = ds.get("Rows"), ds.get("Columns")
+    if (n_frames not in (1, "1") or "MOSAIC" in image_type or bits not in (8, 16, 32)
+            or not rows or not cols or str(ds.get("SOPClassUID", "")) == WSI_SOP_CLASS):
+        return None
+    if fh.pixel_length is not None:  # uncompressed: the length must match the header
+        samples = ds.get("SamplesPerPixel", 1)
+        if str(ds.get("PhotometricInterpretation", "")).endswith("_422"):
+            return None
+        expected = rows * cols * samples * bits // 8
+        if size is None:
+            size = path.stat().st_size
+        if fh.pixel_length < expected or fh.pixel_offset + fh.pixel_length > size:
+            return None
+    try:
+        with quiet_pydicom():
+            return frames_from_dataset(ds, path, fast=fh)
+    except Exception:  # anything unexpected: let the full reader explain it
+        return None
+
+
+def checked_frames(ds: Any, path: Path, truncated: list[str] | tuple[str, ...] = ()) -> list[Frame]:
+    """The frames of a pydicom dataset (from :func:`~.header.read_header`), after the header checks.
+
+    Raises
+    ------
+    NotAnImageError
+        No image pixel data (SR, RTSTRUCT, a whole-slide image, ...).
+    DicomReadError, ValueError
+        A header the pixel reader would have to guess at, or incomplete pixel data.
+    """
+    with quiet_pydicom():
+        check_elements(ds, path)
+        check_header(ds, path, truncated)
+        return frames_from_dataset(ds, path)
+
+
+def file_frames(path: Path) -> tuple[list[Frame], str | None]:
+    """The frames of one file, or why it gives none (never raises for a bad file)."""
+    problem = file_problem(path)
+    if problem is not None:
+        return [], problem
+    if not looks_like_dicom(path):
+        return [], not_dicom_reason(path)
+    fast = fast_frames(read_fast_header(path, FAST_TAGS), path)
+    if fast is not None:
+        return fast, None
+    truncated: list[str] = []
+    ds = None
+    try:
+        ds, truncated = read_header(path)
+        return checked_frames(ds, path, truncated), None
+    except NotAnImageError as exc:
+        return [], not_image_reason(exc, ds, path, truncated)
+    except Exception as exc:  # a corrupt file must not stop the scan
+        return [], unreadable_reason(exc, path)
+
+
+# ------------------------------------------------------------------------------ records
+_TUPLES = ("iop", "ipp", "pixel_spacing", "b_vector", "mosaic_normal")
+#: the fields of a record: everything but the file (kept beside it) and the parsed header
+_FIELDS = tuple(n for n in Frame.__slots__ if n not in ("path", "_header"))  # type: ignore[attr-defined]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"cannot store a {type(v).__name__} in a frame record")
+
+
+def _tuples(v: Any) -> Any:
+    """JSON lists back to the tuples they were (split keys nest them)."""
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
+def frame_record(f: Frame) -> str:
+    """One frame as JSON text (all fields but the file path and the parsed header).
+
+    :func:`frame_from_record` rebuilds an equal frame; floats keep every digit.
+    """
+    out: dict[str, Any] = {}
+    for name in _FIELDS:
+        out[name] = getattr(f, name)
+    scaling = f.scaling
+    if scaling and "lut" in scaling:
+        first, table = scaling["lut"]
+        table = np.asarray(table)
+        out["scaling"] = {**scaling, "lut": [int(first), table.tolist(), table.dtype.str]}
+    return json.dumps(out, default=_plain, allow_nan=True)
+
+
+def frame_from_record(path: str | Path, record: str) -> Frame:
+    """The frame that :func:`frame_record` stored (its header is read again only if used)."""
+    data = json.loads(record)
+    missing = [n for n in _FIELDS if n not in data]
+    if missing:
+        raise ValueError(f"a frame record without {', '.join(missing)}; index the file again")
+    for name in _TUPLES:
+        if data[name] is not None:
+            data[name] = tuple(data[name])
+    data["split_key"] = _tuples(data["split_key"])
+    scaling = data["scaling"]
+    if scaling:
+        if "lut" in scaling:
+            first, table, dtype = scaling["lut"]
+            scaling["lut"] = (first, np.asarray(table, dtype=np.dtype(dtype)))
+        if "rwvm" in scaling:
+            scaling["rwvm"] = tuple(scaling["rwvm"])
+    for name in ("slope", "intercept"):  # never None in a Frame
+        if not isinstance(data[name], (int, float)) or not math.isfinite(data[name]):
+            raise ValueError(f"a frame record with {name} {data[name]!r}; index the file again")
+    return Frame(path=Path(path), _header=None, **{n: data[n] for n in _FIELDS})

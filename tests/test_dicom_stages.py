@@ -1,0 +1,182 @@
+"""The DICOM stages (header -> frames -> plans -> pixels) as one pipeline (issue 14).
+
+- ``Index.load_series`` plans a series from the frames the index stored and gives the
+  Image ``medlab.load`` gives for the series' folder (real CT, MR and PET), without
+  reading the files' headers again; a file changed since indexing is read from disk
+  again (with a warning), so the result is still what ``medlab.load`` gives;
+- ``medlab.load`` refuses a folder of several images from the plan, before any pixel
+  is decoded;
+- a frame stored as text comes back equal, for every frame of the shared data;
+- the value converters agree with pydicom's own conversions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.datadict import dictionary_VR
+
+import medlab as ml
+import medlab.io.dicom as dicom
+from medlab.errors import MultipleImagesError
+from medlab.io.dicom import frames as frame_stage
+from medlab.io.dicom import pixels as pixel_stage
+from medlab.io.dicom import values
+
+SERIES = {"CT": "dicom/STS_002/CT/image", "MR": "dicom/STS_002/MR_T1/image",
+          "PET": "dicom/STS_002/PET/image"}
+
+
+@pytest.fixture(scope="module")
+def sts002_index():
+    root = ml.data.path("sts-cohort", "dicom/STS_002")
+    with ml.cohort.scan(root, progress=False, workers=1) as idx:
+        yield idx
+
+
+def _uid(folder) -> str:
+    first = sorted(folder.iterdir())[0]
+    return str(pydicom.dcmread(first, stop_before_pixels=True).SeriesInstanceUID)
+
+
+def _assert_same_image(got: ml.Image, ref: ml.Image) -> None:
+    assert got.array.dtype == ref.array.dtype and got.shape == ref.shape
+    np.testing.assert_array_equal(got.array, ref.array)
+    np.testing.assert_array_equal(got.affine, ref.affine)
+    assert got.meta.keys() == ref.meta.keys()
+    for key, value in ref.meta.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(got.meta[key], value)
+        else:
+            assert got.meta[key] == value, key
+    assert got.frame_times_s is None if ref.frame_times_s is None else \
+        np.array_equal(got.frame_times_s, ref.frame_times_s)
+
+
+@pytest.mark.parametrize("modality", list(SERIES))
+def test_load_series_gives_the_image_load_gives(sts002_index, modality, monkeypatch):
+    folder = ml.data.path("sts-cohort", SERIES[modality])
+    ref = ml.load(folder, progress=False)
+    uid = _uid(folder)
+    # no header of the series is parsed by the header stage again, and pydicom parses
+    # at most the header of the first frame of the plan (labels, metadata): not every file
+    def no_scan(*args, **kwargs):
+        raise AssertionError("load_series read the headers again")
+
+    monkeypatch.setattr(dicom, "file_frames", no_scan)
+    parsed = []
+    real_dcmread = pydicom.dcmread
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: parsed.append(a[0]) or
+                        real_dcmread(*a, **k))
+    img = sts002_index.load_series(uid)
+    n_files = len(list(folder.iterdir()))
+    assert n_files > 20 and 1 <= len(set(parsed)) <= 2
+    _assert_same_image(img, ref)
+    assert img.meta["modality"] == {"PET": "PT"}.get(modality, modality)
+
+
+def test_a_file_changed_since_indexing_is_read_again(tmp_path):
+    src = ml.data.path("sts-cohort", SERIES["MR"])
+    folder = tmp_path / "mr"
+    shutil.copytree(src, folder)
+    idx = ml.cohort.scan(folder, progress=False, workers=1)
+    uid = _uid(folder)
+    before = idx.load_series(uid)
+    # change a file: other pixel values, another rescale intercept (same size on disk)
+    changed = sorted(folder.iterdir())[5]
+    ds = pydicom.dcmread(changed)
+    ds.RescaleIntercept = 100
+    arr = ds.pixel_array
+    arr[:10] = 7
+    ds.PixelData = arr.tobytes()
+    ds.save_as(changed)
+    with pytest.warns(UserWarning, match=r"1 file\(s\) of series .* changed since they were "
+                                         r"indexed .*index\.rescan\(\)"):
+        after = idx.load_series(uid)
+    _assert_same_image(after, ml.load(folder, progress=False))
+    assert not np.array_equal(after.array, before.array)
+    # once rescanned, the stored frames are used again, and give the same image
+    idx.rescan(progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _assert_same_image(idx.load_series(uid), after)
+    idx.close()
+
+
+def test_several_images_are_refused_before_any_pixel_is_decoded(tmp_path, monkeypatch):
+    for name in ("CT", "MR"):
+        for f in sorted(ml.data.path("sts-cohort", SERIES[name]).iterdir())[:3]:
+            shutil.copy(f, tmp_path / f"{name}-{f.name}")
+
+    def no_pixels(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(pixel_stage, "read_pixels", no_pixels)
+    monkeypatch.setattr(pixel_stage, "image_from_plan", no_pixels)
+    with pytest.raises(MultipleImagesError, match="holds 2 images") as err:
+        ml.load(tmp_path, progress=False)
+    assert len(err.value.ids) == 2
+    assert any("CT" in i or "S0" in i for i in err.value.ids)
+    monkeypatch.undo()
+    # and the two are what load_all gives
+    assert sorted(ml.io.load_all(tmp_path, progress=False)) == sorted(err.value.ids)
+
+
+DATASETS = ["sts-cohort", "dcm-qa-nih", "dcm-qa-enhanced", "dcm-qa-ts", "pydicom-testfiles",
+            "pydicom-extra", "fo-dicom", "wg04-modalities", "breast-dce", "xa-mr-cine",
+            "us-cine", "dcmqi"]
+
+
+@pytest.mark.slow
+def test_frame_records_give_the_frames_back():
+    """Every frame of the shared data survives frame_record -> frame_from_record."""
+    n = kinds = 0
+    seen = set()
+    for name in DATASETS:
+        root = ml.data.fetch(name, progress=False)
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "SOURCE.txt"):
+            frames, _ = frame_stage.file_frames(path)
+            for f in frames:
+                back = frame_stage.frame_from_record(path, frame_stage.frame_record(f))
+                for field in f.__slots__:
+                    if field == "_header":
+                        continue
+                    a, b = getattr(f, field), getattr(back, field)
+                    if field == "scaling" and a and "lut" in a:
+                        np.testing.assert_array_equal(a["lut"][1], b["lut"][1])
+                        assert a["lut"][1].dtype == b["lut"][1].dtype and a["lut"][0] == b["lut"][0]
+                        a, b = {**a, "lut": None}, {**b, "lut": None}
+                    assert a == b and type(a) is type(b), (path, field, a, b)
+                n += 1
+                seen.add((f.index is not None, f.tile is not None, bool(f.scaling)))
+    kinds = len(seen)
+    # single-frame, multi-frame, mosaic tiles and frames with extra scalings all took part
+    assert n > 1500 and kinds >= 4, (n, seen)
+
+
+def test_values_agree_with_pydicom():
+    path = sorted(ml.data.path("sts-cohort", SERIES["PET"]).iterdir())[0]
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    for kw, conv, want in [
+        ("ImagePositionPatient", values.to_floats, [float(v) for v in ds.ImagePositionPatient]),
+        ("PixelSpacing", values.to_float, float(ds.PixelSpacing[0])),
+        ("InstanceNumber", values.to_int, int(ds.InstanceNumber)),
+        ("SeriesDescription", values.to_str, str(ds.SeriesDescription).strip() or None),
+        ("Rows", values.to_int, int(ds.Rows)),
+    ]:
+        elem = pydicom.dcmread(path, stop_before_pixels=True)  # raw, not yet converted
+        raw = elem.get_item(kw)
+        vr = raw.VR or dictionary_VR(kw)  # implicit VR: the dictionary's, as the fast reader
+        got = conv(values.split(raw.value, vr))
+        assert got == want, kw
+        assert values.pydicom_like(raw.value, vr) == ds[kw].value or kw == "SeriesDescription"
+    assert values.to_int("3.0") == 3 and values.to_int("3.5") is None
+    assert values.to_int(str(2**31)) is None  # does not fit a 32-bit column
+    assert values.to_float("nan") is None and values.to_floats("1\\x") is None
+    assert values.to_str(" a \\ b ") == "a\\b" and values.to_str("  \x00") is None
+    assert values.split(b"\x01\x00\x02\x00", "US") == [1, 2]
+    assert values.parse_date("2020.05.01").isoformat() == "2020-05-01"
