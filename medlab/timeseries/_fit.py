@@ -76,6 +76,8 @@ _POLISH_ITER = 8
 #: largest step in ln(kep) and the step below which a voxel has converged
 _POLISH_STEP = 4.0
 _POLISH_TOL = 1e-4
+#: a grid point and its two neighbours
+_AROUND = np.array([-1, 0, 1])
 
 #: parameter names per model, and the units of every output
 PARAMETERS = {"tofts": ("ktrans", "ve", "kep"), "extended_tofts": ("ktrans", "ve", "kep", "vp"),
@@ -239,21 +241,114 @@ def _best_on_grid(score: np.ndarray, grid_u: np.ndarray) -> np.ndarray:
     return _vertex(grid_u[m], step, score[rows, m - 1], score[rows, m], score[rows, m + 1])
 
 
-def _grid_vertex(zs: np.ndarray, s: _Setup) -> np.ndarray:
-    """Tofts: ln(kep) of the best fit on the table's coarse grid, refined by a parabola.
+def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndarray, ...]:
+    """The default Tofts fit of the rows of ``c`` (one chunk, float32 or float64).
 
-    The SSE reduction at a grid point is ``(E.C)^2 / E.E`` where ``E.C > 0``
-    (Ktrans eliminated); its argmax is that of ``E.C / |E|``, one matrix product
-    with the normalised grid curves (``coarse_unit``).
+    1. ``z = C @ basis`` and the row sums in one matrix product (the only pass over
+       the data besides ``C.C``); every later step works on the r-vectors ``z``.
+    2. Global search: ``E.C / |E|`` on a grid of ln(kep) (one small matrix
+       product), its argmax refined by a parabola through the squared neighbours.
+    3. One Gauss-Newton step on ln(kep) with Ktrans eliminated (variable
+       projection, as :func:`_polish`) from there, kept only where it lowers the
+       SSE, which is evaluated exactly at the point kept.
+    4. Voxels above ``ve_max`` are projected into the bound (:func:`_project`).
+
+    Returns ``ktrans``, ``kep``, the SSE and each row's ``C.C`` and sum (float64;
+    a row that is not finite has a sum that is not finite, and is fitted as zeros).
     """
-    assert s.table is not None
-    grid_u = s.table.coarse[1]
-    # only an argmax and a parabola: single precision is plenty, and twice as fast
-    x = zs.astype(np.float32) @ s.table.coarse_unit.T
-    m = np.clip(np.argmax(x, axis=1), 1, grid_u.size - 2)
-    rows = np.arange(x.shape[0])
-    s0, s1, s2 = (np.square(np.maximum(x[rows, m + d], 0.0)) for d in (-1, 0, 1))
-    return _vertex(grid_u[m], grid_u[1] - grid_u[0], s0, s1, s2)
+    tab = s.table
+    assert tab is not None and tab.basis is not None
+    dt = c.dtype
+    r = tab.basis.shape[1]
+    proj = c @ tab.project[dt]
+    z = proj[:, :r]
+    row_sum = proj[:, r].astype(np.float64)
+    bad = ~np.isfinite(row_sum)
+    cc = np.einsum("nt,nt->n", c, c).astype(np.float64)
+    if bad.any():  # NaN / inf rows: fitted as zeros, masked by the caller
+        z[bad] = 0.0
+        cc[bad] = 0.0
+    # global search: the grid point of largest E.C / |E|, refined by a parabola
+    x = z @ tab.search_unit[dt]
+    n_grid = x.shape[1]
+    m = np.argmax(x, axis=1)
+    np.clip(m, 1, n_grid - 2, out=m)
+    at = np.arange(0, x.size, n_grid)
+    at += m
+    x3 = x.ravel().take(at[:, None] + _AROUND).astype(np.float64)
+    curv = x3[:, 1] * 2
+    curv -= x3[:, 0]
+    curv -= x3[:, 2]
+    shift = x3[:, 2] - x3[:, 0]
+    shift *= 0.5
+    np.divide(shift, curv, out=shift, where=curv > 0)
+    shift[curv <= 0] = 0.0
+    np.clip(shift, -1.0, 1.0, out=shift)
+    grid_u = tab.search_u
+    shift *= grid_u[1] - grid_u[0]
+    u = grid_u.take(m)
+    u += shift
+    # one Gauss-Newton step from there, on the dense table (see _polish for the algebra)
+    pair = tab.pair[dt]
+    ee0, ee1, ee2 = tab.ee
+    lo, hi = tab.bounds
+    step = tab.step_dense
+    last = tab.u_dense.size - 2
+
+    def evaluate(u: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+        pos = u - lo
+        pos *= 1.0 / step
+        j = pos.astype(np.intp)
+        np.clip(j, 0, last, out=j)
+        w = pos - j
+        gg = np.einsum("nkt,nt->kn", pair.take(j, axis=0), z)
+        g1 = gg[1].astype(np.float64)
+        g = w * g1
+        g += gg[0]
+        e1, e2 = ee1.take(j), ee2.take(j)
+        h = w * e2
+        h += e1
+        h *= w
+        h += ee0.take(j)
+        kt = np.maximum(g, 0.0)
+        kt /= h
+        return kt, g, h, g1, w, e1, e2
+
+    kt, g, h, g1, w, e1, e2 = evaluate(u, z)
+    f = kt * g
+    hp = w * e2
+    hp *= 2
+    hp += e1
+    denom = 0.25 * hp * hp
+    denom /= h
+    np.subtract(e2, denom, out=denom)
+    denom *= kt
+    num = g1 - 0.5 * kt * hp
+    du = np.zeros_like(num)
+    np.divide(num, denom, out=du, where=denom > 0)
+    du *= step
+    np.clip(du, -_POLISH_STEP, _POLISH_STEP, out=du)
+    du += u
+    trial = np.clip(du, lo, hi, out=du)
+    kt1, g1 = evaluate(trial, z)[:2]
+    f1 = kt1 * g1
+    better = f1 > f
+    np.copyto(u, trial, where=better)
+    np.copyto(kt, kt1, where=better)
+    np.copyto(f, f1, where=better)
+    kep = np.exp(u)
+    if ve_max is not None:
+        # above the bound of ve = Ktrans / kep: kep raised to Ktrans / ve_max, Ktrans
+        # re-solved there and capped (as _project does)
+        redo = np.flatnonzero(kt > ve_max * kep)
+        if redo.size:
+            ub = np.clip(np.log(kt[redo] / ve_max), lo, hi)
+            ktb, gb, hb = evaluate(ub, z[redo])[:3]
+            kep[redo] = kepb = np.exp(ub)
+            kt[redo] = ktb = np.minimum(ktb, ve_max * kepb)
+            f[redo] = ktb * (2 * gb - ktb * hb)
+    sse = np.maximum(cc - f, 0.0)
+    return kt, kep, sse, cc, row_sum
 
 
 def _vertex(u: np.ndarray, step: float, s0: np.ndarray, s1: np.ndarray, s2: np.ndarray
@@ -423,6 +518,27 @@ def _parallel(fn, n: int) -> None:
             fn(chunk)
 
 
+def _outputs(out: dict[str, np.ndarray], rows: np.ndarray, n_frames: int, cc: np.ndarray,
+             row_sum: np.ndarray, sse: np.ndarray, p: dict[str, np.ndarray], best_d: np.ndarray,
+             delays: list[float], with_delay: bool, one_curve: bool) -> dict[str, np.ndarray]:
+    """Fill :func:`fit_curves`' outputs at ``rows`` from the fit of those rows."""
+    sst = cc - row_sum**2 / n_frames
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["r2"][rows] = np.where(sst > 0, 1 - sse / sst, np.nan)
+        out["rmse"][rows] = np.sqrt(sse / n_frames)
+        out["ktrans"][rows] = p["ktrans"]
+        if "kep" in out:
+            out["kep"][rows] = p["kep"]
+            out["ve"][rows] = p["ktrans"] / p["kep"]
+        if "vp" in out:
+            out["vp"][rows] = p["vp"]
+    if with_delay:
+        out["delay_s"][rows] = np.asarray(delays)[best_d]
+    if one_curve:
+        return {k: v[:1] for k, v in out.items()}
+    return out
+
+
 def fit_curves(
     times_s: npt.ArrayLike,
     curves: npt.ArrayLike,
@@ -494,17 +610,50 @@ def fit_curves(
             "ml.timeseries.parker_aif(delay_s=30) or ml.timeseries.measured_aif(conc, roi)"
         )
     t = np.asarray(times_s, dtype=float).ravel()
-    c_all = np.atleast_2d(np.asarray(curves, dtype=np.float64))
-    if c_all.shape[-1] != t.size:
-        raise ValueError(f"curves have {c_all.shape[-1]} time points but times_s has {t.size}")
+    c_in = np.atleast_2d(np.asarray(curves))
+    if c_in.dtype not in (np.float32, np.float64):
+        c_in = c_in.astype(np.float64)
+    if c_in.shape[-1] != t.size:
+        raise ValueError(f"curves have {c_in.shape[-1]} time points but times_s has {t.size}")
     if not 0 < kep_range[0] < kep_range[1]:
         raise ValueError(f"kep_range must be (low, high) with 0 < low < high, got {kep_range}")
     delays = [0.0] if delays_s is None else [float(d) for d in np.atleast_1d(delays_s)]
     setups = [_Setup(t, aif.delayed(d), model=model, step_s=step_s, kep_range=kep_range)
               for d in delays]
-    n = c_all.shape[0]
+    n = c_in.shape[0]
     names = [*PARAMETERS[model], "r2", "rmse"] + (["delay_s"] if delays_s is not None else [])
     out = {k: np.full(n, np.nan) for k in names}
+    if model == "tofts" and search and polish and not refine:
+        # the default: the exact model on a kep grid for every voxel, then a Gauss-Newton
+        # step, all in the few-dimensional basis of the model curves (one (N, T) x (T, r)
+        # product touches the data, in its own precision)
+        c_in = np.ascontiguousarray(c_in)
+        best_p = {k: np.empty(n) for k in ("ktrans", "kep", "vp")}
+        best_p["vp"][:] = 0.0
+        best_sse = np.full(n, np.inf)
+        best_d = np.zeros(n, dtype=int)
+        cc, row_sum = np.empty(n), np.empty(n)
+        for di, s in enumerate(setups):
+            red = s.reduced()
+
+            def fast(sl: slice, red: _Setup = red, di: int = di) -> None:
+                kt, kep, sse, cc_, rs = _fast_tofts(c_in[sl], red, ve_max)
+                win = sse < best_sse[sl]
+                best_sse[sl] = np.where(win, sse, best_sse[sl])
+                best_d[sl] = np.where(win, di, best_d[sl])
+                best_p["ktrans"][sl] = np.where(win, kt, best_p["ktrans"][sl])
+                best_p["kep"][sl] = np.where(win, kep, best_p["kep"][sl])
+                cc[sl], row_sum[sl] = cc_, rs
+
+            with np.errstate(invalid="ignore", over="ignore"):
+                _parallel(fast, n)
+        rows = np.flatnonzero(np.isfinite(row_sum))
+        if rows.size < n:
+            cc, row_sum, best_sse, best_d = cc[rows], row_sum[rows], best_sse[rows], best_d[rows]
+            best_p = {k: v[rows] for k, v in best_p.items()}
+        return _outputs(out, rows, t.size, cc, row_sum, best_sse, best_p, best_d, delays,
+                        delays_s is not None, np.ndim(curves) == 1)
+    c_all = c_in.astype(np.float64, copy=False)
     row_sum = c_all.sum(axis=1)
     finite = np.isfinite(row_sum)
     rows = np.flatnonzero(finite)
@@ -517,93 +666,59 @@ def fit_curves(
         p = {k: np.empty(rows.size) for k in ("ktrans", "kep", "vp")}
         sse = np.empty(rows.size)
 
-        if model == "tofts" and search and polish and not refine:
-            # the default: the exact model on a kep grid for every voxel, then Gauss-Newton,
-            # all in the few-dimensional basis of the model curves (one (N, T) x (T, r)
-            # product touches the data)
-            red = s.reduced()
-            assert red.table is not None and red.table.basis is not None
-            z = c_fit @ red.table.basis
+        def linear(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+            q, e = _project(c_fit[sl], s, model, _linear(c_fit[sl], s, model), ve_max, cc[sl])
+            for k, v in q.items():
+                p[k][sl] = v
+            sse[sl] = e
 
-            def fast(sl: slice, red: _Setup = red, p: dict = p, sse: np.ndarray = sse,
-                     z: np.ndarray = z) -> None:
-                zs = z[sl]
-                u = _grid_vertex(zs, red)
-                start = {"ktrans": np.ones_like(u), "kep": np.exp(u), "vp": np.zeros_like(u)}
-                q, e = _polish(zs, red, start, np.full(u.size, np.inf), cc[sl], ve_max,
-                               _POLISH_ITER)
+        _parallel(linear, rows.size)
+        if search and model != "patlak":
+            # the linearisation is biased where kep is high (the tissue curve follows the
+            # AIF closely): check those voxels against a grid search of the exact model
+            todo = np.flatnonzero(p["kep"] > _SEARCH_KEP)
+            assert s.table is not None
+            # one matrix product for all of them, in this thread: BLAS threads do not
+            # compete with the chunk threads
+            ec = c_fit[todo] @ s.table.coarse[0].T
+
+            def grid(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse,
+                     todo: np.ndarray = todo, ec: np.ndarray = ec) -> None:
+                idx = todo[sl]
+                q, e = _grid_search(c_fit[idx], ec[sl], s, model, cc[idx], ve_max)
+                win = e < sse[idx]
+                for k, v in q.items():
+                    p[k][idx[win]] = v[win]
+                sse[idx[win]] = e[win]
+
+            _parallel(grid, todo.size)
+        if polish and model == "tofts" and not refine:
+
+            def gn(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+                q, e = _polish(c_fit[sl], s, {k: v[sl] for k, v in p.items()}, sse[sl],
+                               cc[sl], ve_max, _POLISH_ITER)
                 for k, v in q.items():
                     p[k][sl] = v
                 sse[sl] = e
 
-            _parallel(fast, rows.size)
-        else:
-            def linear(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
-                q, e = _project(c_fit[sl], s, model, _linear(c_fit[sl], s, model), ve_max, cc[sl])
+            _parallel(gn, rows.size)
+        if refine and model != "patlak":
+
+            def lm(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
+                q, e = _lm(c_fit[sl], s, model, {k: v[sl] for k, v in p.items()}, sse[sl],
+                           ve_max=ve_max, max_iter=max_iter, tol=1e-10)
                 for k, v in q.items():
                     p[k][sl] = v
                 sse[sl] = e
 
-            _parallel(linear, rows.size)
-            if search and model != "patlak":
-                # the linearisation is biased where kep is high (the tissue curve follows the
-                # AIF closely): check those voxels against a grid search of the exact model
-                todo = np.flatnonzero(p["kep"] > _SEARCH_KEP)
-                assert s.table is not None
-                # one matrix product for all of them, in this thread: BLAS threads do not
-                # compete with the chunk threads
-                ec = c_fit[todo] @ s.table.coarse[0].T
-
-                def grid(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse,
-                         todo: np.ndarray = todo, ec: np.ndarray = ec) -> None:
-                    idx = todo[sl]
-                    q, e = _grid_search(c_fit[idx], ec[sl], s, model, cc[idx], ve_max)
-                    win = e < sse[idx]
-                    for k, v in q.items():
-                        p[k][idx[win]] = v[win]
-                    sse[idx[win]] = e[win]
-
-                _parallel(grid, todo.size)
-            if polish and model == "tofts" and not refine:
-
-                def gn(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
-                    q, e = _polish(c_fit[sl], s, {k: v[sl] for k, v in p.items()}, sse[sl],
-                                   cc[sl], ve_max, _POLISH_ITER)
-                    for k, v in q.items():
-                        p[k][sl] = v
-                    sse[sl] = e
-
-                _parallel(gn, rows.size)
-            if refine and model != "patlak":
-
-                def lm(sl: slice, s: _Setup = s, p: dict = p, sse: np.ndarray = sse) -> None:
-                    q, e = _lm(c_fit[sl], s, model, {k: v[sl] for k, v in p.items()}, sse[sl],
-                               ve_max=ve_max, max_iter=max_iter, tol=1e-10)
-                    for k, v in q.items():
-                        p[k][sl] = v
-                    sse[sl] = e
-
-                _parallel(lm, rows.size)
+            _parallel(lm, rows.size)
         win = sse < best_sse
         best_sse = np.where(win, sse, best_sse)
         best_d = np.where(win, di, best_d)
         for k, v in p.items():
             best_p[k] = np.where(win, v, best_p[k]) if k in best_p else v
-    sst = cc - row_sum**2 / t.size
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["r2"][rows] = np.where(sst > 0, 1 - best_sse / sst, np.nan)
-        out["rmse"][rows] = np.sqrt(best_sse / t.size)
-        out["ktrans"][rows] = best_p["ktrans"]
-        if "kep" in out:
-            out["kep"][rows] = best_p["kep"]
-            out["ve"][rows] = best_p["ktrans"] / best_p["kep"]
-        if "vp" in out:
-            out["vp"][rows] = best_p["vp"]
-    if delays_s is not None:
-        out["delay_s"][rows] = np.asarray(delays)[best_d]
-    if np.ndim(curves) == 1:
-        return {k: v[:1] for k, v in out.items()}
-    return out
+    return _outputs(out, rows, t.size, cc, row_sum, best_sse, best_p, best_d, delays,
+                    delays_s is not None, np.ndim(curves) == 1)
 
 
 def fit_kinetics(
