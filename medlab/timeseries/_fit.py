@@ -288,37 +288,36 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
     shift *= grid_u[1] - grid_u[0]
     u = grid_u.take(m)
     u += shift
-    # one Gauss-Newton step from there, on the dense table (see _polish for the algebra)
-    pair = tab.pair[dt]
+    # one Gauss-Newton step from there, on the dense table (see _polish for the algebra);
+    # ln(kep) is rounded to the table's points (1.2e-3 apart), where E is exact
+    pair, rows_e = tab.pair[dt], tab.rows[dt]
     ee0, ee1, ee2 = tab.ee
-    lo, hi = tab.bounds
+    lo = tab.bounds[0]
     step = tab.step_dense
     last = tab.u_dense.size - 2
 
-    def evaluate(u: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+    def nearest(u: np.ndarray) -> np.ndarray:
         pos = u - lo
         pos *= 1.0 / step
+        pos += 0.5
         j = pos.astype(np.intp)
-        np.clip(j, 0, last, out=j)
-        w = pos - j
-        gg = np.einsum("nkt,nt->kn", pair.take(j, axis=0), z)
-        g1 = gg[1].astype(np.float64)
-        g = w * g1
-        g += gg[0]
-        e1, e2 = ee1.take(j), ee2.take(j)
-        h = w * e2
-        h += e1
-        h *= w
-        h += ee0.take(j)
-        kt = np.maximum(g, 0.0)
-        kt /= h
-        return kt, g, h, g1, w, e1, e2
+        return np.clip(j, 0, last, out=j)
 
-    kt, g, h, g1, w, e1, e2 = evaluate(u, z)
+    def fit_at(j: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Best Ktrans and the SSE reduction ``Ktrans E.C`` at table points ``j``."""
+        g = np.einsum("nt,nt->n", rows_e.take(j, axis=0), z).astype(np.float64)
+        kt = np.maximum(g, 0.0)
+        kt /= ee0.take(j)
+        g *= kt
+        return kt, g
+
+    j = nearest(u)
+    gg = np.einsum("nkt,nt->kn", pair.take(j, axis=0), z)
+    g, g1 = gg.astype(np.float64)
+    h, hp, e2 = ee0.take(j), ee1.take(j), ee2.take(j)
+    kt = np.maximum(g, 0.0)
+    kt /= h
     f = kt * g
-    hp = w * e2
-    hp *= 2
-    hp += e1
     denom = 0.25 * hp * hp
     denom /= h
     np.subtract(e2, denom, out=denom)
@@ -326,26 +325,29 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
     num = g1 - 0.5 * kt * hp
     du = np.zeros_like(num)
     np.divide(num, denom, out=du, where=denom > 0)
-    du *= step
-    np.clip(du, -_POLISH_STEP, _POLISH_STEP, out=du)
-    du += u
-    trial = np.clip(du, lo, hi, out=du)
-    kt1, g1 = evaluate(trial, z)[:2]
-    f1 = kt1 * g1
+    np.clip(du, -_POLISH_STEP / step, _POLISH_STEP / step, out=du)
+    du += 0.5
+    j1 = j + np.floor(du).astype(np.intp)
+    np.clip(j1, 0, last, out=j1)
+    kt1, f1 = fit_at(j1, z)
     better = f1 > f
-    np.copyto(u, trial, where=better)
+    np.copyto(j, j1, where=better)
     np.copyto(kt, kt1, where=better)
     np.copyto(f, f1, where=better)
+    u = tab.u_dense.take(j)
     kep = np.exp(u)
     if ve_max is not None:
         # above the bound of ve = Ktrans / kep: kep raised to Ktrans / ve_max, Ktrans
         # re-solved there and capped (as _project does)
         redo = np.flatnonzero(kt > ve_max * kep)
         if redo.size:
-            ub = np.clip(np.log(kt[redo] / ve_max), lo, hi)
-            ktb, gb, hb = evaluate(ub, z[redo])[:3]
-            kep[redo] = kepb = np.exp(ub)
-            kt[redo] = ktb = np.minimum(ktb, ve_max * kepb)
+            jb = nearest(np.log(kt[redo] / ve_max))
+            jb += 1  # the table point above the bound
+            np.clip(jb, 0, last, out=jb)
+            gb = np.einsum("nt,nt->n", rows_e.take(jb, axis=0), z[redo]).astype(np.float64)
+            hb = ee0.take(jb)
+            kep[redo] = kepb = np.exp(tab.u_dense.take(jb))
+            kt[redo] = ktb = np.clip(gb / hb, 0.0, ve_max * kepb)
             f[redo] = ktb * (2 * gb - ktb * hb)
     sse = np.maximum(cc - f, 0.0)
     return kt, kep, sse, cc, row_sum
@@ -507,18 +509,37 @@ def _lm(c: np.ndarray, s: _Setup, model: str, p: dict[str, np.ndarray], sse: np.
 
 
 def _parallel(fn, n: int) -> None:
-    """``fn(slice)`` over chunks of ``range(n)``, in threads (numpy releases the GIL)."""
+    """``fn(slice)`` over chunks of ``range(n)``, in threads (numpy releases the GIL).
+
+    BLAS runs on one thread meanwhile: its own threads would compete with the chunk
+    threads for the cores (and spin while they wait; on a busy machine a small product
+    then takes 10x longer).
+    """
     chunks = [slice(i, min(i + _CHUNK, n)) for i in range(0, n, _CHUNK)]
     workers = min(len(chunks), os.cpu_count() or 1, _MAX_THREADS)
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(fn, chunks))
-    else:
-        for chunk in chunks:
-            fn(chunk)
+    with _one_blas_thread():
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(fn, chunks))
+        else:
+            for chunk in chunks:
+                fn(chunk)
 
 
-def _outputs(out: dict[str, np.ndarray], rows: np.ndarray, n_frames: int, cc: np.ndarray,
+_BLAS: list = []
+
+
+def _one_blas_thread():
+    """A context in which BLAS libraries use one thread (threadpoolctl; its scan of the
+    loaded libraries is made once)."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
+
+
+def _outputs(out: dict[str, np.ndarray], rows: np.ndarray | slice, n_frames: int, cc: np.ndarray,
              row_sum: np.ndarray, sse: np.ndarray, p: dict[str, np.ndarray], best_d: np.ndarray,
              delays: list[float], with_delay: bool, one_curve: bool) -> dict[str, np.ndarray]:
     """Fill :func:`fit_curves`' outputs at ``rows`` from the fit of those rows."""
@@ -628,9 +649,8 @@ def fit_curves(
         # step, all in the few-dimensional basis of the model curves (one (N, T) x (T, r)
         # product touches the data, in its own precision)
         c_in = np.ascontiguousarray(c_in)
-        best_p = {k: np.empty(n) for k in ("ktrans", "kep", "vp")}
-        best_p["vp"][:] = 0.0
-        best_sse = np.full(n, np.inf)
+        best_p = {"ktrans": np.empty(n), "kep": np.empty(n), "vp": np.zeros(n)}
+        best_sse = np.empty(n)
         best_d = np.zeros(n, dtype=int)
         cc, row_sum = np.empty(n), np.empty(n)
         for di, s in enumerate(setups):
@@ -638,17 +658,22 @@ def fit_curves(
 
             def fast(sl: slice, red: _Setup = red, di: int = di) -> None:
                 kt, kep, sse, cc_, rs = _fast_tofts(c_in[sl], red, ve_max)
+                if di == 0:
+                    best_sse[sl], best_p["ktrans"][sl], best_p["kep"][sl] = sse, kt, kep
+                    cc[sl], row_sum[sl] = cc_, rs
+                    return
                 win = sse < best_sse[sl]
-                best_sse[sl] = np.where(win, sse, best_sse[sl])
-                best_d[sl] = np.where(win, di, best_d[sl])
-                best_p["ktrans"][sl] = np.where(win, kt, best_p["ktrans"][sl])
-                best_p["kep"][sl] = np.where(win, kep, best_p["kep"][sl])
-                cc[sl], row_sum[sl] = cc_, rs
+                np.copyto(best_sse[sl], sse, where=win)
+                np.copyto(best_d[sl], di, where=win)
+                np.copyto(best_p["ktrans"][sl], kt, where=win)
+                np.copyto(best_p["kep"][sl], kep, where=win)
 
             with np.errstate(invalid="ignore", over="ignore"):
                 _parallel(fast, n)
-        rows = np.flatnonzero(np.isfinite(row_sum))
-        if rows.size < n:
+        finite = np.isfinite(row_sum)
+        rows: np.ndarray | slice = slice(None)
+        if not finite.all():
+            rows = np.flatnonzero(finite)
             cc, row_sum, best_sse, best_d = cc[rows], row_sum[rows], best_sse[rows], best_d[rows]
             best_p = {k: v[rows] for k, v in best_p.items()}
         return _outputs(out, rows, t.size, cc, row_sum, best_sse, best_p, best_d, delays,

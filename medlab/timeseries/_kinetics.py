@@ -182,7 +182,8 @@ class ConvTable:
           ``z`` and each row's sum in one matrix product;
         - ``search_u`` (G,) and ``search_unit[dtype]`` (r, G): a grid of ln(kep)
           and its unit-norm curves, so ``z @ search_unit`` is ``E.C / |E|`` there;
-        - ``pair[dtype]`` (M - 1, 2, r): ``[E | E']`` of each dense interval.
+        - ``pair[dtype]`` (M - 1, 2, r): ``[E | E']`` of each dense interval, and
+          ``rows[dtype]`` (M, r): ``E`` at each dense point.
         """
         if self._reduced is None:
             e = self.e_dense
@@ -201,9 +202,10 @@ class ConvTable:
             search_unit = (curves / np.linalg.norm(curves, axis=1, keepdims=True)) @ basis
             project = np.concatenate([basis, np.ones((basis.shape[0], 1))], axis=1)
             pair = np.stack([red.e_dense[:-1], red.diff_dense], axis=1)
-            red.project, red.search_unit, red.pair = {}, {}, {}
+            red.project, red.search_unit, red.pair, red.rows = {}, {}, {}, {}
             for dt in (np.dtype(np.float32), np.dtype(np.float64)):
                 red.project[dt] = np.ascontiguousarray(project, dtype=dt)
+                red.rows[dt] = np.ascontiguousarray(red.e_dense, dtype=dt)
                 red.search_unit[dt] = np.ascontiguousarray(search_unit.T, dtype=dt)
                 red.pair[dt] = np.ascontiguousarray(pair, dtype=dt)
             red._reduced = red
