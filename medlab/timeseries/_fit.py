@@ -337,20 +337,50 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
     u = tab.u_dense.take(j)
     kep = np.exp(u)
     if ve_max is not None:
-        # above the bound of ve = Ktrans / kep: kep raised to Ktrans / ve_max, Ktrans
-        # re-solved there and capped (as _project does)
+        # above the bound of ve = Ktrans / kep: the fit on the bound, Ktrans = ve_max kep,
+        # a one-parameter problem in ln(kep) started where kep = Ktrans / ve_max
         redo = np.flatnonzero(kt > ve_max * kep)
         if redo.size:
-            jb = nearest(np.log(kt[redo] / ve_max))
-            jb += 1  # the table point above the bound
-            np.clip(jb, 0, last, out=jb)
-            gb = np.einsum("nt,nt->n", rows_e.take(jb, axis=0), z[redo]).astype(np.float64)
-            hb = ee0.take(jb)
-            kep[redo] = kepb = np.exp(tab.u_dense.take(jb))
-            kt[redo] = ktb = np.clip(gb / hb, 0.0, ve_max * kepb)
-            f[redo] = ktb * (2 * gb - ktb * hb)
+            kt[redo], kep[redo], f[redo] = _on_ve_bound(
+                z[redo], nearest(np.log(kt[redo] / ve_max)), tab, ve_max)
     sse = np.maximum(cc - f, 0.0)
     return kt, kep, sse, cc, row_sum
+
+
+def _on_ve_bound(z: np.ndarray, j: np.ndarray, tab, ve_max: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tofts fit on the bound ``ve = ve_max`` from the table points ``j`` (default fit).
+
+    The model is ``a E(u)`` with ``a = ve_max exp(u)``; Gauss-Newton on ``u`` with
+    ``J = a (E + E')``, each step kept where it lowers the SSE (three at most). Returns
+    Ktrans, kep and the SSE reduction ``2 a E.C - a^2 E.E``.
+    """
+    pair = tab.pair[z.dtype]
+    ee0, ee1, ee2 = tab.ee
+    step = tab.step_dense
+    last = tab.u_dense.size - 2
+    best_j = j.copy()
+    best_f = np.full(j.size, -np.inf)
+    for _ in range(4):
+        gg = np.einsum("nkt,nt->kn", pair.take(j, axis=0), z)
+        g, g1 = gg.astype(np.float64)
+        h, hp, e2 = ee0.take(j), ee1.take(j), ee2.take(j)
+        a = ve_max * np.exp(tab.u_dense.take(j))
+        f = a * (2 * g - a * h)
+        better = f > best_f
+        np.copyto(best_j, j, where=better)
+        np.copyto(best_f, f, where=better)
+        # J.r and J.J with E' = diff / step, in table steps
+        jr = (g * step + g1) - a * (h * step + 0.5 * hp)
+        jj = a * (h * step * step + hp * step + e2)
+        du = np.zeros_like(jr)
+        np.divide(jr, jj, out=du, where=jj > 0)
+        du = np.where(better, du, 0.0)
+        np.clip(du, -_POLISH_STEP / step, _POLISH_STEP / step, out=du)
+        du += 0.5
+        j = np.clip(best_j + np.floor(du).astype(np.intp), 0, last)
+    kep = np.exp(tab.u_dense.take(best_j))
+    return ve_max * kep, kep, best_f
 
 
 def _vertex(u: np.ndarray, step: float, s0: np.ndarray, s1: np.ndarray, s2: np.ndarray
