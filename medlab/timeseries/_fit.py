@@ -251,10 +251,13 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
     3. One Gauss-Newton step on ln(kep) with Ktrans eliminated (variable
        projection, as :func:`_polish`) from there, kept only where it lowers the
        SSE, which is evaluated exactly at the point kept.
-    4. Voxels above ``ve_max`` are projected into the bound (:func:`_project`).
+    4. Voxels above ``ve_max`` are returned for :func:`_on_ve_bound` (all chunks'
+       at once: they are few).
 
-    Returns ``ktrans``, ``kep``, the SSE and each row's ``C.C`` and sum (float64;
-    a row that is not finite has a sum that is not finite, and is fitted as zeros).
+    Returns ``ktrans``, ``kep``, the SSE reduction ``Ktrans E.C`` (the SSE is
+    ``C.C`` minus it), each row's ``C.C`` and sum (float64; a row that is not
+    finite has a sum that is not finite, and is fitted as zeros), and the rows
+    above the ve bound with their ``z`` and starting table points (or None).
     """
     tab = s.table
     assert tab is not None and tab.basis is not None
@@ -336,15 +339,13 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
     np.copyto(f, f1, where=better)
     u = tab.u_dense.take(j)
     kep = np.exp(u)
+    bound = None
     if ve_max is not None:
-        # above the bound of ve = Ktrans / kep: the fit on the bound, Ktrans = ve_max kep,
-        # a one-parameter problem in ln(kep) started where kep = Ktrans / ve_max
+        # above the bound of ve = Ktrans / kep: left to _on_ve_bound, started where
+        # kep = Ktrans / ve_max
         redo = np.flatnonzero(kt > ve_max * kep)
-        if redo.size:
-            kt[redo], kep[redo], f[redo] = _on_ve_bound(
-                z[redo], nearest(np.log(kt[redo] / ve_max)), tab, ve_max)
-    sse = np.maximum(cc - f, 0.0)
-    return kt, kep, sse, cc, row_sum
+        bound = (redo, z[redo], nearest(np.log(kt[redo] / ve_max)))
+    return kt, kep, f, cc, row_sum, bound
 
 
 def _on_ve_bound(z: np.ndarray, j: np.ndarray, tab, ve_max: float
@@ -361,7 +362,7 @@ def _on_ve_bound(z: np.ndarray, j: np.ndarray, tab, ve_max: float
     last = tab.u_dense.size - 2
     best_j = j.copy()
     best_f = np.full(j.size, -np.inf)
-    for _ in range(4):
+    for it in range(3):
         gg = np.einsum("nkt,nt->kn", pair.take(j, axis=0), z)
         g, g1 = gg.astype(np.float64)
         h, hp, e2 = ee0.take(j), ee1.take(j), ee2.take(j)
@@ -370,6 +371,8 @@ def _on_ve_bound(z: np.ndarray, j: np.ndarray, tab, ve_max: float
         better = f > best_f
         np.copyto(best_j, j, where=better)
         np.copyto(best_f, f, where=better)
+        if it == 2:
+            break
         # J.r and J.J with E' = diff / step, in table steps
         jr = (g * step + g1) - a * (h * step + 0.5 * hp)
         jj = a * (h * step * step + hp * step + e2)
@@ -685,21 +688,32 @@ def fit_curves(
         cc, row_sum = np.empty(n), np.empty(n)
         for di, s in enumerate(setups):
             red = s.reduced()
+            kt_d, kep_d, f_d = np.empty(n), np.empty(n), np.empty(n)
+            bounds: list = []
 
-            def fast(sl: slice, red: _Setup = red, di: int = di) -> None:
-                kt, kep, sse, cc_, rs = _fast_tofts(c_in[sl], red, ve_max)
-                if di == 0:
-                    best_sse[sl], best_p["ktrans"][sl], best_p["kep"][sl] = sse, kt, kep
-                    cc[sl], row_sum[sl] = cc_, rs
-                    return
-                win = sse < best_sse[sl]
-                np.copyto(best_sse[sl], sse, where=win)
-                np.copyto(best_d[sl], di, where=win)
-                np.copyto(best_p["ktrans"][sl], kt, where=win)
-                np.copyto(best_p["kep"][sl], kep, where=win)
+            def fast(sl: slice, red: _Setup = red, kt_d: np.ndarray = kt_d,
+                     kep_d: np.ndarray = kep_d, f_d: np.ndarray = f_d,
+                     bounds: list = bounds) -> None:
+                kt_d[sl], kep_d[sl], f_d[sl], cc[sl], row_sum[sl], bound = _fast_tofts(
+                    c_in[sl], red, ve_max)
+                if bound is not None and bound[0].size:
+                    bounds.append((bound[0] + sl.start, *bound[1:]))
 
             with np.errstate(invalid="ignore", over="ignore"):
                 _parallel(fast, n)
+            if bounds and ve_max is not None:
+                idx, zb, jb = (np.concatenate(v) for v in zip(*bounds, strict=True))
+                assert red.table is not None
+                kt_d[idx], kep_d[idx], f_d[idx] = _on_ve_bound(zb, jb, red.table, ve_max)
+            sse = np.maximum(cc - f_d, 0.0)
+            if di == 0:
+                best_sse, best_p["ktrans"], best_p["kep"] = sse, kt_d, kep_d
+                continue
+            win = sse < best_sse
+            np.copyto(best_sse, sse, where=win)
+            np.copyto(best_d, di, where=win)
+            np.copyto(best_p["ktrans"], kt_d, where=win)
+            np.copyto(best_p["kep"], kep_d, where=win)
         finite = np.isfinite(row_sum)
         rows: np.ndarray | slice = slice(None)
         if not finite.all():
