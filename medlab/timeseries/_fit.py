@@ -83,6 +83,10 @@ _POLISH_ITER = 8
 #: largest step in ln(kep) and the step below which a voxel has converged
 _POLISH_STEP = 4.0
 _POLISH_TOL = 1e-4
+#: ln(kep) above which the default fit settles the flat SSE valley on the spline (20/min),
+#: in at most this many steps
+_FLAT_U = float(np.log(20.0))
+_FLAT_ITER = 8
 #: a grid point and its two neighbours
 _AROUND = np.array([-1, 0, 1])
 
@@ -345,6 +349,12 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
     np.copyto(kt, kt1, where=better)
     np.copyto(f, f1, where=better)
     u = tab.u_dense.take(j)
+    # high kep: the tissue curve follows the AIF, the SSE valley in ln(kep) is flat and
+    # one step on the piecewise-linear table does not settle it (issue 6): Gauss-Newton
+    # to convergence on the cubic spline of E there
+    flat = np.flatnonzero(u > _FLAT_U)
+    if flat.size:
+        u[flat], kt[flat], f[flat] = _spline_polish(z[flat], u[flat], tab)
     kep = np.exp(u)
     bound = None
     if ve_max is not None:
@@ -353,6 +363,47 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
         redo = np.flatnonzero(kt > ve_max * kep)
         bound = (redo, z[redo], nearest(np.log(kt[redo] / ve_max)))
     return kt, kep, f, cc, row_sum, bound
+
+
+def _spline_polish(z: np.ndarray, u: np.ndarray, tab) -> tuple[np.ndarray, ...]:
+    """Gauss-Newton on ln(kep) with Ktrans eliminated (as :func:`_polish`) on the cubic
+    spline of the reduced table, from ``u``, to steps below ``_POLISH_TOL`` (``_FLAT_ITER``
+    at most); each step
+    kept where it lowers the SSE, else halved. Returns ln(kep), Ktrans and the SSE
+    reduction ``Ktrans E.C``."""
+    coef = tab.spline_coef
+    nodes = tab.u
+    lo, hi = tab.bounds
+    z = z.astype(np.float64)
+
+    def at(u: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        i = np.clip(np.searchsorted(nodes, u, side="right") - 1, 0, nodes.size - 2)
+        dx = (u - nodes[i])[:, None]
+        c = coef[i]
+        e = ((c[:, 0] * dx + c[:, 1]) * dx + c[:, 2]) * dx + c[:, 3]
+        de = (3 * c[:, 0] * dx + 2 * c[:, 1]) * dx + c[:, 2]
+        g, g1 = np.einsum("nt,nt->n", e, z), np.einsum("nt,nt->n", de, z)
+        h, he, h2 = (np.einsum("nt,nt->n", e, e), np.einsum("nt,nt->n", e, de),
+                     np.einsum("nt,nt->n", de, de))
+        kt = np.maximum(g, 0.0) / h
+        denom = kt * (h2 - he * he / h)
+        du = np.zeros_like(g)
+        np.divide(g1 - kt * he, denom, out=du, where=denom > 0)
+        return kt, kt * g, np.clip(du, -_POLISH_STEP, _POLISH_STEP)
+
+    kt, f, du = at(u, z)
+    active = np.arange(u.size)
+    for _ in range(_FLAT_ITER):
+        trial = np.clip(u[active] + du[active], lo, hi)
+        kt1, f1, du1 = at(trial, z[active])
+        better = f1 > f[active]
+        won = active[better]
+        u[won], kt[won], f[won], du[won] = trial[better], kt1[better], f1[better], du1[better]
+        du[active[~better]] *= 0.5
+        active = active[np.abs(du[active]) > _POLISH_TOL]
+        if active.size == 0:
+            break
+    return u, kt, f
 
 
 def _on_ve_bound(z: np.ndarray, j: np.ndarray, tab, ve_max: float

@@ -178,8 +178,9 @@ class ConvTable:
         basis does not depend on kep. ``ee`` and ``ecp`` are kept from the full
         table. For the default fit it also holds, in float32 and float64:
 
-        - ``project[dtype]`` (T, r + 1): ``[basis | 1]``, so ``C @ project`` gives
-          ``z`` and each row's sum in one matrix product;
+        - ``project[dtype]`` (T, >= r + 1): ``[basis | 1 | 0...]``, so
+          ``C @ project`` gives ``z`` and each row's sum in one matrix product;
+        - ``spline_coef`` (n - 1, 4, r): the cubic spline of ``E`` in the basis;
         - ``search_u`` (G,) and ``search_unit[dtype]`` (r, G): a grid of ln(kep)
           and its unit-norm curves, so ``z @ search_unit`` is ``E.C / |E|`` there;
         - ``pair[dtype]`` (M - 1, 2, r): ``[E | E']`` of each dense interval, and
@@ -200,7 +201,12 @@ class ConvTable:
             red.search_u = np.linspace(lo, hi, _N_SEARCH)
             curves = self.spline(red.search_u)
             search_unit = (curves / np.linalg.norm(curves, axis=1, keepdims=True)) @ basis
-            project = np.concatenate([basis, np.ones((basis.shape[0], 1))], axis=1)
+            # [basis | 1], padded with zero columns to a multiple of 8 (BLAS kernels' width)
+            project = np.zeros((basis.shape[0], -(-(rank + 1) // 8) * 8))
+            project[:, :rank] = basis
+            project[:, rank] = 1.0
+            # the cubic spline's coefficients in the basis, (n - 1, 4, r)
+            red.spline_coef = np.ascontiguousarray(np.moveaxis(self.coef @ basis, 0, 1))
             pair = np.stack([red.e_dense[:-1], red.diff_dense], axis=1)
             red.project, red.search_unit, red.pair, red.rows = {}, {}, {}, {}
             for dt in (np.dtype(np.float32), np.dtype(np.float64)):
