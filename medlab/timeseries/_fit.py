@@ -262,13 +262,12 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
     3. One Gauss-Newton step on ln(kep) with Ktrans eliminated (variable
        projection, as :func:`_polish`) from there, kept only where it lowers the
        SSE, which is evaluated exactly at the point kept.
-    4. Voxels above ``ve_max`` are returned for :func:`_on_ve_bound` (all chunks'
-       at once: they are few).
+    The few voxels of flat valleys (high kep) and above ``ve_max`` are left to
+    :func:`_settle` (all chunks' at once).
 
-    Returns ``ktrans``, ``kep``, the SSE reduction ``Ktrans E.C`` (the SSE is
+    Returns ``ktrans``, ln(kep), the SSE reduction ``Ktrans E.C`` (the SSE is
     ``C.C`` minus it), each row's ``C.C`` and sum (float64; a row that is not
-    finite has a sum that is not finite, and is fitted as zeros), and the rows
-    above the ve bound with their ``z`` and starting table points (or None).
+    finite has a sum that is not finite, and is fitted as zeros), and ``z``.
     """
     tab = s.table
     assert tab is not None and tab.basis is not None
@@ -306,16 +305,8 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
     # ln(kep) is rounded to the table's points (1.2e-3 apart), where E is exact
     pair, rows_e = tab.pair[dt], tab.rows[dt]
     ee0, ee1, ee2 = tab.ee
-    lo = tab.bounds[0]
     step = tab.step_dense
     last = tab.u_dense.size - 2
-
-    def nearest(u: np.ndarray) -> np.ndarray:
-        pos = u - lo
-        pos *= 1.0 / step
-        pos += 0.5
-        j = pos.astype(np.intp)
-        return np.clip(j, 0, last, out=j)
 
     def fit_at(j: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Best Ktrans and the SSE reduction ``Ktrans E.C`` at table points ``j``."""
@@ -325,7 +316,7 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
         g *= kt
         return kt, g
 
-    j = nearest(u)
+    j = _nearest(u, tab)
     gg = np.einsum("nkt,nt->kn", pair.take(j, axis=0), z)
     g, g1 = gg.astype(np.float64)
     h, hp, e2 = ee0.take(j), ee1.take(j), ee2.take(j)
@@ -348,21 +339,42 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
     np.copyto(j, j1, where=better)
     np.copyto(kt, kt1, where=better)
     np.copyto(f, f1, where=better)
-    u = tab.u_dense.take(j)
-    # high kep: the tissue curve follows the AIF, the SSE valley in ln(kep) is flat and
-    # one step on the piecewise-linear table does not settle it (issue 6): Gauss-Newton
-    # to convergence on the cubic spline of E there
+    return kt, tab.u_dense.take(j), f, cc, row_sum, z
+
+
+def _nearest(u: np.ndarray, tab) -> np.ndarray:
+    """The dense table point nearest to each ln(kep) (within the table's intervals)."""
+    pos = u - tab.bounds[0]
+    pos *= 1.0 / tab.step_dense
+    pos += 0.5
+    j = pos.astype(np.intp)
+    return np.clip(j, 0, tab.u_dense.size - 2, out=j)
+
+
+def _settle(z: np.ndarray, kt: np.ndarray, u: np.ndarray, f: np.ndarray, tab,
+            ve_max: float | None) -> None:
+    """The default fit's last stage, in place, for all voxels at once (few of them).
+
+    High kep: the tissue curve follows the AIF, the SSE valley in ln(kep) is flat and
+    one step on the piecewise-linear table does not settle it (issue 6): Gauss-Newton
+    to convergence on the cubic spline of E there (:func:`_spline_polish`). Above
+    ``ve_max``: the fit on the bound (:func:`_on_ve_bound`), started where
+    kep = Ktrans / ve_max.
+    """
     flat = np.flatnonzero(u > _FLAT_U)
-    if flat.size:
-        u[flat], kt[flat], f[flat] = _spline_polish(z[flat], u[flat], tab)
-    kep = np.exp(u)
-    bound = None
+
+    def polish(sl: slice) -> None:
+        idx = flat[sl]
+        u[idx], kt[idx], f[idx] = _spline_polish(z[idx], u[idx], tab)
+
+    # in a chunk per core
+    _parallel(polish, flat.size, chunk=max(256, -(-flat.size // (os.cpu_count() or 1))))
     if ve_max is not None:
-        # above the bound of ve = Ktrans / kep: left to _on_ve_bound, started where
-        # kep = Ktrans / ve_max
-        redo = np.flatnonzero(kt > ve_max * kep)
-        bound = (redo, z[redo], nearest(np.log(kt[redo] / ve_max)))
-    return kt, kep, f, cc, row_sum, bound
+        redo = np.flatnonzero(kt > ve_max * np.exp(u))
+        if redo.size:
+            j = _nearest(np.log(kt[redo] / ve_max), tab)
+            kt[redo], kep, f[redo] = _on_ve_bound(z[redo], j, tab, ve_max)
+            u[redo] = np.log(kep)
 
 
 def _spline_polish(z: np.ndarray, u: np.ndarray, tab) -> tuple[np.ndarray, ...]:
@@ -599,14 +611,14 @@ def _lm(c: np.ndarray, s: _Setup, model: str, p: dict[str, np.ndarray], sse: np.
     return out, sse
 
 
-def _parallel(fn, n: int) -> None:
+def _parallel(fn, n: int, *, chunk: int = _CHUNK) -> None:
     """``fn(slice)`` over chunks of ``range(n)``, in threads (numpy releases the GIL).
 
     BLAS runs on one thread meanwhile: its own threads would compete with the chunk
     threads for the cores (and spin while they wait; on a busy machine a small product
     then takes 10x longer).
     """
-    chunks = [slice(i, min(i + _CHUNK, n)) for i in range(0, n, _CHUNK)]
+    chunks = [slice(i, min(i + chunk, n)) for i in range(0, n, chunk)]
     workers = min(len(chunks), os.cpu_count() or 1, _MAX_THREADS)
     with _one_blas_thread():
         if workers > 1:
@@ -751,23 +763,20 @@ def fit_curves(
         cc, row_sum = np.empty(n), np.empty(n)
         for di, s in enumerate(setups):
             red = s.reduced()
-            kt_d, kep_d, f_d = np.empty(n), np.empty(n), np.empty(n)
-            bounds: list = []
+            assert red.table is not None and red.table.basis is not None
+            kt_d, u_d, f_d = np.empty(n), np.empty(n), np.empty(n)
+            z_d = np.empty((n, red.table.basis.shape[1]), dtype=c_in.dtype)
 
             def fast(sl: slice, red: _Setup = red, kt_d: np.ndarray = kt_d,
-                     kep_d: np.ndarray = kep_d, f_d: np.ndarray = f_d,
-                     bounds: list = bounds) -> None:
-                kt_d[sl], kep_d[sl], f_d[sl], cc[sl], row_sum[sl], bound = _fast_tofts(
+                     u_d: np.ndarray = u_d, f_d: np.ndarray = f_d, z_d: np.ndarray = z_d
+                     ) -> None:
+                kt_d[sl], u_d[sl], f_d[sl], cc[sl], row_sum[sl], z_d[sl] = _fast_tofts(
                     c_in[sl], red, ve_max)
-                if bound is not None and bound[0].size:
-                    bounds.append((bound[0] + sl.start, *bound[1:]))
 
             with np.errstate(invalid="ignore", over="ignore"):
                 _parallel(fast, n)
-            if bounds and ve_max is not None:
-                idx, zb, jb = (np.concatenate(v) for v in zip(*bounds, strict=True))
-                assert red.table is not None
-                kt_d[idx], kep_d[idx], f_d[idx] = _on_ve_bound(zb, jb, red.table, ve_max)
+            _settle(z_d, kt_d, u_d, f_d, red.table, ve_max)
+            kep_d = np.exp(u_d)
             sse = np.maximum(cc - f_d, 0.0)
             if di == 0:
                 best_sse, best_p["ktrans"], best_p["kep"] = sse, kt_d, kep_d
