@@ -394,13 +394,22 @@ def _spline_polish(z: np.ndarray, u: np.ndarray, tab) -> tuple[np.ndarray, ...]:
         c = coef[i]
         e = ((c[:, 0] * dx + c[:, 1]) * dx + c[:, 2]) * dx + c[:, 3]
         de = (3 * c[:, 0] * dx + 2 * c[:, 1]) * dx + c[:, 2]
-        g, g1 = np.einsum("nt,nt->n", e, z), np.einsum("nt,nt->n", de, z)
-        h, he, h2 = (np.einsum("nt,nt->n", e, e), np.einsum("nt,nt->n", e, de),
-                     np.einsum("nt,nt->n", de, de))
+        d2e = 6 * c[:, 0] * dx + 2 * c[:, 1]
+        g, g1, g2 = (np.einsum("nt,nt->n", v, z) for v in (e, de, d2e))
+        h, he, h2, hc = (np.einsum("nt,nt->n", a, b) for a, b in ((e, e), (e, de), (de, de),
+                                                                  (e, d2e)))
         kt = np.maximum(g, 0.0) / h
+        # Newton on f = g^2 / h where f'' < 0 (quadratic convergence in flat valleys),
+        # else the Gauss-Newton step of _polish
+        hp, hpp = 2 * he, 2 * (h2 + hc)
+        fp = 2 * g * g1 / h - g * g * hp / h**2
+        fpp = (2 * (g1 * g1 + g * g2) / h - 4 * g * g1 * hp / h**2 - g * g * hpp / h**2
+               + 2 * g * g * hp * hp / h**3)
         denom = kt * (h2 - he * he / h)
         du = np.zeros_like(g)
         np.divide(g1 - kt * he, denom, out=du, where=denom > 0)
+        newton = (fpp < 0) & (g > 0)
+        du[newton] = -fp[newton] / fpp[newton]
         return kt, kt * g, np.clip(du, -_POLISH_STEP, _POLISH_STEP)
 
     kt, f, du = at(u, z)
@@ -412,7 +421,11 @@ def _spline_polish(z: np.ndarray, u: np.ndarray, tab) -> tuple[np.ndarray, ...]:
         won = active[better]
         u[won], kt[won], f[won], du[won] = trial[better], kt1[better], f1[better], du1[better]
         du[active[~better]] *= 0.5
-        active = active[np.abs(du[active]) > _POLISH_TOL]
+        # at a bound of kep with the step pointing out of the range: the bound is the optimum
+        ua, da = u[active], du[active]
+        da[((ua <= lo) & (da < 0)) | ((ua >= hi) & (da > 0))] = 0.0
+        du[active] = da
+        active = active[np.abs(da) > _POLISH_TOL]
         if active.size == 0:
             break
     return u, kt, f
