@@ -37,12 +37,15 @@ the grid search is the argmax of ``z`` against 32 normalised grid curves,
 refined by a parabola; one Gauss-Newton step on ln(kep) (variable
 projection, as the polish) follows, kept only where it lowers the SSE, and
 the SSE is exact at the point kept (a point of the dense table, 1.2e-3
-apart in ln kep). Voxels above ``ve_max`` are fitted on the bound
-``Ktrans = ve_max kep`` (two Gauss-Newton steps in ln kep). It reaches the
-least-squares minimum of the exact model (within 1e-3 of scipy's bounded
-fit's SSE for 95% of voxels, tests/test_timeseries.py) without the
-linearisation as a start, at about 2x the CPU time of the closed-form
-linear fit.
+apart in ln kep). Where kep > 20/min the SSE valley in ln(kep) is flat (the
+tissue curve follows the AIF) and one step does not settle it: there Newton
+steps on the cubic spline of the table (in the basis) run to convergence.
+Voxels above ``ve_max`` are fitted on the bound ``Ktrans = ve_max kep`` (two
+Gauss-Newton steps in ln kep). It reaches the least-squares minimum of the
+exact model (within 1e-3 of scipy's bounded fit's SSE for 95% of voxels,
+tests/test_timeseries.py) without the linearisation as a start; its cost
+per voxel hardly depends on the number of frames (bench_dce.py compares it
+with the closed-form linear fit).
 
 Non-linear refinement (``refine=True``): Levenberg-Marquardt on
 ``(Ktrans, ln kep[, vp])``, batched over voxels in numpy, with the model
@@ -258,10 +261,11 @@ def _fast_tofts(c: np.ndarray, s: _Setup, ve_max: float | None) -> tuple[np.ndar
     1. ``z = C @ basis`` and the row sums in one matrix product (the only pass over
        the data besides ``C.C``); every later step works on the r-vectors ``z``.
     2. Global search: ``E.C / |E|`` on a grid of ln(kep) (one small matrix
-       product), its argmax refined by a parabola through the squared neighbours.
+       product), its argmax refined by a parabola through the neighbours.
     3. One Gauss-Newton step on ln(kep) with Ktrans eliminated (variable
        projection, as :func:`_polish`) from there, kept only where it lowers the
        SSE, which is evaluated exactly at the point kept.
+
     The few voxels of flat valleys (high kep) and above ``ve_max`` are left to
     :func:`_settle` (all chunks' at once).
 
