@@ -19,7 +19,8 @@ Methods and peer configurations:
   float32 data projects every curve on the 13-dimensional basis of the model
   curves; there, the exact Tofts model on a grid of ln kep, a parabola, and one
   Gauss-Newton step on ln kep with Ktrans eliminated, kept where it lowers the
-  SSE), the Murase linear fit alone (``search=False, polish=False``), and
+  SSE; Newton to convergence in the flat valleys above kep 20/min; the ve <= 1
+  bound), the Murase linear fit alone (``search=False, polish=False``), and
   ``refine=True`` (batched Levenberg-Marquardt).
 - closed-form linear fit (the strongest vectorised peer we know): Murase's
   linear equations in plain numpy on the float32 input, in blocks of 2048 rows
