@@ -36,6 +36,12 @@ Defaults (no tuning needed on typical data)
   superposed); ``'moments'`` superposes intensity centres of mass,
   ``'identity'`` keeps a shared frame of reference (PET/CT); a transform,
   a previous result or paired landmarks also work.
+* Coarse multi-start when the start is a guess (``'geometry'``,
+  ``'moments'`` or ``'identity'``): the coarsest level also starts from
+  the start rotated by +-15 degrees about each axis, optimises the start
+  and the two best-scoring rotations, and keeps the lowest optimum; on real
+  multimodal pairs the result then depends much less on the start pose. A
+  given transform, result or landmarks is trusted and not searched around.
 * A 3-level pyramid, shrink factors ``(4, 2, 1)`` applied per axis towards
   isotropic voxels, Gaussian smoothing of ``0.5 * factor * finest
   spacing`` mm on shrunk levels.
