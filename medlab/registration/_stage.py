@@ -50,6 +50,8 @@ MIN_LEVEL_SIZE = 8
 #: +-SEARCH_DEG about each axis; the start and the SEARCH_KEEP - 1 best of them are optimised
 SEARCH_DEG = 15.0
 SEARCH_KEEP = 3
+#: B-spline L-BFGS: stop when |gradient| / max(1, |parameters|) falls below this
+LBFGS_ACCURACY = 1e-7
 
 
 def check_options(metric: str, levels: Sequence[int], sigmas_mm: Sequence[float] | None,
@@ -612,8 +614,11 @@ def _bspline(f_s: sitk.Image, m_s: sitk.Image, f_mask: sitk.Image | None,
     transform = sitk.BSplineTransformInitializer(f_s, mesh, order=3)
     reg.SetInitialTransformAsBSpline(transform, inPlace=True,
                                      scaleFactors=[2 ** i for i in range(len(lv))])
-    # L-BFGS (libLBFGS through ITK): no parameter scales needed for B-spline coefficients
-    reg.SetOptimizerAsLBFGS2(solutionAccuracy=1e-5, numberOfIterations=int(iterations),
+    # L-BFGS (libLBFGS through ITK): no parameter scales needed for B-spline coefficients.
+    # Mutual information's gradient in mm of coefficient is small: with libLBFGS's
+    # default accuracy (1e-5, |gradient| / max(1, |x|)) it often stops at once as
+    # "Already minimized" (a smooth 5 mm displacement: TRE 1.4 mm left instead of 1.1)
+    reg.SetOptimizerAsLBFGS2(solutionAccuracy=LBFGS_ACCURACY, numberOfIterations=int(iterations),
                              deltaConvergenceTolerance=1e-5)
     if after is not None:
         reg.SetMovingInitialTransform(after)
