@@ -246,10 +246,16 @@ def deformable_case(size: int) -> None:
     import medlab as ml
 
     fixed, moving, warp, body = deformed_case(size)
-    points = moving.index_to_world(np.argwhere(body.array != 0)[::97].astype(float))
+    # body points away from the grid's border (there the warp pulls in padding, and no
+    # method can know where the content went): the middle 70% along each axis
+    index = np.argwhere(body.array != 0)
+    shape = np.asarray(body.spatial_shape)
+    index = index[np.all((index >= 0.15 * shape) & (index <= 0.85 * shape), axis=1)]
+    points = moving.index_to_world(index[::23].astype(float))
     before = deformable_tre(lambda p: p, warp, points)
     print(f"deformable: {size}^3 CT and the CT warped by a known smooth displacement "
-          f"(up to 5 mm); misalignment mean {before[0]:.2f} mm at {len(points)} body points")
+          f"(up to 5 mm); misalignment mean {before[0]:.2f} mm at {len(points)} body points "
+          "in the middle 70% of the grid")
     t0 = time.perf_counter()
     result = ml.registration.deformable(fixed, moving, progress=False)
     seconds = time.perf_counter() - t0
