@@ -55,10 +55,12 @@ Defaults (no tuning needed on typical data)
   learning rate re-estimated at each iteration), half a level voxel, so
   rotations, scalings and translations are balanced without hand-set
   scales. Coarse levels take constant steps (gradient descent) to get
-  close; the finest level uses regular-step gradient descent, halving
-  (x0.7) the step when the gradient turns back, until a step moves no
-  corner by more than 1e-4 voxel or the metric stops improving. At most
-  200 iterations per level. 3D rigid uses a versor
+  close and hand the best position they visited (not the last, which
+  depends on where the steps happened to bounce) to the next level; the
+  finest level uses regular-step gradient descent, halving (x0.7) the
+  step when the gradient turns back, until a step moves no corner by more
+  than 1e-4 voxel or the metric stops improving. At most 200 iterations
+  per level. 3D rigid uses a versor
   (``VersorRigid3DTransform``), 2D an Euler angle.
 * B-spline: cubic, control grid refined by 2 per level down to
   ``grid_spacing_mm`` (32 mm), L-BFGS (accuracy 1e-6: libLBFGS's 1e-5

@@ -50,6 +50,8 @@ MIN_LEVEL_SIZE = 8
 #: +-SEARCH_DEG about each axis; the start and the SEARCH_KEEP - 1 best of them are optimised
 SEARCH_DEG = 15.0
 SEARCH_KEEP = 3
+#: coarse levels hand the best position they visited to the next level (not the last one)
+KEEP_BEST = True
 #: B-spline L-BFGS: stop when |gradient| / max(1, |parameters|) falls below this
 LBFGS_ACCURACY = 1e-6
 
@@ -331,6 +333,29 @@ def _corners(img: sitk.Image) -> list[tuple[float, ...]]:
             for corner in itertools.product(*[(0, n - 1) for n in size])]
 
 
+class _BestKeeper:
+    """Remembers the best position a constant-step descent visited (its metric value at
+    an iteration is that of the position before the step); :meth:`restore` puts it back."""
+
+    def __init__(self, reg: sitk.ImageRegistrationMethod, transform: sitk.Transform) -> None:
+        import SimpleITK as sitk
+
+        self.reg, self.transform = reg, transform
+        self.before = tuple(transform.GetParameters())
+        self.best: tuple[float, tuple[float, ...]] = (float("inf"), self.before)
+        reg.AddCommand(sitk.sitkIterationEvent, self)
+
+    def __call__(self) -> None:
+        value = float(self.reg.GetMetricValue())
+        if value < self.best[0]:
+            self.best = (value, self.before)
+        self.before = tuple(self.reg.GetOptimizerPosition())
+
+    def restore(self) -> None:
+        if np.isfinite(self.best[0]):
+            self.transform.SetParameters(self.best[1])
+
+
 class _StepMonitor:
     """Stops a registration level that has converged.
 
@@ -394,7 +419,8 @@ def configure_optimizer(reg: sitk.ImageRegistrationMethod, transform: sitk.Trans
     physical-shift scales), so rotations, scalings and translations are
     balanced whatever the parametrisation. Coarse levels take constant steps
     of half a level voxel (gradient descent, stopped when the metric no
-    longer improves over 10 iterations): they only need to get close. The
+    longer improves over 10 iterations, then set back to the best position
+    visited, see :class:`_BestKeeper`): they only need to get close. The
     finest level uses regular-step gradient descent, whose step shrinks
     each time the gradient turns back, until a step moves no corner by more
     than 1e-4 voxel.
@@ -506,8 +532,11 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
         monitor = configure_optimizer(reg, transform, corners, level=level, n_levels=len(lv),
                                       target=target, finest=finest, factor=factor,
                                       iterations=int(iterations))
+        keeper = _BestKeeper(reg, transform) if monitor is None and KEEP_BEST else None
         with _reproducible(metric):
             reg.Execute(f_l, m_l)
+        if keeper is not None:
+            keeper.restore()
         value = float(reg.GetMetricValue())
         stop = (monitor.reason if monitor is not None else "") or \
             reg.GetOptimizerStopConditionDescription()
