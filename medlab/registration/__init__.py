@@ -36,6 +36,12 @@ Defaults (no tuning needed on typical data)
   superposed); ``'moments'`` superposes intensity centres of mass,
   ``'identity'`` keeps a shared frame of reference (PET/CT); a transform,
   a previous result or paired landmarks also work.
+* Coarse multi-start when the start is a guess (``'geometry'``,
+  ``'moments'`` or ``'identity'``): the coarsest level also starts from
+  the start rotated by +-15 degrees about each axis, optimises the start
+  and the two best-scoring rotations, and keeps the lowest optimum; on real
+  multimodal pairs the result then depends much less on the start pose. A
+  given transform, result or landmarks is trusted and not searched around.
 * A 3-level pyramid, shrink factors ``(4, 2, 1)`` applied per axis towards
   isotropic voxels, Gaussian smoothing of ``0.5 * factor * finest
   spacing`` mm on shrunk levels.
@@ -49,13 +55,16 @@ Defaults (no tuning needed on typical data)
   learning rate re-estimated at each iteration), half a level voxel, so
   rotations, scalings and translations are balanced without hand-set
   scales. Coarse levels take constant steps (gradient descent) to get
-  close; the finest level uses regular-step gradient descent, halving
-  (x0.7) the step when the gradient turns back, until a step moves no
-  corner by more than 1e-4 voxel or the metric stops improving. At most
-  200 iterations per level. 3D rigid uses a versor
+  close and hand the best position they visited (not the last, which
+  depends on where the steps happened to bounce) to the next level; the
+  finest level uses regular-step gradient descent, halving (x0.7) the
+  step when the gradient turns back, until a step moves no corner by more
+  than 1e-4 voxel or the metric stops improving. At most 200 iterations
+  per level. 3D rigid uses a versor
   (``VersorRigid3DTransform``), 2D an Euler angle.
 * B-spline: cubic, control grid refined by 2 per level down to
-  ``grid_spacing_mm`` (32 mm), L-BFGS, 50 iterations per level.
+  ``grid_spacing_mm`` (32 mm), L-BFGS (accuracy 1e-6: libLBFGS's 1e-5
+  stops mutual information early), 50 iterations per level.
 * Masks (``fixed_mask``, ``moving_mask``) must be on their image's grid;
   a mask on another grid is an error that says how to resample it
   (nearest neighbour) rather than a silent resampling.
