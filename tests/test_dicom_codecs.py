@@ -226,3 +226,29 @@ def test_decode_error_is_a_dicom_read_error_naming_the_file(tmp_path):
         ds.save_as(path, enforce_file_format=True)
     with pytest.raises(DicomReadError, match=rf"{re.escape(path.name)}: cannot decode pixel data"):
         _quiet_load(path)
+
+
+# ------------------------------------------------------------- integer rescale in place
+@pytest.mark.parametrize(
+    ("signed", "bits_stored", "slope", "intercept", "low", "high", "dtype"),
+    [
+        (False, 12, 1.0, -1024.0, 0, 4095, "int16"),  # CT: unsigned stored, negative intercept
+        (True, 16, 1.0, -1024.0, -2000, 3000, "int16"),  # full int16 range does not fit: data
+        (False, 16, 2.0, -1000.0, 0, 60000, "int32"),  # slope 2 widens
+        (True, 16, -1.0, 0.0, -32768, 32767, "int32"),  # a negative slope
+        (False, 8, 3.0, 7.0, 0, 255, "uint16"),  # stored in 16 bits, only 8 used
+    ],
+)
+def test_integer_rescale_equals_int64_arithmetic(tmp_path, signed, bits_stored, slope,
+                                                 intercept, low, high, dtype):
+    from helpers import write_dicom_series
+
+    rng = np.random.default_rng(3)
+    stored = rng.integers(low, high + 1, size=(3, 16, 16))
+    stored[0, 0, 0], stored[0, 0, 1] = low, high  # the extremes are present
+    write_dicom_series(tmp_path, stored, bits_stored=bits_stored, signed=signed, slope=slope,
+                       intercept=intercept, shuffle=False)
+    img = _quiet_load(tmp_path)
+    expected = stored.astype(np.int64) * int(slope) + int(intercept)  # the independent answer
+    assert img.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(img.array.astype(np.int64), expected)
