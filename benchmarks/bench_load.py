@@ -302,6 +302,39 @@ def run_reader(reader: str, folder: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def decoder_speeds(folder: Path, *, repeat: int) -> list[tuple[str, float]]:
+    """(decoder, MB/s) of every installed decoder on one frame of ``folder``: pydicom's
+    plugins through ``pixel_array(decoding_plugin=...)`` and the imagecodecs function
+    medlab calls, single thread, median CPU time of ``repeat`` interleaved rounds."""
+    import warnings
+
+    import imagecodecs
+    import pydicom
+    import pydicom.pixels
+    from pydicom.encaps import generate_frames
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(sorted(folder.iterdir())[0])
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    uid = str(ds.file_meta.TransferSyntaxUID)
+    ours = {SYNTAXES["rle"]: lambda: imagecodecs.dicomrle_decode(frame, "<i2"),
+            SYNTAXES["jpeg-ls"]: lambda: imagecodecs.jpegls_decode(frame),
+            SYNTAXES["jpeg2000"]: lambda: imagecodecs.jpeg2k_decode(frame),
+            SYNTAXES["jpeg-lossless"]: lambda: imagecodecs.jpeg8_decode(frame)}[uid]
+    fns = {f"pydicom/{name}": (lambda name=name: pydicom.pixels.pixel_array(
+        ds, decoding_plugin=name)) for name in pydicom.pixels.get_decoder(uid).available_plugins}
+    fns["imagecodecs (medlab)"] = ours
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.process_time()
+            fn()
+            times[name].append(time.process_time() - t0)
+    mb = int(ds.Rows) * int(ds.Columns) * 2 / 2**20
+    return [(name, mb / max(statistics.median(t), 1e-9)) for name, t in times.items()]
+
+
 def _median(runs: list[dict]) -> dict:
     """The median time of a reader's rounds (its largest memory growth)."""
     ok = [r for r in runs if "failed" not in r]
@@ -350,6 +383,8 @@ def main() -> int:
             disk[name] = sum(p.stat().st_size for p in sets[name][0].iterdir()) / 2**20
             print(f"compressed to {name} ({SYNTAXES[name]}) in {time.perf_counter() - t0:.1f} s "
                   f"({disk[name]:.1f} MB on disk)")
+        speeds = {name: decoder_speeds(sets[name][0], repeat=5 if args.quick else 15)
+                  for name in syntaxes}
         runs: dict[tuple[str, str], list[dict]] = {}
         for _ in range(rounds):  # interleaved: every reader of every set once per round
             for name, (where, readers) in sets.items():
@@ -411,6 +446,10 @@ def main() -> int:
                     continue
                 t = r["time_s"]
                 print(f"{label} {reader:<10} {t:>8.3f} {vol_mb / t:>8.0f}  {ml_t / t:>6.2f}")
+        print("\ndecoders on one frame, single thread (MB/s of decoded frame per CPU second, "
+              "median; pydicom's include its own overhead):")
+        for name in syntaxes:
+            print(f"  {name:<14} " + ", ".join(f"{d} {v:.0f}" for d, v in speeds[name]))
         for name in syntaxes:
             peer = res.get((name, "dcm2niix"), {"failed": "not installed"})
             ml_t = res[name, "medlab"]["time_s"]
