@@ -583,9 +583,11 @@ def _stream_precision(frame: bytes, kind: str) -> tuple[int, bool] | None:
     return (info["precision"], False) if info else None
 
 
-def _decode_fast(kind: str, frame: bytes, f: Frame, dtype: np.dtype) -> np.ndarray | None:
-    """One greyscale frame decoded by imagecodecs, corrected as pydicom corrects it; None
-    when the stream is not what the header says (pydicom then decides and explains)."""
+def _decode_fast(kind: str, frame: bytes, f: Frame,
+                 dtype: np.dtype) -> tuple[np.ndarray, int] | None:
+    """One greyscale frame decoded by imagecodecs, and the bit shift that corrects it as
+    pydicom corrects it; None when the stream is not what the header says (pydicom then
+    decides and explains)."""
     ic = _imagecodecs()
     if kind == "jpeg" and b"\xff\xd9" not in frame[-4:]:
         # no End Of Image marker: a truncated stream, which libjpeg-turbo decodes without
@@ -607,27 +609,21 @@ def _decode_fast(kind: str, frame: bytes, f: Frame, dtype: np.dtype) -> np.ndarr
         arr = decode[kind](frame)
         if arr.shape != (f.rows, f.columns) or arr.dtype.itemsize != dtype.itemsize:
             return None
-    out = arr.view(dtype)
-    if not out.flags.writeable:
-        out = out.copy()
-    # the corrections of pydicom's DecodeRunner (pydicom.pixels.decoders.base)
-    if kind in ("rle", "jpeg"):
-        if f.bits_stored < f.bits_allocated:  # correct_unused_bits
-            _fix_bits(out, f.bits_stored, f.bits_allocated, dtype)
-        return out
+    # the corrections of pydicom's DecodeRunner (pydicom.pixels.decoders.base), as a shift
+    # left then right in the output type (unsigned: clears the high bits; signed: extends
+    # the sign), applied by the caller in place in the output array
+    if kind in ("rle", "jpeg"):  # correct_unused_bits
+        return arr.view(dtype), max(f.bits_allocated - f.bits_stored, 0)
     info = _stream_precision(frame, kind)
     if info is None:
         return None
     precision, stream_signed = info
-    shift = 8 * dtype.itemsize - precision
+    shift = max(8 * dtype.itemsize - precision, 0)
     if kind == "j2k":
         fix = f.photometric in ("MONOCHROME1", "MONOCHROME2") and stream_signed != f.signed
     else:  # JPEG-LS cannot say it is signed: signed data always need the sign extended
         fix = f.signed
-    if shift > 0 and fix:
-        out <<= shift
-        out >>= shift
-    return out
+    return arr.view(dtype), shift if fix else 0
 
 
 def _read_encapsulated(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> bool:
@@ -665,7 +661,12 @@ def _read_encapsulated(items: list, buf: np.ndarray, index: Any, dtype: np.dtype
     except Exception:  # a corrupt stream: pydicom's plugins decode or explain
         return False
     for t, k, fr in items:
-        buf[index(k, t)] = decoded[fr.index or 0]
+        raw, shift = decoded[fr.index or 0]
+        target = buf[index(k, t)]
+        target[...] = raw
+        if shift:
+            target <<= shift
+            target >>= shift
     return True
 
 
