@@ -570,12 +570,10 @@ def _encapsulated_frames(data: bytes | memoryview, n_frames: int) -> list[bytes]
 def _stream_precision(frame: bytes, kind: str) -> tuple[int, bool] | None:
     """(precision, signed) that a JPEG-LS or JPEG 2000 codestream declares."""
     if kind == "j2k":
-        off = 0
-        if frame.startswith(b"\x00\x00\x00\x0cjP  "):
-            off = frame.find(b"jp2c") + 4 if b"jp2c" in frame[:4096] else -1
-        if off < 0 or frame[off : off + 4] != b"\xff\x4f\xff\x51" or len(frame) < off + 43:
+        off = _j2k_siz(frame)
+        if off is None:
             return None
-        ssiz = frame[off + 42]
+        ssiz = frame[off + 42]  # Ssiz of the first component: signed bit, precision - 1
         return (ssiz & 0x7F) + 1, bool(ssiz & 0x80)
     from pydicom.pixels.utils import _get_jpg_parameters
 
@@ -725,6 +723,17 @@ _J2K_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10
                  "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
 
 
+def _j2k_siz(frame: bytes) -> int | None:
+    """Offset of a JPEG 2000 codestream (SOC + SIZ marker) in ``frame``, a bare
+    codestream or a JP2 file; None when there is none."""
+    off = 0
+    if frame.startswith(b"\x00\x00\x00\x0cjP  "):  # a JP2 wrapper: find the codestream box
+        off = frame.find(b"jp2c") + 4 if b"jp2c" in frame[:4096] else -1
+    if off < 0 or frame[off : off + 4] != b"\xff\x4f\xff\x51" or len(frame) < off + 43:
+        return None
+    return off
+
+
 def _codestream_size(frame: bytes, ts: str) -> tuple[int, int, int, int] | None:
     """(rows, columns, components, precision) a JPEG / JPEG-LS / JPEG 2000 frame declares."""
     from pydicom.pixels.utils import _get_jpg_parameters
@@ -734,10 +743,8 @@ def _codestream_size(frame: bytes, ts: str) -> tuple[int, int, int, int] | None:
         if not info:
             return None
         return info["height"], info["width"], info["components"], info["precision"]
-    off = 0
-    if frame.startswith(b"\x00\x00\x00\x0cjP  "):  # a JP2 wrapper: find the codestream box
-        off = frame.find(b"jp2c") + 4 if b"jp2c" in frame[:4096] else -1
-    if off < 0 or frame[off : off + 4] != b"\xff\x4f\xff\x51" or len(frame) < off + 43:
+    off = _j2k_siz(frame)
+    if off is None:
         return None
     xsiz, ysiz, xo, yo = struct.unpack(">4I", frame[off + 8 : off + 24])
     csiz = struct.unpack(">H", frame[off + 40 : off + 42])[0]
