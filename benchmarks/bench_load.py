@@ -4,28 +4,54 @@ Generates a realistic series (headers cloned from a real sts-cohort CT slice,
 300 slices of 512x512 int16 with rescale intercept -1024, shuffled file names),
 then times each reader in its own fresh process from folder path to an array
 in memory, and measures its peak memory growth (ru_maxrss) over the process's
-state after imports. Each reader runs ``--repeat`` times (page cache warm);
-the best time is reported.
+state after imports.
 
-    python benchmarks/bench_load.py            # full size: 300 x 512 x 512
-    python benchmarks/bench_load.py --quick    # CI: 40 x 256 x 256, one repeat
+The same series is then compressed by the benchmark itself into each lossless
+transfer syntax a scanner or archive writes -- RLE Lossless, JPEG-LS Lossless
+(pydicom's ``Dataset.compress`` with its pylibjpeg-rle / pyjpegls / pylibjpeg-openjpeg
+encoders), JPEG 2000 Lossless and JPEG Lossless SV1 (python-gdcm's
+``ImageChangeTransferSyntax``; pydicom has no JPEG Lossless encoder) -- and each
+compressed series is loaded by medlab, naive pydicom (``dcmread`` + ``pixel_array``,
+its default plugin per syntax) and dcm2niix, with the read floor beside them.
 
-``medlab-index`` is ``Index.load_series`` of the same series from a saved cohort
-index (scanned before the clock starts): it plans the series from the frames
+Peers and their configurations (the strongest we know; issue 15):
+
+- ``pydicom-2proc`` (uncompressed only): 2 worker processes (fork), headers with
+  ``stop_before_pixels``, pixel bytes ``readinto`` one shared volume;
+- ``dcm2niix``: Debian's v1.0.20220720 (built with OpenJPEG; no CharLS, so no JPEG-LS),
+  ``dcm2niix -b n -z n -f vol -o TMP FOLDER`` (no BIDS sidecar, no gzip), timed as the
+  whole run plus nibabel reading the .nii it wrote;
+- ``SimpleITK`` (uncompressed only): ImageSeriesReader on GDCM's sorted file names.
+
+``medlab-index`` (uncompressed only) is ``Index.load_series`` of the same series from a
+saved cohort index (scanned before the clock starts): it plans the series from the frames
 the index stored, so only the pixels are read (issue 14).
 
-Target (foundation issue): medlab/SimpleITK time ratio <= 0.5, and medlab's
-peak memory growth <= 1.5x the volume's own size; Index.load_series faster than
-ml.load of the folder (issue 14). The script prints the numbers and never fails
-on a ratio.
+Floors: ``read-floor`` is a Python open + read of every file (no parsing); ``cat-floor``
+is ``cat FILES > /dev/null`` (one process, whole run).
+
+Timing: ``--repeat`` interleaved rounds (every reader of every syntax once per round,
+each in a fresh process, page cache warm); the median per reader is reported, since the
+machine may be shared.
+
+    python benchmarks/bench_load.py            # full size: 300 x 512 x 512, 5 rounds
+    python benchmarks/bench_load.py --quick    # CI: 40 x 256 x 256, one round
+
+Targets: medlab/SimpleITK time ratio <= 0.5, medlab's peak memory growth <= 1.5x the
+volume's own size (foundation issue); uncompressed medlab/pydicom-2proc <= 1.0 and
+medlab/read-floor <= 1.3, compressed medlab/dcm2niix <= 1.0 per syntax (issue 15). The
+script prints the numbers and never fails on a ratio. Index.load_series faster than
+ml.load of the folder (issue 14).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +60,15 @@ from pathlib import Path
 
 import numpy as np
 
-READERS = ("medlab", "medlab-index", "pydicom", "pydicom-2proc", "simpleitk", "dcm2niix", "read-floor")
+READERS = ("medlab", "medlab-index", "pydicom", "pydicom-2proc", "simpleitk", "dcm2niix", "read-floor", "cat-floor")
+#: the compressed variants of the series: name -> transfer syntax UID
+SYNTAXES = {
+    "rle": "1.2.840.10008.1.2.5",
+    "jpeg-ls": "1.2.840.10008.1.2.4.80",
+    "jpeg2000": "1.2.840.10008.1.2.4.90",
+    "jpeg-lossless": "1.2.840.10008.1.2.4.70",
+}
+COMPRESSED_READERS = ("medlab", "medlab-index", "pydicom", "dcm2niix", "read-floor", "cat-floor")
 _KEEP_ALIVE: list = []
 
 
@@ -77,6 +111,46 @@ def generate_series(folder: Path, *, n_slices: int, size: int, seed: int = 0) ->
         pixels[size // 3 : size // 2, size // 3 : size // 2] += 300 + k  # a "lesion"
         ds.PixelData = pixels.astype("<i2").tobytes()
         ds.save_as(folder / f"IM{names[k]:05d}", enforce_file_format=True)
+
+
+def _compress_one(job: tuple[Path, Path, str]) -> None:
+    """Write one file of ``src`` compressed in transfer syntax ``uid`` to ``dst``."""
+    import warnings
+
+    import pydicom
+
+    src, dst, uid = job
+    if uid == SYNTAXES["jpeg-lossless"]:
+        import gdcm  # pydicom has no JPEG Lossless encoder
+
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(src))
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+        if not reader.Read() or not (change.SetInput(reader.GetImage()) or change.Change()):
+            raise RuntimeError(f"gdcm could not compress {src}")
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(dst))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        if not writer.Write():
+            raise RuntimeError(f"gdcm could not write {dst}")
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the cloned header's over-long SH values
+        ds = pydicom.dcmread(src)
+        ds.compress(uid)
+        ds.save_as(dst, enforce_file_format=True)
+
+
+def compress_series(src: Path, dst: Path, uid: str) -> None:
+    """The series of ``src`` compressed in transfer syntax ``uid`` (2 processes)."""
+    import multiprocessing as mp
+
+    dst.mkdir(parents=True, exist_ok=True)
+    jobs = [(p, dst / p.name, uid) for p in sorted(src.iterdir())]
+    with mp.get_context("fork").Pool(2) as pool:
+        pool.map(_compress_one, jobs, chunksize=8)
 
 
 # -------------------------------------------------------------------- readers
@@ -192,6 +266,13 @@ def read_floor(folder: Path) -> np.ndarray:
     return np.array([total], dtype=np.int64)
 
 
+def read_cat(folder: Path) -> np.ndarray:
+    """Machine floor: ``cat`` every file to /dev/null (one process, whole run)."""
+    paths = [str(p) for p in folder.iterdir()]
+    subprocess.run(["cat", *paths], check=True, stdout=subprocess.DEVNULL)
+    return np.array([sum(os.path.getsize(p) for p in paths)], dtype=np.int64)
+
+
 def read_simpleitk(folder: Path) -> np.ndarray:
     import SimpleITK as sitk
 
@@ -206,14 +287,18 @@ def read_dcm2niix(folder: Path) -> np.ndarray:
     import nibabel as nib
 
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run(["dcm2niix", "-b", "n", "-z", "n", "-f", "vol", "-o", out, str(folder)],
-                       check=True, capture_output=True)
+        run = subprocess.run(["dcm2niix", "-b", "n", "-z", "n", "-f", "vol", "-o", out,
+                              str(folder)], capture_output=True, text=True)
+        if not (Path(out) / "vol.nii").is_file():  # e.g. JPEG-LS without CharLS
+            lines = [ln for ln in run.stdout.splitlines() if ln.startswith(("Warning", "Error"))]
+            raise RuntimeError("dcm2niix: " + (lines[0] if lines else run.stdout[-200:]))
         return np.asanyarray(nib.load(Path(out) / "vol.nii").dataobj)
 
 
 def _child(reader: str, folder: Path) -> dict:
     fn = {"medlab": read_medlab, "medlab-index": read_medlab_index, "pydicom": read_pydicom, "pydicom-2proc": read_pydicom_2proc,
-          "simpleitk": read_simpleitk, "dcm2niix": read_dcm2niix, "read-floor": read_floor}[reader]
+          "simpleitk": read_simpleitk, "dcm2niix": read_dcm2niix, "read-floor": read_floor,
+          "cat-floor": read_cat}[reader]
     # import everything the reader needs before the clock and the memory baseline start
     if reader == "medlab":
         import pydicom.pixels
@@ -225,7 +310,7 @@ def _child(reader: str, folder: Path) -> dict:
         import SimpleITK  # noqa: F401
     elif reader in ("pydicom", "pydicom-2proc"):
         import pydicom  # noqa: F401
-    elif reader == "read-floor":
+    elif reader in ("read-floor", "cat-floor"):
         pass
     else:
         import nibabel  # noqa: F401
@@ -246,16 +331,65 @@ def _child(reader: str, folder: Path) -> dict:
 
 def run_reader(reader: str, folder: Path) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", reader, str(folder)],
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True)
+    if out.returncode:  # a peer that cannot read this syntax (dcm2niix without CharLS)
+        why = (out.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"time_s": float("nan"), "failed": why.removeprefix("RuntimeError: ")[:110]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def decoder_speeds(folder: Path, *, repeat: int) -> list[tuple[str, float]]:
+    """(decoder, MB/s) of every installed decoder on one frame of ``folder``: pydicom's
+    plugins through ``pixel_array(decoding_plugin=...)`` and the imagecodecs function
+    medlab calls, single thread, median CPU time of ``repeat`` interleaved rounds."""
+    import warnings
+
+    import imagecodecs
+    import pydicom
+    import pydicom.pixels
+    from pydicom.encaps import generate_frames
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(sorted(folder.iterdir())[0])
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    uid = str(ds.file_meta.TransferSyntaxUID)
+    ours = {SYNTAXES["rle"]: lambda: imagecodecs.dicomrle_decode(frame, "<i2"),
+            SYNTAXES["jpeg-ls"]: lambda: imagecodecs.jpegls_decode(frame),
+            SYNTAXES["jpeg2000"]: lambda: imagecodecs.jpeg2k_decode(frame),
+            SYNTAXES["jpeg-lossless"]: lambda: imagecodecs.jpeg8_decode(frame)}[uid]
+    fns = {f"pydicom/{name}": (lambda name=name: pydicom.pixels.pixel_array(
+        ds, decoding_plugin=name)) for name in pydicom.pixels.get_decoder(uid).available_plugins}
+    fns["imagecodecs (medlab)"] = ours
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.process_time()
+            fn()
+            times[name].append(time.process_time() - t0)
+    mb = int(ds.Rows) * int(ds.Columns) * 2 / 2**20
+    return [(name, mb / max(statistics.median(t), 1e-9)) for name, t in times.items()]
+
+
+def _median(runs: list[dict]) -> dict:
+    """The median time of a reader's rounds (its largest memory growth)."""
+    ok = [r for r in runs if "failed" not in r]
+    if not ok:
+        return runs[-1]
+    out = dict(ok[0])
+    out["time_s"] = statistics.median(r["time_s"] for r in ok)
+    out["peak_growth_mb"] = max(r["peak_growth_mb"] for r in ok)
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (CI)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round (CI)")
     parser.add_argument("--slices", type=int)
     parser.add_argument("--size", type=int)
-    parser.add_argument("--repeat", type=int)
+    parser.add_argument("--repeat", type=int, help="interleaved rounds (median reported)")
+    parser.add_argument("--syntaxes", default=",".join(SYNTAXES),
+                        help="compressed variants to time (comma-separated; '' for none)")
     parser.add_argument("--child", nargs=2, metavar=("READER", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -264,32 +398,61 @@ def main() -> int:
 
     n_slices = args.slices or (40 if args.quick else 300)
     size = args.size or (256 if args.quick else 512)
-    repeat = args.repeat or (1 if args.quick else 3)
-    readers = [r for r in READERS if r != "dcm2niix" or shutil.which("dcm2niix")]
+    rounds = args.repeat or (1 if args.quick else 5)
+    syntaxes = [s for s in args.syntaxes.split(",") if s]
+    have_dcm2niix = shutil.which("dcm2niix") is not None
     with tempfile.TemporaryDirectory(prefix="medlab-bench-") as tmp:
         folder = Path(tmp) / "series"
         t0 = time.perf_counter()
         generate_series(folder, n_slices=n_slices, size=size)
+        disk = {"uncompressed": sum(p.stat().st_size for p in folder.iterdir()) / 2**20}
         print(f"generated {n_slices} slices of {size}x{size} in {time.perf_counter() - t0:.1f} s "
-              f"({sum(p.stat().st_size for p in folder.iterdir()) / 2**20:.0f} MB on disk)")
+              f"({disk['uncompressed']:.0f} MB on disk)")
         index_series(folder)
-        results = {}
-        for reader in readers:
-            runs = [run_reader(reader, folder) for _ in range(repeat)]
-            best = min(runs, key=lambda r: r["time_s"])
-            best["peak_growth_mb"] = max(r["peak_growth_mb"] for r in runs)
-            results[reader] = best
+        sets = {"uncompressed": (folder, READERS)}
+        # quick mode (CI) keeps every decoder of medlab's but only the peer that matters
+        compressed_readers = (("medlab", "dcm2niix", "read-floor") if args.quick
+                              else COMPRESSED_READERS)
+        for name in syntaxes:
+            t0 = time.perf_counter()
+            compress_series(folder, Path(tmp) / name, SYNTAXES[name])
+            sets[name] = (Path(tmp) / name, compressed_readers)
+            disk[name] = sum(p.stat().st_size for p in sets[name][0].iterdir()) / 2**20
+            print(f"compressed to {name} ({SYNTAXES[name]}) in {time.perf_counter() - t0:.1f} s "
+                  f"({disk[name]:.1f} MB on disk)")
+        speeds = {name: decoder_speeds(sets[name][0], repeat=5 if args.quick else 15)
+                  for name in syntaxes}
+        runs: dict[tuple[str, str], list[dict]] = {}
+        for _ in range(rounds):  # interleaved: every reader of every set once per round
+            for name, (where, readers) in sets.items():
+                for reader in readers:
+                    if reader == "dcm2niix" and not have_dcm2niix:
+                        continue
+                    runs.setdefault((name, reader), []).append(run_reader(reader, where))
+    res = {key: _median(v) for key, v in runs.items()}
+    print(f"\nmedians of {rounds} interleaved round(s), each reader in a fresh process")
+
+    # ---- uncompressed
+    results = {r: res["uncompressed", r] for r in READERS if ("uncompressed", r) in res}
     ref = results["simpleitk"]
-    floor = results.pop("read-floor")
+    floor, cat = results.pop("read-floor"), results.pop("cat-floor")
     print(f"\n{'reader':<14} {'time s':>8} {'peak MB':>9} {'volume MB':>10}  shape / dtype")
     for reader, r in results.items():
         print(f"{reader:<14} {r['time_s']:>8.3f} {r['peak_growth_mb']:>9.0f} {r['nbytes_mb']:>10.0f}"
               f"  {tuple(r['shape'])} {r['dtype']}")
     print(f"{'floor: read':<14} {floor['time_s']:>8.3f}  (Python open + read of every file's "
           f"{floor['checksum'] / 2**20:.0f} MB, no parsing)")
-    same = {r: abs(results[r]["checksum"] - ref["checksum"]) < 1e-6 * max(1, abs(ref["checksum"]))
-            for r in results}
-    print("\nsame voxel sum as SimpleITK:", ", ".join(f"{r}={'yes' if s else 'NO'}" for r, s in same.items()))
+    print(f"{'floor: cat':<14} {cat['time_s']:>8.3f}  (cat FILES > /dev/null, whole run)")
+
+    def same(r: dict) -> str:
+        if "failed" in r:
+            return "n/a"
+        return "yes" if abs(r["checksum"] - ref["checksum"]) < 1e-6 * max(1, abs(ref["checksum"])) else "NO"
+
+    sums = [f"{r}={same(v)}" for r, v in results.items()]
+    sums += [f"{n}/{r}={same(res[n, r])}" for n in syntaxes for r in ("medlab", "pydicom", "dcm2niix")
+             if (n, r) in res]
+    print("\nsame voxel sum as SimpleITK:", ", ".join(sums))
     ml_r = results["medlab"]
     ratio = ml_r["time_s"] / ref["time_s"]
     mem_ratio = ml_r["peak_growth_mb"] / ml_r["nbytes_mb"]
@@ -304,6 +467,37 @@ def main() -> int:
     print(f"medlab peak memory growth / volume size: {mem_ratio:.2f} (target <= 1.5)")
     print(f"ratio Index.load_series/ml.load time (same series, from the index's stored frames): "
           f"{results['medlab-index']['time_s'] / ml_r['time_s']:.2f} (issue 14 target < 1)")
+
+    # ---- compressed: time, decoded MB/s (the int16 volume per second), ratios
+    if syntaxes:
+        vol_mb = n_slices * size * size * 2 / 2**20
+        print(f"\ncompressed series ({vol_mb:.0f} MB decoded); MB/s = decoded MB per second")
+        print(f"{'syntax':<14} {'disk MB':>8} {'reader':<10} {'time s':>8} {'MB/s':>8}  medlab/reader")
+        for name in syntaxes:
+            ml_t = res[name, "medlab"]["time_s"]
+            for reader in COMPRESSED_READERS:
+                r = res.get((name, reader))
+                if r is None:
+                    continue
+                label = f"{name:<14} {disk[name]:>8.1f}" if reader == "medlab" else " " * 23
+                if "failed" in r:
+                    print(f"{label} {reader:<10} {'n/a':>8}  ({r['failed']})")
+                    continue
+                t = r["time_s"]
+                print(f"{label} {reader:<10} {t:>8.3f} {vol_mb / t:>8.0f}  {ml_t / t:>6.2f}")
+        print("\ndecoders on one frame, single thread (MB/s of decoded frame per CPU second, "
+              "median; pydicom's include its own overhead):")
+        for name in syntaxes:
+            print(f"  {name:<14} " + ", ".join(f"{d} {v:.0f}" for d, v in speeds[name]))
+        for name in syntaxes:
+            peer = res.get((name, "dcm2niix"), {"failed": "not installed"})
+            ml_t = res[name, "medlab"]["time_s"]
+            vs = "n/a (" + peer["failed"] + ")" if "failed" in peer else f"{ml_t / peer['time_s']:.2f}"
+            naive = res.get((name, "pydicom"))
+            vs_naive = f"; medlab/pydicom {ml_t / naive['time_s']:.2f}" if naive else ""
+            print(f"ratio medlab/dcm2niix {name}: {vs} (issue 15 target <= 1.0){vs_naive}; "
+                  f"medlab/read-floor {ml_t / res[name, 'read-floor']['time_s']:.2f}; medlab "
+                  f"decodes {vol_mb / ml_t:.0f} MB/s")
     return 0
 
 

@@ -786,6 +786,7 @@ def test_a_missing_decoder_names_what_to_install(monkeypatch):
 
     monkeypatch.setattr(pydicom.pixels, "pixel_array", no_plugin)
     monkeypatch.setattr(_pixels, "_decoders_for", lambda ts: ())
+    monkeypatch.setattr(_pixels, "_imagecodecs", lambda: None)  # medlab's own fast decoders
     with pytest.raises(
         UnsupportedTransferSyntaxError,
         match=r"CT1_JPLL\.dcm: cannot decode pixel data in transfer syntax JPEG Lossless, "

@@ -304,9 +304,11 @@ def read_fast_header(
                 value = bytes(r.need(length))
                 if e == 0x0010:
                     ts = value.decode("ascii", "replace").strip("\x00 ")
-            if ts not in _LE_SYNTAXES and not (ts or "").startswith("1.2.840.10008.1.2.4"):
+            encapsulated = ts is not None and (ts.startswith("1.2.840.10008.1.2.4")
+                                               or ts == "1.2.840.10008.1.2.5")  # + RLE
+            if ts not in _LE_SYNTAXES and not encapsulated:
                 return None  # big endian, deflate, or unknown: pydicom handles these
-            if ts is not None and ts.startswith("1.2.840.10008.1.2.4"):
+            if encapsulated:
                 implicit = False  # encapsulated syntaxes are explicit VR little endian
             else:
                 implicit = _LE_SYNTAXES[ts]  # type: ignore[index]

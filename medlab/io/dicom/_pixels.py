@@ -2,9 +2,15 @@
 
 Uncompressed little-endian frames are read straight from the file into the
 output buffer (one ``readinto`` per frame, no intermediate copy);
-everything else is decoded by pydicom's pixel plugins (pylibjpeg,
-python-gdcm). Rescale slope/intercept are applied per frame; integer data
-stay integer whenever the rescaled values fit.
+greyscale RLE, JPEG lossless, JPEG-LS and JPEG 2000 frames are cut out of
+the encapsulated pixel data here and decoded by imagecodecs (the fastest
+installed decoder for each of them, and one that releases the GIL, so
+slices decode in parallel threads), with pydicom's own corrections applied
+so that the result equals ``ds.pixel_array``; everything else, and any frame
+that fails there, is decoded by pydicom's pixel plugins (pylibjpeg,
+python-gdcm), which also give the error messages. Rescale slope/intercept
+are applied per frame; integer data stay integer whenever the rescaled
+values fit.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ __all__ = ["can_decode", "claim_problem", "decode_error", "pixel_data_problem", 
            "transfer_syntax"]
 
 _NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+_U32 = struct.Struct("<I")
 
 def _raw_dtype(h: Any) -> np.dtype:
     if "FloatPixelData" in h:
@@ -412,6 +419,8 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
                 return
             if not colour and _read_packed12(items, buf, index):
                 return
+            if not colour and _read_encapsulated(items, buf, index, raw_dtype):
+                return
             _read_decoded(items, buf, index)
         except DicomReadError as exc:
             # which file failed, so the reader can drop it and keep the rest of the series
@@ -419,8 +428,8 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
                 exc.path = items[0][2].path  # type: ignore[attr-defined]
             raise
 
-    # decoders run outside the GIL and gain from threads; plain reads from the page cache
-    # are fastest in one thread
+    # imagecodecs' decoders run outside the GIL and gain from threads (pydicom's plugins,
+    # the fallback, hold it); plain reads from the page cache are fastest in one thread
     compressed = any(f.transfer_syntax not in _NATIVE_LE for f in (vol[0] for vol in grid))
     workers = max_workers or (min(4, os.cpu_count() or 1) if compressed else 1)
     with warnings.catch_warnings():
@@ -482,6 +491,183 @@ def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> b
     return True
 
 
+#: greyscale transfer syntaxes decoded by imagecodecs (see :func:`_read_encapsulated`):
+#: per syntax the fastest decoder installed here, measured on 512x512 CT frames against
+#: pydicom's plugins (pylibjpeg-rle/-libjpeg/-openjpeg, pyjpegls, python-gdcm), and the
+#: only ones that release the GIL (benchmarks/bench_load.py prints the MB/s)
+_FAST_CODECS = {
+    "1.2.840.10008.1.2.5": "rle",  # dicomrle_decode
+    "1.2.840.10008.1.2.4.57": "jpeg",  # jpeg8_decode: libjpeg-turbo 3 decodes lossless JPEG
+    "1.2.840.10008.1.2.4.70": "jpeg",
+    "1.2.840.10008.1.2.4.80": "jpegls",  # jpegls_decode: CharLS
+    "1.2.840.10008.1.2.4.81": "jpegls",
+    "1.2.840.10008.1.2.4.90": "j2k",  # jpeg2k_decode: OpenJPEG
+    "1.2.840.10008.1.2.4.91": "j2k",
+}
+_ITEM_TAG = b"\xfe\xff\x00\xe0"
+_SEQ_END_TAG = b"\xfe\xff\xdd\xe0"
+
+
+@functools.cache
+def _imagecodecs() -> Any:
+    """The imagecodecs module, or None when it is not installed (pydicom decodes then)."""
+    try:
+        import imagecodecs
+    except ImportError:  # pragma: no cover - a dependency of medlab
+        return None
+    return imagecodecs
+
+
+def _encapsulated_frames(data: bytes | memoryview, n_frames: int) -> list[bytes] | None:
+    """The frames of encapsulated Pixel Data (the value, from the Basic Offset Table item
+    on; PS3.5 A.4), or None when the layout is not one of the plain ones (the caller lets
+    pydicom decide then)."""
+    mv = memoryview(data)
+    pos, end = 0, len(mv)
+    if end < 8 or mv[:4] != _ITEM_TAG:
+        return None
+    bot_len = _U32.unpack_from(mv, 4)[0]
+    if bot_len % 4 or 8 + bot_len > end:
+        return None
+    offsets = list(struct.unpack_from(f"<{bot_len // 4}I", mv, 8)) if bot_len else []
+    pos = first = 8 + bot_len
+    fragments: list[tuple[int, memoryview]] = []  # (offset from the first fragment, data)
+    while pos + 8 <= end:
+        tag = mv[pos : pos + 4]
+        length = _U32.unpack_from(mv, pos + 4)[0]
+        if tag == _SEQ_END_TAG:
+            break
+        if tag != _ITEM_TAG or length == 0xFFFFFFFF or pos + 8 + length > end:
+            return None
+        fragments.append((pos - first, mv[pos + 8 : pos + 8 + length]))
+        pos += 8 + length
+    else:
+        return None  # no sequence delimiter: truncated
+    if not fragments:
+        return None
+    if n_frames == 1:
+        groups = [[fr for _, fr in fragments]]
+    elif offsets:
+        if len(offsets) != n_frames or offsets[0] != 0 or offsets != sorted(offsets):
+            return None
+        starts = {off: k for k, off in enumerate(offsets)}
+        groups = []
+        for off, fr in fragments:
+            if off in starts:
+                groups.append([])
+            elif not groups:
+                return None
+            groups[-1].append(fr)
+        if len(groups) != n_frames:
+            return None
+    elif len(fragments) == n_frames:
+        groups = [[fr] for _, fr in fragments]
+    else:
+        return None  # several fragments per frame without an offset table: pydicom decides
+    return [bytes(g[0]) if len(g) == 1 else b"".join(g) for g in groups]
+
+
+def _stream_precision(frame: bytes, kind: str) -> tuple[int, bool] | None:
+    """(precision, signed) that a JPEG-LS or JPEG 2000 codestream declares."""
+    if kind == "j2k":
+        off = _j2k_siz(frame)
+        if off is None:
+            return None
+        ssiz = frame[off + 42]  # Ssiz of the first component: signed bit, precision - 1
+        return (ssiz & 0x7F) + 1, bool(ssiz & 0x80)
+    from pydicom.pixels.utils import _get_jpg_parameters
+
+    info = _get_jpg_parameters(frame)
+    return (info["precision"], False) if info else None
+
+
+def _decode_fast(kind: str, frame: bytes, f: Frame,
+                 dtype: np.dtype) -> tuple[np.ndarray, int] | None:
+    """One greyscale frame decoded by imagecodecs, and the bit shift that corrects it as
+    pydicom corrects it; None when the stream is not what the header says (pydicom then
+    decides and explains)."""
+    ic = _imagecodecs()
+    if kind == "jpeg" and b"\xff\xd9" not in frame[-4:]:
+        # no End Of Image marker: a truncated stream, which libjpeg-turbo decodes without
+        # complaint (filling the rest); pydicom's plugins decide what it is
+        return None
+    if kind != "rle":
+        got = _codestream_size(frame, "1.2.840.10008.1.2.4.90" if kind == "j2k"
+                               else "1.2.840.10008.1.2.4.70")
+        # refuse before decoding what the header does not describe (no huge allocation)
+        if got is None or got[:3] != (f.rows, f.columns, 1):
+            return None
+    if kind == "rle":
+        arr = np.frombuffer(ic.dicomrle_decode(frame, dtype.newbyteorder("<").str), dtype)
+        if arr.size != f.rows * f.columns:
+            return None
+        arr = arr.reshape(f.rows, f.columns)
+    else:
+        decode = {"jpeg": ic.jpeg8_decode, "jpegls": ic.jpegls_decode, "j2k": ic.jpeg2k_decode}
+        arr = decode[kind](frame)
+        if arr.shape != (f.rows, f.columns) or arr.dtype.itemsize != dtype.itemsize:
+            return None
+    # the corrections of pydicom's DecodeRunner (pydicom.pixels.decoders.base), as a shift
+    # left then right in the output type (unsigned: clears the high bits; signed: extends
+    # the sign), applied by the caller in place in the output array
+    if kind in ("rle", "jpeg"):  # correct_unused_bits
+        return arr.view(dtype), max(f.bits_allocated - f.bits_stored, 0)
+    info = _stream_precision(frame, kind)
+    if info is None:
+        return None
+    precision, stream_signed = info
+    shift = max(8 * dtype.itemsize - precision, 0)
+    if kind == "j2k":
+        fix = f.photometric in ("MONOCHROME1", "MONOCHROME2") and stream_signed != f.signed
+    else:  # JPEG-LS cannot say it is signed: signed data always need the sign extended
+        fix = f.signed
+    return arr.view(dtype), shift if fix else 0
+
+
+def _read_encapsulated(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> bool:
+    """Decode greyscale RLE / JPEG lossless / JPEG-LS / JPEG 2000 frames with imagecodecs
+    straight into ``buf``; False if not applicable or anything is unusual (pydicom's
+    plugins then decode the file, and explain a failure).
+
+    Reads the encapsulated Pixel Data from the offset the header scan recorded, so no
+    header is parsed again.
+    """
+    f = items[0][2]
+    kind = _FAST_CODECS.get(f.transfer_syntax)
+    if (kind is None or f.tile is not None or f.samples != 1 or f.pixel_offset is None
+            or f.pixel_length not in (None, 0xFFFFFFFF) or dtype.kind not in "iu"
+            or dtype.itemsize * 8 != f.bits_allocated or f.bits_allocated not in (8, 16, 32)
+            or not f.photometric.startswith("MONOCHROME") or _imagecodecs() is None):
+        return False
+    if kind != "rle" and f.bits_allocated == 32:
+        return False
+    n_frames = max(_frame_count(f.header), 1) if f.index is not None else 1
+    try:
+        with open(f.path, "rb") as fh:
+            fh.seek(f.pixel_offset)
+            data = fh.read()
+        frames = _encapsulated_frames(data, n_frames)
+        if frames is None:
+            return False
+        decoded = {}
+        for _, _, fr in items:
+            i = fr.index or 0
+            if i not in decoded:
+                decoded[i] = _decode_fast(kind, frames[i], fr, dtype)
+                if decoded[i] is None:
+                    return False
+    except Exception:  # a corrupt stream: pydicom's plugins decode or explain
+        return False
+    for t, k, fr in items:
+        raw, shift = decoded[fr.index or 0]
+        target = buf[index(k, t)]
+        target[...] = raw
+        if shift:
+            target <<= shift
+            target >>= shift
+    return True
+
+
 def _read_packed12(items: list, buf: np.ndarray, index: Any) -> bool:
     """Old ACR-NEMA 12-bit packed pixels (Bits Allocated 12): two pixels in three bytes.
 
@@ -537,6 +723,17 @@ _J2K_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10
                  "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
 
 
+def _j2k_siz(frame: bytes) -> int | None:
+    """Offset of a JPEG 2000 codestream (SOC + SIZ marker) in ``frame``, a bare
+    codestream or a JP2 file; None when there is none."""
+    off = 0
+    if frame.startswith(b"\x00\x00\x00\x0cjP  "):  # a JP2 wrapper: find the codestream box
+        off = frame.find(b"jp2c") + 4 if b"jp2c" in frame[:4096] else -1
+    if off < 0 or frame[off : off + 4] != b"\xff\x4f\xff\x51" or len(frame) < off + 43:
+        return None
+    return off
+
+
 def _codestream_size(frame: bytes, ts: str) -> tuple[int, int, int, int] | None:
     """(rows, columns, components, precision) a JPEG / JPEG-LS / JPEG 2000 frame declares."""
     from pydicom.pixels.utils import _get_jpg_parameters
@@ -546,10 +743,8 @@ def _codestream_size(frame: bytes, ts: str) -> tuple[int, int, int, int] | None:
         if not info:
             return None
         return info["height"], info["width"], info["components"], info["precision"]
-    off = 0
-    if frame.startswith(b"\x00\x00\x00\x0cjP  "):  # a JP2 wrapper: find the codestream box
-        off = frame.find(b"jp2c") + 4 if b"jp2c" in frame[:4096] else -1
-    if off < 0 or frame[off : off + 4] != b"\xff\x4f\xff\x51" or len(frame) < off + 43:
+    off = _j2k_siz(frame)
+    if off is None:
         return None
     xsiz, ysiz, xo, yo = struct.unpack(">4I", frame[off + 8 : off + 24])
     csiz = struct.unpack(">H", frame[off + 40 : off + 42])[0]
@@ -733,19 +928,27 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
         vmin, vmax = int(buf.min()), int(buf.max())
         cands = [s * v + i for s, i in pairs for v in (vmin, vmax)]
         target = _int_dtype(min(cands), max(cands), signed=signed)
-    if target.itemsize == buf.dtype.itemsize:
-        out = buf.view(target)  # in place, frame by frame
-    else:
-        out = np.empty(buf.shape, dtype=target)
+    in_place = target.itemsize == buf.dtype.itemsize
+    out = buf.view(target) if in_place else np.empty(buf.shape, dtype=target)
+
+    def wrapped(v: float) -> np.ndarray:
+        """An integer as ``target`` modulo its width (e.g. -1024 as uint16 is 64512)."""
+        return np.array(round(v), dtype=np.int64).astype(target)
+
+    # in the output type itself, frame by frame: integer arithmetic modulo 2**bits gives
+    # the same bits as computing in int64 and casting, and every rescaled stored value
+    # fits the output type, so the result is exact (and no int64 copy is made)
     for t, vol in enumerate(grid):
         for k, f in enumerate(vol):
             ix = index(k, t)
-            tmp = buf[ix].astype(np.int64)
+            o = out[ix]
+            if not in_place:
+                o[...] = buf[ix]
             slope, intercept, _ = lines[id(f)]
             if slope != 1:
-                tmp *= round(slope)
-            tmp += round(intercept)
-            out[ix] = tmp
+                np.multiply(o, wrapped(slope), out=o)
+            if intercept != 0:
+                np.add(o, wrapped(intercept), out=o)
     return out
 
 
