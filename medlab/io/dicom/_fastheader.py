@@ -200,40 +200,52 @@ def _skip_undefined_sequence(r: _Reader, implicit: bool) -> None:
 
 
 def _skip_dataset(r: _Reader, implicit: bool, *, until: int) -> None:
-    unpack_tag, unpack_u16, unpack_u32 = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
+    # this loop runs for every element of every sequence item: the cursor lives in locals
+    # (buf, start, pos) and goes back to the reader before any call that moves it
+    unpack_head, unpack_u32 = _HEAD.unpack_from, _U32.unpack_from
+    short_codes, long_codes, vr_of = _SHORT_CODES, _LONG_CODES, _VR_OF
+    buf, start, pos = r.buf, r.start, r.pos
+    n = len(buf)
     while True:
-        buf = r.buf
-        off = r.pos - r.start
-        if len(buf) - off >= 12:
-            # _Reader.element inlined: this loop runs for every element of every sequence item
-            g, e = unpack_tag(buf, off)
+        off = pos - start
+        if n - off >= 12:  # _Reader.element inlined
+            g, e, code, length = unpack_head(buf, off)
             if g == 0xFFFE or (implicit and g != 0x0002):
                 vr = None
                 length = unpack_u32(buf, off + 4)[0]
-                r.pos += 8
+                pos += 8
+            elif code in long_codes:
+                vr = vr_of[code]
+                length = unpack_u32(buf, off + 8)[0]
+                pos += 12
+            elif code in short_codes:
+                vr = vr_of[code]
+                pos += 8
             else:
-                vr = buf[off + 4 : off + 6]
-                if vr in _LONG_VRS:
-                    length = unpack_u32(buf, off + 8)[0]
-                    r.pos += 12
-                elif vr in _SHORT_VRS:
-                    length = unpack_u16(buf, off + 6)[0]
-                    r.pos += 8
-                else:
-                    raise ValueError("not explicit VR")
+                raise ValueError("not explicit VR")
         else:
+            r.pos = pos
             g, e, vr, length = r.element(implicit)
+            buf, start, pos = r.buf, r.start, r.pos
+            n = len(buf)
         tag = (g << 16) | e
         if tag == until:
+            r.pos = pos
             return
         if g == 0xFFFE:
             raise ValueError("malformed item")
         if length == _UNDEFINED:
+            r.pos = pos
             _skip_undefined_sequence(r, implicit or vr == b"UN")
-        elif r.pos + length - r.start <= len(r.buf):
-            r.pos += length
+            buf, start, pos = r.buf, r.start, r.pos
+            n = len(buf)
+        elif pos + length - start <= n:
+            pos += length
         else:
+            r.pos = pos
             r.skip(length)
+            buf, start, pos = r.buf, r.start, r.pos
+            n = len(buf)
 
 
 #: values longer than this inside a kept sequence item are skipped (icons, blobs)
@@ -305,6 +317,7 @@ def _top_level(r: _Reader, tags: frozenset[int] | set[int], items: frozenset[int
     seen_add = seen.add
     unpack_head, unpack_u32 = _HEAD.unpack_from, _U32.unpack_from
     short_codes, long_codes, vr_of = _SHORT_CODES, _LONG_CODES, _VR_OF
+    undefined, pixel_data = _UNDEFINED, PIXEL_DATA
     buf, start, pos = r.buf, r.start, r.pos
     n = len(buf)
     while True:
@@ -338,10 +351,10 @@ def _top_level(r: _Reader, tags: frozenset[int] | set[int], items: frozenset[int
             n = len(buf)
         tag = (g << 16) | e
         seen_add(tag)
-        if tag == PIXEL_DATA:
+        if tag == pixel_data:
             return FastHeader(values, seen, ts, implicit, pos,
-                              None if length == _UNDEFINED else length, vr, kept_items)
-        if length == _UNDEFINED or tag in items:
+                              None if length == undefined else length, vr, kept_items)
+        if length == undefined or tag in items:
             r.pos = pos
             if tag in items and vr in (b"SQ", None):
                 kept_items[tag] = _first_item(r, implicit, length)
