@@ -362,6 +362,8 @@ def main() -> int:
                         help="200 + 1,000 files, one round (CI)")
     parser.add_argument("--series", type=int, help="series of the 512x512 cohort")
     parser.add_argument("--slices", type=int, help="slices per series")
+    parser.add_argument("--small-series", type=int,
+                        help="series in each of the 4 parts of the 64x64 cohort")
     parser.add_argument("--repeat", type=int, help="rounds")
     parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -371,7 +373,7 @@ def main() -> int:
 
     n_series = args.series or (4 if args.quick else 100)
     n_slices = args.slices or (50 if args.quick else 100)
-    small_series = 5 if args.quick else 100  # per part of the small-file cohort
+    small_series = args.small_series or (5 if args.quick else 100)  # per part of the 64x64 cohort
     repeat = args.repeat or (1 if args.quick else 3)
     with tempfile.TemporaryDirectory(prefix="medlab-bench-index-") as tmp:
         big = Path(tmp) / "ct512"

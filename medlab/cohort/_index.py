@@ -152,12 +152,15 @@ class Index:
         con.execute("CREATE TABLE IF NOT EXISTS medlab_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         for table, columns in _TABLES.items():
             con.execute(_ddl(table, columns))
-            # columns added to the schema since this file was written
-            have = {r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
-                [table]).fetchall()}
+        # columns added to the schema since this file was written (one catalog query: each
+        # costs milliseconds, paid by every scan)
+        have: dict[str, set[str]] = {}
+        for table, column in con.execute(
+                "SELECT table_name, column_name FROM information_schema.columns").fetchall():
+            have.setdefault(table, set()).add(column)
+        for table, columns in _TABLES.items():
             for c in columns:
-                if c.name not in have:
+                if c.name not in have.get(table, ()):
                     con.execute(f'ALTER TABLE {table} ADD COLUMN "{c.name}" {c.dtype}')
         con.execute(_series_view())
         con.execute(_STUDIES_VIEW)
