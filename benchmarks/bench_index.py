@@ -396,40 +396,41 @@ def main() -> int:
         for _ in range(repeat):
             for k, folders in sizes.items():
                 linear[k].append(run("medlab-2", folders)["time_s"])
+        table(f"512x512 CT cohort ({n} files)", results, n)
+        table(f"64x64 cohort ({n_part[0]} files)", small, n_part[0])
+        print()
+        ratios("512x512", results)
+        ratios("64x64", small)
+        print("\nlinearity (medlab-2 on 1, 2 and 4 parts of the 64x64 cohort, median s):")
+        base = statistics.median(linear[1])
+        for k, ts in linear.items():
+            files = sum(n_part[:k])
+            t = statistics.median(ts)
+            print(f"  {files:>6} files: {t:7.3f} s, {files / t:7.0f} files/s, "
+                  f"time ratio to {n_part[0]} files {t / base:.2f} (linear: {k})")
+        sys.stdout.flush()
         # the saved index, then a rescan with nothing changed
         import medlab as ml
 
         db = Path(tmp) / "index.duckdb"
         ml.cohort.scan(big, db=db, progress=False).close()
-        results["rescan"] = rounds(("rescan",), db, repeat)["rescan"]
-        bucket = None
+        r = rounds(("rescan",), db, repeat)["rescan"]
+        print(f"\nrescan with nothing changed: {r['time_s']:.3f} s for {n} files "
+              f"(target < 1 s; opening the index took {r['open_s']:.3f} s)")
         with s3_server(parts[0], Path(tmp) / "s3") as endpoint:
             if endpoint is None:
                 print("bucket scan not run: s3rver is not installed (npm install -g s3rver)")
-            else:
+                return 0
+            try:
                 bucket = rounds(("bucket",), endpoint, repeat)["bucket"]
-
-    table(f"512x512 CT cohort ({n} files)", {k: v for k, v in results.items() if k != "rescan"}, n)
-    table(f"64x64 cohort ({n_part[0]} files)", small, n_part[0])
-    print()
-    ratios("512x512", results)
-    ratios("64x64", small)
-    print("\nlinearity (medlab-2 on 1, 2 and 4 parts of the 64x64 cohort, median s):")
-    base = statistics.median(linear[1])
-    for k, ts in linear.items():
-        files = sum(n_part[:k])
-        t = statistics.median(ts)
-        print(f"  {files:>6} files: {t:7.3f} s, {files / t:7.0f} files/s, "
-              f"time ratio to {n_part[0]} files {t / base:.2f} (linear: {k})")
-    if bucket is not None:
+            except subprocess.CalledProcessError as exc:
+                print(f"bucket scan failed: {exc.stderr.strip().splitlines()[-1:]}")
+                return 0
         rate_small = small["medlab-1"]["n_files"] / small["medlab-1"]["time_s"]
         rate_bucket = bucket["n_files"] / bucket["time_s"]
-        print(f"\nbucket scan (s3rver on 127.0.0.1, 1 process, 64x64 cohort): {rate_bucket:.0f} "
+        print(f"bucket scan (s3rver on 127.0.0.1, 1 process, 64x64 cohort): {rate_bucket:.0f} "
               f"files/s ({bucket['note']}), ratio bucket/folder (medlab-1): "
               f"{rate_bucket / rate_small:.2f}")
-    r = results["rescan"]
-    print(f"rescan with nothing changed: {r['time_s']:.3f} s for {n} files "
-          f"(target < 1 s; opening the index took {r['open_s']:.3f} s)")
     return 0
 
 
