@@ -424,7 +424,7 @@ def main() -> int:
             try:
                 bucket = rounds(("bucket",), endpoint, repeat)["bucket"]
             except subprocess.CalledProcessError as exc:
-                print(f"bucket scan failed: {exc.stderr.strip().splitlines()[-1:]}")
+                print("bucket scan failed: " + " | ".join(exc.stderr.strip().splitlines()[-6:]))
                 return 0
         rate_small = small["medlab-1"]["n_files"] / small["medlab-1"]["time_s"]
         rate_bucket = bucket["n_files"] / bucket["time_s"]
