@@ -19,6 +19,7 @@ The functions here take and return plain numpy arrays and do no I/O.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 
@@ -79,6 +80,13 @@ def orientation_key(iop: Sequence[float] | None) -> tuple[float, ...] | None:
     """
     if iop is None:
         return None
+    if type(iop) is tuple:  # the loader's frames: one orientation repeats in every file
+        return _orientation_key_of(iop)
+    return _orientation_key_of(tuple(iop))
+
+
+@functools.lru_cache(maxsize=4096)
+def _orientation_key_of(iop: tuple) -> tuple[float, ...]:
     return tuple(float(v) + 0.0 for v in np.round(np.asarray(iop, dtype=float),
                                                    ORIENTATION_DECIMALS))
 

@@ -18,7 +18,7 @@ Storage (one DuckDB database: a file the user chooses, or in memory):
 A scan walks the folders, compares each file's size and mtime with the
 index, and reads the headers of new and changed files only — in local worker
 processes, or on a ``dask.distributed`` cluster — with
-:func:`medlab.cohort._scan.read_chunk`. The scanned folders are only read.
+:func:`medlab.cohort._scan.read_batch`. The scanned folders are only read.
 """
 
 from __future__ import annotations
@@ -52,12 +52,12 @@ if TYPE_CHECKING:
 
 from ._read import _dask_client, _norm_root, _read_files, _under, _walk
 from ._store import (
-    _INSTANCE_AT,
     _INSTANCE_INPUT,
     _PATIENTS_VIEW,
     _STUDIES_VIEW,
     _TABLES,
     _arrow_schema,
+    _arrow_table,
     _as_date,
     _as_datetime,
     _as_paths,
@@ -154,12 +154,15 @@ class Index:
         con.execute("CREATE TABLE IF NOT EXISTS medlab_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         for table, columns in _TABLES.items():
             con.execute(_ddl(table, columns))
-            # columns added to the schema since this file was written
-            have = {r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
-                [table]).fetchall()}
+        # columns added to the schema since this file was written (one catalog query: each
+        # costs milliseconds, paid by every scan)
+        have: dict[str, set[str]] = {}
+        for table, column in con.execute(
+                "SELECT table_name, column_name FROM information_schema.columns").fetchall():
+            have.setdefault(table, set()).add(column)
+        for table, columns in _TABLES.items():
             for c in columns:
-                if c.name not in have:
+                if c.name not in have.get(table, ()):
                     con.execute(f'ALTER TABLE {table} ADD COLUMN "{c.name}" {c.dtype}')
         con.execute(_series_view())
         con.execute(_STUDIES_VIEW)
@@ -404,8 +407,8 @@ class Index:
                 if any(_under(p, r) for r in roots)]
             for p in old_dir_errors:
                 con.execute("DELETE FROM errors WHERE path = ? AND file_size IS NULL", [p])
-            uid_at = _INSTANCE_AT["series_uid"]
-            affected |= {r[uid_at] for r in rows["instances"] if r[uid_at] is not None}
+            # rows["inputs"]: the instances' _INSTANCE_INPUT columns, series UID first
+            affected |= {r[0] for r in rows["inputs"] if r[0] is not None}
             # the series' other files, as indexed before (the new rows are still in memory)
             before = self._series_inputs(affected)
             self._insert("instances", INSTANCE_COLUMNS, rows["instances"])
@@ -418,15 +421,16 @@ class Index:
             con.execute("ROLLBACK")
             raise
 
-    def _insert(self, table: str, columns: tuple[Column, ...], rows: list[tuple]) -> None:
-        if not rows:
-            return
-        import pyarrow as pa
-
-        schema = _arrow_schema(columns)
-        cols = list(zip(*rows, strict=True))
-        arrays = [pa.array(list(values), type=field.type) for values, field in zip(cols, schema, strict=True)]
-        data = pa.Table.from_arrays(arrays, schema=schema)
+    def _insert(self, table: str, columns: tuple[Column, ...], rows: list[tuple] | Any) -> None:
+        """Insert ``rows``: tuples in the order of ``columns``, or an Arrow table of them."""
+        if isinstance(rows, list):
+            if not rows:
+                return
+            data = _arrow_table(columns, rows)
+        else:  # built by the scan's workers (read_batch)
+            if rows.num_rows == 0:
+                return
+            data = rows
         self._con.register("_new_rows", data)
         try:
             self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows")
@@ -460,9 +464,7 @@ class Index:
             return
         import pyarrow as pa
 
-        at = [_INSTANCE_AT[c] for c in _INSTANCE_INPUT]
-        instances = before[0] + [tuple(r[i] for i in at) for r in new["instances"]
-                                 if r[_INSTANCE_AT["series_uid"]] in uids]
+        instances = before[0] + [r for r in new["inputs"] if r[0] in uids]
         frames = before[1] + [r[:_N_GEOMETRY] for r in new["frames"] if r[1] in uids]
         con = self._con
         con.register("_uids", pa.table({"series_uid": pa.array(sorted(uids), pa.string())}))

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._scan import read_chunk
+from ._scan import read_batch
 
 if TYPE_CHECKING:
 
@@ -106,16 +106,20 @@ def _read_files(
     workers: int,
     client: Any,
     progress: bool,
-) -> dict[str, list]:
-    """Run :func:`read_chunk` over ``items`` here, in worker processes or on a dask cluster."""
+) -> dict[str, Any]:
+    """Run :func:`read_batch` over ``items`` here, in worker processes or on a dask cluster.
+
+    Returns the rows of all chunks in the order of ``items``: ``instances`` (one
+    Arrow table), ``inputs``, ``frames`` and ``errors`` (lists of tuples).
+    """
     from tqdm.auto import tqdm
 
-    out: dict[str, list] = {"instances": [], "frames": [], "errors": []}
+    out: dict[str, Any] = {"instances": [], "inputs": [], "frames": [], "errors": []}
     if not items:
         return out
     bar = tqdm(total=len(items), desc="indexing DICOM headers", unit="file",
                disable=not progress or len(items) < 200)
-    results: dict[int, dict[str, list]] = {}
+    results: dict[int, dict[str, Any]] = {}
     try:
         if client is not None:
             chunks = _chunks(items, _dask_workers(client))
@@ -135,7 +139,7 @@ def _read_files(
                         # workers only read headers
                         warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
                                                 category=DeprecationWarning)
-                        futures = {pool.submit(read_chunk, c): i for i, c in enumerate(chunks)}
+                        futures = {pool.submit(read_batch, c): i for i, c in enumerate(chunks)}
                     for fut in as_completed(futures):
                         i = futures[fut]
                         results[i] = fut.result()
@@ -145,13 +149,19 @@ def _read_files(
         else:
             chunks = _chunks(items, 1)
             for i, c in enumerate(chunks):
-                results[i] = read_chunk(c)
+                results[i] = read_batch(c)
                 bar.update(len(c))
     finally:
         bar.close()
+    tables = []
     for i in range(len(results)):
-        for key in out:
+        tables.append(results[i]["instances"])
+        for key in ("inputs", "frames", "errors"):
             out[key].extend(results[i][key])
+    if tables:
+        import pyarrow as pa
+
+        out["instances"] = pa.concat_tables(tables).combine_chunks()
     return out
 
 
@@ -186,12 +196,12 @@ def _dask_workers(client: Any) -> int:
         return 4
 
 
-def _run_on_dask(client: Any, chunks: list[list], bar: Any) -> dict[int, dict[str, list]]:
+def _run_on_dask(client: Any, chunks: list[list], bar: Any) -> dict[int, dict[str, Any]]:
     from dask.distributed import as_completed
 
-    futures = client.map(read_chunk, chunks, pure=False)
+    futures = client.map(read_batch, chunks, pure=False)
     index_of = {f.key: i for i, f in enumerate(futures)}
-    results: dict[int, dict[str, list]] = {}
+    results: dict[int, dict[str, Any]] = {}
     for fut in as_completed(futures):
         i = index_of[fut.key]
         results[i] = fut.result()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from pydicom.tag import Tag
 from ..io.dicom.frames import Frame, NotAnImageError, checked_frames, fast_frames, frame_record
 from ..io.dicom.header import (
     FAST_TAGS,
+    FastDataset,
     FastHeader,
     claim_problem,
     file_problem,
@@ -57,7 +59,7 @@ from ..io.dicom.values import (
 )
 from ._schema import INSTANCE_COLUMNS, Column
 
-__all__ = ["parse_date", "parse_datetime", "read_chunk", "read_file"]
+__all__ = ["parse_date", "parse_datetime", "read_batch", "read_chunk", "read_file"]
 
 _RADIO_SEQ = 0x00540016  # RadiopharmaceuticalInformationSequence
 _DIRECTORY_RECORDS = 0x00041220  # DirectoryRecordSequence: a DICOMDIR
@@ -165,6 +167,68 @@ def _fill_fast(row: list[Any], values: dict[int, tuple[bytes, bytes | None]],
                 row[i] = _CONVERT[kind](value.decode(encoding, "replace"))
 
 
+#: converted values by (tag, raw value, encoding), shared by the files a process reads: the
+#: files of a series repeat most of their values byte for byte, so most conversions are
+#: looked up. Emptied when it grows past _MEMO_MAX entries (unique UIDs and positions).
+_MEMO: dict[tuple, Any] = {}
+_MEMO_MAX = 50_000
+
+
+def _fill_fast_memo(row: list[Any], values: dict[int, tuple[bytes, bytes | None]],
+                    specs: dict[int, list[tuple[int, str, int | None, bytes]]],
+                    encoding: str) -> None:
+    """What :func:`_fill_fast` does, with each tag's cells memoised in :data:`_MEMO`."""
+    memo = _MEMO
+    for tag, raw in values.items():
+        targets = specs.get(tag)
+        if targets is None:
+            continue
+        key = (tag, raw, encoding)
+        cells = memo.get(key)
+        if cells is None:
+            scratch: list[Any] = [None] * _N_COLS
+            _fill_fast(scratch, {tag: raw}, specs, encoding)
+            cells = tuple((i, scratch[i]) for i, *_ in targets)
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[key] = cells
+        for i, value in cells:
+            row[i] = value
+
+
+_MISSING = object()
+_KEYWORD_TAGS: dict[str, int | None] = {}
+
+
+class _MemoDataset(FastDataset):
+    """A :class:`FastDataset` whose ``get`` results are memoised in :data:`_MEMO` by
+    (keyword, raw value): the loader's frame records read ~40 values per file, most of
+    them equal in every file of a series."""
+
+    __slots__ = ()
+
+    def get(self, key: str | tuple[int, int], default: Any = None) -> Any:
+        if isinstance(key, tuple):
+            tag: int | None = key[0] << 16 | key[1]
+        else:
+            tag = _KEYWORD_TAGS.get(key, _MISSING)  # type: ignore[arg-type]
+            if tag is _MISSING:
+                from pydicom.datadict import tag_for_keyword
+
+                tag = _KEYWORD_TAGS[key] = tag_for_keyword(key)
+        raw = self.fh.values.get(tag) if tag is not None else None
+        if raw is None:
+            return default
+        memo_key = ("ds", key, raw)
+        value = _MEMO.get(memo_key, _MISSING)
+        if value is _MISSING:
+            value = FastDataset.get(self, key, _MISSING)
+            if len(_MEMO) >= _MEMO_MAX:
+                _MEMO.clear()
+            _MEMO[memo_key] = value
+        return default if value is _MISSING else value
+
+
 def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[Any] | None:
     """An instance row from the fast reader's values; None when pydicom must do it."""
     values = fh.values
@@ -180,7 +244,7 @@ def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[
         return None  # the sequence is encoded as UN: pydicom reads it
     radio = fh.items.get(_RADIO_SEQ, {})
     row: list[Any] = [None] * _N_COLS
-    _fill_fast(row, values, _TOP_SPECS, encoding)
+    _fill_fast_memo(row, values, _TOP_SPECS, encoding)
     if radio:
         _fill_fast(row, radio, _RADIO_SPECS, encoding)
 
@@ -285,7 +349,7 @@ def read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tu
         row, frames, error = _read_file(path, size, mtime_ns)
         if row is not None and frames and frames[0][_PROBLEM] is None:
             problem = claim_problem(
-                Path(path).name, rows=row[_COL["rows"]] or 0, columns=row[_COL["columns"]] or 0,
+                os.path.basename(path), rows=row[_COL["rows"]] or 0, columns=row[_COL["columns"]] or 0,
                 n_frames=row[_COL["n_frames"]] or 1, samples=row[_COL["samples_per_pixel"]] or 1,
                 bits_allocated=row[_COL["bits_allocated"]] or 8,
                 transfer_syntax=row[_COL["transfer_syntax"]] or "", file_size=size)
@@ -307,8 +371,9 @@ def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[t
         if _DIRECTORY_RECORDS in fh.seen:
             return None, [], (path, size, mtime_ns, _dicomdir_reason(path))
         row = _row_from_fast(fh, path, size, mtime_ns)
-        # the loader's fast path (None: the full reader explains the file)
-        fast = fast_frames(fh, Path(path), size=size)
+        # the loader's fast path (None: the full reader explains the file); values read
+        # through a memo, since most are equal in every file of a series
+        fast = fast_frames(fh, Path(path), size=size, dataset_type=_MemoDataset)
         if fast is not None and row is not None:
             return row, _frame_rows(fast, path, row[_COL["series_uid"]]), None
         if row is not None and fh.pixel_offset is None and not fh.seen & _PIXEL_TAGS:
@@ -366,12 +431,33 @@ def read_chunk(items: list[tuple[str, int, int]]) -> dict[str, list]:
     instances: list[tuple] = []
     frames: list[tuple] = []
     errors: list[tuple] = []
-    for path, size, mtime_ns in items:
-        row, frame_rows, error = read_file(path, size, mtime_ns)
-        if row is not None:
-            instances.append(tuple(row))
-        frames.extend(frame_rows)
-        if error is not None:
-            errors.append(error)
+    with quiet_pydicom():
+        for path, size, mtime_ns in items:
+            row, frame_rows, error = read_file(path, size, mtime_ns)
+            if row is not None:
+                instances.append(tuple(row))
+            frames.extend(frame_rows)
+            if error is not None:
+                errors.append(error)
     return {"instances": instances, "frames": frames, "errors": errors}
 
+
+
+def read_batch(items: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """:func:`read_chunk`, with the instance rows as one Arrow table, built where they are read.
+
+    The work of a scan's worker process or dask task: converting the rows to
+    the index's Arrow schema there keeps it off the process that writes the
+    index (which would otherwise do it alone, after the workers), and an
+    Arrow table travels back as a few buffers instead of thousands of
+    Python objects. ``inputs`` has the columns the series checks read
+    (``_INSTANCE_INPUT``, series UID first) as tuples.
+    """
+    from ._store import _INSTANCE_AT, _INSTANCE_INPUT, _arrow_table
+
+    out: dict[str, Any] = read_chunk(items)
+    rows = out["instances"]
+    at = [_INSTANCE_AT[c] for c in _INSTANCE_INPUT]
+    out["inputs"] = [tuple(r[i] for i in at) for r in rows]
+    out["instances"] = _arrow_table(INSTANCE_COLUMNS, rows)
+    return out

@@ -51,6 +51,18 @@ def _arrow_schema(columns: tuple[Column, ...]) -> Any:
     return pa.schema([(c.name, typ(c.dtype)) for c in columns])
 
 
+def _arrow_table(columns: tuple[Column, ...], rows: list[tuple]) -> Any:
+    """Rows (tuples in the order of ``columns``) as an Arrow table of the index schema."""
+    import pyarrow as pa
+
+    schema = _arrow_schema(columns)
+    if not rows:
+        return schema.empty_table()
+    cols = list(zip(*rows, strict=True))
+    arrays = [pa.array(values, type=field.type) for values, field in zip(cols, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 def _ddl(table: str, columns: tuple[Column, ...]) -> str:
     cols = ", ".join(f'"{c.name}" {c.dtype}' for c in columns)
     return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"

@@ -169,8 +169,15 @@ class _Reader:
 
 def _skip_undefined_sequence(r: _Reader, implicit: bool) -> None:
     """Skip items until the sequence delimiter."""
+    unpack_tag, unpack_u32 = _TAG.unpack_from, _U32.unpack_from
     while True:
-        g, e, _, length = r.element(True)
+        off = r.pos - r.start
+        if len(r.buf) - off >= 8:  # an item or delimiter head (8 bytes), buffered
+            g, e = unpack_tag(r.buf, off)
+            length = unpack_u32(r.buf, off + 4)[0]
+            r.pos += 8
+        else:
+            g, e, _, length = r.element(True)
         tag = (g << 16) | e
         if tag == _SEQ_END:
             return
@@ -183,40 +190,52 @@ def _skip_undefined_sequence(r: _Reader, implicit: bool) -> None:
 
 
 def _skip_dataset(r: _Reader, implicit: bool, *, until: int) -> None:
-    unpack_tag, unpack_u16, unpack_u32 = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
+    # this loop runs for every element of every sequence item: the cursor lives in locals
+    # (buf, start, pos) and goes back to the reader before any call that moves it
+    unpack_head, unpack_u32 = _HEAD.unpack_from, _U32.unpack_from
+    short_codes, long_codes, vr_of = _SHORT_CODES, _LONG_CODES, _VR_OF
+    buf, start, pos = r.buf, r.start, r.pos
+    n = len(buf)
     while True:
-        buf = r.buf
-        off = r.pos - r.start
-        if len(buf) - off >= 12:
-            # _Reader.element inlined: this loop runs for every element of every sequence item
-            g, e = unpack_tag(buf, off)
+        off = pos - start
+        if n - off >= 12:  # _Reader.element inlined
+            g, e, code, length = unpack_head(buf, off)
             if g == 0xFFFE or (implicit and g != 0x0002):
                 vr = None
                 length = unpack_u32(buf, off + 4)[0]
-                r.pos += 8
+                pos += 8
+            elif code in long_codes:
+                vr = vr_of[code]
+                length = unpack_u32(buf, off + 8)[0]
+                pos += 12
+            elif code in short_codes:
+                vr = vr_of[code]
+                pos += 8
             else:
-                vr = buf[off + 4 : off + 6]
-                if vr in _LONG_VRS:
-                    length = unpack_u32(buf, off + 8)[0]
-                    r.pos += 12
-                elif vr in _SHORT_VRS:
-                    length = unpack_u16(buf, off + 6)[0]
-                    r.pos += 8
-                else:
-                    raise ValueError("not explicit VR")
+                raise ValueError("not explicit VR")
         else:
+            r.pos = pos
             g, e, vr, length = r.element(implicit)
+            buf, start, pos = r.buf, r.start, r.pos
+            n = len(buf)
         tag = (g << 16) | e
         if tag == until:
+            r.pos = pos
             return
         if g == 0xFFFE:
             raise ValueError("malformed item")
         if length == _UNDEFINED:
+            r.pos = pos
             _skip_undefined_sequence(r, implicit or vr == b"UN")
-        elif r.pos + length - r.start <= len(r.buf):
-            r.pos += length
+            buf, start, pos = r.buf, r.start, r.pos
+            n = len(buf)
+        elif pos + length - start <= n:
+            pos += length
         else:
+            r.pos = pos
             r.skip(length)
+            buf, start, pos = r.buf, r.start, r.pos
+            n = len(buf)
 
 
 #: values longer than this inside a kept sequence item are skipped (icons, blobs)
@@ -266,6 +285,98 @@ def _read_item(r: _Reader, implicit: bool, length: int) -> dict[int, tuple[bytes
     return out
 
 
+#: an explicit VR element head: group, element, VR (as a little-endian 16-bit code) and
+#: the 2-byte length, in one unpack
+_HEAD = struct.Struct("<HHHH")
+_VR_OF = {_U16.unpack(vr)[0]: vr for vr in _SHORT_VRS | _LONG_VRS}
+_SHORT_CODES = frozenset(_U16.unpack(vr)[0] for vr in _SHORT_VRS)
+_LONG_CODES = frozenset(_U16.unpack(vr)[0] for vr in _LONG_VRS)
+
+
+def _top_level(r: _Reader, tags: frozenset[int] | set[int], items: frozenset[int] | set[int],
+               ts: str, implicit: bool) -> FastHeader:
+    """Walk the top-level elements after the file meta group (the body of read_fast_header).
+
+    The loop runs once per element of every file a scan reads, so the cursor
+    lives in locals (``buf``, ``start``, ``pos``) and the reader is only called
+    to refill its buffer, to skip beyond it, and for sequences.
+    """
+    values: dict[int, tuple[bytes, bytes | None]] = {}
+    kept_items: dict[int, dict[int, tuple[bytes, bytes | None]]] = {}
+    seen: set[int] = set()
+    seen_add = seen.add
+    unpack_head, unpack_u32 = _HEAD.unpack_from, _U32.unpack_from
+    short_codes, long_codes, vr_of = _SHORT_CODES, _LONG_CODES, _VR_OF
+    undefined, pixel_data = _UNDEFINED, PIXEL_DATA
+    buf, start, pos = r.buf, r.start, r.pos
+    n = len(buf)
+    while True:
+        off = pos - start
+        if n - off >= 12:
+            g, e, code, length = unpack_head(buf, off)
+            if g == 0xFFFE:
+                raise ValueError("item tag at the top level")
+            if implicit and g != 0x0002:
+                vr = None
+                length = unpack_u32(buf, off + 4)[0]
+                pos += 8
+            elif code in short_codes:
+                vr = vr_of[code]
+                pos += 8
+            elif code in long_codes:
+                vr = vr_of[code]
+                length = unpack_u32(buf, off + 8)[0]
+                pos += 12
+            else:
+                raise ValueError("not explicit VR")
+        else:
+            r.pos = pos
+            head = r.element(implicit, at_end=None)
+            if head is None:  # the file ends without pixel data
+                return FastHeader(values, seen, ts, implicit, None, None, None, kept_items)
+            g, e, vr, length = head
+            if g == 0xFFFE:
+                raise ValueError("item tag at the top level")
+            buf, start, pos = r.buf, r.start, r.pos
+            n = len(buf)
+        tag = (g << 16) | e
+        seen_add(tag)
+        if tag == pixel_data:
+            return FastHeader(values, seen, ts, implicit, pos,
+                              None if length == undefined else length, vr, kept_items)
+        if length == undefined or tag in items:
+            r.pos = pos
+            if tag in items and vr in (b"SQ", None):
+                kept_items[tag] = _first_item(r, implicit, length)
+            elif length == _UNDEFINED:  # a sequence (UN: encoded as implicit VR)
+                _skip_undefined_sequence(r, implicit or vr == b"UN")
+            elif tag in tags:
+                values[tag] = (bytes(r.need(length)), vr)
+            else:
+                r.skip(length)
+            buf, start, pos = r.buf, r.start, r.pos
+            n = len(buf)
+        elif tag in tags:
+            end = pos + length
+            if end - start <= n:  # buf is bytes: the slice is the value
+                values[tag] = (buf[pos - start : end - start], vr)
+                pos = end
+            else:
+                r.pos = pos
+                values[tag] = (bytes(r.need(length)), vr)
+                buf, start, pos = r.buf, r.start, r.pos
+                n = len(buf)
+        elif pos + length - start <= n:
+            pos += length  # skip within the buffer
+        else:
+            r.pos = pos
+            r.skip(length)
+            buf, start, pos = r.buf, r.start, r.pos
+            n = len(buf)
+        if g > 0x7FE0:
+            return FastHeader(values, seen, ts, implicit, None, None, None, kept_items)
+
+
 def read_fast_header(
     path: Any,
     tags: frozenset[int] | set[int],
@@ -288,17 +399,33 @@ def read_fast_header(
             if len(r.buf) < 132 or r.buf[128:132] != b"DICM":
                 return None
             r.pos = 132
-            values: dict[int, tuple[bytes, bytes | None]] = {}
-            kept_items: dict[int, dict[int, tuple[bytes, bytes | None]]] = {}
-            seen: set[int] = set()
             ts = None
             # file meta: always explicit VR little endian
+            buf = r.buf  # the first read holds the file meta group unless it is huge
             while True:
+                off = r.pos  # r.start is 0 while buf is the first read
+                if buf is r.buf and len(buf) - off >= 12 and buf[off : off + 2] == b"\x02\x00":
+                    _, e, code, length = _HEAD.unpack_from(buf, off)
+                    if code in _SHORT_CODES:
+                        off += 8
+                    elif code in _LONG_CODES:
+                        length = _U32.unpack_from(buf, off + 8)[0]
+                        off += 12
+                    else:
+                        raise ValueError("not explicit VR")
+                    if length == _UNDEFINED:
+                        return None
+                    if off + length <= len(buf):
+                        r.pos = off + length
+                        if e == 0x0010:
+                            ts = buf[off : off + length].decode("ascii", "replace").strip("\x00 ")
+                        continue
+                    r.pos = off - (8 if code in _SHORT_CODES else 12)
                 if r.available(4) < 4:
                     raise EOFError
                 if _TAG.unpack_from(r.buf, r.pos - r.start)[0] != 0x0002:
                     break
-                g, e, vr, length = r.element(False)
+                _, e, _, length = r.element(False)
                 if length == _UNDEFINED:
                     return None
                 value = bytes(r.need(length))
@@ -312,53 +439,7 @@ def read_fast_header(
                 implicit = False  # encapsulated syntaxes are explicit VR little endian
             else:
                 implicit = _LE_SYNTAXES[ts]  # type: ignore[index]
-            unpack_tag, unpack_u16, unpack_u32 = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
-            while True:
-                buf = r.buf
-                off = r.pos - r.start
-                if len(buf) - off >= 12:
-                    # the common case, inlined (same as _Reader.element): the header is buffered
-                    g, e = unpack_tag(buf, off)
-                    if g == 0xFFFE or (implicit and g != 0x0002):
-                        vr = None
-                        length = unpack_u32(buf, off + 4)[0]
-                        r.pos += 8
-                    else:
-                        vr = buf[off + 4 : off + 6]
-                        if vr in _LONG_VRS:
-                            length = unpack_u32(buf, off + 8)[0]
-                            r.pos += 12
-                        elif vr in _SHORT_VRS:
-                            length = unpack_u16(buf, off + 6)[0]
-                            r.pos += 8
-                        else:
-                            raise ValueError("not explicit VR")
-                else:
-                    head = r.element(implicit, at_end=None)
-                    if head is None:  # the file ends without pixel data
-                        return FastHeader(values, seen, ts, implicit, None, None, None,  # type: ignore[arg-type]
-                                          kept_items)
-                    g, e, vr, length = head
-                if g == 0xFFFE:
-                    raise ValueError("item tag at the top level")
-                tag = (g << 16) | e
-                seen.add(tag)
-                if tag == PIXEL_DATA:
-                    return FastHeader(values, seen, ts, implicit, r.pos,  # type: ignore[arg-type]
-                                      None if length == _UNDEFINED else length, vr, kept_items)
-                if tag in items and vr in (b"SQ", None):
-                    kept_items[tag] = _first_item(r, implicit, length)
-                elif length == _UNDEFINED:  # a sequence (UN: encoded as implicit VR)
-                    _skip_undefined_sequence(r, implicit or vr == b"UN")
-                elif tag in tags:
-                    values[tag] = (bytes(r.need(length)), vr)
-                elif r.pos + length - r.start <= len(r.buf):
-                    r.pos += length  # skip within the buffer
-                else:
-                    r.skip(length)
-                if g > 0x7FE0:
-                    return FastHeader(values, seen, ts, implicit, None, None, None,  # type: ignore[arg-type]
-                                      kept_items)
+            return _top_level(r, tags, items, ts, implicit)  # type: ignore[arg-type]
     except (OSError, EOFError, ValueError, struct.error, UnicodeDecodeError):
         return None
 

@@ -9,6 +9,7 @@ Assembly (``_assemble``) then treats them all alike.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -260,6 +261,13 @@ def _scaling(ds: Any, per: Dataset | None = None, shared: Dataset | None = None,
     return out if len(out) > 1 else None
 
 
+@functools.lru_cache(maxsize=4096)
+def _spacing_key(spacing: tuple[float, float]) -> tuple:
+    """The pixel spacing as the split key holds it (rounded to 4 decimals); one spacing
+    repeats in every file of a series."""
+    return tuple(np.round(spacing, 4))
+
+
 def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     """(row, column) spacing in mm by the rules of :func:`._spacing.pixel_spacing`."""
     return pixel_spacing(ds).spacing
@@ -362,7 +370,7 @@ def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]
         rows,
         columns,
         orientation_key(iop),
-        None if spacing is None else tuple(np.round(spacing, 4)),
+        None if spacing is None else _spacing_key(spacing),
     )
     if n_frames == 1:
         return [

@@ -47,18 +47,21 @@ __all__ = ["Frame", "NotAnImageError", "checked_frames", "fast_frames", "file_fr
            "frame_from_record", "frame_record", "frames_from_dataset"]
 
 
-def fast_frames(fh: FastHeader | None, path: Path, *, size: int | None = None) -> list[Frame] | None:
+def fast_frames(fh: FastHeader | None, path: Path, *, size: int | None = None,
+                dataset_type: type[FastDataset] = FastDataset) -> list[Frame] | None:
     """Frames of a plain single-frame little-endian file from the fast header reader's values.
 
     ``fh`` must hold (at least) :data:`~.header.FAST_TAGS`; ``size`` is the
     file's size in bytes (read from the file when not given). None when the
     file needs the full reader: multi-frame, mosaic, enhanced, ultrasound
     regions, packed bits, or anything odd about its pixel data (the full
-    reader then explains what is wrong).
+    reader then explains what is wrong). ``dataset_type`` wraps ``fh`` for
+    reading values (a :class:`~.header.FastDataset` subclass, e.g. one that
+    memoises conversions across the files of a series).
     """
     if fh is None or fh.pixel_offset is None or fh.seen & FAST_DECLINE:
         return None
-    ds = FastDataset(fh)
+    ds = dataset_type(fh)
     n_frames = ds.get("NumberOfFrames", 1)
     image_type = ds.get("ImageType") or []
     bits = ds.get("BitsAllocated")

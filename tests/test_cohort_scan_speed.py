@@ -1,0 +1,103 @@
+"""The shortcuts of the header index's scan (memoised value conversions, Arrow tables
+built in the workers, cached geometry keys) give exactly what the plain path gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import medlab as ml
+from medlab.cohort import _scan
+from medlab.cohort._read import _walk
+from medlab.cohort._schema import INSTANCE_COLUMNS
+from medlab.cohort._store import _INSTANCE_AT, _INSTANCE_INPUT, _arrow_table
+from medlab.geometry import ORIENTATION_DECIMALS, orientation_key
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def items():
+    """(path, size, mtime) of every file of three datasets: CT/PET/MR series whose files
+    repeat most values, odd transfer syntaxes and character sets, and non-DICOM files."""
+    out = []
+    for name in ("sts-cohort", "pydicom-testfiles", "dcm-qa-ts"):
+        out += _walk(str(ml.data.fetch(name, progress=False)), frozenset(), [])
+    return sorted(out)
+
+
+def _shown(chunk: dict) -> dict:
+    # repr: 1 == 1.0 == True would hide a value of the wrong type
+    return {key: [repr(row) for row in rows] for key, rows in chunk.items()}
+
+
+def test_memoised_conversions_give_the_values_of_a_fresh_read(items, monkeypatch):
+    _scan._MEMO.clear()
+    cold = _shown(_scan.read_chunk(items))
+    warm = _shown(_scan.read_chunk(items))  # every value now from the memo where it can be
+    assert len(cold["instances"]) > 500 and cold["frames"] and cold["errors"]
+    assert warm == cold
+    # a memo emptied again and again while the files are read
+    monkeypatch.setattr(_scan, "_MEMO_MAX", 7)
+    _scan._MEMO.clear()
+    assert _shown(_scan.read_chunk(items)) == cold
+    assert len(_scan._MEMO) <= 7
+
+
+def test_memoised_dataset_reads_like_the_fast_dataset(items):
+    from medlab.io.dicom import FastDataset, read_fast_header
+
+    keywords = ("Rows", "ImageType", "PixelSpacing", "ImagePositionPatient", "SeriesNumber",
+                "RescaleSlope", "PatientName", "AcquisitionTime", "NotAKeyword", (0x0021, 0x105E))
+    n = 0
+    for path, _, _ in items:
+        fh = read_fast_header(path, _scan._TOP_TAGS, items=_scan._ITEM_TAGS)
+        if fh is None:
+            continue
+        n += 1
+        plain, memo = FastDataset(fh), _scan._MemoDataset(fh)
+        for _ in range(2):  # the second time from the memo
+            for kw in keywords:
+                assert repr(memo.get(kw, "absent")) == repr(plain.get(kw, "absent")), (path, kw)
+            assert ("Rows" in memo) == ("Rows" in plain)
+    assert n > 500
+
+
+def test_arrow_batches_from_the_workers_hold_the_rows(items):
+    part = items[:300]
+    rows = _scan.read_chunk(part)
+    batch = _scan.read_batch(part)
+    assert batch["instances"].equals(_arrow_table(INSTANCE_COLUMNS, rows["instances"]))
+    assert batch["instances"].num_rows == len(rows["instances"]) > 100
+    at = [_INSTANCE_AT[c] for c in _INSTANCE_INPUT]
+    assert batch["inputs"] == [tuple(r[i] for i in at) for r in rows["instances"]]
+    assert batch["frames"] == rows["frames"] and batch["errors"] == rows["errors"]
+    assert _scan.read_batch([])["instances"].num_rows == 0
+
+
+@pytest.mark.parametrize("iop", [
+    [1, 0, 0, 0, 0.99999999, 1e-8],
+    (0.7071068, 0.7071068, 0.0, -0.0001, 0.0, -1.0),
+    np.array([1.0, 0.0, 0.0, 0.0, 0.0, -1.0]),
+])
+def test_cached_orientation_key_is_the_rounded_orientation(iop):
+    expected = tuple(float(v) + 0.0 for v in np.round(np.asarray(iop, float), ORIENTATION_DECIMALS))
+    for _ in range(2):
+        key = orientation_key(iop)
+        assert key == expected and all(type(v) is float for v in key)
+    assert orientation_key(None) is None
+
+
+def test_scan_with_two_workers_equals_scan_in_process(items):
+    roots = sorted({str(ml.data.fetch(n, progress=False)) for n in ("sts-cohort", "dcm-qa-ts")})
+    one = ml.cohort.scan(roots, progress=False, workers=1)
+    two = ml.cohort.scan(roots, progress=False, workers=2)
+    try:
+        for table in ("instances", "frames", "errors"):
+            a = getattr(one, table).sort_values("path", kind="stable").reset_index(drop=True)
+            b = getattr(two, table).sort_values("path", kind="stable").reset_index(drop=True)
+            assert a.equals(b), table
+        assert len(one.instances) > 400  # above the in-process threshold: workers ran
+    finally:
+        one.close()
+        two.close()
