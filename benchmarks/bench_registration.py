@@ -34,7 +34,7 @@ by a known smooth displacement (sines, up to 5 mm). TRE of the recovered
 mapping at body points, medlab's ``deformable`` (B-spline) against ANTs SyN
 (antspyx ``ants.registration(type_of_transform='SyN')``, its defaults:
 affine then SyN with mutual information; the field's reference method).
-Needs antspyx, skipped with a note otherwise: ``pip install antspyx==0.5.3``
+Needs antspyx (in the test extra), skipped with a note otherwise: ``pip install antspyx==0.5.3``
 (0.5.3 runs with numpy 2.4; 0.5.4 and 0.6 pin older numpy and scipy, which
 pip would downgrade). ANTsPy's SyN defaults stop at half resolution
 (``reg_iterations=(40, 20, 0)``); they are what users run, so they are the peer.

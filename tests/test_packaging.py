@@ -91,7 +91,7 @@ def test_all_extra_is_every_user_feature_and_no_tooling():
         "a new extra belongs in [all] (or in NOT_IN_ALL with its reason in the README)")
     user = _expand("all", extras)
     only_tests = {"pytest", "ruff", "pytest-xdist", "itk-elastix", "pyradiomics-bhklab",
-                  "medpy", "dicognito", "itkwidgets", "itk", "sphinx", "mypy"}
+                  "medpy", "dicognito", "itkwidgets", "itk", "sphinx", "mypy", "antspyx"}
     # (pypdf is a user dependency: a report's final identifier check reads the PDF's text)
     assert not user & only_tests, f"[all] pulls in tooling: {sorted(user & only_tests)}"
     # the test command gets everything the user gets plus ITK for the to_itk edge and the
