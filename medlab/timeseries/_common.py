@@ -6,8 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from .._validate import require_image as _require_image
 from ..errors import GeometryError, MedlabError
 from ..image import Image
+
+_HOW = ("load one with ml.load(path) or wrap an array with "
+        "ml.Image(array, affine, frame_times_s=times)")
 
 
 class TimeSeriesError(MedlabError, ValueError):
@@ -15,13 +19,9 @@ class TimeSeriesError(MedlabError, ValueError):
 
 
 def require_image(obj: object, what: str) -> Image:
-    """``obj`` if it is a :class:`medlab.Image`, else a clear TypeError."""
-    if not isinstance(obj, Image):
-        raise TypeError(
-            f"{what} must be a medlab.Image, got {type(obj).__name__}; load one with "
-            "ml.load(path) or wrap an array with ml.Image(array, affine, frame_times_s=times)"
-        )
-    return obj
+    """``obj`` if it is a :class:`medlab.Image`, else a clear TypeError (medlab._validate's,
+    with how to make a time series)."""
+    return _require_image(obj, what, hint=_HOW)
 
 
 def require_series(image: object, what: str = "image", *, min_frames: int = 2) -> Image:
