@@ -79,6 +79,10 @@ def bucket_store(bucket: str, *, endpoint: str | None = None, anonymous: bool | 
     return S3Store(bucket, **kw)
 
 
+#: ranged header requests in flight at once per reading process
+_REQUESTS_IN_FLIGHT = 16
+
+
 def _read_header(store: Any, key: str, size: int, first: int) -> tuple[Any, int]:
     """Parse an object's header from ranged reads; returns (dataset, bytes read)."""
     import obstore
@@ -103,15 +107,29 @@ def read_objects(items: list[tuple[str, int, int]], bucket: str, store_kw: dict[
     ``items`` are ``(key, size, mtime_ns)``; returns ``rows`` (instance rows as dicts),
     ``errors`` (key, reason) and ``bytes_read``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from ._scan import _row_from_dataset
     from ._schema import INSTANCE_COLUMNS, column_names
 
     store = bucket_store(bucket, **store_kw)
     names = column_names(INSTANCE_COLUMNS)
     rows, errors, read = [], [], 0
-    for key, size, mtime in items:
+
+    def fetch(item: tuple[str, int, int]) -> tuple[Any, int, BaseException | None]:
         try:
-            ds, n = _read_header(store, key, size, header_bytes)
+            return (*_read_header(store, item[0], item[1], header_bytes), None)
+        except Exception as exc:
+            return None, 0, exc
+
+    # the requests wait on the network, not the CPU (obstore releases the GIL): several in
+    # flight at once, results in the order of ``items``
+    with ThreadPoolExecutor(max_workers=max(1, min(_REQUESTS_IN_FLIGHT, len(items)))) as pool:
+        fetched = list(pool.map(fetch, items))
+    for (key, size, mtime), (ds, n, problem) in zip(items, fetched, strict=True):
+        try:
+            if problem is not None:
+                raise problem
             read += n
             row = _row_from_dataset(ds, f"s3://{bucket}/{key}", size, mtime)
         except Exception as exc:
