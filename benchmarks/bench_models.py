@@ -27,21 +27,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-
-
-def best_time(fn, repeat: int):
-    fn()  # warm-up (imports, network set-up)
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+from _timing import best_time
 
 
 def phantom(shape):

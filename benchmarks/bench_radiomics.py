@@ -35,6 +35,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _timing import best_time
 from scipy import ndimage
 
 # medlab tag -> pyradiomics feature; definitions coincide (pyradiomics' kurtosis is not excess)
@@ -95,16 +96,6 @@ def make_case(n: int, radius_mm: float, *, spacing: float = 1.0, seed: int = 0):
 
 
 # ---------------------------------------------------------------------- tools
-def best_time(fn, repeat: int):
-    fn()  # warm-up (imports, caches)
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
 def run_medlab(image, mask, config):
     import medlab as ml
 

@@ -226,7 +226,9 @@ class _MemoDataset(FastDataset):
             if len(_MEMO) >= _MEMO_MAX:
                 _MEMO.clear()
             _MEMO[memo_key] = value
-        return default if value is _MISSING else value
+        if value is _MISSING:
+            return default
+        return list(value) if isinstance(value, list) else value  # the memo's copy stays intact
 
 
 def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[Any] | None:

@@ -243,12 +243,13 @@ def snapshot(
                           disable=not progress):
                 _retrieve(clients[r.source], r.study_uid, r.series_uid, Path(tmp) / r.series_uid)
             got = scan(tmp, progress=False, workers=1)
+            server_of = dict(zip(remote["series_uid"], remote["source"], strict=True))
             try:
                 for rec in got.sql("SELECT * FROM instances ORDER BY path").to_dict("records"):
                     relpath = Path(os.path.relpath(str(rec["path"]), tmp)).as_posix()
                     series_uid = relpath.split("/", 1)[0]
-                    server = remote.set_index("series_uid").loc[series_uid, "source"]
-                    add(rec, _pacs_source(clients[server]), relpath, sha256_file(rec["path"]))
+                    add(rec, _pacs_source(clients[server_of[series_uid]]), relpath,
+                        sha256_file(rec["path"]))
                     retrieved.append(rec)
             finally:
                 got.close()
