@@ -26,7 +26,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import anywidget  # the 'view' extra: medlab.view checks for it before it imports this module
+import ipywidgets as widgets
 import numpy as np
+import traitlets
 
 from ._display import FullStateOnOpen, StaticSnapshot, ensure_figure_display
 from ._gallery_tiles import (
@@ -47,44 +50,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..cohort import Index
     from ..image import Image
 
-try:  # the widget needs the 'view' extra; the thumbnail functions do not
-    import anywidget
-    import ipywidgets as widgets
-    import traitlets
-except ImportError:  # pragma: no cover - exercised only without medlab[view]
-    anywidget = widgets = traitlets = None  # type: ignore[assignment]
-
 __all__ = ["NON_IMAGE_MODALITIES", "Gallery", "Tile", "gallery", "series_thumbnail"]
 
-if anywidget is not None:
 
-    class _TileGrid(FullStateOnOpen, anywidget.AnyWidget):
-        """The clickable grid of tiles (one front-end view for all tiles)."""
+class _TileGrid(FullStateOnOpen, anywidget.AnyWidget):
+    """The clickable grid of tiles (one front-end view for all tiles)."""
 
-        _esm = Path(__file__).parent / "_static" / "gallery.js"
-        _css = Path(__file__).parent / "_static" / "gallery.css"
-        tiles = traitlets.List(traitlets.Dict()).tag(sync=True)
-        selected_index = traitlets.Int(-1).tag(sync=True)
-        size = traitlets.Int(128).tag(sync=True)
-        columns = traitlets.Int(0).tag(sync=True)
+    _esm = Path(__file__).parent / "_static" / "gallery.js"
+    _css = Path(__file__).parent / "_static" / "gallery.css"
+    tiles = traitlets.List(traitlets.Dict()).tag(sync=True)
+    selected_index = traitlets.Int(-1).tag(sync=True)
+    size = traitlets.Int(128).tag(sync=True)
+    columns = traitlets.Int(0).tag(sync=True)
 
-        def __init__(self, **state: Any) -> None:
-            super().__init__(**state)
-            self._open_with_state()
-
-    _Base: Any = widgets.VBox
-else:  # pragma: no cover
-    _TileGrid = None  # type: ignore[assignment,misc]
-    _Base = object
+    def __init__(self, **state: Any) -> None:
+        super().__init__(**state)
+        self._open_with_state()
 
 
-def _require_widgets() -> None:
-    if anywidget is None:  # pragma: no cover
-        raise ImportError("the gallery widget needs ipywidgets and anywidget: "
-                          "pip install 'medlab[view]'")
-
-
-class Gallery(StaticSnapshot, FullStateOnOpen, _Base):
+class Gallery(StaticSnapshot, FullStateOnOpen, widgets.VBox):
     """Thumbnails of the series of a cohort index in a grid; click one to select it.
 
     Build one with :func:`gallery`. The widget shows a summary line, the
@@ -118,7 +102,6 @@ class Gallery(StaticSnapshot, FullStateOnOpen, _Base):
         show_patient: bool = False,
         progress: bool = True,
     ) -> None:
-        _require_widgets()
         from tqdm.auto import tqdm
 
         from ..privacy import display_names
@@ -395,7 +378,6 @@ def gallery(
     >>> g.on_select(lambda uid: print(g.selected_row["series_description"]))  # doctest: +SKIP
     >>> image = g.load()  # doctest: +SKIP
     """
-    _require_widgets()
     from ..cohort import Index
 
     if isinstance(source, Index):
