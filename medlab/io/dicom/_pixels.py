@@ -413,15 +413,21 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
     def index(k: int, t: int) -> tuple:
         return (k, slice(None), slice(None), t) if has_time else (k,)
 
+    # the stored values' range, when the rescale must look at it (see _rescale), taken
+    # file by file while the frames just read are still in the cache
+    ranges: list[tuple[int, int]] | None = (
+        [] if not colour and _range_needed(plan, raw_dtype) else None)
+
     def do_file(items: list[tuple[int, int, Frame]]) -> None:
         try:
-            if not colour and _read_native(items, buf, index, raw_dtype):
-                return
-            if not colour and _read_packed12(items, buf, index):
-                return
-            if not colour and _read_encapsulated(items, buf, index, raw_dtype):
-                return
-            _read_decoded(items, buf, index)
+            if colour or not (_read_native(items, buf, index, raw_dtype)
+                              or _read_packed12(items, buf, index)
+                              or _read_encapsulated(items, buf, index, raw_dtype)):
+                _read_decoded(items, buf, index)
+            if ranges is not None:
+                for t, k, _ in items:
+                    frame = buf[index(k, t)]
+                    ranges.append((int(frame.min()), int(frame.max())))
         except DicomReadError as exc:
             # which file failed, so the reader can drop it and keep the rest of the series
             if getattr(exc, "path", None) is None:
@@ -445,7 +451,8 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
 
     if colour:
         return buf, True
-    return _rescale(buf, plan, index), False
+    value_range = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else None
+    return _rescale(buf, plan, index, value_range=value_range), False
 
 
 def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> bool:
@@ -886,7 +893,28 @@ def _apply_lut(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
     return out
 
 
-def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
+def _range_needed(plan: VolumePlan, dtype: np.dtype) -> bool:
+    """Whether :func:`_rescale` needs the stored values' actual range: an integer
+    rescale whose result over the stored type's whole range would not fit a type as
+    wide as the stored one (e.g. signed 16-bit CT with intercept -1024)."""
+    if dtype.kind not in "iu" or all(f.scaling and "lut" in f.scaling for f in plan.frames):
+        return False
+    pairs = {frame_scaling(f, plan.scaling_mode)[:2] for f in plan.frames}
+    if pairs == {(1.0, 0.0)} or not all(_is_int(s) and round(s) != 0 and _is_int(i)
+                                        for s, i in pairs):
+        return False
+    lo, hi = _stored_range(plan.grid[0][0].header)
+    cands = [s * v + i for s, i in pairs for v in (lo, hi)]
+    return _int_dtype(min(cands), max(cands)).itemsize > dtype.itemsize
+
+
+def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any, *,
+             value_range: tuple[int, int] | None = None) -> np.ndarray:
+    """Stored values to the values medlab returns (in place where the type allows).
+
+    ``value_range`` is the stored values' (min, max) when the reader took it
+    (:func:`_range_needed`); otherwise it is computed here when needed.
+    """
     grid = plan.grid
     if all(f.scaling and "lut" in f.scaling for f in plan.frames):
         return _apply_lut(buf, plan, index)
@@ -925,7 +953,7 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
         # when the rescale can give negative values (CT: unsigned stored, intercept -1024),
         # so the dtype does not depend on the data and later arithmetic does not wrap
         signed = min(cands) < 0
-        vmin, vmax = int(buf.min()), int(buf.max())
+        vmin, vmax = value_range if value_range is not None else (int(buf.min()), int(buf.max()))
         cands = [s * v + i for s, i in pairs for v in (vmin, vmax)]
         target = _int_dtype(min(cands), max(cands), signed=signed)
     in_place = target.itemsize == buf.dtype.itemsize
