@@ -83,7 +83,7 @@ def _walk(root: str, skip: frozenset[str], dir_errors: list[tuple]) -> Iterator[
 
 # ------------------------------------------------------------------------ reading
 def _chunks(items: list, n_workers: int) -> list[list]:
-    size = max(16, min(_CHUNK_MAX, math.ceil(len(items) / max(1, 4 * n_workers))))
+    size = max(16, min(_CHUNK_MAX, math.ceil(len(items) / max(1, 8 * n_workers))))
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -133,14 +133,22 @@ def _read_files(
             # threads) crashed a worker. Frozen objects are left alone by the children's GC.
             gc.freeze()
             try:
-                with _process_pool(min(workers, len(chunks))) as pool:
+                # workers - 1 processes, and this one: it reads the chunks no worker has
+                # started, from the last one on (so as many processes read as there are
+                # workers, and none waits idle)
+                with _process_pool(min(workers - 1, len(chunks))) as pool:
                     with warnings.catch_warnings():
                         # Python >= 3.12 warns on fork() next to threads (DuckDB's); the
                         # workers only read headers
                         warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
                                                 category=DeprecationWarning)
                         futures = {pool.submit(read_batch, c): i for i, c in enumerate(chunks)}
-                    for fut in as_completed(futures):
+                    for fut, i in reversed(futures.items()):
+                        if not fut.cancel():  # a worker has it, and every chunk before it
+                            break
+                        results[i] = read_batch(chunks[i])
+                        bar.update(len(chunks[i]))
+                    for fut in as_completed([f for f in futures if not f.cancelled()]):
                         i = futures[fut]
                         results[i] = fut.result()
                         bar.update(len(chunks[i]))

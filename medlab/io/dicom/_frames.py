@@ -8,9 +8,11 @@ Assembly (``_assemble``) then treats them all alike.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import math
+import operator
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -351,7 +353,7 @@ PER_FILE_FIELDS: dict[str, Any] = {
 }
 
 
-_SLOTS = Frame.__slots__  # type: ignore[attr-defined]
+_ALL_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(Frame)))
 
 
 def frame_like(frame: Frame, ds: Any, keywords: Iterable[str], path: Path) -> Frame:
@@ -363,12 +365,10 @@ def frame_like(frame: Frame, ds: Any, keywords: Iterable[str], path: Path) -> Fr
     fields: dict[str, Any] = {"series_uid": _series_uid(ds, path)}  # the file's own without one
     for kw in keywords:
         fields.update(PER_FILE_FIELDS[kw](ds))
-    out = object.__new__(Frame)
-    for name in _SLOTS:
-        object.__setattr__(out, name, getattr(frame, name))
+    out = Frame(*_ALL_FIELDS(frame))  # a copy (positional: the fields in their order)
     out.path = path
     for name, value in fields.items():
-        object.__setattr__(out, name, value)
+        setattr(out, name, value)
     return out
 
 
