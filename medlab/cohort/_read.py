@@ -7,7 +7,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._scan import read_batch
@@ -106,16 +106,20 @@ def _read_files(
     workers: int,
     client: Any,
     progress: bool,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Run :func:`read_batch` over ``items`` here, in worker processes or on a dask cluster.
 
     Returns the rows of all chunks in the order of ``items``: ``instances`` (one
     Arrow table), ``inputs``, ``frames`` and ``errors`` (lists of tuples).
+    ``meanwhile`` runs in this process once the workers have their chunks (before
+    reading here).
     """
     from tqdm.auto import tqdm
 
     out: dict[str, Any] = {"instances": [], "inputs": [], "frames": [], "errors": []}
     if not items:
+        meanwhile()
         return out
     bar = tqdm(total=len(items), desc="indexing DICOM headers", unit="file",
                disable=not progress or len(items) < 200)
@@ -123,7 +127,7 @@ def _read_files(
     try:
         if client is not None:
             chunks = _chunks(items, _dask_workers(client))
-            results = _run_on_dask(client, chunks, bar)
+            results = _run_on_dask(client, chunks, bar, meanwhile)
         elif workers > 1 and len(items) >= _PARALLEL_MIN_FILES:
             from concurrent.futures import as_completed
 
@@ -143,6 +147,7 @@ def _read_files(
                         warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
                                                 category=DeprecationWarning)
                         futures = {pool.submit(read_batch, c): i for i, c in enumerate(chunks)}
+                    meanwhile()
                     for fut, i in reversed(futures.items()):
                         if not fut.cancel():  # a worker has it, and every chunk before it
                             break
@@ -155,6 +160,7 @@ def _read_files(
             finally:
                 gc.unfreeze()
         else:
+            meanwhile()
             chunks = _chunks(items, 1)
             for i, c in enumerate(chunks):
                 results[i] = read_batch(c)
@@ -204,10 +210,12 @@ def _dask_workers(client: Any) -> int:
         return 4
 
 
-def _run_on_dask(client: Any, chunks: list[list], bar: Any) -> dict[int, dict[str, Any]]:
+def _run_on_dask(client: Any, chunks: list[list], bar: Any,
+                 meanwhile: Callable[[], None]) -> dict[int, dict[str, Any]]:
     from dask.distributed import as_completed
 
     futures = client.map(read_batch, chunks, pure=False)
+    meanwhile()
     index_of = {f.key: i for i, f in enumerate(futures)}
     results: dict[int, dict[str, Any]] = {}
     for fut in as_completed(futures):
