@@ -15,6 +15,15 @@ assemble it, and it stores each frame (:func:`~medlab.io.dicom.frames.frame_reco
 so that :meth:`Index.load_series` plans a series without reading its headers
 again. Values convert with :mod:`medlab.io.dicom.values`. This module imports
 neither pandas nor DuckDB.
+
+The files of a series repeat their header but for a few values, and a scan
+reads them one after the other: each process reads headers with one
+:class:`~medlab.io.dicom.header.HeaderReader` (a header of the previous
+file's layout is read by comparing bytes, naming the values that differ),
+and builds the frames (:class:`~medlab.io.dicom.frames.FastFrames`) and the
+instance row of such a file from the previous file's, recomputing only what
+the differing values give. The rows are those of reading each file alone
+(tests/test_cohort_scan_speed.py).
 """
 
 from __future__ import annotations
@@ -245,9 +254,9 @@ def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[
         base_row, encoding = _ROW_BASE[1]
         row = list(base_row)
         changed = fh.changed
-        if changed:
-            _fill_fast_memo(row, {t: values[t] for t in changed if t in _TOP_SPECS},
-                            _TOP_SPECS, encoding)
+        if changed:  # (values of one file, mostly: not memoised)
+            _fill_fast(row, {t: values[t] for t in changed if t in _TOP_SPECS}, _TOP_SPECS,
+                       encoding)
             if changed & _ACQ_TAGS:
                 row[_COL["acquisition_datetime"]] = _acquisition_datetime(
                     lambda tag: _text(values, tag))

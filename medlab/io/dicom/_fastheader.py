@@ -9,6 +9,11 @@ item (e.g. the PET Radiopharmaceutical Information Sequence). It returns
 None for anything else (no preamble, big endian, deflate, gzip, malformed)
 so the caller falls back to pydicom. Tested against pydicom on every file of
 the shared datasets (tests/test_fastheader.py).
+
+:class:`HeaderReader` reads many files in a row (a scan): the header of a file
+whose bytes differ from the last walked file's only inside element values
+(the files of one series) is read by comparing the bytes, without walking
+its elements, and gives the same result.
 """
 
 from __future__ import annotations

@@ -125,10 +125,9 @@ class FastFrames:
             if all(t in _PER_FILE_TAGS for t in differ) and (
                     fh.pixel_length is None or fh.pixel_offset + fh.pixel_length
                     <= (path.stat().st_size if size is None else size)):
-                try:
-                    with quiet_pydicom():
-                        return [frame_like(frame, dataset_type(fh),
-                                           [_PER_FILE_TAGS[t] for t in differ], path)]
+                try:  # (medlab's own converters: no pydicom warning to silence)
+                    return [frame_like(frame, dataset_type(fh),
+                                       [_PER_FILE_TAGS[t] for t in differ], path)]
                 except Exception:  # as fast_frames: the full reader explains it
                     return None
         traced = self._traced.get(dataset_type)
