@@ -101,3 +101,44 @@ def test_scan_with_two_workers_equals_scan_in_process(items):
     finally:
         one.close()
         two.close()
+
+
+class _WalkEveryFile:
+    """A header reader that walks every file (read_fast_header), as before HeaderReader."""
+
+    def read(self, path):
+        from medlab.io.dicom import read_fast_header
+
+        return read_fast_header(path, _scan._TOP_TAGS, items=_scan._ITEM_TAGS)
+
+
+def test_rows_and_frames_read_like_the_previous_file_equal_full_reads(items, monkeypatch):
+    """Headers read by comparison with the previous file's, rows and frames patched in the
+    values that differ: every row equals the one the full reads give (CT, MR and PET series
+    whose positions, times and PET slopes change from file to file; odd files between)."""
+    from medlab.io.dicom.frames import fast_frames
+
+    _scan._MEMO.clear()
+    fast = _shown(_scan.read_chunk(items))
+    monkeypatch.setattr(_scan, "_HEADERS", _WalkEveryFile())
+    monkeypatch.setattr(_scan, "_FRAMES", lambda fh, path, size, dataset_type: fast_frames(
+        fh, path, size=size, dataset_type=dataset_type))
+    _scan._MEMO.clear()
+    assert _shown(_scan.read_chunk(items)) == fast
+    # and the same files read one at a time, in reverse: no file is read like its neighbour
+    _scan._MEMO.clear()
+    single = [_scan.read_chunk([item]) for item in reversed(items)]
+    assert [repr(tuple(r)) for c in reversed(single) for r in c["instances"]] == fast["instances"]
+
+
+def test_header_reader_reuses_most_headers_of_a_series(items):
+    """The CT, MR and PET series of a patient: every file but the first of each series is
+    read by comparison with the one before (their headers share one layout)."""
+    from medlab.io.dicom.header import HeaderReader
+
+    reader = HeaderReader(_scan._TOP_TAGS, items=_scan._ITEM_TAGS)
+    for series in ("/STS_002/PET/image/", "/STS_002/CT/image/", "/STS_002/MR_T1/image/"):
+        paths = [p for p, _, _ in items if series in p]
+        headers = [reader.read(p) for p in paths]
+        assert len(paths) > 30
+        assert [fh.base is not None for fh in headers] == [False] + [True] * (len(paths) - 1)

@@ -180,3 +180,72 @@ def test_values_agree_with_pydicom():
     assert values.to_str(" a \\ b ") == "a\\b" and values.to_str("  \x00") is None
     assert values.split(b"\x01\x00\x02\x00", "US") == [1, 2]
     assert values.parse_date("2020.05.01").isoformat() == "2020-05-01"
+
+
+# ------------------------------------------------- frames of a series' files, reused
+def _reused_frames(paths):
+    """(FastFrames' frames, fast_frames' frames, how many were reused) of ``paths``, read in
+    this order with one HeaderReader."""
+    from medlab.io.dicom.header import FAST_TAGS, HeaderReader, read_fast_header
+
+    reader, stage = HeaderReader(FAST_TAGS), frame_stage.FastFrames()
+    got, expected, reused = [], [], 0
+    for path in paths:
+        fh = reader.read(path)
+        got.append(stage(fh, path))
+        expected.append(frame_stage.fast_frames(read_fast_header(path, FAST_TAGS), path))
+        reused += fh is not None and fh.base is not None and got[-1] is not None
+    return got, expected, reused
+
+
+def test_reused_frames_are_the_frames_of_the_file():
+    """CT, MR and PET series (positions, instance numbers, times and PET rescale slopes that
+    change from file to file) and a folder of odd files: the frames of each file, reused
+    from the previous file's or not, equal those fast_frames reads for it alone."""
+    paths = []
+    root = ml.data.fetch("sts-cohort", progress=False) / "dicom" / "STS_002"
+    for series in ("CT/image", "MR_T1/image", "PET/image"):
+        paths += sorted((root / series).iterdir())
+    paths += sorted(p for p in ml.data.fetch("pydicom-testfiles", progress=False).rglob("*")
+                    if p.is_file())
+    got, expected, reused = _reused_frames(paths)
+    assert got == expected
+    assert reused > 0.6 * sum(f is not None for f in got) > 100
+    slopes = {f[0].slope for f in got if f is not None and f[0].split_key[0] == "PT"}
+    assert len(slopes) > 10  # the PET slices' own rescale slopes
+
+
+def test_reused_frames_recompute_what_changed(tmp_path):
+    """Files of one layout whose frames differ in a value read but not patched (pixel
+    spacing), in patched values (slope, time), and without a Series UID (one per file)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+    paths = []
+    for k, (spacing, slope, time) in enumerate([("0.5", "1.0", "101010"), ("0.5", "2.0", "101011"),
+                                                ("0.7", "2.0", "101012"), ("0.7", "2.0", "101012"),
+                                                ("0.7", "0.0", "101013")]):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.3.{k}"
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, f"1.2.3.{k}", "CT"
+        ds.InstanceNumber = k + 1
+        ds.AcquisitionDate, ds.AcquisitionTime = "20240101", time
+        ds.ImagePositionPatient = [0, 0, k]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [spacing, spacing]
+        ds.RescaleSlope, ds.RescaleIntercept = slope, "-1024"
+        ds.Rows = ds.Columns = 4
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = bytes(32)
+        ds.save_as(tmp_path / f"f{k}.dcm", enforce_file_format=True)
+        paths.append(tmp_path / f"f{k}.dcm")
+    got, expected, reused = _reused_frames(paths)
+    assert got == expected and reused == 4
+    assert [f[0].pixel_spacing for f in got] == [(0.5, 0.5)] * 2 + [(0.7, 0.7)] * 3
+    assert [f[0].slope for f in got] == [1.0, 2.0, 2.0, 2.0, 1.0]  # slope 0 reads as 1
+    assert [f[0].series_uid for f in got] == [f"file:{p}" for p in paths]
+    assert len({f[0].time_s for f in got}) == 4

@@ -127,3 +127,117 @@ def test_first_items_agree_with_pydicom(path):
         for tag, value in expected.items():
             if value is not None:
                 assert got[tag][0] == value, (path.name, hex(seq_tag), hex(tag))
+
+
+# ------------------------------------------------------------ reading like the previous file
+def _header_fields(fh):
+    if fh is None:
+        return None
+    return (fh.values, fh.seen, fh.transfer_syntax, fh.implicit, fh.pixel_offset,
+            fh.pixel_length, fh.pixel_vr, fh.items)
+
+
+def test_header_reader_gives_the_full_walk_on_every_file():
+    """In the order a scan reads them (sorted paths: the files of a series together),
+    HeaderReader reads most files by comparison with the previous one, and each header
+    equals read_fast_header's (itself checked against pydicom above)."""
+    from medlab.io.dicom._fastheader import HeaderReader
+
+    reader = HeaderReader(TAGS, items=ITEM_SEQUENCES)
+    reused = 0
+    for path in FILES:
+        fh = reader.read(path)
+        assert _header_fields(fh) == _header_fields(
+            read_fast_header(path, TAGS, items=ITEM_SEQUENCES)), path
+        if fh is not None and fh.base is not None:
+            reused += 1
+            changed = {t for t in fh.values if fh.values[t] != fh.base.values[t]}
+            assert changed <= fh.changed, path  # the changed values are all named
+    assert reused > 0.5 * len(FILES)
+
+
+def test_header_reader_reused_headers_agree_with_pydicom():
+    """A header read by comparison holds the new file's values, as pydicom reads them."""
+    from medlab.io.dicom._fastheader import HeaderReader
+
+    root = ml.data.fetch("sts-cohort", progress=False)
+    files = sorted((root / "dicom" / "STS_002" / "PET" / "image").iterdir())[:40]
+    reader = HeaderReader(TAGS)
+    n = 0
+    for path in files:
+        fh = reader.read(path)
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if fh.base is None:
+            continue
+        n += 1
+        for tag in TAGS:
+            raw = ds._dict.get(Tag(tag))
+            if isinstance(raw, pydicom.dataelem.RawDataElement):
+                assert fh.values[tag][0] == raw.value, (path.name, hex(tag))
+    assert n >= 30
+
+
+def _series_file(tmp_path, name, *, sop="1.2.3.4.5", position=(0.0, 0.0, 5.0), rows=8,
+                 uid="1.2.3.4", modality="CT"):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
+    ds.Modality, ds.SeriesInstanceUID = modality, uid
+    ds.InstanceNumber = 1
+    ds.ImagePositionPatient = [f"{v:g}" for v in position]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [0.5, 0.5]
+    ds.Rows = ds.Columns = rows
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = bytes(2 * rows * rows)
+    path = tmp_path / name
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_header_reader_on_changing_layouts(tmp_path):
+    """UIDs of another length, a file of another series in between, a value that changes
+    length, an element head that changes, a file cut short: each header is the full walk's."""
+    from medlab.io.dicom._fastheader import HeaderReader
+
+    paths = [
+        _series_file(tmp_path, "a1", sop="1.2.3.4.11", position=(0, 0, 1)),
+        _series_file(tmp_path, "a2", sop="1.2.3.4.12", position=(0, 0, 2)),  # same layout
+        _series_file(tmp_path, "a3", sop="1.2.3.4.100", position=(0, 0, 3)),  # longer UID
+        _series_file(tmp_path, "b1", sop="1.2.3.4.101", uid="9.8", modality="MR"),  # other series
+        _series_file(tmp_path, "a4", sop="1.2.3.4.102", position=(0, 0, 4)),
+        _series_file(tmp_path, "a5", sop="1.2.3.4.103", position=(0, 0, 100.5)),  # longer IPP
+        _series_file(tmp_path, "a6", sop="1.2.3.4.104", position=(0, 0, 101.5)),
+        _series_file(tmp_path, "a7", sop="1.2.3.4.105", position=(0, 0, 102.5), rows=4),
+    ]
+    # a file of the same layout whose Rows element head says another VR (US -> SS)
+    blob = bytearray(paths[-1].read_bytes())
+    at = blob.index(b"\x28\x00\x10\x00US")
+    blob[at + 4 : at + 6] = b"SS"
+    (tmp_path / "a8").write_bytes(bytes(blob))
+    paths.append(tmp_path / "a8")
+    (tmp_path / "a9").write_bytes(paths[-2].read_bytes()[:200])  # cut inside the header
+    paths.append(tmp_path / "a9")
+    reader = HeaderReader(TAGS)
+    reused = []
+    for path in paths:
+        fh = reader.read(path)
+        assert _header_fields(fh) == _header_fields(read_fast_header(path, TAGS)), path.name
+        reused.append(fh is not None and fh.base is not None)
+    # a2 like a1, a6 like a5; a7's pixel data have another length, a8 another element head
+    assert reused == [False, True, False, False, False, False, True, False, False, False]
+    sop, pos = int(Tag("SOPInstanceUID")), int(Tag("ImagePositionPatient"))
+    reader = HeaderReader(TAGS | {sop})
+    reader.read(paths[5])
+    fh = reader.read(paths[6])  # a6 like a5: the values that differ are named
+    assert fh.base is not None and fh.base.values[sop][0] == b"1.2.3.4.103\0"
+    assert fh.changed == {pos, sop}
+    assert fh.values[pos][0].rstrip(b" ") == b"0\\0\\101.5"
+    assert fh.values[sop][0] == b"1.2.3.4.104\0"

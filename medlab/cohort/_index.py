@@ -131,12 +131,32 @@ class Index:
         What the last scan, rescan or update did.
     """
 
+    #: a new in-memory index whose database is set up during its first scan (_in_memory)
+    _pending = False
+
     def __init__(self, con: Any, db_path: Path | None) -> None:
         self._con = con
         self.db_path = db_path
         self.last_report: ScanReport | None = None
         self._create_schema()
         privacy.watch_index(self)  # titles and reports know this index's patients
+
+    @classmethod
+    def _in_memory(cls) -> Index:
+        """A new index in memory, its database not set up yet: it knows no files, so its
+        first scan starts reading headers first and sets DuckDB up meanwhile (``_setup``)."""
+        index = cls.__new__(cls)
+        index._con, index.db_path, index.last_report = None, None, None
+        index._pending = True
+        return index
+
+    def _setup(self) -> None:
+        """Connect and create the tables of an index made by ``_in_memory`` (once)."""
+        if self._pending:
+            self._con, _ = _connect(None)
+            self._pending = False
+            self._create_schema()
+            privacy.watch_index(self)
 
     # ------------------------------------------------------------------ set-up
     def _create_schema(self) -> None:
@@ -311,7 +331,9 @@ class Index:
 
     def _scan_now(self, paths: list[str], *, progress: bool, workers: int | None, client: Any,
                   missing_ok: bool = False) -> ScanReport:
-        self._check_open()
+        pending = self._pending  # a new in-memory index: nothing indexed, no database yet
+        if not pending:
+            self._check_open()
         t0 = time.perf_counter()
         roots = [_norm_root(p) for p in paths]
         live = []
@@ -324,9 +346,9 @@ class Index:
             else:
                 raise FileNotFoundError(
                     f"no such file or folder: {root!r}; pass existing DICOM folders or files")
-        stored_roots = self.roots
+        stored_roots = [] if pending else self.roots
         new_roots = stored_roots + [r for r in roots if r not in stored_roots]
-        if new_roots != stored_roots:
+        if new_roots != stored_roots and not pending:
             # recorded before anything is read, so that a scan killed midway leaves an index
             # whose rescan() reads the rest (the rows of a scan are written in one transaction)
             self._set_meta("roots", json.dumps(new_roots))
@@ -339,7 +361,7 @@ class Index:
         for root in live:
             for path, size, mtime in _walk(root, skip, dir_errors):
                 current[path] = (size, mtime)
-        known = self._known_files(roots)
+        known = {} if pending else self._known_files(roots)
         new, changed, removed = [], [], []
         for path, stamp in current.items():
             old = known.get(path)
@@ -355,10 +377,11 @@ class Index:
             dask_client, own_client = _dask_client(client)
         try:
             rows = _read_files([(p, *current[p]) for p in to_read], workers=n_workers,
-                               client=dask_client, progress=progress)
+                               client=dask_client, progress=progress, meanwhile=self._setup)
         finally:
             if own_client:
                 dask_client.close()
+        self._setup()
         if to_read or removed or dir_errors or new_roots != stored_roots or self._has_dir_errors(roots):
             self._write(rows, drop=changed + removed, roots=roots, dir_errors=dir_errors,
                         new_roots=new_roots)
@@ -882,8 +905,16 @@ def scan(
         if not os.path.exists(p):
             raise FileNotFoundError(
                 f"no such file or folder: {p!r}; pass existing DICOM folders or files")
-    if db is not None:
-        _create_index_file(db, roots)
+    if db is None:
+        # a new index in memory: the headers are read while DuckDB starts
+        index = Index._in_memory()
+        try:
+            index._scan(roots, progress=progress, workers=workers, client=client)
+        except BaseException:
+            index.close()
+            raise
+        return index
+    _create_index_file(db, roots)
     con, db_path = _connect(db)
     try:
         if db_path is not None:

@@ -7,7 +7,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._scan import read_batch
@@ -83,7 +83,7 @@ def _walk(root: str, skip: frozenset[str], dir_errors: list[tuple]) -> Iterator[
 
 # ------------------------------------------------------------------------ reading
 def _chunks(items: list, n_workers: int) -> list[list]:
-    size = max(16, min(_CHUNK_MAX, math.ceil(len(items) / max(1, 4 * n_workers))))
+    size = max(16, min(_CHUNK_MAX, math.ceil(len(items) / max(1, 8 * n_workers))))
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -106,16 +106,20 @@ def _read_files(
     workers: int,
     client: Any,
     progress: bool,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Run :func:`read_batch` over ``items`` here, in worker processes or on a dask cluster.
 
     Returns the rows of all chunks in the order of ``items``: ``instances`` (one
     Arrow table), ``inputs``, ``frames`` and ``errors`` (lists of tuples).
+    ``meanwhile`` runs in this process once the workers have their chunks (before
+    reading here).
     """
     from tqdm.auto import tqdm
 
     out: dict[str, Any] = {"instances": [], "inputs": [], "frames": [], "errors": []}
     if not items:
+        meanwhile()
         return out
     bar = tqdm(total=len(items), desc="indexing DICOM headers", unit="file",
                disable=not progress or len(items) < 200)
@@ -123,7 +127,7 @@ def _read_files(
     try:
         if client is not None:
             chunks = _chunks(items, _dask_workers(client))
-            results = _run_on_dask(client, chunks, bar)
+            results = _run_on_dask(client, chunks, bar, meanwhile)
         elif workers > 1 and len(items) >= _PARALLEL_MIN_FILES:
             from concurrent.futures import as_completed
 
@@ -133,20 +137,30 @@ def _read_files(
             # threads) crashed a worker. Frozen objects are left alone by the children's GC.
             gc.freeze()
             try:
-                with _process_pool(min(workers, len(chunks))) as pool:
+                # workers - 1 processes, and this one: it reads the chunks no worker has
+                # started, from the last one on (so as many processes read as there are
+                # workers, and none waits idle)
+                with _process_pool(min(workers - 1, len(chunks))) as pool:
                     with warnings.catch_warnings():
                         # Python >= 3.12 warns on fork() next to threads (DuckDB's); the
                         # workers only read headers
                         warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
                                                 category=DeprecationWarning)
                         futures = {pool.submit(read_batch, c): i for i, c in enumerate(chunks)}
-                    for fut in as_completed(futures):
+                    meanwhile()
+                    for fut, i in reversed(futures.items()):
+                        if not fut.cancel():  # a worker has it, and every chunk before it
+                            break
+                        results[i] = read_batch(chunks[i])
+                        bar.update(len(chunks[i]))
+                    for fut in as_completed([f for f in futures if not f.cancelled()]):
                         i = futures[fut]
                         results[i] = fut.result()
                         bar.update(len(chunks[i]))
             finally:
                 gc.unfreeze()
         else:
+            meanwhile()
             chunks = _chunks(items, 1)
             for i, c in enumerate(chunks):
                 results[i] = read_batch(c)
@@ -196,10 +210,12 @@ def _dask_workers(client: Any) -> int:
         return 4
 
 
-def _run_on_dask(client: Any, chunks: list[list], bar: Any) -> dict[int, dict[str, Any]]:
+def _run_on_dask(client: Any, chunks: list[list], bar: Any,
+                 meanwhile: Callable[[], None]) -> dict[int, dict[str, Any]]:
     from dask.distributed import as_completed
 
     futures = client.map(read_batch, chunks, pure=False)
+    meanwhile()
     index_of = {f.key: i for i, f in enumerate(futures)}
     results: dict[int, dict[str, Any]] = {}
     for fut in as_completed(futures):

@@ -15,6 +15,15 @@ assemble it, and it stores each frame (:func:`~medlab.io.dicom.frames.frame_reco
 so that :meth:`Index.load_series` plans a series without reading its headers
 again. Values convert with :mod:`medlab.io.dicom.values`. This module imports
 neither pandas nor DuckDB.
+
+The files of a series repeat their header but for a few values, and a scan
+reads them one after the other: each process reads headers with one
+:class:`~medlab.io.dicom.header.HeaderReader` (a header of the previous
+file's layout is read by comparing bytes, naming the values that differ),
+and builds the frames (:class:`~medlab.io.dicom.frames.FastFrames`) and the
+instance row of such a file from the previous file's, recomputing only what
+the differing values give. The rows are those of reading each file alone
+(tests/test_cohort_scan_speed.py).
 """
 
 from __future__ import annotations
@@ -29,17 +38,17 @@ from typing import Any
 from pydicom.datadict import dictionary_VR
 from pydicom.tag import Tag
 
-from ..io.dicom.frames import Frame, NotAnImageError, checked_frames, fast_frames, frame_record
+from ..io.dicom.frames import FastFrames, Frame, NotAnImageError, checked_frames, frame_record
 from ..io.dicom.header import (
     FAST_TAGS,
     FastDataset,
     FastHeader,
+    HeaderReader,
     claim_problem,
     file_problem,
     looks_like_dicom,
     not_dicom_reason,
     quiet_pydicom,
-    read_fast_header,
     read_header,
     transfer_syntax,
     unreadable_reason,
@@ -231,9 +240,30 @@ class _MemoDataset(FastDataset):
         return list(value) if isinstance(value, list) else value  # the memo's copy stays intact
 
 
+#: the header read in full (FastHeader.base None) last, and its row before the file's own
+#: location: the row of a header read by comparison with it differs only in the cells of the
+#: values that differ (FastHeader.changed)
+_ROW_BASE: list[Any] = [None, None]
+_ACQ_TAGS = frozenset({_T_ACQ_DT, _T_ACQ_DATE, _T_ACQ_TIME, _T_CON_DATE, _T_CON_TIME})
+
+
 def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[Any] | None:
     """An instance row from the fast reader's values; None when pydicom must do it."""
     values = fh.values
+    if fh.base is not None and fh.base is _ROW_BASE[0] and _CHARSET not in fh.changed:
+        base_row, encoding = _ROW_BASE[1]
+        row = list(base_row)
+        changed = fh.changed
+        if changed:  # (values of one file, mostly: not memoised)
+            _fill_fast(row, {t: values[t] for t in changed if t in _TOP_SPECS}, _TOP_SPECS,
+                       encoding)
+            if changed & _ACQ_TAGS:
+                row[_COL["acquisition_datetime"]] = _acquisition_datetime(
+                    lambda tag: _text(values, tag))
+            if row[_COL["n_frames"]] is None and fh.pixel_offset is not None:
+                row[_COL["n_frames"]] = 1
+        _fill_location(row, path, size, mtime_ns)
+        return row
     charset = values.get(_CHARSET)
     encoding = "latin-1"
     if charset is not None:
@@ -250,19 +280,22 @@ def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[
     if radio:
         _fill_fast(row, radio, _RADIO_SPECS, encoding)
 
-    def text(tag: int) -> str | None:
-        raw = values.get(tag)
-        return None if raw is None else raw[0].decode("latin-1").strip("\x00 ") or None
-
-    row[_COL["acquisition_datetime"]] = _acquisition_datetime(text)
+    row[_COL["acquisition_datetime"]] = _acquisition_datetime(lambda tag: _text(values, tag))
     if row[_COL["injection_time"]] is None and _START_DATETIME in radio:
         value, vr = radio[_START_DATETIME]
         row[_COL["injection_time"]] = to_str(split(value, vr or b"DT", encoding=encoding))
     row[_COL["transfer_syntax"]] = fh.transfer_syntax
     if row[_COL["n_frames"]] is None and fh.pixel_offset is not None:
         row[_COL["n_frames"]] = 1
+    if fh.base is None:
+        _ROW_BASE[:] = [fh, (tuple(row), encoding)]
     _fill_location(row, path, size, mtime_ns)
     return row
+
+
+def _text(values: dict[int, tuple[bytes, bytes | None]], tag: int) -> str | None:
+    raw = values.get(tag)
+    return None if raw is None else raw[0].decode("latin-1").strip("\x00 ") or None
 
 
 def _fill_location(row: list[Any], path: str, size: int, mtime_ns: int) -> None:
@@ -316,11 +349,21 @@ def _row_from_dataset(ds: Any, path: str, size: int, mtime_ns: int) -> list[Any]
 
 
 # ------------------------------------------------------------------------ frames
+#: the last split key and its JSON text (the frames of a series share their key object)
+_KEY_TEXT: list[Any] = [None, None]
+
+
+def _key_text(key: tuple) -> str:
+    if key is not _KEY_TEXT[0]:
+        _KEY_TEXT[:] = [key, json.dumps(key, default=str)]
+    return _KEY_TEXT[1]
+
+
 def _frame_rows(frames: Iterable[Frame], path: str, series_uid: str | None) -> list[tuple]:
     out = []
     for f in frames:
         out.append((
-            path, series_uid, f.series_number, json.dumps(f.split_key, default=str),
+            path, series_uid, f.series_number, _key_text(f.split_key),
             int32(f.index), int32(f.tile),
             None if f.ipp is None else [float(v) for v in f.ipp],
             None if f.iop is None else [float(v) for v in f.iop],
@@ -345,6 +388,13 @@ _IDENTIFYING = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInst
                 "Modality", "PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
+#: this process's header reader and frame stage: the files of a series share their header's
+#: layout, so most are read by comparing bytes with the previous file's and their frames are
+#: that file's with the per-file values changed (the results are those of the full reads)
+_HEADERS = HeaderReader(_TOP_TAGS, items=_ITEM_TAGS)
+_FRAMES = FastFrames()
+
+
 def read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tuple], tuple | None]:
     """Index one file: (instance row or None, frame rows, error row or None). Never raises."""
     try:
@@ -367,7 +417,7 @@ def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[t
     problem = file_problem(path)  # special files are never opened
     if problem is not None:
         return None, [], (path, size, mtime_ns, problem)
-    fh = read_fast_header(path, _TOP_TAGS, items=_ITEM_TAGS)
+    fh = _HEADERS.read(path)
     row = fast = None
     if fh is not None:
         if _DIRECTORY_RECORDS in fh.seen:
@@ -375,7 +425,7 @@ def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[t
         row = _row_from_fast(fh, path, size, mtime_ns)
         # the loader's fast path (None: the full reader explains the file); values read
         # through a memo, since most are equal in every file of a series
-        fast = fast_frames(fh, Path(path), size=size, dataset_type=_MemoDataset)
+        fast = _FRAMES(fh, Path(path), size=size, dataset_type=_MemoDataset)
         if fast is not None and row is not None:
             return row, _frame_rows(fast, path, row[_COL["series_uid"]]), None
         if row is not None and fh.pixel_offset is None and not fh.seen & _PIXEL_TAGS:

@@ -9,6 +9,11 @@ item (e.g. the PET Radiopharmaceutical Information Sequence). It returns
 None for anything else (no preamble, big endian, deflate, gzip, malformed)
 so the caller falls back to pydicom. Tested against pydicom on every file of
 the shared datasets (tests/test_fastheader.py).
+
+:class:`HeaderReader` reads many files in a row (a scan): the header of a file
+whose bytes differ from the last walked file's only inside element values
+(the files of one series) is read by comparing the bytes, without walking
+its elements, and gives the same result.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 from ._files import open_regular
 from .values import pydicom_like, split, to_float, to_floats, to_str
 
-__all__ = ["FastDataset", "FastHeader", "read_fast_header", "PIXEL_DATA"]
+__all__ = ["FastDataset", "FastHeader", "HeaderReader", "read_fast_header", "PIXEL_DATA"]
 
 PIXEL_DATA = 0x7FE00010
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -56,6 +61,11 @@ class FastHeader:
     pixel_vr: bytes | None
     #: sequence tag -> the top-level values of its first item (for the ``items`` asked for)
     items: dict[int, dict[int, tuple[bytes, bytes | None]]] = field(default_factory=dict)
+    #: for a header read by :class:`HeaderReader` by comparison with an earlier file of the
+    #: same byte layout: that file's header, and the kept tags whose values differ from it
+    #: (None for a header read by walking its elements)
+    base: FastHeader | None = None
+    changed: frozenset[int] | None = None
 
     # typed accessors: the one converter of each kind (medlab.io.dicom.values)
     def string(self, tag: int) -> str | None:
@@ -294,12 +304,18 @@ _LONG_CODES = frozenset(_U16.unpack(vr)[0] for vr in _LONG_VRS)
 
 
 def _top_level(r: _Reader, tags: frozenset[int] | set[int], items: frozenset[int] | set[int],
-               ts: str, implicit: bool) -> FastHeader:
+               ts: str, implicit: bool, spans: list[tuple[int, int, int]] | None = None
+               ) -> FastHeader:
     """Walk the top-level elements after the file meta group (the body of read_fast_header).
 
     The loop runs once per element of every file a scan reads, so the cursor
     lives in locals (``buf``, ``start``, ``pos``) and the reader is only called
     to refill its buffer, to skip beyond it, and for sequences.
+
+    ``spans``, when given, receives ``(start, end, tag)`` for the value of every
+    element of defined length that is not a kept sequence (``tag`` -1 for the
+    values skipped): the bytes that may differ in a file of the same layout
+    (:class:`HeaderReader`).
     """
     values: dict[int, tuple[bytes, bytes | None]] = {}
     kept_items: dict[int, dict[int, tuple[bytes, bytes | None]]] = {}
@@ -351,8 +367,20 @@ def _top_level(r: _Reader, tags: frozenset[int] | set[int], items: frozenset[int
             elif length == _UNDEFINED:  # a sequence (UN: encoded as implicit VR)
                 _skip_undefined_sequence(r, implicit or vr == b"UN")
             elif tag in tags:
+                if spans is not None:
+                    spans.append((pos, pos + length, tag))
                 values[tag] = (bytes(r.need(length)), vr)
             else:
+                r.skip(length)
+            buf, start, pos = r.buf, r.start, r.pos
+            n = len(buf)
+        elif spans is not None:  # the same as the two branches below, recording the spans
+            r.pos = pos
+            if tag in tags:
+                spans.append((pos, pos + length, tag))
+                values[tag] = (bytes(r.need(length)), vr)
+            else:
+                spans.append((pos, pos + length, -1))
                 r.skip(length)
             buf, start, pos = r.buf, r.start, r.pos
             n = len(buf)
@@ -395,53 +423,154 @@ def read_fast_header(
     """
     try:
         with open_regular(path) as f:  # never a FIFO or device: they could block
-            r = _Reader(f)
-            if len(r.buf) < 132 or r.buf[128:132] != b"DICM":
-                return None
-            r.pos = 132
-            ts = None
-            # file meta: always explicit VR little endian
-            buf = r.buf  # the first read holds the file meta group unless it is huge
-            while True:
-                off = r.pos  # r.start is 0 while buf is the first read
-                if buf is r.buf and len(buf) - off >= 12 and buf[off : off + 2] == b"\x02\x00":
-                    _, e, code, length = _HEAD.unpack_from(buf, off)
-                    if code in _SHORT_CODES:
-                        off += 8
-                    elif code in _LONG_CODES:
-                        length = _U32.unpack_from(buf, off + 8)[0]
-                        off += 12
-                    else:
-                        raise ValueError("not explicit VR")
-                    if length == _UNDEFINED:
-                        return None
-                    if off + length <= len(buf):
-                        r.pos = off + length
-                        if e == 0x0010:
-                            ts = buf[off : off + length].decode("ascii", "replace").strip("\x00 ")
-                        continue
-                    r.pos = off - (8 if code in _SHORT_CODES else 12)
-                if r.available(4) < 4:
-                    raise EOFError
-                if _TAG.unpack_from(r.buf, r.pos - r.start)[0] != 0x0002:
-                    break
-                _, e, _, length = r.element(False)
-                if length == _UNDEFINED:
-                    return None
-                value = bytes(r.need(length))
-                if e == 0x0010:
-                    ts = value.decode("ascii", "replace").strip("\x00 ")
-            encapsulated = ts is not None and (ts.startswith("1.2.840.10008.1.2.4")
-                                               or ts == "1.2.840.10008.1.2.5")  # + RLE
-            if ts not in _LE_SYNTAXES and not encapsulated:
-                return None  # big endian, deflate, or unknown: pydicom handles these
-            if encapsulated:
-                implicit = False  # encapsulated syntaxes are explicit VR little endian
-            else:
-                implicit = _LE_SYNTAXES[ts]  # type: ignore[index]
-            return _top_level(r, tags, items, ts, implicit)  # type: ignore[arg-type]
+            return _read_open(f, tags, items, None)
     except (OSError, EOFError, ValueError, struct.error, UnicodeDecodeError):
         return None
+
+
+def _read_open(f: Any, tags: frozenset[int] | set[int], items: frozenset[int] | set[int],
+               spans: list[tuple[int, int, int]] | None) -> FastHeader | None:
+    """The body of :func:`read_fast_header`, on a file opened at its start (``spans``: see
+    :func:`_top_level`; the file meta elements but the transfer syntax go there too)."""
+    r = _Reader(f)
+    if len(r.buf) < 132 or r.buf[128:132] != b"DICM":
+        return None
+    if spans is not None:
+        spans.append((0, 128, -1))  # the preamble
+    r.pos = 132
+    ts = None
+    # file meta: always explicit VR little endian
+    buf = r.buf  # the first read holds the file meta group unless it is huge
+    while True:
+        off = r.pos  # r.start is 0 while buf is the first read
+        if buf is r.buf and len(buf) - off >= 12 and buf[off : off + 2] == b"\x02\x00":
+            _, e, code, length = _HEAD.unpack_from(buf, off)
+            if code in _SHORT_CODES:
+                off += 8
+            elif code in _LONG_CODES:
+                length = _U32.unpack_from(buf, off + 8)[0]
+                off += 12
+            else:
+                raise ValueError("not explicit VR")
+            if length == _UNDEFINED:
+                return None
+            if off + length <= len(buf):
+                r.pos = off + length
+                if e == 0x0010:
+                    ts = buf[off : off + length].decode("ascii", "replace").strip("\x00 ")
+                elif spans is not None:
+                    spans.append((off, off + length, -1))
+                continue
+            r.pos = off - (8 if code in _SHORT_CODES else 12)
+        if r.available(4) < 4:
+            raise EOFError
+        if _TAG.unpack_from(r.buf, r.pos - r.start)[0] != 0x0002:
+            break
+        _, e, _, length = r.element(False)
+        if length == _UNDEFINED:
+            return None
+        if spans is not None and e != 0x0010:
+            spans.append((r.pos, r.pos + length, -1))
+        value = bytes(r.need(length))
+        if e == 0x0010:
+            ts = value.decode("ascii", "replace").strip("\x00 ")
+    encapsulated = ts is not None and (ts.startswith("1.2.840.10008.1.2.4")
+                                       or ts == "1.2.840.10008.1.2.5")  # + RLE
+    if ts not in _LE_SYNTAXES and not encapsulated:
+        return None  # big endian, deflate, or unknown: pydicom handles these
+    if encapsulated:
+        implicit = False  # encapsulated syntaxes are explicit VR little endian
+    else:
+        implicit = _LE_SYNTAXES[ts]  # type: ignore[index]
+    return _top_level(r, tags, items, ts, implicit, spans)  # type: ignore[arg-type]
+
+
+class _Layout:
+    """The byte layout of one file's header, up to its Pixel Data value: the bytes, and
+    which element value (if any) each byte belongs to."""
+
+    __slots__ = ("fh", "owner", "raw", "size", "span_of", "span_tags")
+
+    def __init__(self, fh: FastHeader, raw: bytes, spans: list[tuple[int, int, int]]) -> None:
+        import numpy as np
+
+        self.fh = fh
+        self.size = len(raw)
+        self.raw = np.frombuffer(raw, np.uint8)
+        #: per byte: the index in ``spans`` of the value it belongs to, -1 where the walk
+        #: reads it (element heads, sequences kept or walked, the transfer syntax)
+        self.owner = np.full(len(raw), -1, np.int32)
+        for i, (a, b, _) in enumerate(spans):
+            self.owner[a:b] = i
+        self.span_tags = [tag for _, _, tag in spans]
+        #: kept tag -> its value's span (the last one, as the walk keeps the last value)
+        self.span_of = {tag: (a, b) for a, b, tag in spans if tag >= 0}
+
+    def match(self, data: bytes) -> FastHeader | None:
+        """The header of a file whose first bytes are ``data``, if its layout is this one."""
+        import numpy as np
+
+        if len(data) != self.size:
+            return None
+        owners = self.owner[np.frombuffer(data, np.uint8) != self.raw]
+        fh = self.fh
+        values = dict(fh.values)
+        changed: frozenset[int] = frozenset()
+        if len(owners):
+            if owners.min() < 0:
+                return None  # a byte that the walk reads differs: another layout
+            tags = self.span_tags
+            changed = frozenset([tags[i] for i in set(owners.tolist())]) - {-1}
+            for tag in changed:
+                a, b = self.span_of[tag]
+                values[tag] = (data[a:b], values[tag][1])
+        return FastHeader(values, set(fh.seen), fh.transfer_syntax, fh.implicit,
+                          fh.pixel_offset, fh.pixel_length, fh.pixel_vr, fh.items,
+                          base=fh, changed=changed)
+
+
+class HeaderReader:
+    """:func:`read_fast_header` for many files in a row, faster when they share a layout.
+
+    The files of a series repeat their header byte for byte but for a few
+    values (SOP Instance UID, instance number, position, ...). When a file's
+    header has the length of the last header this reader walked, its bytes
+    are compared with that header's: if only bytes inside element values
+    differ, the elements are where they were, and only the kept values that
+    differ are taken from the new file (:attr:`FastHeader.changed`, relative
+    to :attr:`FastHeader.base`); otherwise the file is walked and becomes the
+    new reference. The result equals :func:`read_fast_header`'s either way
+    (tests/test_fastheader.py).
+    """
+
+    __slots__ = ("_layout", "items", "tags")
+
+    def __init__(self, tags: frozenset[int] | set[int], *,
+                 items: frozenset[int] | set[int] = frozenset()) -> None:
+        self.tags = tags
+        self.items = items
+        self._layout: _Layout | None = None
+
+    def read(self, path: Any) -> FastHeader | None:
+        """The header of ``path``, as :func:`read_fast_header` gives it."""
+        try:
+            with open_regular(path) as f:  # never a FIFO or device: they could block
+                layout = self._layout
+                if layout is not None:
+                    fh = layout.match(f.read(layout.size))
+                    if fh is not None:
+                        return fh
+                    f.seek(0)
+                spans: list[tuple[int, int, int]] = []
+                fh = _read_open(f, self.tags, self.items, spans)
+                if fh is not None and fh.pixel_offset is not None and fh.pixel_offset <= 4 * _CHUNK:
+                    f.seek(0)
+                    raw = f.read(fh.pixel_offset)
+                    if len(raw) == fh.pixel_offset:
+                        self._layout = _Layout(fh, raw, spans)
+                return fh
+        except (OSError, EOFError, ValueError, struct.error, UnicodeDecodeError):
+            return None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -8,10 +8,13 @@ Assembly (``_assemble``) then treats them all alike.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import math
+import operator
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from pydicom.dataset import Dataset
 from ...geometry import orientation_key
 from ._spacing import _float, pixel_spacing
 
-__all__ = ["Frame", "frames_from_dataset", "NotAnImageError"]
+__all__ = ["Frame", "NotAnImageError", "PER_FILE_FIELDS", "frame_like", "frames_from_dataset"]
 
 
 class NotAnImageError(ValueError):
@@ -312,6 +315,63 @@ def _require_pixels(ds: Dataset, path: Path) -> None:
         )
 
 
+def _series_uid(ds: Any, path: Path) -> str:
+    """The series UID, or one per file for a file without it."""
+    return str(ds.get("SeriesInstanceUID") or f"file:{path}")
+
+
+def _rescale(ds: Any) -> tuple[float, float, bool]:
+    """(slope, intercept, whether Rescale Slope is present) of a frame's header."""
+    slope = _float(ds.get("RescaleSlope"))
+    intercept = _float(ds.get("RescaleIntercept"))
+    return 1.0 if slope in (None, 0.0) else slope, intercept or 0.0, slope is not None
+
+
+def _slope_intercept(ds: Any) -> dict[str, Any]:
+    slope, intercept, _ = _rescale(ds)
+    return {"slope": slope, "intercept": intercept}
+
+
+#: The values of a plain single-frame file (the fast path of :func:`frames_from_dataset`)
+#: that differ from file to file of a series, and the fields of its :class:`Frame` that each
+#: gives, by the expressions :func:`frames_from_dataset` uses. Nothing else in the frame
+#: depends on them (Rescale Slope's presence only matters for pydicom datasets, in
+#: ``_scaling``), so the frame of a file whose values differ from another file's only in
+#: these is that file's frame with these fields recomputed (:func:`frame_like`).
+PER_FILE_FIELDS: dict[str, Any] = {
+    "InstanceNumber": lambda ds: {"instance": _int(ds.get("InstanceNumber"))},
+    "ImagePositionPatient": lambda ds: {"ipp": _floats(ds.get("ImagePositionPatient"), 3)},
+    "AcquisitionNumber": lambda ds: {"acquisition": _int(ds.get("AcquisitionNumber"), None)},
+    "TemporalPositionIdentifier":
+        lambda ds: {"temporal": _float(ds.get("TemporalPositionIdentifier"))},
+    "TriggerTime": lambda ds: {"trigger_ms": _float(ds.get("TriggerTime"))},
+    "RescaleSlope": _slope_intercept,
+    "RescaleIntercept": _slope_intercept,
+    **{kw: lambda ds: {"time_s": _acq_seconds(ds)} for kw in (
+        "AcquisitionDate", "AcquisitionTime", "ContentDate", "ContentTime", "SeriesDate",
+        "StudyDate", "AcquisitionDateTime")},
+}
+
+
+_ALL_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(Frame)))
+
+
+def frame_like(frame: Frame, ds: Any, keywords: Iterable[str], path: Path) -> Frame:
+    """The frame of a plain single-frame file (``ds``, a fast-reader dataset at ``path``) whose
+    values are those of ``frame``'s file but for ``keywords`` (of :data:`PER_FILE_FIELDS`), and
+    whose pixel data are stored alike; what :func:`frames_from_dataset` would give."""
+    if frame.index is not None or frame.tile is not None or isinstance(ds, Dataset):
+        raise ValueError("frame_like takes the frame of a plain single-frame file")
+    fields: dict[str, Any] = {"series_uid": _series_uid(ds, path)}  # the file's own without one
+    for kw in keywords:
+        fields.update(PER_FILE_FIELDS[kw](ds))
+    out = Frame(*_ALL_FIELDS(frame))  # a copy (positional: the fields in their order)
+    out.path = path
+    for name, value in fields.items():
+        setattr(out, name, value)
+    return out
+
+
 def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]:
     """All frames of one DICOM object (header only; pixels are read later).
 
@@ -323,7 +383,7 @@ def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]
     rows, columns = int(ds.Rows), int(ds.Columns)
     samples = _int(ds.get("SamplesPerPixel"), 1)
     n_frames = _int(ds.get("NumberOfFrames"), 1) or 1
-    series_uid = str(ds.get("SeriesInstanceUID") or f"file:{path}")
+    series_uid = _series_uid(ds, path)
     image_type = tuple(str(v) for v in (ds.get("ImageType") or ()))
     base_key = (
         str(ds.get("Modality", "")),
@@ -344,11 +404,7 @@ def frames_from_dataset(ds: Any, path: Path, *, fast: Any = None) -> list[Frame]
         "slice_thickness": _float(ds.get("SliceThickness")),
         "spacing_between": _float(ds.get("SpacingBetweenSlices")),
     }
-    slope = _float(ds.get("RescaleSlope"))
-    intercept = _float(ds.get("RescaleIntercept"))
-    has_rescale = slope is not None
-    slope = 1.0 if slope in (None, 0.0) else slope
-    intercept = intercept or 0.0
+    slope, intercept, has_rescale = _rescale(ds)
 
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         return _enhanced_frames(ds, common, base_key, rows, columns, n_frames, slope, intercept)

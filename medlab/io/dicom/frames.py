@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ._frames import Frame, NotAnImageError, frames_from_dataset
+from ._fastheader import _tag_for
+from ._frames import PER_FILE_FIELDS, Frame, NotAnImageError, frame_like, frames_from_dataset
 from .header import (
     FAST_DECLINE,
     FAST_TAGS,
@@ -43,8 +44,8 @@ from .header import (
     unreadable_reason,
 )
 
-__all__ = ["Frame", "NotAnImageError", "checked_frames", "fast_frames", "file_frames",
-           "frame_from_record", "frame_record", "frames_from_dataset"]
+__all__ = ["FastFrames", "Frame", "NotAnImageError", "checked_frames", "fast_frames",
+           "file_frames", "frame_from_record", "frame_record", "frames_from_dataset"]
 
 
 def fast_frames(fh: FastHeader | None, path: Path, *, size: int | None = None,
@@ -61,7 +62,10 @@ def fast_frames(fh: FastHeader | None, path: Path, *, size: int | None = None,
     """
     if fh is None or fh.pixel_offset is None or fh.seen & FAST_DECLINE:
         return None
-    ds = dataset_type(fh)
+    return _fast_frames(fh, path, size, dataset_type(fh))
+
+
+def _fast_frames(fh: FastHeader, path: Path, size: int | None, ds: Any) -> list[Frame] | None:
     n_frames = ds.get("NumberOfFrames", 1)
     image_type = ds.get("ImageType") or []
     bits = ds.get("BitsAllocated")
@@ -83,6 +87,76 @@ def fast_frames(fh: FastHeader | None, path: Path, *, size: int | None = None,
             return frames_from_dataset(ds, path, fast=fh)
     except Exception:  # anything unexpected: let the full reader explain it
         return None
+
+
+#: tag -> keyword of :data:`~._frames.PER_FILE_FIELDS`
+_PER_FILE_TAGS = {_tag_for(kw): kw for kw in PER_FILE_FIELDS}
+
+
+class FastFrames:
+    """:func:`fast_frames` for many files in a row, reusing the frames of similar files.
+
+    For a header that :class:`~.header.HeaderReader` read by comparison with
+    an earlier file's (:attr:`FastHeader.base`), whose values the frame
+    stage read differ from that file's only in values that change from
+    file to file of a series (:data:`~._frames.PER_FILE_FIELDS`: instance
+    number, position, times, rescale), the frame is that file's frame with
+    those fields recomputed (:func:`~._frames.frame_like`); otherwise
+    :func:`fast_frames` runs, noting the tags it reads. Either way the result
+    is what :func:`fast_frames` gives (tests/test_dicom_stages.py).
+    """
+
+    __slots__ = ("_fh", "_frames", "_reads", "_traced")
+
+    def __init__(self) -> None:
+        self._fh: FastHeader | None = None
+        self._frames: list[Frame] | None = None
+        self._reads: frozenset[int] = frozenset()
+        self._traced: dict[type, type] = {}
+
+    def __call__(self, fh: FastHeader | None, path: Path, *, size: int | None = None,
+                 dataset_type: type[FastDataset] = FastDataset) -> list[Frame] | None:
+        if fh is None or fh.pixel_offset is None or fh.seen & FAST_DECLINE:
+            return None
+        base = fh.base
+        if base is not None and base is self._fh and self._frames is not None:
+            frame = self._frames[0]
+            differ = fh.changed & self._reads  # type: ignore[operator]
+            if all(t in _PER_FILE_TAGS for t in differ) and (
+                    fh.pixel_length is None or fh.pixel_offset + fh.pixel_length
+                    <= (path.stat().st_size if size is None else size)):
+                try:  # (medlab's own converters: no pydicom warning to silence)
+                    return [frame_like(frame, dataset_type(fh),
+                                       [_PER_FILE_TAGS[t] for t in differ], path)]
+                except Exception:  # as fast_frames: the full reader explains it
+                    return None
+        traced = self._traced.get(dataset_type)
+        if traced is None:
+            traced = self._traced[dataset_type] = _tracing(dataset_type)
+        ds = traced(fh)
+        ds.reads = set()
+        frames = _fast_frames(fh, path, size, ds)
+        if fh.base is None:  # a header read in full: the reference of the files like it
+            single = frames is not None and len(frames) == 1 and frames[0].index is None \
+                and frames[0].tile is None
+            self._fh, self._frames = fh, (frames if single else None)
+            self._reads = frozenset(ds.reads)
+        return frames
+
+
+def _tracing(dataset_type: type[FastDataset]) -> type[FastDataset]:
+    """A subclass of ``dataset_type`` that notes the tags of the values read from it."""
+
+    class Tracing(dataset_type):  # type: ignore[valid-type, misc]
+        __slots__ = ("reads",)
+
+        def get(self, key: Any, default: Any = None) -> Any:
+            tag = (key[0] << 16 | key[1]) if isinstance(key, tuple) else _tag_for(key)
+            if tag is not None:
+                self.reads.add(tag)
+            return super().get(key, default)
+
+    return Tracing
 
 
 def checked_frames(ds: Any, path: Path, truncated: list[str] | tuple[str, ...] = ()) -> list[Frame]:

@@ -26,14 +26,15 @@ from typing import Any
 from pydicom.tag import Tag
 
 from ...errors import DicomReadError
-from ._fastheader import PIXEL_DATA, FastDataset, FastHeader, read_fast_header
+from ._fastheader import PIXEL_DATA, FastDataset, FastHeader, HeaderReader, read_fast_header
 from ._files import file_problem, looks_like_dicom, open_regular, read_dataset
 from ._frames import NotAnImageError
 from ._pixels import claim_problem, pixel_data_problem, transfer_syntax
 
 __all__ = [
     "DEFER_BYTES", "FAST_DECLINE", "FAST_KEYWORDS", "FAST_TAGS", "PIXEL_DATA", "WSI_SOP_CLASS",
-    "FastDataset", "FastHeader", "NotAnImageError", "check_elements", "check_header",
+    "FastDataset", "FastHeader", "HeaderReader", "NotAnImageError", "check_elements",
+    "check_header",
     "claim_problem", "file_problem", "looks_like_dicom", "not_dicom_reason", "not_image_reason",
     "pixel_data_problem", "quiet_pydicom", "read_fast_header", "read_header", "transfer_syntax",
     "unreadable_reason",
