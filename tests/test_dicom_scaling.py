@@ -126,3 +126,24 @@ def test_real_world_value_mapping_of_a_parametric_map(data_root, tmp_path):
 def test_scaling_option_is_checked(philips):
     with pytest.raises(ValueError, match="scaling must be 'quantitative' or 'display'"):
         ml.load(philips, scaling="float")
+
+
+@pytest.mark.parametrize(("top", "dtype"), [(30000, np.int16), (65000, np.int32)])
+def test_integer_rescale_per_slice_intercepts_matches_pydicom(tmp_path, top, dtype):
+    """Unsigned 16-bit stored values with a different integer intercept per slice: the
+    result type comes from the actual values (int16 when they fit, else int32) and every
+    voxel equals pydicom's stored value plus its file's intercept."""
+    from helpers import write_dicom_series
+
+    stored = np.random.default_rng(3).integers(0, 3000, (6, 5, 7)).astype(np.uint16)
+    stored[3, 2, 2] = top
+    paths, _ = write_dicom_series(tmp_path, stored, signed=False, intercept=-1024.0)
+    for k, path in enumerate(paths):  # the intercepts -1024, -1000, ... differ by slice
+        ds = pydicom.dcmread(path)
+        ds.RescaleIntercept = -1024 + 24 * k
+        ds.save_as(path)
+    expected = np.stack([pydicom.dcmread(p).pixel_array.astype(np.int64)
+                         + int(pydicom.dcmread(p).RescaleIntercept) for p in paths])
+    img = ml.load(tmp_path, progress=False)
+    assert img.dtype == dtype
+    np.testing.assert_array_equal(img.array.astype(np.int64), expected)

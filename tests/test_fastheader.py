@@ -231,8 +231,10 @@ def test_header_reader_on_changing_layouts(tmp_path):
         fh = reader.read(path)
         assert _header_fields(fh) == _header_fields(read_fast_header(path, TAGS)), path.name
         reused.append(fh is not None and fh.base is not None)
-    # a2 like a1, a6 like a5; a7's pixel data have another length, a8 another element head
-    assert reused == [False, True, False, False, False, False, True, False, False, False]
+    # a2 like a1, a4 like a3 (the reader keeps the layouts of the last files it walked, so
+    # b1 in between does not matter), a6 like a5; a7's pixel data have another length, a8
+    # another element head
+    assert reused == [False, True, False, False, True, False, True, False, False, False]
     sop, pos = int(Tag("SOPInstanceUID")), int(Tag("ImagePositionPatient"))
     reader = HeaderReader(TAGS | {sop})
     reader.read(paths[5])
@@ -241,3 +243,35 @@ def test_header_reader_on_changing_layouts(tmp_path):
     assert fh.changed == {pos, sop}
     assert fh.values[pos][0].rstrip(b" ") == b"0\\0\\101.5"
     assert fh.values[sop][0] == b"1.2.3.4.104\0"
+
+
+def test_header_reader_keeps_several_layouts(tmp_path):
+    """UIDs of two lengths in turn (a scanner's 1.2...9, 1.2...10 in a shuffled folder) and
+    two series interleaved: after the first file of each layout, every header is read by
+    comparison with its own layout's, and equals the full walk."""
+    from medlab.io.dicom._fastheader import HeaderReader
+
+    paths = []
+    for k in range(12):
+        sop = f"1.2.3.4.{'555' if k % 2 else '5'}.{k + 10}"  # two (even) lengths in turn
+        uid, modality = ("1.2.3.4", "CT") if k % 3 else ("9.8.7", "MR")  # two series
+        paths.append(_series_file(tmp_path, f"f{k:02d}", sop=sop, position=(0, 0, k + 10),
+                                  uid=uid, modality=modality))
+    reader = HeaderReader(TAGS)
+    walked = 0
+    for path in paths:
+        fh = reader.read(path)
+        assert _header_fields(fh) == _header_fields(read_fast_header(path, TAGS)), path.name
+        walked += fh.base is None
+    assert walked == 4  # one per (UID length, series) pair
+    # the frame stage keeps a frame per layout too: each file's frame is its own
+    from medlab.io.dicom.frames import FastFrames, fast_frames
+    from medlab.io.dicom.header import FAST_TAGS
+
+    reader, stage, patched = HeaderReader(FAST_TAGS), FastFrames(), 0
+    for path in paths:
+        fh = reader.read(path)
+        got = stage(fh, path)
+        assert got == fast_frames(read_fast_header(path, FAST_TAGS), path), path.name
+        patched += fh.base is not None
+    assert patched == len(paths) - 4

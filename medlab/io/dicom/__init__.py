@@ -35,12 +35,12 @@ from ...image import Image
 from . import pixels
 from ._files import file_problem, iter_files, looks_like_dicom, read_dataset
 from ._spacing import PixelSpacingInfo, pixel_spacing
-from .frames import Frame, file_frames
+from .frames import FastFrames, Frame, file_frames
 from .frames import NotAnImageError as NotAnImageError
 from .frames import frames_from_dataset as frames_from_dataset
+from .header import FAST_TAGS, HeaderReader, quiet_pydicom
 from .header import FastDataset as FastDataset
 from .header import FastHeader as FastHeader
-from .header import quiet_pydicom
 from .header import read_fast_header as read_fast_header
 from .pixels import can_decode as can_decode
 from .pixels import claim_problem as claim_problem
@@ -161,9 +161,11 @@ def scan(
     files = list(iter_files(paths))
     frames: list[Frame] = []
     skipped: list[tuple[str, str]] = []
+    # the files of a series repeat their header layout: read by comparison with the last one
+    headers, fast = HeaderReader(FAST_TAGS), FastFrames()
     for path in tqdm(files, desc="reading DICOM headers", unit="file",
                      disable=not progress or len(files) < 200):
-        found, reason = file_frames(path)
+        found, reason = file_frames(path, headers=headers, frames=fast)
         if reason is not None:
             skipped.append((str(path), reason))
         frames.extend(found)

@@ -533,33 +533,48 @@ class HeaderReader:
     """:func:`read_fast_header` for many files in a row, faster when they share a layout.
 
     The files of a series repeat their header byte for byte but for a few
-    values (SOP Instance UID, instance number, position, ...). When a file's
-    header has the length of the last header this reader walked, its bytes
-    are compared with that header's: if only bytes inside element values
+    values (SOP Instance UID, instance number, position, ...). The reader
+    keeps the layouts of the last few headers it walked (:data:`LAYOUTS`:
+    UIDs of different lengths give a series several layouts, and a folder
+    may interleave series). A file's first bytes are compared with each
+    layout's, most recently used first: if only bytes inside element values
     differ, the elements are where they were, and only the kept values that
     differ are taken from the new file (:attr:`FastHeader.changed`, relative
-    to :attr:`FastHeader.base`); otherwise the file is walked and becomes the
-    new reference. The result equals :func:`read_fast_header`'s either way
+    to :attr:`FastHeader.base`); otherwise the file is walked and its layout
+    is kept. The result equals :func:`read_fast_header`'s either way
     (tests/test_fastheader.py).
     """
 
-    __slots__ = ("_layout", "items", "tags")
+    #: how many layouts a reader keeps
+    LAYOUTS = 8
+
+    __slots__ = ("_layouts", "_longest", "items", "tags")
 
     def __init__(self, tags: frozenset[int] | set[int], *,
                  items: frozenset[int] | set[int] = frozenset()) -> None:
         self.tags = tags
         self.items = items
-        self._layout: _Layout | None = None
+        self._layouts: list[_Layout] = []  # most recently used first
+        self._longest = 0
 
     def read(self, path: Any) -> FastHeader | None:
         """The header of ``path``, as :func:`read_fast_header` gives it."""
         try:
             with open_regular(path) as f:  # never a FIFO or device: they could block
-                layout = self._layout
-                if layout is not None:
-                    fh = layout.match(f.read(layout.size))
-                    if fh is not None:
-                        return fh
+                layouts = self._layouts
+                if layouts:
+                    data = f.read(self._longest)
+                    for i, layout in enumerate(layouts):
+                        size = layout.size
+                        if len(data) < size:
+                            continue
+                        # the layout's bytes end with the Pixel Data element's head, so a
+                        # file that matches them has its pixel data where the layout has
+                        fh = layout.match(data if len(data) == size else data[:size])
+                        if fh is not None:
+                            if i:
+                                layouts.insert(0, layouts.pop(i))
+                            return fh
                     f.seek(0)
                 spans: list[tuple[int, int, int]] = []
                 fh = _read_open(f, self.tags, self.items, spans)
@@ -567,7 +582,9 @@ class HeaderReader:
                     f.seek(0)
                     raw = f.read(fh.pixel_offset)
                     if len(raw) == fh.pixel_offset:
-                        self._layout = _Layout(fh, raw, spans)
+                        layouts.insert(0, _Layout(fh, raw, spans))
+                        del layouts[self.LAYOUTS:]
+                        self._longest = max(layout.size for layout in layouts)
                 return fh
         except (OSError, EOFError, ValueError, struct.error, UnicodeDecodeError):
             return None

@@ -417,6 +417,10 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
     # file by file while the frames just read are still in the cache
     ranges: list[tuple[int, int]] | None = (
         [] if not colour and _range_needed(plan, raw_dtype) else None)
+    # and where every frame's rescale is an addition (CT: slope 1, intercept -1024), it is
+    # done there too, in the stored type modulo 2**bits: the bits of the in-place result
+    # (_rescale undoes it exactly when the values need a wider type)
+    adds = _fused_additions(plan, raw_dtype) if ranges is not None else None
 
     def do_file(items: list[tuple[int, int, Frame]]) -> None:
         try:
@@ -425,9 +429,11 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
                               or _read_encapsulated(items, buf, index, raw_dtype)):
                 _read_decoded(items, buf, index)
             if ranges is not None:
-                for t, k, _ in items:
+                for t, k, fr in items:
                     frame = buf[index(k, t)]
                     ranges.append((int(frame.min()), int(frame.max())))
+                    if adds is not None and adds[id(fr)] is not None:
+                        np.add(frame, adds[id(fr)], out=frame)
         except DicomReadError as exc:
             # which file failed, so the reader can drop it and keep the rest of the series
             if getattr(exc, "path", None) is None:
@@ -452,7 +458,7 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
     if colour:
         return buf, True
     value_range = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else None
-    return _rescale(buf, plan, index, value_range=value_range), False
+    return _rescale(buf, plan, index, value_range=value_range, added=adds is not None), False
 
 
 def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> bool:
@@ -908,12 +914,24 @@ def _range_needed(plan: VolumePlan, dtype: np.dtype) -> bool:
     return _int_dtype(min(cands), max(cands)).itemsize > dtype.itemsize
 
 
+def _fused_additions(plan: VolumePlan, dtype: np.dtype) -> dict[int, np.ndarray | None] | None:
+    """Per frame (by id) its intercept as ``dtype`` modulo 2**bits (None for 0), when every
+    frame's rescale is an integer addition (slope 1); None otherwise."""
+    lines = [(f, frame_scaling(f, plan.scaling_mode)) for f in plan.frames]
+    if not all(line[0] == 1 and _is_int(line[1]) for _, line in lines):
+        return None
+    return {id(f): (np.array(round(line[1]), dtype=np.int64).astype(dtype) if line[1] else None)
+            for f, line in lines}
+
+
 def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any, *,
-             value_range: tuple[int, int] | None = None) -> np.ndarray:
+             value_range: tuple[int, int] | None = None, added: bool = False) -> np.ndarray:
     """Stored values to the values medlab returns (in place where the type allows).
 
     ``value_range`` is the stored values' (min, max) when the reader took it
     (:func:`_range_needed`); otherwise it is computed here when needed.
+    ``added``: the reader has already added each frame's intercept in ``buf``'s
+    type modulo 2**bits (:func:`_fused_additions`; every slope is 1).
     """
     grid = plan.grid
     if all(f.scaling and "lut" in f.scaling for f in plan.frames):
@@ -957,6 +975,16 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any, *,
         cands = [s * v + i for s, i in pairs for v in (vmin, vmax)]
         target = _int_dtype(min(cands), max(cands), signed=signed)
     in_place = target.itemsize == buf.dtype.itemsize
+    if added:
+        if in_place:  # the additions made by the reader are the result's bits
+            return buf.view(target)
+        for t, vol in enumerate(grid):  # undone (exactly, modulo 2**bits): a wider type
+            for k, f in enumerate(vol):
+                intercept = lines[id(f)][1]
+                if intercept:
+                    ix = index(k, t)
+                    np.subtract(buf[ix], np.array(round(intercept), dtype=np.int64)
+                                .astype(buf.dtype), out=buf[ix])
     out = buf.view(target) if in_place else np.empty(buf.shape, dtype=target)
 
     def wrapped(v: float) -> np.ndarray:

@@ -32,6 +32,7 @@ from .header import (
     WSI_SOP_CLASS,
     FastDataset,
     FastHeader,
+    HeaderReader,
     check_elements,
     check_header,
     file_problem,
@@ -106,12 +107,12 @@ class FastFrames:
     is what :func:`fast_frames` gives (tests/test_dicom_stages.py).
     """
 
-    __slots__ = ("_fh", "_frames", "_reads", "_traced")
+    __slots__ = ("_refs", "_traced")
 
     def __init__(self) -> None:
-        self._fh: FastHeader | None = None
-        self._frames: list[Frame] | None = None
-        self._reads: frozenset[int] = frozenset()
+        #: id of a header read in full -> (that header, its frame, the tags read for it),
+        #: for the last few such headers (as many as a HeaderReader keeps layouts)
+        self._refs: dict[int, tuple[FastHeader, Frame, frozenset[int]]] = {}
         self._traced: dict[type, type] = {}
 
     def __call__(self, fh: FastHeader | None, path: Path, *, size: int | None = None,
@@ -119,9 +120,10 @@ class FastFrames:
         if fh is None or fh.pixel_offset is None or fh.seen & FAST_DECLINE:
             return None
         base = fh.base
-        if base is not None and base is self._fh and self._frames is not None:
-            frame = self._frames[0]
-            differ = fh.changed & self._reads  # type: ignore[operator]
+        ref = self._refs.get(id(base)) if base is not None else None
+        if ref is not None and ref[0] is base:
+            _, frame, reads = ref
+            differ = fh.changed & reads  # type: ignore[operator]
             if all(t in _PER_FILE_TAGS for t in differ) and (
                     fh.pixel_length is None or fh.pixel_offset + fh.pixel_length
                     <= (path.stat().st_size if size is None else size)):
@@ -136,11 +138,13 @@ class FastFrames:
         ds = traced(fh)
         ds.reads = set()
         frames = _fast_frames(fh, path, size, ds)
-        if fh.base is None:  # a header read in full: the reference of the files like it
-            single = frames is not None and len(frames) == 1 and frames[0].index is None \
-                and frames[0].tile is None
-            self._fh, self._frames = fh, (frames if single else None)
-            self._reads = frozenset(ds.reads)
+        if (fh.base is None and frames is not None and len(frames) == 1
+                and frames[0].index is None and frames[0].tile is None):
+            # a plain header read in full: the reference of the files like it
+            refs = self._refs
+            refs[id(fh)] = (fh, frames[0], frozenset(ds.reads))
+            if len(refs) > HeaderReader.LAYOUTS:
+                del refs[next(iter(refs))]  # the oldest
         return frames
 
 
@@ -175,14 +179,24 @@ def checked_frames(ds: Any, path: Path, truncated: list[str] | tuple[str, ...] =
         return frames_from_dataset(ds, path)
 
 
-def file_frames(path: Path) -> tuple[list[Frame], str | None]:
-    """The frames of one file, or why it gives none (never raises for a bad file)."""
+def file_frames(path: Path, *, headers: HeaderReader | None = None,
+                frames: FastFrames | None = None) -> tuple[list[Frame], str | None]:
+    """The frames of one file, or why it gives none (never raises for a bad file).
+
+    For many files in a row (a folder, a series), pass one
+    :class:`~.header.HeaderReader` of :data:`~.header.FAST_TAGS` as ``headers``
+    and one :class:`FastFrames` as ``frames``: files that repeat an earlier
+    file's header layout are then read by comparison with it. The result is
+    the same either way.
+    """
     problem = file_problem(path)
     if problem is not None:
         return [], problem
-    if not looks_like_dicom(path):
+    # the fast reader opens only regular Part-10 files and gives None for anything else
+    fh = headers.read(path) if headers is not None else read_fast_header(path, FAST_TAGS)
+    if fh is None and not looks_like_dicom(path):
         return [], not_dicom_reason(path)
-    fast = fast_frames(read_fast_header(path, FAST_TAGS), path)
+    fast = (frames or fast_frames)(fh, path)
     if fast is not None:
         return fast, None
     truncated: list[str] = []
