@@ -489,13 +489,15 @@ class _Layout:
     """The byte layout of one file's header, up to its Pixel Data value: the bytes, and
     which element value (if any) each byte belongs to."""
 
-    __slots__ = ("fh", "owner", "raw", "size", "span_of", "span_tags")
+    __slots__ = ("fh", "owner", "raw", "size", "span_of", "span_tags", "tail")
 
     def __init__(self, fh: FastHeader, raw: bytes, spans: list[tuple[int, int, int]]) -> None:
         import numpy as np
 
         self.fh = fh
         self.size = len(raw)
+        #: the last bytes: the Pixel Data element's head (tag, VR, length), checked first
+        self.tail = raw[-8:] if fh.implicit else raw[-12:]
         self.raw = np.frombuffer(raw, np.uint8)
         #: per byte: the index in ``spans`` of the value it belongs to, -1 where the walk
         #: reads it (element heads, sequences kept or walked, the transfer syntax)
@@ -510,7 +512,7 @@ class _Layout:
         """The header of a file whose first bytes are ``data``, if its layout is this one."""
         import numpy as np
 
-        if len(data) != self.size:
+        if len(data) != self.size or not data.endswith(self.tail):
             return None
         owners = self.owner[np.frombuffer(data, np.uint8) != self.raw]
         fh = self.fh
