@@ -81,7 +81,7 @@ Model = Literal["tofts", "extended_tofts", "patlak"]
 MODELS = ("tofts", "extended_tofts", "patlak")
 _CHUNK = 8192
 #: rows per block of the default Tofts fit (its temporaries stay in cache)
-_BLOCK = 2048
+_BLOCK = 8192
 _MAX_THREADS = 8
 #: kep (/min) above which the linear estimate is checked by a grid search
 _SEARCH_KEP = 1.0
@@ -279,9 +279,12 @@ def _fast_tofts(c: np.ndarray, tab, ve_max: float | None, out: tuple[np.ndarray,
     n = c.shape[0]
     z = np.empty((n, tab.project[c.dtype].shape[1]), dtype=c.dtype)
     j = np.empty(n, dtype=np.intp)
+    # the blocks' largest temporary, allocated once (a fresh one of this size is new
+    # pages from the system every time)
+    scratch = np.empty((min(n, _BLOCK), tab.search_u.size), dtype=c.dtype)
     for i in range(0, n, _BLOCK):
         b = slice(i, min(i + _BLOCK, n))
-        _fast_block(c[b], tab, z[b], j[b], kt[b], sse[b], cc[b], row_sum[b])
+        _fast_block(c[b], tab, z[b], j[b], kt[b], sse[b], cc[b], row_sum[b], scratch)
     f = sse  # the SSE reduction Ktrans E.C until the end
     # flat valleys: a search of the kep range above 10/min
     flat = np.flatnonzero(j >= tab.flat_from)
@@ -307,11 +310,15 @@ def _fast_tofts(c: np.ndarray, tab, ve_max: float | None, out: tuple[np.ndarray,
 
 
 def _fast_block(c: np.ndarray, tab, z: np.ndarray, j: np.ndarray, kt: np.ndarray,
-                f: np.ndarray, cc: np.ndarray, row_sum: np.ndarray) -> None:
+                f: np.ndarray, cc: np.ndarray, row_sum: np.ndarray,
+                scratch: np.ndarray) -> None:
     """Steps 1-3 of :func:`_fast_tofts` for one block: fills ``z`` (``C @ project``: the
     coordinates in the basis, the row sum, zeros), the dense index ``j``, Ktrans, the SSE
-    reduction ``f``, ``C.C`` and the row sums."""
+    reduction ``f``, ``C.C`` and the row sums. ``scratch``: a buffer of at least the
+    block's rows for the grid scores."""
     dt = c.dtype
+    n = c.shape[0]
+    x = scratch[:n]
     np.matmul(c, tab.project[dt], out=z)
     row_sum[...] = z[:, tab.basis.shape[1]]
     cc[...] = np.einsum("nt,nt->n", c, c)
@@ -320,8 +327,8 @@ def _fast_block(c: np.ndarray, tab, z: np.ndarray, j: np.ndarray, kt: np.ndarray
         z[bad] = 0.0
         cc[bad] = 0.0
     # global search: the grid point of largest E.C / |E|, refined by a parabola
-    j[...] = _vertex_index(z @ tab.search_unit[dt], 0.0,
-                           (tab.search_u[1] - tab.search_u[0]) / tab.step_dense, False)
+    np.matmul(z, tab.search_unit[dt], out=x)
+    j[...] = _vertex_index(x, 0.0, (tab.search_u[1] - tab.search_u[0]) / tab.step_dense, False)
     # one Gauss-Newton step from there, on the dense table (see _polish for the algebra);
     # ln(kep) is rounded to the table's points (1.2e-3 apart), where E is exact
     last = tab.u_dense.size - 2
