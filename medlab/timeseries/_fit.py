@@ -63,6 +63,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -112,6 +115,33 @@ class _Setup:
     def a(self) -> np.ndarray:
         """``int_0^t Cp`` at the frame times (the linear fits'; the default fit needs none)."""
         return self.grid.integral()
+
+
+_SETUPS: OrderedDict[tuple, tuple[weakref.ref, _Setup]] = OrderedDict()
+_SETUPS_SIZE = 8
+_SETUPS_LOCK = threading.Lock()
+
+
+def _setup(times_s: np.ndarray, aif: AIF, delay_s: float, *, model: str, step_s: float,
+           kep_range: tuple[float, float]) -> _Setup:
+    """The :class:`_Setup` of ``aif`` delayed by ``delay_s``, reused while the same AIF
+    object (with the same samples) fits the same frame times (building one costs more
+    than fitting a small volume)."""
+    key = (id(aif), aif.function, aif.delay_s, float(delay_s), model, float(step_s),
+           tuple(map(float, kep_range)), times_s.tobytes(),
+           *(np.asarray(a, dtype=float).tobytes()
+             for a in (aif.times_s, aif.values, aif.breakpoints_s) if a is not None))
+    with _SETUPS_LOCK:
+        hit = _SETUPS.get(key)
+        if hit is not None and hit[0]() is aif:
+            _SETUPS.move_to_end(key)
+            return hit[1]
+    s = _Setup(times_s, aif.delayed(delay_s), model=model, step_s=step_s, kep_range=kep_range)
+    with _SETUPS_LOCK:
+        _SETUPS[key] = (weakref.ref(aif), s)
+        while len(_SETUPS) > _SETUPS_SIZE:
+            _SETUPS.popitem(last=False)
+    return s
 
 
 def _dot(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
@@ -755,7 +785,7 @@ def fit_curves(
     if not 0 < kep_range[0] < kep_range[1]:
         raise ValueError(f"kep_range must be (low, high) with 0 < low < high, got {kep_range}")
     delays = [0.0] if delays_s is None else [float(d) for d in np.atleast_1d(delays_s)]
-    setups = [_Setup(t, aif.delayed(d), model=model, step_s=step_s, kep_range=kep_range)
+    setups = [_setup(t, aif, d, model=model, step_s=step_s, kep_range=kep_range)
               for d in delays]
     n = c_in.shape[0]
     names = [*PARAMETERS[model], "r2", "rmse"] + (["delay_s"] if delays_s is not None else [])
