@@ -792,7 +792,6 @@ def fit_curves(
               for d in delays]
     n = c_in.shape[0]
     names = [*PARAMETERS[model], "r2", "rmse"] + (["delay_s"] if delays_s is not None else [])
-    out = {k: np.full(n, np.nan) for k in names}
     if model == "tofts" and search and polish and not refine:
         # the default: the exact model on a kep grid for every voxel, then a Gauss-Newton
         # step, all in the few-dimensional basis of the model curves (one (N, T) x (T, r)
@@ -830,8 +829,11 @@ def fit_curves(
             rows = np.flatnonzero(finite)
             cc, row_sum, best_sse, best_d = cc[rows], row_sum[rows], best_sse[rows], best_d[rows]
             best_p = {k: v[rows] for k, v in best_p.items()}
+        # every row is written unless some are not finite
+        out = {k: np.empty(n) if isinstance(rows, slice) else np.full(n, np.nan) for k in names}
         return _outputs(out, rows, t.size, cc, row_sum, best_sse, best_p, best_d, delays,
                         delays_s is not None, np.ndim(curves) == 1)
+    out = {k: np.full(n, np.nan) for k in names}
     c_all = c_in.astype(np.float64, copy=False)
     row_sum = c_all.sum(axis=1)
     finite = np.isfinite(row_sum)
@@ -956,8 +958,11 @@ def fit_kinetics(
                      ve_max=ve_max, max_iter=max_iter, step_s=step_s)
     maps = {}
     for name, values in res.items():
-        arr = np.full(flat.shape[0], np.nan, dtype=np.float32)
-        arr[rows] = values
+        if isinstance(rows, slice):
+            arr = values.astype(np.float32)
+        else:
+            arr = np.full(flat.shape[0], np.nan, dtype=np.float32)
+            arr[rows] = values
         maps[name] = arr.reshape(concentration.spatial_shape)
     method = "linear least squares (Murase 2004)"
     if refine and model != "patlak":
