@@ -225,9 +225,11 @@ class ConvTable:
             m = self.u_dense.size
             red.kep_dense = np.exp(self.u_dense)
             red.flat_from = int(np.searchsorted(self.u_dense, np.log(_FLAT_KEP), side="right"))
+            # evenly spaced (a whole number of dense steps) down from the upper bound to
+            # kep _FLAT_FROM or a little below
             start = np.searchsorted(self.u_dense, np.log(_FLAT_FROM))
-            red.flat_j = np.round(np.linspace(min(start, m - _N_FLAT), m - 1, _N_FLAT)
-                                  ).astype(np.intp)
+            spacing = max(1, -(-(m - 1 - start) // (_N_FLAT - 1)))
+            red.flat_j = np.maximum(m - 1 - spacing * np.arange(_N_FLAT)[::-1], 0)
             flat_unit = red.e_dense[red.flat_j] / np.sqrt(red.ee_rows[red.flat_j])[:, None]
             width = project.shape[1]
 
