@@ -283,7 +283,8 @@ def _best_on_grid(score: np.ndarray, grid_u: np.ndarray) -> np.ndarray:
 def _fast_tofts(c: np.ndarray, tab, ve_max: float | None, out: tuple[np.ndarray, ...]) -> None:
     """The default Tofts fit of the rows of ``c`` (one chunk, float32 or float64).
 
-    In blocks of ``_BLOCK`` rows (every temporary stays in cache):
+    In blocks of ``_BLOCK`` rows (few numpy calls per row, the largest temporary
+    allocated once):
 
     1. ``z = C @ basis`` and the row sums in one matrix product (the only pass over
        the data besides ``C.C``); every later step works on the r-vectors ``z``.
