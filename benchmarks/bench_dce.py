@@ -15,13 +15,14 @@ Accuracy is the fraction of voxels within the QIBA tolerance (Ktrans within
 
 Methods and peer configurations:
 
-- medlab: ``ml.timeseries.fit_kinetics`` with its defaults (one pass over the
-  float32 data projects every curve on the 13-dimensional basis of the model
-  curves; there, the exact Tofts model on a grid of ln kep, a parabola, and one
+- medlab: ``ml.timeseries.fit_kinetics`` with its defaults (in blocks of 8192
+  rows, one chunk of blocks per core: one float32 matrix product projects every
+  curve on the 13-dimensional basis of the model curves; there, the exact Tofts
+  model on a grid of ln kep (a second small product), a parabola, and one
   Gauss-Newton step on ln kep with Ktrans eliminated, kept where it lowers the
-  SSE; Newton to convergence in the flat valleys above kep 20/min; the ve <= 1
-  bound), the Murase linear fit alone (``search=False, polish=False``), and
-  ``refine=True`` (batched Levenberg-Marquardt).
+  SSE; a second 96-point search in the flat valleys above kep 20/min; the
+  ve <= 1 bound), the Murase linear fit alone (``search=False, polish=False``),
+  and ``refine=True`` (batched Levenberg-Marquardt).
 - closed-form linear fit (the strongest vectorised peer we know): Murase's
   linear equations in plain numpy on the float32 input, in blocks of 2048 rows
   (they stay in cache): one float32 matrix product with ``[L' | a | L'a]``

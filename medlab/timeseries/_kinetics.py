@@ -44,6 +44,11 @@ _CHUNK = 2048
 _RANK_TOL = 1e-5
 #: ln(kep) grid of the default fit's global search (:meth:`ConvTable.reduced`)
 _N_SEARCH = 32
+#: the default fit's search of flat SSE valleys (where its first estimate of kep is above
+#: _FLAT_KEP /min): _N_FLAT points of ln(kep) from kep _FLAT_FROM (/min) to the upper bound
+_FLAT_KEP = 20.0
+_FLAT_FROM = 10.0
+_N_FLAT = 96
 #: look-up tables kept for reuse (building one costs more than fitting a volume)
 _TABLE_CACHE: OrderedDict[bytes, ConvTable] = OrderedDict()
 _TABLE_CACHE_SIZE = 8
@@ -178,13 +183,21 @@ class ConvTable:
         basis does not depend on kep. ``ee`` and ``ecp`` are kept from the full
         table. For the default fit it also holds, in float32 and float64:
 
-        - ``project[dtype]`` (T, >= r + 1): ``[basis | 1 | 0...]``, so
-          ``C @ project`` gives ``z`` and each row's sum in one matrix product;
-        - ``spline_coef`` (n - 1, 4, r): the cubic spline of ``E`` in the basis;
-        - ``search_u`` (G,) and ``search_unit[dtype]`` (r, G): a grid of ln(kep)
+        - ``project[dtype]`` (T, w >= r + 1): ``[basis | 1 | 0...]``, so
+          ``C @ project`` gives ``z`` and each row's sum in one matrix product; the
+          tables below are padded to w coordinates with zeros, so they apply to
+          ``C @ project`` directly;
+        - ``search_u`` (G,) and ``search_unit[dtype]`` (w, G): a grid of ln(kep)
           and its unit-norm curves, so ``z @ search_unit`` is ``E.C / |E|`` there;
-        - ``pair[dtype]`` (M - 1, 2, r): ``[E | E']`` of each dense interval, and
-          ``rows[dtype]`` (M, r): ``E`` at each dense point.
+        - ``pair[dtype]`` (M - 1, 2, w): ``[E | E']`` of each dense interval, and
+          ``rows[dtype]`` (M, w): ``E`` at each dense point; ``ee_rows`` (M,):
+          ``E.E`` there, and ``ee_pair`` (M - 1, 3): ``ee`` of each interval (and
+          ``ee_pair32``, in float32);
+        - ``kep_dense`` (M,): kep at the dense points;
+        - ``flat_from``: the first dense point above kep ``_FLAT_KEP``, and
+          ``flat_j`` (K,), ``flat_unit[dtype]`` (w, K): dense points from kep
+          ``_FLAT_FROM`` to the upper bound and their unit-norm curves (the
+          default fit's search of flat SSE valleys).
         """
         if self._reduced is None:
             e = self.e_dense
@@ -205,15 +218,36 @@ class ConvTable:
             project = np.zeros((basis.shape[0], -(-(rank + 1) // 8) * 8))
             project[:, :rank] = basis
             project[:, rank] = 1.0
-            # the cubic spline's coefficients in the basis, (n - 1, 4, r)
-            red.spline_coef = np.ascontiguousarray(np.moveaxis(self.coef @ basis, 0, 1))
             pair = np.stack([red.e_dense[:-1], red.diff_dense], axis=1)
+            red.ee_rows = np.einsum("mt,mt->m", e, e)
+            red.ee_pair = np.ascontiguousarray(np.stack(self.ee, axis=1))
+            red.ee_pair32 = red.ee_pair.astype(np.float32)
+            m = self.u_dense.size
+            red.kep_dense = np.exp(self.u_dense)
+            red.flat_from = int(np.searchsorted(self.u_dense, np.log(_FLAT_KEP), side="right"))
+            # evenly spaced (a whole number of dense steps) down from the upper bound to
+            # kep _FLAT_FROM or a little below
+            start = np.searchsorted(self.u_dense, np.log(_FLAT_FROM))
+            spacing = max(1, -(-(m - 1 - start) // (_N_FLAT - 1)))
+            red.flat_j = np.maximum(m - 1 - spacing * np.arange(_N_FLAT)[::-1], 0)
+            flat_unit = red.e_dense[red.flat_j] / np.sqrt(red.ee_rows[red.flat_j])[:, None]
+            width = project.shape[1]
+
+            def pad(a: np.ndarray, dt: np.dtype) -> np.ndarray:
+                # zero coordinates past r: a product with C @ project (its row sum
+                # included) is then the product with z
+                out = np.zeros((*a.shape[:-1], width), dtype=dt)
+                out[..., :rank] = a
+                return out
+
             red.project, red.search_unit, red.pair, red.rows = {}, {}, {}, {}
+            red.flat_unit = {}
             for dt in (np.dtype(np.float32), np.dtype(np.float64)):
                 red.project[dt] = np.ascontiguousarray(project, dtype=dt)
-                red.rows[dt] = np.ascontiguousarray(red.e_dense, dtype=dt)
-                red.search_unit[dt] = np.ascontiguousarray(search_unit.T, dtype=dt)
-                red.pair[dt] = np.ascontiguousarray(pair, dtype=dt)
+                red.rows[dt] = pad(red.e_dense, dt)
+                red.search_unit[dt] = np.ascontiguousarray(pad(search_unit, dt).T)
+                red.pair[dt] = pad(pair, dt)
+                red.flat_unit[dt] = np.ascontiguousarray(pad(flat_unit, dt).T)
             red._reduced = red
             self._reduced = red
         return self._reduced
