@@ -29,6 +29,23 @@ points is the start-pose dependence (mm), medlab against elastix's default
 rigid map (which fails outright on some of the MR pairs; reported as such).
 Full mode: all five patients; quick: one PET/CT pair, medlab only.
 
+What the numbers mean (measured on this machine, December 2026): both runs of a
+pair sample the same points of the fixed CT (seeded on its grid), so the
+metric is the same function of the physical pose in both; any difference
+comes from the optimiser's path. The PET/CT pairs agree within 0.18 mm. Of the
+MR/CT pairs (the MR cropped to a few cm around the tumour), STS_002 and STS_042
+agree within 1 mm since the coarse multi-start's distinct optima go through
+the finer levels and the finest level's metric picks one (before: STS_002
+1.4 mm; STS_008 went from 8.6 to 1.7 mm). STS_019 (2.9 mm) already agrees within
+0.3 mm after the coarsest level and drifts on the finer, sparsely sampled ones;
+STS_025 (11.5 mm) ends in different coarse basins. These are optimisation
+failures, not flat optima: Mattes MI over every overlapping voxel differs
+between the two results by 0.01 (STS_008) and 0.04 (STS_025), while moving the
+better one by 1 mm along any rigid axis changes it by 0.001-0.006 (a parabola
+fitted over +-4 mm; grid-aligned full sampling, so with interpolation ripple). More
+samples, full sampling, finest-level smoothing, other SimpleITK optimisers or
+no metric-based stop each helped one pair and hurt another.
+
 Third case, deformable: the CT on an isotropic grid and the same image warped
 by a known smooth displacement (sines, up to 5 mm). TRE of the recovered
 mapping at body points, medlab's ``deformable`` (B-spline) against ANTs SyN
