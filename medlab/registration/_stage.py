@@ -502,6 +502,7 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
     corners = _corners(f_s)
     value, stop = float("nan"), ""
     candidates = [transform]
+    paths: list[list[tuple]] = [[]]
     for level, (factor, sigma) in enumerate(zip(lv, sig, strict=True)):
         target = factor * finest
         f_l, m_l = _level_image(f_s, sigma, target), _level_image(m_s, sigma, target)
@@ -530,8 +531,10 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
         if search and level == 0 and len(lv) > 1:
             candidates = _coarse_search(transform, method, f_l, m_l, metric, target,
                                         iterations, corners)
+        if len(paths) != len(candidates):  # the coarse search found several optima
+            paths = [list(paths[0]) for _ in candidates]
         results = []
-        for candidate in candidates:
+        for candidate, path in zip(candidates, paths, strict=True):
             reg = method(candidate)
             tracker.attach(reg, level=level)
             monitor = configure_optimizer(reg, candidate, corners, level=level,
@@ -545,19 +548,21 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
             stop = (monitor.reason if monitor is not None else "") or \
                 reg.GetOptimizerStopConditionDescription()
             results.append((float(reg.GetMetricValue()), stop))
+            path.extend(tracker.rows)  # each candidate's own trace
+            del tracker.rows[:]
         if len(candidates) > 1 and level == len(lv) - 1:
             # distinct optima of the coarse search: the best on the finest level's metric
             with _reproducible(metric):
                 finals = [method(sitk.Transform(c)).MetricEvaluate(f_l, m_l)
                           for c in candidates]
             best = int(np.argmin(finals))
-            candidates = [candidates[best]]
-            results = [(float(finals[best]), results[best][1])]
+            candidates, paths, results = [candidates[best]], [paths[best]], [results[best]]
         value, stop = results[0]
         done = int(iterations) * (level + 1)
         if tracker.bar.n < done:
             tracker.bar.update(done - tracker.bar.n)
     transform.SetParameters(candidates[0].GetParameters())
+    tracker.rows.extend(paths[0])  # the trace is the path of the optimum returned
     return value, stop
 
 
