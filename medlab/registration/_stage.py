@@ -551,7 +551,8 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
             path.extend(tracker.rows)  # each candidate's own trace
             del tracker.rows[:]
         if len(candidates) > 1 and level == len(lv) - 1:
-            # distinct optima of the coarse search: the best on the finest level's metric
+            # distinct optima of the coarse search: the best on the finest level's metric,
+            # free of sampling noise (SimpleITK's MetricEvaluate uses every voxel)
             with _reproducible(metric):
                 finals = [method(sitk.Transform(c)).MetricEvaluate(f_l, m_l)
                           for c in candidates]
