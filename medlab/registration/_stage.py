@@ -494,7 +494,9 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
     """Optimise ``transform`` in place, one SimpleITK registration per pyramid level.
 
     With ``search``, the coarsest level also starts from rotated copies of
-    the start (:func:`_search_starts`) and keeps the best optimum found.
+    the start (:func:`_search_starts`); its distinct optima each go through
+    the finer levels, and the one with the lowest finest-level metric (every
+    voxel) is returned, with its own metric trace.
     """
     import SimpleITK as sitk
 
