@@ -29,6 +29,29 @@ points is the start-pose dependence (mm), medlab against elastix's default
 rigid map (which fails outright on some of the MR pairs; reported as such).
 Full mode: all five patients; quick: one PET/CT pair, medlab only.
 
+What the numbers mean (measured on this machine, December 2026): both runs of a
+pair sample the same points of the fixed CT (seeded on its grid), so the
+metric is the same function of the physical pose in both; any difference
+comes from the optimiser's path. The PET/CT pairs agree within 0.18 mm. Of the
+MR/CT pairs (the MR cropped to a few cm around the tumour), STS_042 agrees
+within 0.4 mm and STS_002 within 0.91 mm since the coarse multi-start's
+distinct optima go through the finer levels and the finest level's metric
+picks one (it was 1.4 mm; STS_008 went from 8.6 to 1.7 mm). STS_019 (2.9 mm) already agrees within
+0.3 mm after the coarsest level and drifts on the finer, sparsely sampled ones;
+STS_025 (11.5 mm) ends in different coarse basins. The data are not flat:
+Mattes MI over every overlapping voxel rises by 0.001-0.006 per mm^2 away from
+its optimum (parabolas fitted over +-4 mm along each rigid axis) and differs between the two results by 0.01 (STS_008) and 0.04 (STS_025). The
+sampled metric is: with the finest level's 20,000 samples, the change for a
+1 mm shift varies across sample sets with a standard deviation of 0.001-0.011,
+as large as the change itself (STS_025 along z: +0.0004 +- 0.0088, every voxel
++0.0084; STS_019 along y: +0.0009 +- 0.0014), so its landscape has minima a
+few mm apart. With every voxel at the finest level the pairs agree within
+0.08 mm (STS_019), 0.57 (STS_002), 1.37 (STS_008) and 8.4 mm (STS_025, still
+two coarse basins), but at 15-45 times the time; the default stays sampled.
+More samples, overlap-relative sample counts, regular sampling, finest-level
+smoothing, other SimpleITK optimisers or no metric-based stop each helped one
+pair and hurt another.
+
 Third case, deformable: the CT on an isotropic grid and the same image warped
 by a known smooth displacement (sines, up to 5 mm). TRE of the recovered
 mapping at body points, medlab's ``deformable`` (B-spline) against ANTs SyN

@@ -181,12 +181,16 @@ def test_ct_3d_multimodal_known_answer(ct):
     assert ev["tre_mean_mm"] < 1.0, ev["tre_mean_mm"]
 
 
-@pytest.mark.parametrize(("patient", "modality"), [("STS_019", "PET"), ("STS_042", "MR_T1")])
+@pytest.mark.parametrize(("patient", "modality"),
+                         [("STS_019", "PET"), ("STS_042", "MR_T1"), ("STS_002", "MR_T1")])
 def test_real_multimodal_pair_does_not_depend_on_the_start_pose(patient, modality):
     """A real PET/CT and MR/CT pair (CT 2x downsampled in-plane to keep it fast), and the
     same moving image moved by a known rigid motion M (its affine changed: no
     resampling). The two registrations start 14 degrees and 21 mm apart; the second
-    must equal M after the first, within 1 mm everywhere in the body."""
+    must equal M after the first, within 1 mm everywhere in the body. STS_002's MR/CT
+    needs the finest level's metric to choose among the coarse multi-start's optima:
+    when the coarsest level alone chose, the two results were 6.5 mm apart (14.5 mm at
+    worst)."""
     load = lambda m: ml.load(ml.data.path("sts-cohort", f"dicom/{patient}/{m}/image"),  # noqa: E731
                              progress=False)
     ct, moving = load("CT"), load(modality)

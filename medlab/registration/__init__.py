@@ -38,10 +38,12 @@ Defaults (no tuning needed on typical data)
   a previous result or paired landmarks also work.
 * Coarse multi-start when the start is a guess (``'geometry'``,
   ``'moments'`` or ``'identity'``): the coarsest level also starts from
-  the start rotated by +-15 degrees about each axis, optimises the start
-  and the two best-scoring rotations, and keeps the lowest optimum; on real
-  multimodal pairs the result then depends much less on the start pose. A
-  given transform, result or landmarks is trusted and not searched around.
+  the start rotated by +-15 degrees about each axis and optimises the start
+  and the two best-scoring rotations; their distinct optima go through the
+  finer levels and the finest level's metric, over every voxel, picks one.
+  On real multimodal pairs the result then depends much less on the start
+  pose. A given transform, result or landmarks is trusted and not searched
+  around.
 * A 3-level pyramid, shrink factors ``(4, 2, 1)`` applied per axis towards
   isotropic voxels, Gaussian smoothing of ``0.5 * factor * finest
   spacing`` mm on shrunk levels.

@@ -47,7 +47,8 @@ MIN_STEP = 1e-4
 #: images are not shrunk below this many voxels along an axis
 MIN_LEVEL_SIZE = 8
 #: coarse multi-start (string initialisations): the extra starts are the start rotated by
-#: +-SEARCH_DEG about each axis; the start and the SEARCH_KEEP - 1 best of them are optimised
+#: +-SEARCH_DEG about each axis; the start and the SEARCH_KEEP - 1 best of them are optimised,
+#: and their distinct optima go through the finer levels (the finest metric picks one)
 SEARCH_DEG = 15.0
 SEARCH_KEEP = 3
 #: coarse levels hand the best position they visited to the next level (not the last one)
@@ -493,13 +494,17 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
     """Optimise ``transform`` in place, one SimpleITK registration per pyramid level.
 
     With ``search``, the coarsest level also starts from rotated copies of
-    the start (:func:`_search_starts`) and keeps the best optimum found.
+    the start (:func:`_search_starts`); its distinct optima each go through
+    the finer levels, and the one with the lowest finest-level metric (every
+    voxel) is returned, with its own metric trace.
     """
     import SimpleITK as sitk
 
     finest = float(min(f_s.GetSpacing()))
     corners = _corners(f_s)
     value, stop = float("nan"), ""
+    candidates = [transform]
+    paths: list[list[tuple]] = [[]]
     for level, (factor, sigma) in enumerate(zip(lv, sig, strict=True)):
         target = factor * finest
         f_l, m_l = _level_image(f_s, sigma, target), _level_image(m_s, sigma, target)
@@ -526,23 +531,41 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
             return reg
 
         if search and level == 0 and len(lv) > 1:
-            _coarse_search(transform, method, f_l, m_l, metric, target, iterations)
-        reg = method(transform)
-        tracker.attach(reg, level=level)
-        monitor = configure_optimizer(reg, transform, corners, level=level, n_levels=len(lv),
-                                      target=target, finest=finest, factor=factor,
-                                      iterations=int(iterations))
-        keeper = _BestKeeper(reg, transform) if monitor is None and KEEP_BEST else None
-        with _reproducible(metric):
-            reg.Execute(f_l, m_l)
-        if keeper is not None:
-            keeper.restore()
-        value = float(reg.GetMetricValue())
-        stop = (monitor.reason if monitor is not None else "") or \
-            reg.GetOptimizerStopConditionDescription()
+            candidates = _coarse_search(transform, method, f_l, m_l, metric, target,
+                                        iterations, corners)
+        if len(paths) != len(candidates):  # the coarse search found several optima
+            paths = [list(paths[0]) for _ in candidates]
+        results = []
+        for candidate, path in zip(candidates, paths, strict=True):
+            reg = method(candidate)
+            tracker.attach(reg, level=level)
+            monitor = configure_optimizer(reg, candidate, corners, level=level,
+                                          n_levels=len(lv), target=target, finest=finest,
+                                          factor=factor, iterations=int(iterations))
+            keeper = _BestKeeper(reg, candidate) if monitor is None and KEEP_BEST else None
+            with _reproducible(metric):
+                reg.Execute(f_l, m_l)
+            if keeper is not None:
+                keeper.restore()
+            stop = (monitor.reason if monitor is not None else "") or \
+                reg.GetOptimizerStopConditionDescription()
+            results.append((float(reg.GetMetricValue()), stop))
+            path.extend(tracker.rows)  # each candidate's own trace
+            del tracker.rows[:]
+        if len(candidates) > 1 and level == len(lv) - 1:
+            # distinct optima of the coarse search: the best on the finest level's metric,
+            # free of sampling noise (SimpleITK's MetricEvaluate uses every voxel)
+            with _reproducible(metric):
+                finals = [method(sitk.Transform(c)).MetricEvaluate(f_l, m_l)
+                          for c in candidates]
+            best = int(np.argmin(finals))
+            candidates, paths, results = [candidates[best]], [paths[best]], [results[best]]
+        value, stop = results[0]
         done = int(iterations) * (level + 1)
         if tracker.bar.n < done:
             tracker.bar.update(done - tracker.bar.n)
+    transform.SetParameters(candidates[0].GetParameters())
+    tracker.rows.extend(paths[0])  # the trace is the path of the optimum returned
     return value, stop
 
 
@@ -578,15 +601,17 @@ def _search_starts(transform: sitk.Transform) -> list[sitk.Transform]:
 def _coarse_search(transform: sitk.Transform,
                    method: Callable[[sitk.Transform], sitk.ImageRegistrationMethod],
                    f_l: sitk.Image, m_l: sitk.Image, metric: str, target: float,
-                   iterations: int) -> None:
-    """Multi-start on the coarsest level, in place: the optimum of the best start.
+                   iterations: int, corners: list[tuple[float, ...]]) -> list[sitk.Transform]:
+    """Multi-start on the coarsest level: the distinct optima, best first.
 
     The start and its rotated copies (:func:`_search_starts`) are ranked by
     their metric; the start and the ``SEARCH_KEEP - 1`` best copies are
-    optimised (constant steps of half a level voxel, as on any coarse level)
-    and the lowest optimum wins. On real multimodal pairs a single descent
-    can stop in a side basin that depends on where it started; the search
-    makes the result depend much less on the start pose.
+    optimised (constant steps of half a level voxel, as on any coarse level).
+    Optima closer than one level voxel (at the fixed image's corners) are one
+    basin. On real multimodal pairs a single descent can stop in a side basin
+    that depends on where it started, and the coarse metric does not always
+    tell the basins apart: the distinct optima go on through the finer levels
+    and the finest level's metric picks one.
     """
     import SimpleITK as sitk
 
@@ -594,7 +619,7 @@ def _coarse_search(transform: sitk.Transform,
     with _reproducible(metric):
         values = [method(s).MetricEvaluate(f_l, m_l) for s in starts]
     ranked = [int(i) for i in np.argsort(values, kind="stable") if i != 0]
-    best_value, best = float("inf"), starts[0]
+    found: list[tuple[float, sitk.Transform]] = []
     for i in [0, *ranked[:SEARCH_KEEP - 1]]:
         reg = method(starts[i])  # optimises starts[i] in place
         reg.SetOptimizerAsGradientDescent(
@@ -604,10 +629,17 @@ def _coarse_search(transform: sitk.Transform,
         reg.SetOptimizerScalesFromPhysicalShift()
         with _reproducible(metric):
             reg.Execute(f_l, m_l)
-        value = float(reg.GetMetricValue())
-        if value < best_value:
-            best_value, best = value, starts[i]
-    transform.SetParameters(best.GetParameters())
+        found.append((float(reg.GetMetricValue()), starts[i]))
+    found.sort(key=lambda vt: vt[0])
+    distinct: list[sitk.Transform] = []
+    points: list[np.ndarray] = []
+    for _, candidate in found:
+        at = np.array([candidate.TransformPoint(c) for c in corners])
+        if all(np.max(np.linalg.norm(at - q, axis=1)) > target for q in points):
+            distinct.append(candidate)
+            points.append(at)
+    transform.SetParameters(distinct[0].GetParameters())
+    return [transform, *distinct[1:]]
 
 
 def _bspline(f_s: sitk.Image, m_s: sitk.Image, f_mask: sitk.Image | None,
