@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -553,14 +554,22 @@ class HeaderReader:
 
     def read(self, path: Any) -> FastHeader | None:
         """The header of ``path``, as :func:`read_fast_header` gives it."""
-        try:
-            with open_regular(path) as f:  # never a FIFO or device: they could block
-                layout = self._layout
-                if layout is not None:
-                    fh = layout.match(f.read(layout.size))
+        layout = self._layout
+        if layout is not None:
+            try:  # the bytes of the reference's header length (os-level: no file object)
+                if stat.S_ISREG(os.stat(path).st_mode):  # never a FIFO or device, as below
+                    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                    try:
+                        data = os.read(fd, layout.size)
+                    finally:
+                        os.close(fd)
+                    fh = layout.match(data)
                     if fh is not None:
                         return fh
-                    f.seek(0)
+            except OSError:
+                pass  # read below, which says what is wrong
+        try:
+            with open_regular(path) as f:  # never a FIFO or device: they could block
                 spans: list[tuple[int, int, int]] = []
                 fh = _read_open(f, self.tags, self.items, spans)
                 if fh is not None and fh.pixel_offset is not None and fh.pixel_offset <= 4 * _CHUNK:

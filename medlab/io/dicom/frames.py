@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from pathlib import Path
 from typing import Any
 
@@ -220,15 +221,33 @@ def frame_record(f: Frame) -> str:
 
     :func:`frame_from_record` rebuilds an equal frame; floats keep every digit.
     """
-    out: dict[str, Any] = {}
-    for name in _FIELDS:
-        out[name] = getattr(f, name)
+    values = _FIELD_VALUES(f)
     scaling = f.scaling
-    if scaling and "lut" in scaling:
-        first, table = scaling["lut"]
-        table = np.asarray(table)
-        out["scaling"] = {**scaling, "lut": [int(first), table.tolist(), table.dtype.str]}
-    return json.dumps(out, default=_plain, allow_nan=True)
+    if scaling:  # the rare dict field: encoded whole
+        out = dict(zip(_FIELDS, values, strict=True))
+        if "lut" in scaling:
+            first, table = scaling["lut"]
+            table = np.asarray(table)
+            out["scaling"] = {**scaling, "lut": [int(first), table.tolist(), table.dtype.str]}
+        return json.dumps(out, default=_plain, allow_nan=True)
+    # the text json.dumps gives for the dict of the fields, field by field: the frames of a
+    # series share most field values (the same objects), whose text is kept from the last
+    # frame (only immutable values: the same object always gives the same text)
+    last_values, last_texts = _LAST_RECORD
+    texts = [
+        last if value is old and type(value) in _IMMUTABLE
+        else json.dumps(value, default=_plain, allow_nan=True)
+        for value, old, last in zip(values, last_values, last_texts, strict=True)
+    ] if last_values else [json.dumps(v, default=_plain, allow_nan=True) for v in values]
+    _LAST_RECORD[:] = [values, texts]
+    return "{" + ", ".join([f"{key}: {text}" for key, text in zip(_KEYS, texts, strict=True)]) + "}"
+
+
+_FIELD_VALUES = operator.attrgetter(*_FIELDS)
+_KEYS = [json.dumps(name) for name in _FIELDS]
+_IMMUTABLE = frozenset({str, int, float, bool, tuple, type(None)})
+#: the field values of the last frame stored, and their JSON texts
+_LAST_RECORD: list[Any] = [(), []]
 
 
 def frame_from_record(path: str | Path, record: str) -> Frame:
