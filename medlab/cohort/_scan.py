@@ -414,10 +414,11 @@ def read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tu
 
 
 def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tuple], tuple | None]:
-    problem = file_problem(path)  # special files are never opened
-    if problem is not None:
-        return None, [], (path, size, mtime_ns, problem)
-    fh = _HEADERS.read(path)
+    fh = _HEADERS.read(path)  # a regular file, or None (special files are never opened)
+    if fh is None:
+        problem = file_problem(path)
+        if problem is not None:
+            return None, [], (path, size, mtime_ns, problem)
     row = fast = None
     if fh is not None:
         if _DIRECTORY_RECORDS in fh.seen:
