@@ -155,34 +155,36 @@ class Index:
         if self._pending:
             self._con, _ = _connect(None)
             self._pending = False
-            self._create_schema()
+            self._create_schema(new=True)
             privacy.watch_index(self)
 
     # ------------------------------------------------------------------ set-up
-    def _create_schema(self) -> None:
+    def _create_schema(self, *, new: bool = False) -> None:
         # one transaction: a process killed meanwhile leaves the file as it was
         self._con.execute("BEGIN TRANSACTION")
         try:
-            self._create_tables()
+            self._create_tables(new=new)
             self._con.execute("COMMIT")
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
 
-    def _create_tables(self) -> None:
+    def _create_tables(self, *, new: bool = False) -> None:
+        """Create what is missing; ``new``: the database is empty (nothing to upgrade)."""
         con = self._con
         con.execute("CREATE TABLE IF NOT EXISTS medlab_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         for table, columns in _TABLES.items():
             con.execute(_ddl(table, columns))
-        # columns added to the schema since this file was written (one catalog query: each
-        # costs milliseconds, paid by every scan)
+        # columns added to the schema since this file was written (one catalog query: it
+        # costs tens of milliseconds, paid by every scan of an existing index)
         have: dict[str, set[str]] = {}
-        for table, column in con.execute(
-                "SELECT table_name, column_name FROM information_schema.columns").fetchall():
-            have.setdefault(table, set()).add(column)
+        if not new:
+            for table, column in con.execute(
+                    "SELECT table_name, column_name FROM information_schema.columns").fetchall():
+                have.setdefault(table, set()).add(column)
         for table, columns in _TABLES.items():
             for c in columns:
-                if c.name not in have.get(table, ()):
+                if not new and c.name not in have.get(table, ()):
                     con.execute(f'ALTER TABLE {table} ADD COLUMN "{c.name}" {c.dtype}')
         con.execute(_series_view())
         con.execute(_STUDIES_VIEW)
