@@ -107,12 +107,13 @@ class FastFrames:
     is what :func:`fast_frames` gives (tests/test_dicom_stages.py).
     """
 
-    __slots__ = ("_fh", "_frames", "_reads", "_traced")
+    __slots__ = ("_reference", "_traced")
 
     def __init__(self) -> None:
-        self._fh: FastHeader | None = None
-        self._frames: list[Frame] | None = None
-        self._reads: frozenset[int] = frozenset()
+        #: (header read in full, its frame or None, the tags its frame stage read), replaced
+        #: as one tuple (threads of one process may share this object)
+        self._reference: tuple[FastHeader | None, Frame | None, frozenset[int]] = (
+            None, None, frozenset())
         self._traced: dict[type, type] = {}
 
     def __call__(self, fh: FastHeader | None, path: Path, *, size: int | None = None,
@@ -120,9 +121,9 @@ class FastFrames:
         if fh is None or fh.pixel_offset is None or fh.seen & FAST_DECLINE:
             return None
         base = fh.base
-        if base is not None and base is self._fh and self._frames is not None:
-            frame = self._frames[0]
-            differ = fh.changed & self._reads  # type: ignore[operator]
+        ref_fh, frame, reads = self._reference
+        if base is not None and base is ref_fh and frame is not None:
+            differ = fh.changed & reads  # type: ignore[operator]
             if all(t in _PER_FILE_TAGS for t in differ) and (
                     fh.pixel_length is None or fh.pixel_offset + fh.pixel_length
                     <= (path.stat().st_size if size is None else size)):
@@ -140,8 +141,7 @@ class FastFrames:
         if fh.base is None:  # a header read in full: the reference of the files like it
             single = frames is not None and len(frames) == 1 and frames[0].index is None \
                 and frames[0].tile is None
-            self._fh, self._frames = fh, (frames if single else None)
-            self._reads = frozenset(ds.reads)
+            self._reference = (fh, frames[0] if single else None, frozenset(ds.reads))
         return frames
 
 
