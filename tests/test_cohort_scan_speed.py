@@ -162,3 +162,17 @@ def test_threads_sharing_the_readers_read_what_one_thread_reads(items):
         sys.setswitchinterval(old)
     got = {key: [row for r in results for row in _shown(r)[key]] for key in expected}
     assert got == expected and len(expected["instances"]) > 200
+
+
+def test_duckdb_failing_while_the_workers_read_stops_the_scan(monkeypatch):
+    """A new in-memory index sets DuckDB up while a worker reads: if that fails, the
+    error comes out (the worker's chunks are cancelled) and nothing hangs."""
+    from medlab.cohort import _index
+
+    def broken(db, **kwargs):
+        raise RuntimeError("DuckDB cannot start here")
+
+    monkeypatch.setattr(_index, "_connect", broken)
+    root = ml.data.fetch("sts-cohort", progress=False)
+    with pytest.raises(RuntimeError, match="DuckDB cannot start here"):
+        ml.cohort.scan(root, progress=False, workers=2)
