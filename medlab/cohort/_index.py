@@ -908,29 +908,22 @@ def scan(
             raise FileNotFoundError(
                 f"no such file or folder: {p!r}; pass existing DICOM folders or files")
     if db is None:
-        # a new index in memory: the headers are read while DuckDB starts
-        index = Index._in_memory()
+        index = Index._in_memory()  # a new index: the headers are read while DuckDB starts
+    else:
+        _create_index_file(db, roots)
+        con, db_path = _connect(db)
         try:
-            index._scan(roots, progress=progress, workers=workers, client=client)
-        except BaseException:
-            index.close()
-            raise
-        return index
-    _create_index_file(db, roots)
-    con, db_path = _connect(db)
-    try:
-        if db_path is not None:
             tables = _tables(con)
             if tables and "medlab_meta" not in tables:
                 raise ValueError(
                     f"{str(db_path)!r} is a DuckDB database but not a medlab index (it holds "
                     f"{', '.join(sorted(tables)[:5])}); choose another file for db=")
-        index = Index(con, db_path)
-    except BaseException as exc:
-        con.close()
-        if _is_duckdb_error(exc):
-            raise index_file_error(db_path, exc) from exc
-        raise
+            index = Index(con, db_path)
+        except BaseException as exc:
+            con.close()
+            if _is_duckdb_error(exc):
+                raise index_file_error(db_path, exc) from exc
+            raise
     try:
         index._scan(roots, progress=progress, workers=workers, client=client)
     except BaseException:
