@@ -142,3 +142,37 @@ def test_header_reader_reuses_most_headers_of_a_series(items):
         headers = [reader.read(p) for p in paths]
         assert len(paths) > 30
         assert [fh.base is not None for fh in headers] == [False] + [True] * (len(paths) - 1)
+
+
+def test_threads_sharing_the_readers_read_what_one_thread_reads(items):
+    """A dask worker may run read_batch in several threads of one process: they share the
+    header reader and the reference frame and row, and each file still gets its own rows."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    part = [it for it in items if "/STS_00" in it[0]][:600]
+    expected = _shown(_scan.read_chunk(part))
+    chunks = [part[i : i + 7] for i in range(0, len(part), 7)]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(_scan.read_chunk, chunks))
+    finally:
+        sys.setswitchinterval(old)
+    got = {key: [row for r in results for row in _shown(r)[key]] for key in expected}
+    assert got == expected and len(expected["instances"]) > 200
+
+
+def test_duckdb_failing_while_the_workers_read_stops_the_scan(monkeypatch):
+    """A new in-memory index sets DuckDB up while a worker reads: if that fails, the
+    error comes out (the worker's chunks are cancelled) and nothing hangs."""
+    from medlab.cohort import _index
+
+    def broken(db, **kwargs):
+        raise RuntimeError("DuckDB cannot start here")
+
+    monkeypatch.setattr(_index, "_connect", broken)
+    root = ml.data.fetch("sts-cohort", progress=False)
+    with pytest.raises(RuntimeError, match="DuckDB cannot start here"):
+        ml.cohort.scan(root, progress=False, workers=2)

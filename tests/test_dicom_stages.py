@@ -213,6 +213,15 @@ def test_reused_frames_are_the_frames_of_the_file():
     assert reused > 0.6 * sum(f is not None for f in got) > 100
     slopes = {f[0].slope for f in got if f is not None and f[0].split_key[0] == "PT"}
     assert len(slopes) > 10  # the PET slices' own rescale slopes
+    # their records (texts kept from the previous frame for the values it shares) are
+    # the JSON of all fields
+    import json
+
+    for frames in got:
+        for f in frames or ():
+            plain = {name: getattr(f, name) for name in frame_stage._FIELDS}
+            assert frame_stage.frame_record(f) == json.dumps(
+                plain, default=frame_stage._plain, allow_nan=True)
 
 
 def test_reused_frames_recompute_what_changed(tmp_path):

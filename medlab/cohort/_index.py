@@ -155,34 +155,36 @@ class Index:
         if self._pending:
             self._con, _ = _connect(None)
             self._pending = False
-            self._create_schema()
+            self._create_schema(new=True)
             privacy.watch_index(self)
 
     # ------------------------------------------------------------------ set-up
-    def _create_schema(self) -> None:
+    def _create_schema(self, *, new: bool = False) -> None:
         # one transaction: a process killed meanwhile leaves the file as it was
         self._con.execute("BEGIN TRANSACTION")
         try:
-            self._create_tables()
+            self._create_tables(new=new)
             self._con.execute("COMMIT")
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
 
-    def _create_tables(self) -> None:
+    def _create_tables(self, *, new: bool = False) -> None:
+        """Create what is missing; ``new``: the database is empty (nothing to upgrade)."""
         con = self._con
         con.execute("CREATE TABLE IF NOT EXISTS medlab_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         for table, columns in _TABLES.items():
             con.execute(_ddl(table, columns))
-        # columns added to the schema since this file was written (one catalog query: each
-        # costs milliseconds, paid by every scan)
+        # columns added to the schema since this file was written (one catalog query: it
+        # costs tens of milliseconds, paid by every scan of an existing index)
         have: dict[str, set[str]] = {}
-        for table, column in con.execute(
-                "SELECT table_name, column_name FROM information_schema.columns").fetchall():
-            have.setdefault(table, set()).add(column)
+        if not new:
+            for table, column in con.execute(
+                    "SELECT table_name, column_name FROM information_schema.columns").fetchall():
+                have.setdefault(table, set()).add(column)
         for table, columns in _TABLES.items():
             for c in columns:
-                if c.name not in have.get(table, ()):
+                if not new and c.name not in have.get(table, ()):
                     con.execute(f'ALTER TABLE {table} ADD COLUMN "{c.name}" {c.dtype}')
         con.execute(_series_view())
         con.execute(_STUDIES_VIEW)
@@ -906,29 +908,22 @@ def scan(
             raise FileNotFoundError(
                 f"no such file or folder: {p!r}; pass existing DICOM folders or files")
     if db is None:
-        # a new index in memory: the headers are read while DuckDB starts
-        index = Index._in_memory()
+        index = Index._in_memory()  # a new index: the headers are read while DuckDB starts
+    else:
+        _create_index_file(db, roots)
+        con, db_path = _connect(db)
         try:
-            index._scan(roots, progress=progress, workers=workers, client=client)
-        except BaseException:
-            index.close()
-            raise
-        return index
-    _create_index_file(db, roots)
-    con, db_path = _connect(db)
-    try:
-        if db_path is not None:
             tables = _tables(con)
             if tables and "medlab_meta" not in tables:
                 raise ValueError(
                     f"{str(db_path)!r} is a DuckDB database but not a medlab index (it holds "
                     f"{', '.join(sorted(tables)[:5])}); choose another file for db=")
-        index = Index(con, db_path)
-    except BaseException as exc:
-        con.close()
-        if _is_duckdb_error(exc):
-            raise index_file_error(db_path, exc) from exc
-        raise
+            index = Index(con, db_path)
+        except BaseException as exc:
+            con.close()
+            if _is_duckdb_error(exc):
+                raise index_file_error(db_path, exc) from exc
+            raise
     try:
         index._scan(roots, progress=progress, workers=workers, client=client)
     except BaseException:

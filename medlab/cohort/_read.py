@@ -147,16 +147,20 @@ def _read_files(
                         warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
                                                 category=DeprecationWarning)
                         futures = {pool.submit(read_batch, c): i for i, c in enumerate(chunks)}
-                    meanwhile()
-                    for fut, i in reversed(futures.items()):
-                        if not fut.cancel():  # a worker has it, and every chunk before it
-                            break
-                        results[i] = read_batch(chunks[i])
-                        bar.update(len(chunks[i]))
-                    for fut in as_completed([f for f in futures if not f.cancelled()]):
-                        i = futures[fut]
-                        results[i] = fut.result()
-                        bar.update(len(chunks[i]))
+                    try:
+                        meanwhile()
+                        for fut, i in reversed(futures.items()):
+                            if not fut.cancel():  # a worker has it, and every chunk before it
+                                break
+                            results[i] = read_batch(chunks[i])
+                            bar.update(len(chunks[i]))
+                        for fut in as_completed([f for f in futures if not f.cancelled()]):
+                            i = futures[fut]
+                            results[i] = fut.result()
+                            bar.update(len(chunks[i]))
+                    except BaseException:  # (DuckDB failed, ctrl-C): no more chunks to read
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
             finally:
                 gc.unfreeze()
         else:

@@ -243,15 +243,15 @@ class _MemoDataset(FastDataset):
 #: the header read in full (FastHeader.base None) last, and its row before the file's own
 #: location: the row of a header read by comparison with it differs only in the cells of the
 #: values that differ (FastHeader.changed)
-_ROW_BASE: list[Any] = [None, None]
+_ROW_BASE: list[Any] = [(None, None, None)]  # [(header, row, encoding)], replaced whole
 _ACQ_TAGS = frozenset({_T_ACQ_DT, _T_ACQ_DATE, _T_ACQ_TIME, _T_CON_DATE, _T_CON_TIME})
 
 
 def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[Any] | None:
     """An instance row from the fast reader's values; None when pydicom must do it."""
     values = fh.values
-    if fh.base is not None and fh.base is _ROW_BASE[0] and _CHARSET not in fh.changed:
-        base_row, encoding = _ROW_BASE[1]
+    base_fh, base_row, encoding = _ROW_BASE[0]
+    if fh.base is not None and fh.base is base_fh and _CHARSET not in fh.changed:
         row = list(base_row)
         changed = fh.changed
         if changed:  # (values of one file, mostly: not memoised)
@@ -288,7 +288,7 @@ def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[
     if row[_COL["n_frames"]] is None and fh.pixel_offset is not None:
         row[_COL["n_frames"]] = 1
     if fh.base is None:
-        _ROW_BASE[:] = [fh, (tuple(row), encoding)]
+        _ROW_BASE[0] = (fh, tuple(row), encoding)
     _fill_location(row, path, size, mtime_ns)
     return row
 
@@ -354,9 +354,11 @@ _KEY_TEXT: list[Any] = [None, None]
 
 
 def _key_text(key: tuple) -> str:
-    if key is not _KEY_TEXT[0]:
-        _KEY_TEXT[:] = [key, json.dumps(key, default=str)]
-    return _KEY_TEXT[1]
+    last, text = _KEY_TEXT  # one read of the pair (threads may share it)
+    if key is not last:
+        text = json.dumps(key, default=str)
+        _KEY_TEXT[:] = [key, text]
+    return text
 
 
 def _frame_rows(frames: Iterable[Frame], path: str, series_uid: str | None) -> list[tuple]:
@@ -414,10 +416,11 @@ def read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tu
 
 
 def _read_file(path: str, size: int, mtime_ns: int) -> tuple[list | None, list[tuple], tuple | None]:
-    problem = file_problem(path)  # special files are never opened
-    if problem is not None:
-        return None, [], (path, size, mtime_ns, problem)
-    fh = _HEADERS.read(path)
+    fh = _HEADERS.read(path)  # a regular file, or None (special files are never opened)
+    if fh is None:
+        problem = file_problem(path)
+        if problem is not None:
+            return None, [], (path, size, mtime_ns, problem)
     row = fast = None
     if fh is not None:
         if _DIRECTORY_RECORDS in fh.seen:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -536,7 +537,7 @@ class HeaderReader:
 
     The files of a series repeat their header byte for byte but for a few
     values (SOP Instance UID, instance number, position, ...). The reader
-    keeps the layouts of the last few headers it walked (:data:`LAYOUTS`:
+    keeps the layouts of the last few headers it walked (:attr:`LAYOUTS`:
     UIDs of different lengths give a series several layouts, and a folder
     may interleave series). A file's first bytes are compared with each
     layout's, most recently used first: if only bytes inside element values
@@ -544,28 +545,33 @@ class HeaderReader:
     differ are taken from the new file (:attr:`FastHeader.changed`, relative
     to :attr:`FastHeader.base`); otherwise the file is walked and its layout
     is kept. The result equals :func:`read_fast_header`'s either way
-    (tests/test_fastheader.py).
+    (tests/test_fastheader.py). Safe to share between threads: the layouts
+    are an immutable tuple, replaced whole.
     """
 
     #: how many layouts a reader keeps
     LAYOUTS = 8
 
-    __slots__ = ("_layouts", "_longest", "items", "tags")
+    __slots__ = ("_layouts", "items", "tags")
 
     def __init__(self, tags: frozenset[int] | set[int], *,
                  items: frozenset[int] | set[int] = frozenset()) -> None:
         self.tags = tags
         self.items = items
-        self._layouts: list[_Layout] = []  # most recently used first
-        self._longest = 0
+        #: (the layouts, most recently used first; the longest one's size)
+        self._layouts: tuple[tuple[_Layout, ...], int] = ((), 0)
 
     def read(self, path: Any) -> FastHeader | None:
         """The header of ``path``, as :func:`read_fast_header` gives it."""
-        try:
-            with open_regular(path) as f:  # never a FIFO or device: they could block
-                layouts = self._layouts
-                if layouts:
-                    data = f.read(self._longest)
+        layouts, longest = self._layouts
+        if layouts:
+            try:  # the bytes of the longest layout (os-level: no file object)
+                if stat.S_ISREG(os.stat(path).st_mode):  # never a FIFO or device, as below
+                    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                    try:
+                        data = os.read(fd, longest)
+                    finally:
+                        os.close(fd)
                     for i, layout in enumerate(layouts):
                         size = layout.size
                         if len(data) < size:
@@ -575,21 +581,27 @@ class HeaderReader:
                         fh = layout.match(data if len(data) == size else data[:size])
                         if fh is not None:
                             if i:
-                                layouts.insert(0, layouts.pop(i))
+                                self._keep(layout, layouts)
                             return fh
-                    f.seek(0)
+            except OSError:
+                pass  # read below, which says what is wrong
+        try:
+            with open_regular(path) as f:  # never a FIFO or device: they could block
                 spans: list[tuple[int, int, int]] = []
                 fh = _read_open(f, self.tags, self.items, spans)
                 if fh is not None and fh.pixel_offset is not None and fh.pixel_offset <= 4 * _CHUNK:
                     f.seek(0)
                     raw = f.read(fh.pixel_offset)
                     if len(raw) == fh.pixel_offset:
-                        layouts.insert(0, _Layout(fh, raw, spans))
-                        del layouts[self.LAYOUTS:]
-                        self._longest = max(layout.size for layout in layouts)
+                        self._keep(_Layout(fh, raw, spans), self._layouts[0])
                 return fh
         except (OSError, EOFError, ValueError, struct.error, UnicodeDecodeError):
             return None
+
+    def _keep(self, layout: _Layout, layouts: tuple[_Layout, ...]) -> None:
+        """``layout`` first, then the others of ``layouts`` (at most :attr:`LAYOUTS`)."""
+        kept = (layout, *(x for x in layouts if x is not layout))[: self.LAYOUTS]
+        self._layouts = (kept, max(x.size for x in kept))
 
 
 @functools.lru_cache(maxsize=1024)

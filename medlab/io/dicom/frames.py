@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +111,10 @@ class FastFrames:
     __slots__ = ("_refs", "_traced")
 
     def __init__(self) -> None:
-        #: id of a header read in full -> (that header, its frame, the tags read for it),
-        #: for the last few such headers (as many as a HeaderReader keeps layouts)
-        self._refs: dict[int, tuple[FastHeader, Frame, frozenset[int]]] = {}
+        #: (header read in full, its frame, the tags its frame stage read) of the last few
+        #: such headers (as many as a HeaderReader keeps layouts), newest first; a tuple
+        #: replaced whole (threads of one process may share this object)
+        self._refs: tuple[tuple[FastHeader, Frame, frozenset[int]], ...] = ()
         self._traced: dict[type, type] = {}
 
     def __call__(self, fh: FastHeader | None, path: Path, *, size: int | None = None,
@@ -120,8 +122,10 @@ class FastFrames:
         if fh is None or fh.pixel_offset is None or fh.seen & FAST_DECLINE:
             return None
         base = fh.base
-        ref = self._refs.get(id(base)) if base is not None else None
-        if ref is not None and ref[0] is base:
+        ref = None
+        if base is not None:
+            ref = next((r for r in self._refs if r[0] is base), None)
+        if ref is not None:
             _, frame, reads = ref
             differ = fh.changed & reads  # type: ignore[operator]
             if all(t in _PER_FILE_TAGS for t in differ) and (
@@ -141,10 +145,8 @@ class FastFrames:
         if (fh.base is None and frames is not None and len(frames) == 1
                 and frames[0].index is None and frames[0].tile is None):
             # a plain header read in full: the reference of the files like it
-            refs = self._refs
-            refs[id(fh)] = (fh, frames[0], frozenset(ds.reads))
-            if len(refs) > HeaderReader.LAYOUTS:
-                del refs[next(iter(refs))]  # the oldest
+            self._refs = ((fh, frames[0], frozenset(ds.reads)),
+                          *self._refs)[: HeaderReader.LAYOUTS]
         return frames
 
 
@@ -189,13 +191,15 @@ def file_frames(path: Path, *, headers: HeaderReader | None = None,
     file's header layout are then read by comparison with it. The result is
     the same either way.
     """
-    problem = file_problem(path)
-    if problem is not None:
-        return [], problem
-    # the fast reader opens only regular Part-10 files and gives None for anything else
+    # the fast reader opens only regular Part-10 files (never a FIFO or a device) and
+    # gives None for anything else, which is then explained
     fh = headers.read(path) if headers is not None else read_fast_header(path, FAST_TAGS)
-    if fh is None and not looks_like_dicom(path):
-        return [], not_dicom_reason(path)
+    if fh is None:
+        problem = file_problem(path)
+        if problem is not None:
+            return [], problem
+        if not looks_like_dicom(path):
+            return [], not_dicom_reason(path)
     fast = (frames or fast_frames)(fh, path)
     if fast is not None:
         return fast, None
@@ -234,15 +238,33 @@ def frame_record(f: Frame) -> str:
 
     :func:`frame_from_record` rebuilds an equal frame; floats keep every digit.
     """
-    out: dict[str, Any] = {}
-    for name in _FIELDS:
-        out[name] = getattr(f, name)
+    values = _FIELD_VALUES(f)
     scaling = f.scaling
-    if scaling and "lut" in scaling:
-        first, table = scaling["lut"]
-        table = np.asarray(table)
-        out["scaling"] = {**scaling, "lut": [int(first), table.tolist(), table.dtype.str]}
-    return json.dumps(out, default=_plain, allow_nan=True)
+    if scaling:  # the rare dict field: encoded whole
+        out = dict(zip(_FIELDS, values, strict=True))
+        if "lut" in scaling:
+            first, table = scaling["lut"]
+            table = np.asarray(table)
+            out["scaling"] = {**scaling, "lut": [int(first), table.tolist(), table.dtype.str]}
+        return json.dumps(out, default=_plain, allow_nan=True)
+    # the text json.dumps gives for the dict of the fields, field by field: the frames of a
+    # series share most field values (the same objects), whose text is kept from the last
+    # frame (only immutable values: the same object always gives the same text)
+    last_values, last_texts = _LAST_RECORD
+    texts = [
+        last if value is old and type(value) in _IMMUTABLE
+        else json.dumps(value, default=_plain, allow_nan=True)
+        for value, old, last in zip(values, last_values, last_texts, strict=True)
+    ] if last_values else [json.dumps(v, default=_plain, allow_nan=True) for v in values]
+    _LAST_RECORD[:] = [values, texts]
+    return "{" + ", ".join([f"{key}: {text}" for key, text in zip(_KEYS, texts, strict=True)]) + "}"
+
+
+_FIELD_VALUES = operator.attrgetter(*_FIELDS)
+_KEYS = [json.dumps(name) for name in _FIELDS]
+_IMMUTABLE = frozenset({str, int, float, bool, tuple, type(None)})
+#: the field values of the last frame stored, and their JSON texts
+_LAST_RECORD: list[Any] = [(), []]
 
 
 def frame_from_record(path: str | Path, record: str) -> Frame:
