@@ -172,7 +172,8 @@ def read_medlab(folder: Path) -> np.ndarray:
 
 
 def _index_db(folder: Path) -> Path:
-    return folder.parent / "index.duckdb"
+    """The saved index of one series folder (each compressed variant has its own)."""
+    return folder.parent / f"{folder.name}.duckdb"
 
 
 def index_series(folder: Path) -> None:
@@ -462,6 +463,8 @@ def main() -> int:
             t0 = time.perf_counter()
             compress_series(folder, Path(tmp) / name, SYNTAXES[name])
             sets[name] = (Path(tmp) / name, compressed_readers)
+            if "medlab-index" in compressed_readers:
+                index_series(Path(tmp) / name)
             disk[name] = sum(p.stat().st_size for p in sets[name][0].iterdir()) / 2**20
             print(f"compressed to {name} ({SYNTAXES[name]}) in {time.perf_counter() - t0:.1f} s "
                   f"({disk[name]:.1f} MB on disk)")
@@ -506,7 +509,8 @@ def main() -> int:
         return "yes" if abs(r["checksum"] - ref["checksum"]) < 1e-6 * max(1, abs(ref["checksum"])) else "NO"
 
     sums = [f"{r}={same(v)}" for r, v in results.items()]
-    sums += [f"{n}/{r}={same(res[n, r])}" for n in syntaxes for r in ("medlab", "pydicom", "dcm2niix")
+    sums += [f"{n}/{r}={same(res[n, r])}" for n in syntaxes
+             for r in ("medlab", "medlab-index", "pydicom", "dcm2niix")
              if (n, r) in res]
     print("\nsame voxel sum as SimpleITK:", ", ".join(sums))
     ml_r = results["medlab"]

@@ -689,6 +689,8 @@ def _read_packed12(items: list, buf: np.ndarray, index: Any) -> bool:
     ``b1 >> 4 | b2 << 4``. False if not applicable.
     """
     f = items[0][2]
+    if f.bits_allocated != 12:  # the frame's record says so: no header to parse
+        return False
     h = f.header
     if str(h.get("BitsAllocated", "")) != "12" or str(transfer_syntax(h)) not in _NATIVE_LE:
         return False
