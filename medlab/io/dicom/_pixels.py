@@ -415,12 +415,13 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
 
     # the stored values' range, when the rescale must look at it (see _rescale), taken
     # file by file while the frames just read are still in the cache
+    lines = None if colour else _scaling_lines(plan)
     ranges: list[tuple[int, int]] | None = (
-        [] if not colour and _range_needed(plan, raw_dtype) else None)
+        [] if lines is not None and _range_needed(plan, lines, raw_dtype) else None)
     # and where every frame's rescale is an addition (CT: slope 1, intercept -1024), it is
     # done there too, in the stored type modulo 2**bits: the bits of the in-place result
     # (_rescale undoes it exactly when the values need a wider type)
-    adds = _fused_additions(plan, raw_dtype) if ranges is not None else None
+    adds = _fused_additions(lines, raw_dtype) if lines is not None and ranges is not None else None
 
     def do_file(items: list[tuple[int, int, Frame]]) -> None:
         try:
@@ -455,10 +456,10 @@ def read_pixels(plan: VolumePlan, *, max_workers: int | None = None) -> tuple[np
             for items in jobs.values():
                 do_file(items)
 
-    if colour:
+    if lines is None:  # colour
         return buf, True
     value_range = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else None
-    return _rescale(buf, plan, index, value_range=value_range, added=adds is not None), False
+    return _rescale(buf, plan, index, lines=lines, value_range=value_range, added=adds), False
 
 
 def _read_native(items: list, buf: np.ndarray, index: Any, dtype: np.dtype) -> bool:
@@ -901,45 +902,69 @@ def _apply_lut(buf: np.ndarray, plan: VolumePlan, index: Any) -> np.ndarray:
     return out
 
 
-def _range_needed(plan: VolumePlan, dtype: np.dtype) -> bool:
+def _scaling_lines(plan: VolumePlan) -> dict[int, tuple[float, float, str]]:
+    """Per frame (by id) its :func:`frame_scaling` line in the plan's scaling mode."""
+    return {id(f): frame_scaling(f, plan.scaling_mode) for f in plan.frames}
+
+
+def _all_lut(plan: VolumePlan) -> bool:
+    return all(f.scaling and "lut" in f.scaling for f in plan.frames)
+
+
+def _integer_ends(plan: VolumePlan, pairs: set[tuple[float, float]]) -> list[float] | None:
+    """The rescaled ends of the stored type's range, one pair per (slope, intercept), when the
+    rescale is integer arithmetic; None when it needs floats. Integer only for integer,
+    non-zero slopes and integer intercepts: a tiny slope such as 5.9e-08 (GE PET) is within
+    1e-6 of 0 and would round every value to 0."""
+    if not all(_is_int(s) and round(s) != 0 and _is_int(i) for s, i in pairs):
+        return None
+    lo, hi = _stored_range(plan.grid[0][0].header)
+    return [s * v + i for s, i in pairs for v in (lo, hi)]
+
+
+def _wrapped(v: float, dtype: np.dtype) -> np.ndarray:
+    """An integer as ``dtype`` modulo its width (e.g. -1024 as uint16 is 64512)."""
+    return np.array(round(v), dtype=np.int64).astype(dtype)
+
+
+def _range_needed(plan: VolumePlan, lines: dict[int, tuple[float, float, str]],
+                  dtype: np.dtype) -> bool:
     """Whether :func:`_rescale` needs the stored values' actual range: an integer
     rescale whose result over the stored type's whole range would not fit a type as
     wide as the stored one (e.g. signed 16-bit CT with intercept -1024)."""
-    if dtype.kind not in "iu" or all(f.scaling and "lut" in f.scaling for f in plan.frames):
+    if dtype.kind not in "iu" or _all_lut(plan):
         return False
-    pairs = {frame_scaling(f, plan.scaling_mode)[:2] for f in plan.frames}
-    if pairs == {(1.0, 0.0)} or not all(_is_int(s) and round(s) != 0 and _is_int(i)
-                                        for s, i in pairs):
-        return False
-    lo, hi = _stored_range(plan.grid[0][0].header)
-    cands = [s * v + i for s, i in pairs for v in (lo, hi)]
-    return _int_dtype(min(cands), max(cands)).itemsize > dtype.itemsize
+    pairs = {v[:2] for v in lines.values()}
+    ends = None if pairs == {(1.0, 0.0)} else _integer_ends(plan, pairs)
+    return ends is not None and _int_dtype(min(ends), max(ends)).itemsize > dtype.itemsize
 
 
-def _fused_additions(plan: VolumePlan, dtype: np.dtype) -> dict[int, np.ndarray | None] | None:
+def _fused_additions(lines: dict[int, tuple[float, float, str]],
+                     dtype: np.dtype) -> dict[int, np.ndarray | None] | None:
     """Per frame (by id) its intercept as ``dtype`` modulo 2**bits (None for 0), when every
     frame's rescale is an integer addition (slope 1); None otherwise."""
-    lines = [(f, frame_scaling(f, plan.scaling_mode)) for f in plan.frames]
-    if not all(line[0] == 1 and _is_int(line[1]) for _, line in lines):
+    if not all(s == 1 and _is_int(i) for s, i, _ in lines.values()):
         return None
-    return {id(f): (np.array(round(line[1]), dtype=np.int64).astype(dtype) if line[1] else None)
-            for f, line in lines}
+    return {fid: _wrapped(i, dtype) if i else None for fid, (_, i, _) in lines.items()}
 
 
 def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any, *,
-             value_range: tuple[int, int] | None = None, added: bool = False) -> np.ndarray:
+             lines: dict[int, tuple[float, float, str]] | None = None,
+             value_range: tuple[int, int] | None = None,
+             added: dict[int, np.ndarray | None] | None = None) -> np.ndarray:
     """Stored values to the values medlab returns (in place where the type allows).
 
+    ``lines``: :func:`_scaling_lines` of the plan, when the reader has them.
     ``value_range`` is the stored values' (min, max) when the reader took it
     (:func:`_range_needed`); otherwise it is computed here when needed.
-    ``added``: the reader has already added each frame's intercept in ``buf``'s
-    type modulo 2**bits (:func:`_fused_additions`; every slope is 1).
+    ``added``: the additions the reader has already made in ``buf``'s type modulo
+    2**bits (:func:`_fused_additions`; every slope is 1).
     """
     grid = plan.grid
-    if all(f.scaling and "lut" in f.scaling for f in plan.frames):
+    if _all_lut(plan):
         return _apply_lut(buf, plan, index)
-    mode = plan.scaling_mode
-    lines = {id(f): frame_scaling(f, mode) for f in plan.frames}
+    if lines is None:
+        lines = _scaling_lines(plan)
     kinds = sorted({v[2] for v in lines.values()})
     if kinds != ["none"]:
         plan.meta["scaling"] = "+".join(k for k in kinds if k != "none")
@@ -951,10 +976,8 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any, *,
     if pairs == {(1.0, 0.0)}:
         return buf
     plan.meta["rescaled"] = True
-    # integer arithmetic only for integer, non-zero slopes: a tiny slope such as 5.9e-08
-    # (GE PET) is within 1e-6 of 0 and would round every value to 0
-    integer = all(_is_int(s) and round(s) != 0 and _is_int(i) for s, i in pairs)
-    if buf.dtype.kind == "f" or not integer:
+    ends = _integer_ends(plan, pairs)
+    if buf.dtype.kind == "f" or ends is None:
         out_dtype = np.dtype(np.float64 if buf.dtype.itemsize >= 4 else np.float32)
         out = np.empty(buf.shape, dtype=out_dtype)
         for t, vol in enumerate(grid):
@@ -965,33 +988,25 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any, *,
                 out[ix] += intercept
         return out
     # integer rescale: choose the smallest integer type holding the rescaled values
-    lo, hi = _stored_range(grid[0][0].header)
-    cands = [s * v + i for s, i in pairs for v in (lo, hi)]
-    target = _int_dtype(min(cands), max(cands))
+    target = _int_dtype(min(ends), max(ends))
     if target.itemsize > buf.dtype.itemsize:
         # the theoretical range does not fit: look at the actual values, but stay signed
         # when the rescale can give negative values (CT: unsigned stored, intercept -1024),
         # so the dtype does not depend on the data and later arithmetic does not wrap
-        signed = min(cands) < 0
+        signed = min(ends) < 0
         vmin, vmax = value_range if value_range is not None else (int(buf.min()), int(buf.max()))
         cands = [s * v + i for s, i in pairs for v in (vmin, vmax)]
         target = _int_dtype(min(cands), max(cands), signed=signed)
     in_place = target.itemsize == buf.dtype.itemsize
-    if added:
+    if added is not None:
         if in_place:  # the additions made by the reader are the result's bits
             return buf.view(target)
         for t, vol in enumerate(grid):  # undone (exactly, modulo 2**bits): a wider type
             for k, f in enumerate(vol):
-                intercept = lines[id(f)][1]
-                if intercept:
+                if added[id(f)] is not None:
                     ix = index(k, t)
-                    np.subtract(buf[ix], np.array(round(intercept), dtype=np.int64)
-                                .astype(buf.dtype), out=buf[ix])
+                    np.subtract(buf[ix], added[id(f)], out=buf[ix])
     out = buf.view(target) if in_place else np.empty(buf.shape, dtype=target)
-
-    def wrapped(v: float) -> np.ndarray:
-        """An integer as ``target`` modulo its width (e.g. -1024 as uint16 is 64512)."""
-        return np.array(round(v), dtype=np.int64).astype(target)
 
     # in the output type itself, frame by frame: integer arithmetic modulo 2**bits gives
     # the same bits as computing in int64 and casting, and every rescaled stored value
@@ -1004,9 +1019,9 @@ def _rescale(buf: np.ndarray, plan: VolumePlan, index: Any, *,
                 o[...] = buf[ix]
             slope, intercept, _ = lines[id(f)]
             if slope != 1:
-                np.multiply(o, wrapped(slope), out=o)
+                np.multiply(o, _wrapped(slope, target), out=o)
             if intercept != 0:
-                np.add(o, wrapped(intercept), out=o)
+                np.add(o, _wrapped(intercept, target), out=o)
     return out
 
 
