@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import functools
 import os
-import stat
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._files import open_regular
+from ._files import open_regular, read_head
 from .values import pydicom_like, split, to_float, to_floats, to_str
 
 __all__ = ["FastDataset", "FastHeader", "HeaderReader", "read_fast_header", "PIXEL_DATA"]
@@ -565,26 +564,21 @@ class HeaderReader:
         """The header of ``path``, as :func:`read_fast_header` gives it."""
         layouts, longest = self._layouts
         if layouts:
-            try:  # the bytes of the longest layout (os-level: no file object)
-                if stat.S_ISREG(os.stat(path).st_mode):  # never a FIFO or device, as below
-                    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-                    try:
-                        data = os.read(fd, longest)
-                    finally:
-                        os.close(fd)
-                    for i, layout in enumerate(layouts):
-                        size = layout.size
-                        if len(data) < size:
-                            continue
-                        # the layout's bytes end with the Pixel Data element's head, so a
-                        # file that matches them has its pixel data where the layout has
-                        fh = layout.match(data if len(data) == size else data[:size])
-                        if fh is not None:
-                            if i:
-                                self._keep(layout, layouts)
-                            return fh
+            try:  # the bytes of the longest layout (no file object)
+                data = read_head(path, longest)
             except OSError:
-                pass  # read below, which says what is wrong
+                data = b""  # read below, which says what is wrong
+            for i, layout in enumerate(layouts):
+                size = layout.size
+                if len(data) < size:
+                    continue
+                # the layout's bytes end with the Pixel Data element's head, so a file
+                # that matches them has its pixel data where the layout has
+                fh = layout.match(data if len(data) == size else data[:size])
+                if fh is not None:
+                    if i:
+                        self._keep(layout, layouts)
+                    return fh
         try:
             with open_regular(path) as f:  # never a FIFO or device: they could block
                 spans: list[tuple[int, int, int]] = []

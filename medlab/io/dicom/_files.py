@@ -14,7 +14,7 @@ import pydicom
 from pydicom.dataset import FileDataset
 
 __all__ = ["check_readable", "file_problem", "iter_files", "looks_like_dicom", "open_regular",
-           "read_dataset"]
+           "read_dataset", "read_head"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # first group of a dataset without preamble: (0002,xxxx) file meta or (0008,xxxx),
@@ -132,14 +132,27 @@ def open_regular(path: str | os.PathLike):
     OSError
         The file cannot be opened (e.g. permission denied).
     """
+    return os.fdopen(_open_regular_fd(path), "rb")
+
+
+def read_head(path: str | os.PathLike, size: int) -> bytes:
+    """The first ``size`` bytes of a regular file (fewer if it is shorter), without a file
+    object; never opens a special file. Raises as :func:`open_regular`."""
+    fd = _open_regular_fd(path)
+    try:
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _open_regular_fd(path: str | os.PathLike) -> int:
     from ...errors import UnreadableFileError
 
     st = os.stat(path) if not isinstance(path, int) else None
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise UnreadableFileError(file_problem(path) or f"{path}: not a regular file")
     # O_NONBLOCK: should the path have become a FIFO since the stat, opening does not block
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    return os.fdopen(fd, "rb")
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
 
 
 def looks_like_dicom(path: str | os.PathLike) -> bool:
