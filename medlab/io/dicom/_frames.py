@@ -367,6 +367,7 @@ def frame_like(frame: Frame, ds: Any, keywords: Iterable[str], path: Path) -> Fr
         fields.update(PER_FILE_FIELDS[kw](ds))
     out = Frame(*_ALL_FIELDS(frame))  # a copy (positional: the fields in their order)
     out.path = path
+    out._header = None  # this file's own, read when first needed (``frame``'s may be loaded)
     for name, value in fields.items():
         setattr(out, name, value)
     return out
