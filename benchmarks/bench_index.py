@@ -49,18 +49,19 @@ loop on both cohorts, the second worker adding at least 1.6x, the time linear
 in the number of files; a rescan with nothing changed under 1 s. The script
 prints the numbers and never fails on a ratio.
 
-Where it stands (2 cores, December 2026). One medlab process spends ~200-290 us of
-CPU per file (~130-170 us on an idle core: the files of a series are read by
-comparing their header bytes with the previous file's and patching the values
-that differ, rows and frames alike), pydicom's loop ~800-1,300 us, the open +
-read floor 10-16 us: medlab-1 is ~4x the pydicom loop, ~10x the floor. The rest,
-per file (``stages`` prints it): the header (open, read, byte comparison:
-~35 us idle), the loader's frame stage and its JSON records (~40 us), the
-instance row (~10 us), Arrow and the DuckDB insert and series geometry
-(~25 us), the per-file loop (walk, stat, paths, checks: ~30 us), and ~40-70 ms
-per scan to start DuckDB. With ``workers=2`` one forked worker and the scanning
+Where it stands (2 cores, idle, December 2026). One medlab process spends ~340-360 us of
+CPU per file (the files of a series are read by comparing their header bytes with an
+earlier file's and patching the values that differ, rows and frames alike), pydicom's
+loop ~1,250-1,550 us, the open + read floor 12-20 us: medlab-1 is ~3.5-4.5x the pydicom
+loop, ~16-27x the floor; medlab-2 ~4.4-5.5x the pydicom loop. The rest, per file, as
+``stages`` prints it (its timing wrappers included): the header (open, read, byte
+comparison or walk: ~75 us), the loader's frame stage (~100-140 us) and its JSON records
+(~60-75 us), the instance row (~40-50 us), Arrow (~12 us), the DuckDB insert and series
+geometry (~30-40 us), the per-file loop (walk, stat, paths, checks: ~65 us), and
+~40-50 ms per scan to start DuckDB. With ``workers=2`` one forked worker and the scanning
 process read (it starts DuckDB meanwhile); the folder walk and the index write
-(~15% of a one-process scan) stay serial, so two free cores give at most ~1.7x.
+(~15% of a one-process scan) stay serial, so two free cores give at most ~1.7x; measured
+1.16-1.28x here (the target's 1.6x is not reached).
 On a machine whose other tenants keep the cores busy a second process gets no
 second core: compare ``pydicom-2``/``pydicom`` in the same run before reading
 ``medlab-2``/``medlab-1``.

@@ -48,9 +48,11 @@ core; the few voxels of flat valleys and of the bound are batched per chunk.
 It reaches the least-squares minimum of the exact model (within 1e-3 of
 scipy's bounded fit's SSE for 95% of voxels, tests/test_timeseries.py)
 without the linearisation as a start. Its cost per voxel hardly depends on
-the number of frames: on 2 busy cores about 0.7-0.9x the speed of the
-closed-form linear fit in numpy with 60 frames and 0.2-0.5x with 30, where
-that fit's one product is half the size (bench_dce.py).
+the number of frames: on an idle 2-core machine about 2.3M voxels/s, 0.4x the
+speed of the closed-form linear fit in numpy (its blocked float32 form) with 60
+frames and 0.2x with 30, where that fit's one product is half the size
+(bench_dce.py; on a busy machine the ratio rose to 0.7-0.9x, since load slows
+that fit's BLAS threads more).
 
 Non-linear refinement (``refine=True``): Levenberg-Marquardt on
 ``(Ktrans, ln kep[, vp])``, batched over voxels in numpy, with the model
