@@ -779,3 +779,19 @@ def test_lazy_import():
 
     assert importlib.import_module("medlab").timeseries is ts
     assert "timeseries" in ml.__all__
+
+
+def test_default_fit_without_numba_names_the_fix(monkeypatch):
+    # the default Tofts fit's compiled steps need numba (a dependency): without it the
+    # error names the package and the fits that do not need it, which still work
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.delitem(sys.modules, "medlab.timeseries._tofts_kernel", raising=False)
+    times = np.arange(30) * 5.0
+    aif = ts.parker_aif(delay_s=30)
+    curve = ts.tofts(times, aif, ktrans=0.2, ve=0.3)
+    with pytest.raises(ModuleNotFoundError, match=r"numba.*refine=True"):
+        ts.fit_curves(times, curve, aif)
+    res = ts.fit_curves(times, curve, aif, refine=True)
+    np.testing.assert_allclose(res["ktrans"], 0.2, rtol=1e-2)

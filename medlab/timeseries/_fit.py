@@ -306,7 +306,16 @@ def _fast_tofts(c: np.ndarray, tab, ve_max: float | None, out: tuple[np.ndarray,
     ``out``; a row that is not finite has a sum that is not finite, and is fitted
     as zeros.
     """
-    from ._tofts_kernel import fit_block, sum_squares
+    try:
+        from ._tofts_kernel import fit_block, sum_squares
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("numba", "llvmlite"):
+            raise
+        raise ModuleNotFoundError(
+            f"the default Tofts fit needs numba, a dependency of medlab ({exc}): install it "
+            "with pip install 'numba>=0.60' (or reinstall medlab), or fit without it: "
+            "model='tofts', refine=True (Levenberg-Marquardt) or search=False",
+            name=exc.name) from exc
 
     kt, kep, sse, cc, row_sum = out
     n = c.shape[0]
