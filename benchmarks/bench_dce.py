@@ -17,12 +17,15 @@ Methods and peer configurations:
 
 - medlab: ``ml.timeseries.fit_kinetics`` with its defaults (in blocks of 8192
   rows, one chunk of blocks per core: one float32 matrix product projects every
-  curve on the 13-dimensional basis of the model curves; there, the exact Tofts
-  model on a grid of ln kep (a second small product), a parabola, and one
-  Gauss-Newton step on ln kep with Ktrans eliminated, kept where it lowers the
-  SSE; a second 96-point search in the flat valleys above kep 20/min; the
-  ve <= 1 bound), the Murase linear fit alone (``search=False, polish=False``),
-  and ``refine=True`` (batched Levenberg-Marquardt).
+  curve on the 13-dimensional basis of the model curves, a second small one
+  gives the exact Tofts model's fit on a 32-point grid of ln kep; then compiled
+  loops (numba) per voxel: the grid's argmax and a parabola, one Gauss-Newton
+  step on ln kep with Ktrans eliminated, kept where it lowers the SSE; a second
+  96-point search in the flat valleys above kep 20/min; the ve <= 1 bound), the
+  Murase linear fit alone (``search=False, polish=False``), and ``refine=True``
+  (batched Levenberg-Marquardt). The numba kernels are compiled before the
+  timed rounds (the warm-up call; from numba's cache after the first run on a
+  machine).
 - closed-form linear fit (the strongest vectorised peer we know): Murase's
   linear equations in plain numpy on the float32 input, in blocks of 2048 rows
   (they stay in cache): one float32 matrix product with ``[L' | a | L'a]``
@@ -224,7 +227,10 @@ def run_case(name: str, shape, n_frames: int, sigma: float, n_cf: int, repeat: i
     aif = ml.timeseries.parker_aif(delay_s=30)
     print(f"\n[{name}] {shape[2]}x{shape[1]}x{shape[0]} x {n_frames} frames (every 5 s) = "
           f"{n_vox} voxels, noise {sigma} mM, Parker AIF at 30 s")
-    ml.timeseries.fit_kinetics(img, aif)  # warm-up (imports, look-up table)
+    start = time.perf_counter()
+    ml.timeseries.fit_kinetics(img, aif)  # warm-up (imports, look-up table, numba kernels)
+    print(f"medlab's first call (look-up table; numba: import, and compile or load from its "
+          f"cache): {time.perf_counter() - start:.2f} s, not in the timings")
     flat64 = img.array.reshape(-1, n_frames).astype(float)
     closed = ClosedFormLinear(img.frame_times_s)
     blas = ThreadpoolController()

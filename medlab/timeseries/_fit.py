@@ -33,26 +33,28 @@ voxel in the reduced basis of the model curves (:meth:`ConvTable.reduced`,
 of the whole kep range is exact to 2e-5): one ``(N, T) x (T, r + 1)`` matrix
 product ``z = C @ [basis | 1]``, in the data's own precision (float32 images
 stay float32), and ``C.C`` are the only passes over the data. In that basis
-the grid search is the argmax of ``z`` against 32 normalised grid curves,
-refined by a parabola; one Gauss-Newton step on ln(kep) (variable
-projection, as the polish) follows, kept only where it lowers the SSE, and
-the SSE is exact at the point kept (a point of the dense table, 1.2e-3
-apart in ln kep). Where kep > 20/min the SSE valley in ln(kep) is flat (the
-tissue curve follows the AIF) and one step does not settle it: there a second
-search on 96 points of ln(kep) from 10/min to the upper bound (one small
-matrix product for those voxels) and its parabola settle it, at the nearest
-dense point. Voxels above ``ve_max`` are fitted on the bound
-``Ktrans = ve_max kep`` (two Gauss-Newton steps in ln kep). The rows are
-fitted in blocks of 8192 (few numpy calls per voxel), one chunk of blocks per
-core; the few voxels of flat valleys and of the bound are batched per chunk.
+the grid search is the argmax of ``z`` against 32 normalised grid curves (a
+second, small matrix product), refined by a parabola; one Gauss-Newton step on
+ln(kep) (variable projection, as the polish) follows, kept only where it
+lowers the SSE, and the SSE is exact at the point kept (a point of the dense
+table, 1.2e-3 apart in ln kep). Where kep > 20/min the SSE valley in ln(kep)
+is flat (the tissue curve follows the AIF) and one step does not settle it:
+there a second search on 96 points of ln(kep) from 10/min to the upper bound
+and its parabola settle it, at the nearest dense point. Voxels above
+``ve_max`` are fitted on the bound ``Ktrans = ve_max kep`` (Gauss-Newton in
+ln kep, three evaluations). Everything after the two matrix products is a
+compiled loop per voxel (numba, :mod:`._tofts_kernel`: each step one loop over
+a block of 8192 rows, no temporaries; compiled on the first call on a machine,
+about 5 s per dtype on the busy 2-core machine, then loaded from numba's
+cache), one chunk of blocks per core in threads (the loops release the GIL).
 It reaches the least-squares minimum of the exact model (within 1e-3 of
 scipy's bounded fit's SSE for 95% of voxels, tests/test_timeseries.py)
-without the linearisation as a start. Its cost per voxel hardly depends on
-the number of frames: on an idle 2-core machine about 2.3M voxels/s, 0.4x the
-speed of the closed-form linear fit in numpy (its blocked float32 form) with 60
-frames and 0.2x with 30, where that fit's one product is half the size
-(bench_dce.py; on a busy machine the ratio rose to 0.7-0.9x, since load slows
-that fit's BLAS threads more).
+without the linearisation as a start. One core fits the 64x64x16 volume of
+bench_dce.py in about 9 ms of CPU with 60 frames and with 30 (the closed-form
+linear fit in numpy, its blocked float32 form on one core: about 11 ms and
+5 ms; that fit's one product shrinks with the frames, the per-voxel steps
+here do not). Measured on a shared, busy 2-core machine (load 2-2.5), so the
+threads did not run in parallel there; see bench_dce.py for the ratios.
 
 Non-linear refinement (``refine=True``): Levenberg-Marquardt on
 ``(Ktrans, ln kep[, vp])``, batched over voxels in numpy, with the model
@@ -335,7 +337,7 @@ def _fast_tofts(c: np.ndarray, tab, ve_max: float | None, out: tuple[np.ndarray,
         b = slice(i, min(i + _BLOCK, n))
         nb = b.stop - b.start
         np.matmul(c[b], project, out=z[:nb])
-        np.matmul(z[:nb], search_unit, out=x[:nb])
+        np.matmul(z[:nb, :r], search_unit[:r], out=x[:nb])
         row_sum[b] = z[:nb, r]
         sum_squares(c[b], cc[b])
         fit_block(z[:nb], x[:nb], r, cc[b], *args, kt[b], kep[b], sse[b], xf, j_buf[:nb], bound, trial)

@@ -49,12 +49,15 @@ def _vertex(x: np.ndarray, i: int, first: float, spacing: float, edges: bool) ->
     its neighbours (within them); with ``edges`` an argmax at either end stays there (a
     bound of kep)."""
     n = x.shape[1]
-    m = 0
-    best = x[i, 0]
-    for g in range(1, n):
-        if x[i, g] > best:
-            best = x[i, g]
-            m = g
+    # the first argmax without branches: each score's float64 bits, made monotonic
+    # (negatives flipped), with the reversed index in the 29 low bits that float32's
+    # precision leaves zero
+    key = np.int64(-9223372036854775807)
+    for g in range(n):
+        b = np.float64(x[i, g]).view(np.int64)
+        b ^= (b >> 63) & np.int64(9223372036854775807)
+        key = max(key, (b & ~np.int64(1023)) | np.int64(1023 - g))
+    m = 1023 - np.int64(key & 1023)
     inner = min(max(m, 1), n - 2)
     x0, x1, x2 = np.float64(x[i, inner - 1]), np.float64(x[i, inner]), np.float64(x[i, inner + 1])
     curv = x1 + x1 - x0 - x2
@@ -138,6 +141,8 @@ def fit_block(z, x, r, cc, search_spacing, pair, ee_rows, ee_pair, kep_dense, fl
     # 3. the trial point kept where it lowers the SSE (exact there: a dense point)
     for i in range(n):
         j1 = int(kep[i])
+        if j1 == j_buf[i]:
+            continue
         g = _dot(pair, j1, 0, z, i, r)
         k1 = max(g, 0.0) / ee_rows[j1]
         if g * k1 > f[i]:
