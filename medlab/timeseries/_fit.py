@@ -49,12 +49,15 @@ about 5 s per dtype on the busy 2-core machine, then loaded from numba's
 cache), one chunk of blocks per core in threads (the loops release the GIL).
 It reaches the least-squares minimum of the exact model (within 1e-3 of
 scipy's bounded fit's SSE for 95% of voxels, tests/test_timeseries.py)
-without the linearisation as a start. One core fits the 64x64x16 volume of
-bench_dce.py in about 9 ms of CPU with 60 frames and with 30 (the closed-form
-linear fit in numpy, its blocked float32 form on one core: about 11 ms and
-5 ms; that fit's one product shrinks with the frames, the per-voxel steps
-here do not). Measured on a shared, busy 2-core machine (load 2-2.5), so the
-threads did not run in parallel there; see bench_dce.py for the ratios.
+without the linearisation as a start. Measured on the shared 2-core machine
+while it was busy (load 2-3; the fastest of 20 interleaved rounds, one
+thread, CPU time): ``fit_kinetics`` on the 64x64x16 volume of bench_dce.py takes about 11 ms
+with 60 frames and with 30 (the former numpy steps: 17 ms), where the
+closed-form linear fit in numpy (its blocked float32 form) takes 11 ms and
+5 ms: level with 60 frames, 0.4x with 30, since that fit's one product
+shrinks with the frames and the per-voxel steps here do not. The chunk
+threads can halve the wall time only where both cores are free; the machine
+was never idle during this change (bench_dce.py prints both clocks).
 
 Non-linear refinement (``refine=True``): Levenberg-Marquardt on
 ``(Ktrans, ln kep[, vp])``, batched over voxels in numpy, with the model
