@@ -824,7 +824,7 @@ def test_default_fit_without_numba_names_the_fix(monkeypatch):
     times = np.arange(30) * 5.0
     aif = ts.parker_aif(delay_s=30)
     curve = ts.tofts(times, aif, ktrans=0.2, ve=0.3)
-    with pytest.raises(ModuleNotFoundError, match=r"numba.*refine=True"):
+    with pytest.raises(ml.errors.MissingDependencyError, match=r"numba.*refine=True"):
         ts.fit_curves(times, curve, aif)
     res = ts.fit_curves(times, curve, aif, refine=True)
     np.testing.assert_allclose(res["ktrans"], 0.2, rtol=1e-2)

@@ -83,6 +83,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .._optional import import_optional
 from ..image import Image
 from ._aif import AIF
 from ._common import TimeSeriesError, require_series, spatial_mask
@@ -311,16 +312,11 @@ def _fast_tofts(c: np.ndarray, tab, ve_max: float | None, out: tuple[np.ndarray,
     ``out``; a row that is not finite has a sum that is not finite, and is fitted
     as zeros.
     """
-    try:
-        from ._tofts_kernel import fit_block, sum_squares
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("numba", "llvmlite"):
-            raise
-        raise ModuleNotFoundError(
-            f"the default Tofts fit needs numba, a dependency of medlab ({exc}): install it "
-            "with pip install 'numba>=0.60' (or reinstall medlab), or fit without it: "
-            "model='tofts', refine=True (Levenberg-Marquardt) or search=False",
-            name=exc.name) from exc
+    # numba is a dependency of medlab (pyproject): a broken or missing install says what to do
+    import_optional("numba", feature="The default Tofts fit (its compiled per-voxel steps)",
+                    extra=None, hint=" -- or fit with refine=True or search=False, which do "
+                    "not need it")
+    from ._tofts_kernel import fit_block, sum_squares
 
     kt, kep, sse, cc, row_sum = out
     n = c.shape[0]
