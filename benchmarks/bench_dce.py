@@ -17,12 +17,15 @@ Methods and peer configurations:
 
 - medlab: ``ml.timeseries.fit_kinetics`` with its defaults (in blocks of 8192
   rows, one chunk of blocks per core: one float32 matrix product projects every
-  curve on the 13-dimensional basis of the model curves; there, the exact Tofts
-  model on a grid of ln kep (a second small product), a parabola, and one
-  Gauss-Newton step on ln kep with Ktrans eliminated, kept where it lowers the
-  SSE; a second 96-point search in the flat valleys above kep 20/min; the
-  ve <= 1 bound), the Murase linear fit alone (``search=False, polish=False``),
-  and ``refine=True`` (batched Levenberg-Marquardt).
+  curve on the 13-dimensional basis of the model curves, a second small one
+  gives the exact Tofts model's fit on a 32-point grid of ln kep; then compiled
+  loops (numba) per voxel: the grid's argmax and a parabola, one Gauss-Newton
+  step on ln kep with Ktrans eliminated, kept where it lowers the SSE; a second
+  96-point search in the flat valleys above kep 20/min; the ve <= 1 bound), the
+  Murase linear fit alone (``search=False, polish=False``), and ``refine=True``
+  (batched Levenberg-Marquardt). The numba kernels are compiled before the
+  timed rounds (the warm-up call; from numba's cache after the first run on a
+  machine).
 - closed-form linear fit (the strongest vectorised peer we know): Murase's
   linear equations in plain numpy on the float32 input, in blocks of 2048 rows
   (they stay in cache): one float32 matrix product with ``[L' | a | L'a]``
@@ -52,7 +55,12 @@ fit (>= 2M voxels/s on the issue author's machine) at least at its accuracy,
 and on the noisy case at least curve_fit's accuracy. Timings are medians of
 ``--repeat`` interleaved rounds (wall clock; the CPU time of the calling
 process, all threads, is printed next to them: on a shared machine it is the
-steadier of the two). medlab uses its chunk threads (one per core, up to 8).
+steadier of the two), with a pause of 0.25 s before each timed call (not with
+``--quick``): OpenBLAS's worker threads spin for about 0.1 s after a threaded
+product (the BLAS-threaded peer's, and the cumsum form's matrix-vector
+products), and without the pause they ran, and counted, in the next
+method's time (medlab's CPU time rose from ~21 to ~31 ms per call after that
+peer on the busy machine). medlab uses its chunk threads (one per core, up to 8).
 Prints the numbers; never fails on a ratio.
 """
 
@@ -216,7 +224,8 @@ class ClosedFormLinear:
             return kt, kt / kep
 
 
-def run_case(name: str, shape, n_frames: int, sigma: float, n_cf: int, repeat: int) -> None:
+def run_case(name: str, shape, n_frames: int, sigma: float, n_cf: int, repeat: int,
+             pause_s: float = 0.0) -> None:
     import medlab as ml
 
     img, kt_true, ve_true = make_volume(shape, n_frames, sigma=sigma)
@@ -224,7 +233,10 @@ def run_case(name: str, shape, n_frames: int, sigma: float, n_cf: int, repeat: i
     aif = ml.timeseries.parker_aif(delay_s=30)
     print(f"\n[{name}] {shape[2]}x{shape[1]}x{shape[0]} x {n_frames} frames (every 5 s) = "
           f"{n_vox} voxels, noise {sigma} mM, Parker AIF at 30 s")
-    ml.timeseries.fit_kinetics(img, aif)  # warm-up (imports, look-up table)
+    start = time.perf_counter()
+    ml.timeseries.fit_kinetics(img, aif)  # warm-up (imports, look-up table, numba kernels)
+    print(f"medlab's first call (look-up table; numba: import, and compile or load from its "
+          f"cache): {time.perf_counter() - start:.2f} s, not in the timings")
     flat64 = img.array.reshape(-1, n_frames).astype(float)
     closed = ClosedFormLinear(img.frame_times_s)
     blas = ThreadpoolController()
@@ -249,6 +261,9 @@ def run_case(name: str, shape, n_frames: int, sigma: float, n_cf: int, repeat: i
     out = {}
     for _ in range(repeat):  # interleaved rounds
         for key, fn in methods.items():
+            # OpenBLAS's worker threads spin for ~0.1 s after a threaded product: let them
+            # sleep, so they do not run in the next method's time (and CPU time)
+            time.sleep(pause_s)
             start, start_cpu = time.perf_counter(), time.process_time()
             out[key] = fn()
             wall[key].append(time.perf_counter() - start)
@@ -311,8 +326,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="interleaved timing rounds")
     args = parser.parse_args()
     shape, n_cf = ((4, 16, 16), 40) if args.quick else ((16, 64, 64), 300)
-    run_case("clean", shape, 60, 0.01, n_cf, args.repeat)
-    run_case("noisy, short", shape, 30, 0.05, n_cf, args.repeat)
+    pause = 0.0 if args.quick else 0.25
+    run_case("clean", shape, 60, 0.01, n_cf, args.repeat, pause)
+    run_case("noisy, short", shape, 30, 0.05, n_cf, args.repeat, pause)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 from conftest import REPO
 
 HEAVY = ("SimpleITK", "pydicom", "pandas", "scipy", "nibabel", "matplotlib", "duckdb",
-         "highdicom", "PIL", "skimage", "tqdm", "IPython", "ipywidgets")
+         "highdicom", "PIL", "skimage", "tqdm", "IPython", "ipywidgets", "numba", "llvmlite")
 SUBPACKAGES = ("cohort", "data", "diffusion", "filters", "io", "measure", "privacy",
                "registration", "report", "segmentation", "timeseries", "view")
 

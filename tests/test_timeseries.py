@@ -505,6 +505,39 @@ def test_default_fit_flat_valleys_reach_scipy_bounded_minimum():
     assert at_bound.sum() >= 3 and np.all(res["kep"][at_bound] > 95)
 
 
+def test_default_fit_on_the_ve_bound_reaches_scipy_bounded_minimum():
+    # the default fit's compiled steps for curves whose unbounded fit has ve > 1 (noisy
+    # curves of large ve, short acquisitions): fitted on the bound ve = 1 (Ktrans = kep),
+    # judged against scipy's bounded least squares in (Ktrans, ve) on an independent FFT
+    # model, from the truth and from medlab's estimate
+    from scipy.optimize import least_squares
+
+    rng = np.random.default_rng(31)
+    kt = np.tile([0.02, 0.05, 0.1, 0.2], 10)
+    ve = np.repeat([0.6, 0.8, 0.9, 0.95, 1.0], 8)
+    times = np.arange(30) * 5.0
+    model = FFTTofts(times, lambda t: parker_plasma_ref(t, 30.0), dt=0.1)
+    noisy = (model(kt, ve) + rng.normal(0, 0.03, (kt.size, times.size))).astype(np.float32)
+    res = ts.fit_curves(times, noisy, ts.parker_aif(delay_s=30))
+    on_bound = res["ve"] > 0.999
+    assert on_bound.sum() >= 8  # the bound's path is exercised
+    assert np.all(res["ve"] <= 1.0 + 1e-6)
+    ours = ((model(res["ktrans"], res["ve"]) - noisy) ** 2).sum(axis=1)
+    best, best_ve = np.full(kt.size, np.inf), np.zeros(kt.size)
+    for i, row in enumerate(noisy):
+        for start in ((kt[i], ve[i]), (res["ktrans"][i], res["ve"][i])):
+            fit = least_squares(lambda p, row=row: model(p[0], p[1])[0] - row,
+                                np.clip(start, [1e-4, 2e-3], [4.9, 0.999]),
+                                bounds=([0, 1e-3], [5, 1]), x_scale=[0.1, 0.1])
+            if 2 * fit.cost < best[i]:
+                best[i], best_ve[i] = 2 * fit.cost, fit.x[1]
+    excess = (ours - best) / best
+    print(f"ve bound: {on_bound.sum()} of {kt.size} on it (scipy: "
+          f"{np.count_nonzero(best_ve > 0.999)}); SSE excess over scipy median "
+          f"{np.median(excess):.1e}, max {excess.max():.1e}")
+    assert np.median(excess) < 1e-5 and excess.max() < 1e-3
+
+
 def test_default_fit_float32_and_float64_agree_and_bad_rows():
     # the default works on float32 curves in their own precision: same parameters as the
     # float64 fit (within what float32 data can say), a known Tofts curve recovered
@@ -779,3 +812,19 @@ def test_lazy_import():
 
     assert importlib.import_module("medlab").timeseries is ts
     assert "timeseries" in ml.__all__
+
+
+def test_default_fit_without_numba_names_the_fix(monkeypatch):
+    # the default Tofts fit's compiled steps need numba (a dependency): without it the
+    # error names the package and the fits that do not need it, which still work
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.delitem(sys.modules, "medlab.timeseries._tofts_kernel", raising=False)
+    times = np.arange(30) * 5.0
+    aif = ts.parker_aif(delay_s=30)
+    curve = ts.tofts(times, aif, ktrans=0.2, ve=0.3)
+    with pytest.raises(ml.errors.MissingDependencyError, match=r"numba.*refine=True"):
+        ts.fit_curves(times, curve, aif)
+    res = ts.fit_curves(times, curve, aif, refine=True)
+    np.testing.assert_allclose(res["ktrans"], 0.2, rtol=1e-2)

@@ -33,26 +33,31 @@ voxel in the reduced basis of the model curves (:meth:`ConvTable.reduced`,
 of the whole kep range is exact to 2e-5): one ``(N, T) x (T, r + 1)`` matrix
 product ``z = C @ [basis | 1]``, in the data's own precision (float32 images
 stay float32), and ``C.C`` are the only passes over the data. In that basis
-the grid search is the argmax of ``z`` against 32 normalised grid curves,
-refined by a parabola; one Gauss-Newton step on ln(kep) (variable
-projection, as the polish) follows, kept only where it lowers the SSE, and
-the SSE is exact at the point kept (a point of the dense table, 1.2e-3
-apart in ln kep). Where kep > 20/min the SSE valley in ln(kep) is flat (the
-tissue curve follows the AIF) and one step does not settle it: there a second
-search on 96 points of ln(kep) from 10/min to the upper bound (one small
-matrix product for those voxels) and its parabola settle it, at the nearest
-dense point. Voxels above ``ve_max`` are fitted on the bound
-``Ktrans = ve_max kep`` (two Gauss-Newton steps in ln kep). The rows are
-fitted in blocks of 8192 (few numpy calls per voxel), one chunk of blocks per
-core; the few voxels of flat valleys and of the bound are batched per chunk.
+the grid search is the argmax of ``z`` against 32 normalised grid curves (a
+second, small matrix product), refined by a parabola; one Gauss-Newton step on
+ln(kep) (variable projection, as the polish) follows, kept only where it
+lowers the SSE, and the SSE is exact at the point kept (a point of the dense
+table, 1.2e-3 apart in ln kep). Where kep > 20/min the SSE valley in ln(kep)
+is flat (the tissue curve follows the AIF) and one step does not settle it:
+there a second search on 96 points of ln(kep) from 10/min to the upper bound
+and its parabola settle it, at the nearest dense point. Voxels above
+``ve_max`` are fitted on the bound ``Ktrans = ve_max kep`` (Gauss-Newton in
+ln kep, three evaluations). Everything after the two matrix products is a
+compiled loop per voxel (numba, :mod:`._tofts_kernel`: each step one loop over
+a block of 8192 rows, no temporaries; compiled on the first call on a machine,
+about 5 s per dtype on the busy 2-core machine, then loaded from numba's
+cache), one chunk of blocks per core in threads (the loops release the GIL).
 It reaches the least-squares minimum of the exact model (within 1e-3 of
 scipy's bounded fit's SSE for 95% of voxels, tests/test_timeseries.py)
-without the linearisation as a start. Its cost per voxel hardly depends on
-the number of frames: on an idle 2-core machine about 2.3M voxels/s, 0.4x the
-speed of the closed-form linear fit in numpy (its blocked float32 form) with 60
-frames and 0.2x with 30, where that fit's one product is half the size
-(bench_dce.py; on a busy machine the ratio rose to 0.7-0.9x, since load slows
-that fit's BLAS threads more).
+without the linearisation as a start. Measured on the shared 2-core machine
+while it was busy (load 2-3; the fastest of 20 interleaved rounds, one
+thread, CPU time): ``fit_kinetics`` on the 64x64x16 volume of bench_dce.py takes about 11 ms
+with 60 frames and with 30 (the former numpy steps: 17 ms), where the
+closed-form linear fit in numpy (its blocked float32 form) takes 11 ms and
+5 ms: level with 60 frames, 0.4x with 30, since that fit's one product
+shrinks with the frames and the per-voxel steps here do not. The chunk
+threads can halve the wall time only where both cores are free; the machine
+was never idle during this change (bench_dce.py prints both clocks).
 
 Non-linear refinement (``refine=True``): Levenberg-Marquardt on
 ``(Ktrans, ln kep[, vp])``, batched over voxels in numpy, with the model
@@ -78,6 +83,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .._optional import import_optional
 from ..image import Image
 from ._aif import AIF
 from ._common import TimeSeriesError, require_series, spatial_mask
@@ -285,219 +291,57 @@ def _best_on_grid(score: np.ndarray, grid_u: np.ndarray) -> np.ndarray:
 def _fast_tofts(c: np.ndarray, tab, ve_max: float | None, out: tuple[np.ndarray, ...]) -> None:
     """The default Tofts fit of the rows of ``c`` (one chunk, float32 or float64).
 
-    In blocks of ``_BLOCK`` rows (few numpy calls per row, the largest temporary
-    allocated once):
+    In blocks of ``_BLOCK`` rows:
 
-    1. ``z = C @ basis`` and the row sums in one matrix product (the only pass over
-       the data besides ``C.C``); every later step works on the r-vectors ``z``.
-    2. Global search: ``E.C / |E|`` on a grid of ln(kep) (one small matrix
-       product), its argmax refined by a parabola through the neighbours.
-    3. One Gauss-Newton step on ln(kep) with Ktrans eliminated (variable
-       projection, as :func:`_polish`) from there, kept only where it lowers the
-       SSE, which is evaluated exactly at the point kept (a point of the dense
-       table, where ``E`` is exact).
-
-    Then, for the few rows of the chunk that need it:
-
-    4. Flat valleys (kep > 20/min: the tissue curve follows the AIF, the SSE hardly
-       depends on kep and one step does not settle it, issue 6): a second search on
-       the points of ln(kep) from kep 10/min to the upper bound (one small matrix
-       product), a parabola, the SSE exact at the nearest dense point, kept where it
-       is lower.
-    5. Above ``ve_max``: the fit on the bound (:func:`_on_ve_bound`), started where
-       kep = Ktrans / ve_max.
+    1. ``z = C @ [basis | 1]`` (one BLAS product: the only pass over the data besides
+       ``C.C``, which a compiled loop sums); every later step works on the r-vectors.
+    2. The grid scores ``E.C / |E|`` of ln(kep), ``x = z @ search_unit`` (a second,
+       small BLAS product).
+    3. The compiled steps (:func:`._tofts_kernel.fit_block`): the argmax of each row's
+       scores refined by a parabola through the neighbours; one Gauss-Newton step on
+       ln(kep) with Ktrans eliminated (variable projection, as :func:`_polish`), kept
+       only where it lowers the SSE, which is evaluated exactly at the point kept (a
+       point of the dense table, where ``E`` is exact); for the rows whose kep is
+       above 20/min, where the SSE valley is flat and one step does not settle it
+       (issue 6), a second search on the points of ln(kep) from kep 10/min to the
+       upper bound, its parabola and the SSE at the nearest dense point, kept where
+       it is lower; above ``ve_max``, the fit on the bound ``Ktrans = ve_max kep``
+       (Gauss-Newton on ln kep, three evaluations) from kep = Ktrans / ve_max.
 
     Writes ``ktrans``, ``kep``, the SSE, each row's ``C.C`` and sum (float64) into
     ``out``; a row that is not finite has a sum that is not finite, and is fitted
     as zeros.
     """
+    # numba is a dependency of medlab (pyproject): a broken or missing install says what to do
+    import_optional("numba", feature="The default Tofts fit (its compiled per-voxel steps)",
+                    extra=None, hint=" -- or fit with refine=True or search=False, which do "
+                    "not need it")
+    from ._tofts_kernel import fit_block, sum_squares
+
     kt, kep, sse, cc, row_sum = out
     n = c.shape[0]
-    z = np.empty((n, tab.project[c.dtype].shape[1]), dtype=c.dtype)
-    j = np.empty(n, dtype=np.intp)
-    # the blocks' largest temporary, allocated once (a fresh one of this size is new
-    # pages from the system every time)
-    scratch = np.empty((min(n, _BLOCK), tab.search_u.size), dtype=c.dtype)
+    dt = c.dtype
+    r = tab.basis.shape[1]
+    project, search_unit = tab.project[dt], tab.search_unit[dt]
+    m = min(n, _BLOCK)
+    z = np.empty((m, project.shape[1]), dtype=dt)
+    x = np.empty((m, search_unit.shape[1]), dtype=dt)
+    xf = np.empty((1, tab.flat_j.size), dtype=dt)
+    j_buf, bound, trial = (np.empty(m, dtype=np.intp) for _ in range(3))
+    args = ((tab.search_u[1] - tab.search_u[0]) / tab.step_dense, tab.pair[dt], tab.ee_rows,
+            tab.ee_pair, tab.kep_dense, tab.flat_from, tab.flat_j, tab.flat_unit[dt],
+            tab.step_dense, _POLISH_STEP / tab.step_dense,
+            -1.0 if ve_max is None else float(ve_max))
     for i in range(0, n, _BLOCK):
         b = slice(i, min(i + _BLOCK, n))
-        _fast_block(c[b], tab, z[b], j[b], kt[b], sse[b], cc[b], row_sum[b], scratch)
-    f = sse  # the SSE reduction Ktrans E.C until the end
-    # flat valleys: a search of the kep range above 10/min
-    flat = np.flatnonzero(j >= tab.flat_from)
-    if flat.size:
-        zf = z.take(flat, axis=0)
-        fj = tab.flat_j
-        jf = _vertex_index(zf @ tab.flat_unit[c.dtype], fj[0], (fj[-1] - fj[0]) / (fj.size - 1),
-                           True)
-        np.minimum(jf, tab.u_dense.size - 1, out=jf)
-        kt1, f1 = _fit_at(jf, zf, tab)
-        better = f1 > f.take(flat)
-        won = flat[better]
-        j[won], kt[won], f[won] = jf[better], kt1[better], f1[better]
-    if ve_max is not None:
-        redo = np.flatnonzero(kt > ve_max * tab.kep_dense.take(j))
-        if redo.size:
-            start = _nearest(np.log(kt[redo] / ve_max), tab)
-            j[redo], f[redo] = _on_ve_bound(z.take(redo, axis=0), start, tab, ve_max)
-            kt[redo] = ve_max * tab.kep_dense.take(j[redo])
-    tab.kep_dense.take(j, out=kep)
-    np.subtract(cc, f, out=sse)
+        nb = b.stop - b.start
+        np.matmul(c[b], project, out=z[:nb])
+        np.matmul(z[:nb, :r], search_unit[:r], out=x[:nb])
+        row_sum[b] = z[:nb, r]
+        sum_squares(c[b], cc[b])
+        fit_block(z[:nb], x[:nb], r, cc[b], *args, kt[b], kep[b], sse[b], xf, j_buf[:nb], bound, trial)
+    np.subtract(cc, sse, out=sse)
     np.maximum(sse, 0.0, out=sse)
-
-
-def _fast_block(c: np.ndarray, tab, z: np.ndarray, j: np.ndarray, kt: np.ndarray,
-                f: np.ndarray, cc: np.ndarray, row_sum: np.ndarray,
-                scratch: np.ndarray) -> None:
-    """Steps 1-3 of :func:`_fast_tofts` for one block: fills ``z`` (``C @ project``: the
-    coordinates in the basis, the row sum, zeros), the dense index ``j``, Ktrans, the SSE
-    reduction ``f``, ``C.C`` and the row sums. ``scratch``: a buffer of at least the
-    block's rows for the grid scores."""
-    dt = c.dtype
-    n = c.shape[0]
-    x = scratch[:n]
-    np.matmul(c, tab.project[dt], out=z)
-    row_sum[...] = z[:, tab.basis.shape[1]]
-    cc[...] = np.einsum("nt,nt->n", c, c)
-    bad = ~np.isfinite(row_sum)
-    if bad.any():  # NaN / inf rows: fitted as zeros, masked by the caller
-        z[bad] = 0.0
-        cc[bad] = 0.0
-    # global search: the grid point of largest E.C / |E|, refined by a parabola
-    np.matmul(z, tab.search_unit[dt], out=x)
-    j[...] = _vertex_index(x, 0.0, (tab.search_u[1] - tab.search_u[0]) / tab.step_dense, False)
-    # one Gauss-Newton step from there, on the dense table (see _polish for the algebra);
-    # ln(kep) is rounded to the table's points (1.2e-3 apart), where E is exact
-    last = tab.u_dense.size - 2
-    np.minimum(j, last, out=j)
-    g, g1 = np.einsum("nkt,nt->kn", tab.pair[dt].take(j, axis=0), z)
-    h, hp, e2 = tab.ee_pair32.take(j, axis=0).T
-    kt1 = np.maximum(g, 0.0)
-    kt1 /= h
-    f[...] = g * kt1
-    kt[...] = kt1
-    # du = (g1 - kt hp / 2) / (kt (e2 - hp^2 / (4 h))), in dense steps
-    denom = hp * hp
-    denom *= 0.25
-    denom /= h
-    np.subtract(e2, denom, out=denom)
-    denom *= kt1
-    hp *= kt1
-    hp *= -0.5
-    hp += g1
-    du = np.zeros_like(hp)
-    np.divide(hp, denom, out=du, where=denom > 0)
-    limit = _POLISH_STEP / tab.step_dense
-    np.minimum(du, limit, out=du)
-    np.maximum(du, -limit, out=du)
-    du += 0.5
-    np.floor(du, out=du)
-    j1 = du.astype(np.intp)
-    j1 += j
-    np.maximum(j1, 0, out=j1)
-    np.minimum(j1, last, out=j1)
-    kt1, f1 = _fit_at(j1, z, tab)
-    better = f1 > f
-    np.copyto(j, j1, where=better)
-    np.copyto(kt, kt1, where=better)
-    np.copyto(f, f1, where=better)
-
-
-_BASE: dict[int, np.ndarray] = {}
-
-
-def _vertex_index(x: np.ndarray, first: float, spacing: float, edges: bool) -> np.ndarray:
-    """Dense-table index nearest to the maximum of each row of ``x`` (scores on a grid
-    whose point ``i`` is dense index ``first + i spacing``): the argmax, refined by a
-    parabola through its neighbours (within them). With ``edges``, an argmax at either
-    end of the grid is kept there (a bound of kep)."""
-    n, n_grid = x.shape
-    m = np.argmax(x, axis=1)
-    inner = np.maximum(m, 1)
-    np.minimum(inner, n_grid - 2, out=inner)
-    base = _BASE.get(n_grid)
-    if base is None or base.size < n:
-        base = _BASE[n_grid] = np.arange(0, max(n, _BLOCK) * n_grid, n_grid)
-    at = inner + base[:n]
-    xf = x.ravel()
-    x1 = xf.take(at)
-    at -= 1
-    x0 = xf.take(at)
-    at += 2
-    x2 = xf.take(at)
-    curv = x1 + x1
-    curv -= x0
-    curv -= x2
-    shift = x2 - x0
-    shift *= 0.5
-    # (x2 - x0) / (2 curv) where curv > 0, else 0; within one grid step
-    up = curv > 0
-    np.copyto(curv, 1.0, where=~up)
-    shift *= up
-    shift /= curv
-    np.minimum(shift, 1.0, out=shift)
-    np.maximum(shift, -1.0, out=shift)
-    if edges:
-        np.copyto(shift, 1.0, where=m == n_grid - 1)
-        np.copyto(shift, -1.0, where=m == 0)
-    pos = inner + shift.astype(np.float64)
-    pos *= spacing
-    pos += first + 0.5
-    return pos.astype(np.intp)
-
-
-def _fit_at(j: np.ndarray, z: np.ndarray, tab) -> tuple[np.ndarray, np.ndarray]:
-    """Best Ktrans and the SSE reduction ``Ktrans E.C`` at dense table points ``j``."""
-    g = np.einsum("nt,nt->n", tab.rows[z.dtype].take(j, axis=0), z).astype(np.float64)
-    kt = np.maximum(g, 0.0)
-    kt /= tab.ee_rows.take(j)
-    g *= kt
-    return kt, g
-
-
-def _nearest(u: np.ndarray, tab) -> np.ndarray:
-    """The dense table point nearest to each ln(kep) (within the table's intervals)."""
-    pos = u - tab.bounds[0]
-    pos *= 1.0 / tab.step_dense
-    pos += 0.5
-    j = pos.astype(np.intp)
-    return np.clip(j, 0, tab.u_dense.size - 2, out=j)
-
-
-def _on_ve_bound(z: np.ndarray, j: np.ndarray, tab, ve_max: float
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tofts fit on the bound ``ve = ve_max`` from the table points ``j`` (default fit).
-
-    The model is ``a E(u)`` with ``a = ve_max exp(u)``; Gauss-Newton on ``u`` with
-    ``J = a (E + E')``, each step kept where it lowers the SSE (three at most). Returns
-    the dense index of kep (Ktrans is ``ve_max kep``) and the SSE reduction
-    ``2 a E.C - a^2 E.E``.
-    """
-    pair = tab.pair[z.dtype]
-    step = tab.step_dense
-    last = tab.u_dense.size - 2
-    best_j = j.copy()
-    best_f = np.full(j.size, -np.inf)
-    for it in range(3):
-        g, g1 = np.einsum("nkt,nt->kn", pair.take(j, axis=0), z).astype(np.float64)
-        e3 = tab.ee_pair.take(j, axis=0)
-        h, hp, e2 = e3[:, 0], e3[:, 1], e3[:, 2]
-        a = tab.kep_dense.take(j)
-        a *= ve_max
-        f = a * (2 * g - a * h)
-        better = f > best_f
-        np.copyto(best_j, j, where=better)
-        np.copyto(best_f, f, where=better)
-        if it == 2:
-            break
-        # J.r and J.J with E' = diff / step, in table steps
-        jr = (g * step + g1) - a * (h * step + 0.5 * hp)
-        jj = a * (h * step * step + hp * step + e2)
-        du = np.zeros_like(jr)
-        np.divide(jr, jj, out=du, where=(jj > 0) & better)
-        np.clip(du, -_POLISH_STEP / step, _POLISH_STEP / step, out=du)
-        du += 0.5
-        j = np.clip(best_j + np.floor(du).astype(np.intp), 0, last)
-    return best_j, best_f
 
 
 def _vertex(u: np.ndarray, step: float, s0: np.ndarray, s1: np.ndarray, s2: np.ndarray

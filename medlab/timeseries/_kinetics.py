@@ -190,9 +190,8 @@ class ConvTable:
         - ``search_u`` (G,) and ``search_unit[dtype]`` (w, G): a grid of ln(kep)
           and its unit-norm curves, so ``z @ search_unit`` is ``E.C / |E|`` there;
         - ``pair[dtype]`` (M - 1, 2, w): ``[E | E']`` of each dense interval, and
-          ``rows[dtype]`` (M, w): ``E`` at each dense point; ``ee_rows`` (M,):
-          ``E.E`` there, and ``ee_pair`` (M - 1, 3): ``ee`` of each interval (and
-          ``ee_pair32``, in float32);
+          ``ee_rows`` (M,): ``E.E`` at each dense point, and ``ee_pair`` (M - 1, 3):
+          ``ee`` of each interval;
         - ``kep_dense`` (M,): kep at the dense points;
         - ``flat_from``: the first dense point above kep ``_FLAT_KEP``, and
           ``flat_j`` (K,), ``flat_unit[dtype]`` (w, K): dense points from kep
@@ -221,7 +220,6 @@ class ConvTable:
             pair = np.stack([red.e_dense[:-1], red.diff_dense], axis=1)
             red.ee_rows = np.einsum("mt,mt->m", e, e)
             red.ee_pair = np.ascontiguousarray(np.stack(self.ee, axis=1))
-            red.ee_pair32 = red.ee_pair.astype(np.float32)
             m = self.u_dense.size
             red.kep_dense = np.exp(self.u_dense)
             red.flat_from = int(np.searchsorted(self.u_dense, np.log(_FLAT_KEP), side="right"))
@@ -240,11 +238,10 @@ class ConvTable:
                 out[..., :rank] = a
                 return out
 
-            red.project, red.search_unit, red.pair, red.rows = {}, {}, {}, {}
+            red.project, red.search_unit, red.pair = {}, {}, {}
             red.flat_unit = {}
             for dt in (np.dtype(np.float32), np.dtype(np.float64)):
                 red.project[dt] = np.ascontiguousarray(project, dtype=dt)
-                red.rows[dt] = pad(red.e_dense, dt)
                 red.search_unit[dt] = np.ascontiguousarray(pad(search_unit, dt).T)
                 red.pair[dt] = pad(pair, dt)
                 red.flat_unit[dt] = np.ascontiguousarray(pad(flat_unit, dt).T)
