@@ -9,7 +9,7 @@ import pytest
 import medlab as ml
 from medlab.cohort import _scan
 from medlab.cohort._read import _walk
-from medlab.cohort._schema import INSTANCE_COLUMNS
+from medlab.cohort._schema import FRAME_COLUMNS, INSTANCE_COLUMNS
 from medlab.cohort._store import _INSTANCE_AT, _INSTANCE_INPUT, _arrow_table
 from medlab.geometry import ORIENTATION_DECIMALS, orientation_key
 
@@ -71,8 +71,14 @@ def test_arrow_batches_from_the_workers_hold_the_rows(items):
     assert batch["instances"].num_rows == len(rows["instances"]) > 100
     at = [_INSTANCE_AT[c] for c in _INSTANCE_INPUT]
     assert batch["inputs"] == [tuple(r[i] for i in at) for r in rows["instances"]]
-    assert batch["frames"] == rows["frames"] and batch["errors"] == rows["errors"]
-    assert _scan.read_batch([])["instances"].num_rows == 0
+    assert batch["frames"].equals(_arrow_table(FRAME_COLUMNS, rows["frames"]))
+    assert batch["frames"].num_rows == len(rows["frames"]) > 100
+    # the frame rows but for the stored record (the last column): what the series checks read
+    assert FRAME_COLUMNS[-1].name == "frame_record"
+    assert batch["geometry"] == [f[:-1] for f in rows["frames"]]
+    assert batch["errors"] == rows["errors"]
+    empty = _scan.read_batch([])
+    assert empty["instances"].num_rows == empty["frames"].num_rows == 0
 
 
 @pytest.mark.parametrize("iop", [

@@ -66,7 +66,7 @@ from ..io.dicom.values import (
     to_int,
     to_str,
 )
-from ._schema import INSTANCE_COLUMNS, Column
+from ._schema import FRAME_COLUMNS, INSTANCE_COLUMNS, Column
 
 __all__ = ["parse_date", "parse_datetime", "read_batch", "read_chunk", "read_file"]
 
@@ -499,20 +499,25 @@ def read_chunk(items: list[tuple[str, int, int]]) -> dict[str, list]:
 
 
 def read_batch(items: list[tuple[str, int, int]]) -> dict[str, Any]:
-    """:func:`read_chunk`, with the instance rows as one Arrow table, built where they are read.
+    """:func:`read_chunk`, with the rows as Arrow tables, built where they are read.
 
     The work of a scan's worker process or dask task: converting the rows to
     the index's Arrow schema there keeps it off the process that writes the
-    index (which would otherwise do it alone, after the workers), and an
-    Arrow table travels back as a few buffers instead of thousands of
-    Python objects. ``inputs`` has the columns the series checks read
-    (``_INSTANCE_INPUT``, series UID first) as tuples.
+    index, and an Arrow table travels back as a few buffers instead of
+    thousands of Python objects. Returns ``instances`` and ``frames`` (Arrow
+    tables of :data:`INSTANCE_COLUMNS` and :data:`FRAME_COLUMNS`), ``inputs``
+    (the instance columns the series checks read, ``_INSTANCE_INPUT``, series
+    UID first, as tuples), ``geometry`` (the frame rows without the stored
+    frame record: the columns the series checks read) and ``errors`` (tuples).
     """
     from ._store import _INSTANCE_AT, _INSTANCE_INPUT, _arrow_table
 
     out: dict[str, Any] = read_chunk(items)
-    rows = out["instances"]
+    rows, frames = out["instances"], out["frames"]
     at = [_INSTANCE_AT[c] for c in _INSTANCE_INPUT]
+    n_geometry = len(FRAME_COLUMNS) - 1  # all but frame_record, the last
     out["inputs"] = [tuple(r[i] for i in at) for r in rows]
+    out["geometry"] = [f[:n_geometry] for f in frames]
     out["instances"] = _arrow_table(INSTANCE_COLUMNS, rows)
+    out["frames"] = _arrow_table(FRAME_COLUMNS, frames)
     return out
