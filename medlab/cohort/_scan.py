@@ -240,30 +240,50 @@ class _MemoDataset(FastDataset):
         return list(value) if isinstance(value, list) else value  # the memo's copy stays intact
 
 
-#: the header read in full (FastHeader.base None) last, and its row before the file's own
-#: location: the row of a header read by comparison with it differs only in the cells of the
-#: values that differ (FastHeader.changed)
-_ROW_BASE: list[Any] = [(None, None, None)]  # [(header, row, encoding)], replaced whole
+#: per header layout (the header read in full, FastHeader.base None), the last file of that
+#: layout whose row was made here, and its row before the file's own location: the row of a
+#: header of the same layout differs from it only in the cells of the values that differ
+#: between the two files (those of FastHeader.changed of either). Newest first, at most
+#: HeaderReader.LAYOUTS; one tuple (layout, header, row, encoding) per layout, the whole
+#: list replaced at once (threads of a dask worker may share it).
+_ROW_REFS: list[tuple] = [()]
 _ACQ_TAGS = frozenset({_T_ACQ_DT, _T_ACQ_DATE, _T_ACQ_TIME, _T_CON_DATE, _T_CON_TIME})
+
+
+def _keep_row(layout: FastHeader, fh: FastHeader, row: list[Any], encoding: str) -> None:
+    refs = _ROW_REFS[0]
+    _ROW_REFS[0] = ((layout, fh, tuple(row), encoding),
+                    *(r for r in refs if r[0] is not layout))[: HeaderReader.LAYOUTS]
 
 
 def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[Any] | None:
     """An instance row from the fast reader's values; None when pydicom must do it."""
     values = fh.values
-    base_fh, base_row, encoding = _ROW_BASE[0]
-    if fh.base is not None and fh.base is base_fh and _CHARSET not in fh.changed:
-        row = list(base_row)
-        changed = fh.changed
-        if changed:  # (values of one file, mostly: not memoised)
-            _fill_fast(row, {t: values[t] for t in changed if t in _TOP_SPECS}, _TOP_SPECS,
-                       encoding)
-            if changed & _ACQ_TAGS:
-                row[_COL["acquisition_datetime"]] = _acquisition_datetime(
-                    lambda tag: _text(values, tag))
+    layout = fh.base
+    if layout is not None and _CHARSET not in fh.changed:  # type: ignore[operator]
+        ref = next((r for r in _ROW_REFS[0] if r[0] is layout), None)
+        if ref is not None:
+            _, ref_fh, ref_row, encoding = ref
+            row = list(ref_row)
+            ref_values = ref_fh.values
+            # the values that may differ between the two files: where either differs from
+            # the layout's header (values of one file, mostly: not memoised)
+            differ = [t for t in (fh.changed | ref_fh.changed if ref_fh.changed  # type: ignore[operator]
+                                  else fh.changed)
+                      if values.get(t) != ref_values.get(t)]
+            if differ:
+                _fill_fast(row, {t: values[t] for t in differ if t in _TOP_SPECS and t in values},
+                           _TOP_SPECS, encoding)
+                if any(t not in values for t in differ if t in _TOP_SPECS):
+                    return None  # (a layout has the same tags: never here)
+                if not _ACQ_TAGS.isdisjoint(differ):
+                    row[_COL["acquisition_datetime"]] = _acquisition_datetime(
+                        lambda tag: _text(values, tag))
             if row[_COL["n_frames"]] is None and fh.pixel_offset is not None:
                 row[_COL["n_frames"]] = 1
-        _fill_location(row, path, size, mtime_ns)
-        return row
+            _keep_row(layout, fh, row, encoding)
+            _fill_location(row, path, size, mtime_ns)
+            return row
     charset = values.get(_CHARSET)
     encoding = "latin-1"
     if charset is not None:
@@ -288,7 +308,9 @@ def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[
     if row[_COL["n_frames"]] is None and fh.pixel_offset is not None:
         row[_COL["n_frames"]] = 1
     if fh.base is None:
-        _ROW_BASE[0] = (fh, tuple(row), encoding)
+        _keep_row(fh, fh, row, encoding)
+    elif _CHARSET not in fh.changed:  # type: ignore[operator]
+        _keep_row(fh.base, fh, row, encoding)  # (its layout's reference had been dropped)
     _fill_location(row, path, size, mtime_ns)
     return row
 
