@@ -253,14 +253,18 @@ def run_stages(folders: list[Path]) -> dict:
     from medlab.cohort import _index, _scan, _store
 
     spent: dict[str, float] = {}
+    depth = [0]  # a stage called inside another is counted in the outer one
 
     def timed(name: str, fn):
         def wrapper(*args, **kwargs):
+            depth[0] += 1
             c = time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                spent[name] = spent.get(name, 0.0) + time.process_time() - c
+                depth[0] -= 1
+                if not depth[0]:
+                    spent[name] = spent.get(name, 0.0) + time.process_time() - c
         return wrapper
 
     class Headers:
@@ -271,10 +275,9 @@ def run_stages(folders: list[Path]) -> dict:
     _scan._FRAMES = timed("frames (the loader's frame stage)", _scan._FRAMES)
     _scan._frame_rows = timed("frame rows (JSON records)", _scan._frame_rows)
     _store._arrow_table = timed("Arrow tables", _store._arrow_table)
-    _index.Index.__init__ = timed("DuckDB set-up (connect, schema)", _index.Index.__init__)
-    _index._connect = timed("DuckDB set-up (connect, schema)", _index._connect)
-    _index.Index._write = timed("index write (DuckDB insert, series geometry)",
-                                _index.Index._write)
+    _index.Index._setup = timed("DuckDB set-up (connect, schema)", _index.Index._setup)
+    _index.Index._insert = timed("index write: DuckDB inserts", _index.Index._insert)
+    _index.series_rows = timed("index write: series geometry", _index.series_rows)
     c0 = time.process_time()
     index = ml.cohort.scan(folders, progress=False, workers=1)
     total = time.process_time() - c0
