@@ -466,10 +466,14 @@ class Index:
             con.unregister("_uids")
         return inst, frames
 
-    def _replace_series_geometry(self, uids: set[str], rows: list[tuple]) -> None:
+    def _replace_series_geometry(self, uids: set[str], rows: list[tuple], *,
+                                 new: bool = False) -> None:
         """Replace the derived columns of the series ``uids`` with ``rows``
-        (:func:`~medlab.cohort._series.series_rows`)."""
+        (:func:`~medlab.cohort._series.series_rows`); ``new``: the index has none of them."""
         if not uids:
+            return
+        if new:
+            self._insert("series_geometry", SERIES_COLUMNS, rows)
             return
         import pyarrow as pa
 
@@ -943,9 +947,10 @@ class _ScanWriter:
             for f in b["geometry"]:
                 self.frames.setdefault(f[1], []).append(f)
         index = self.index
-        index._insert("instances", INSTANCE_COLUMNS,
-                      pa.concat_tables([b["instances"] for b in batches]))
-        index._insert("frames", FRAME_COLUMNS, pa.concat_tables([b["frames"] for b in batches]))
+        # (one chunk per column: DuckDB scans an Arrow table of many chunks much slower)
+        for table, columns in (("instances", INSTANCE_COLUMNS), ("frames", FRAME_COLUMNS)):
+            index._insert(table, columns,
+                          pa.concat_tables([b[table] for b in batches]).combine_chunks())
         index._insert("errors", ERROR_COLUMNS, [e for b in batches for e in b["errors"]])
         self._compute(self.dirty - {inputs[-1][0]} if inputs else set(self.dirty))
 
@@ -969,8 +974,9 @@ class _ScanWriter:
         self._compute(set(self.dirty))
         index = self.index
         index._insert("errors", ERROR_COLUMNS, self.dir_errors)
-        index._replace_series_geometry(self.affected, [self.geometry[u] for u in self.geometry
-                                                       if u in self.affected])
+        index._replace_series_geometry(
+            self.affected, [self.geometry[u] for u in self.geometry if u in self.affected],
+            new=self.fresh)
         index._set_meta("roots", json.dumps(self.new_roots))
         index._con.execute("COMMIT")
         self.active = False

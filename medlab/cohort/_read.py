@@ -196,6 +196,7 @@ def _worker(items: list[tuple[str, int, int]], claims: _Claims, conn: Any) -> No
             batch = read_batch(items[lo:hi])
             conn.send_bytes(pickle.dumps(("rows", lo, hi, batch), protocol=pickle.HIGHEST_PROTOCOL))
         conn.send_bytes(pickle.dumps(("done",)))
+        conn.close()
     except BaseException as exc:  # sent to the scanning process, which raises it
         text = traceback.format_exc()
         try:
@@ -206,8 +207,8 @@ def _worker(items: list[tuple[str, int, int]], claims: _Claims, conn: Any) -> No
             conn.send_bytes(blob)
         finally:
             os._exit(1)
-    finally:
-        conn.close()
+    # at once (multiprocessing's exit would run the finalisers of the parent's objects)
+    os._exit(0)
 
 
 class WorkerError(RuntimeError):
