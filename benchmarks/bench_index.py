@@ -17,9 +17,12 @@ machine may be shared):
 
 - ``medlab-2``: ``ml.cohort.scan(folder, workers=2)`` — the index in (in-memory)
   DuckDB with 60 instance columns, the loader's frames and the per-series geometry;
-  one forked worker process and the scanning process itself read the headers (it
-  sets DuckDB up while the worker starts, then reads the chunks no worker has
-  started), then it writes the index alone;
+  one forked worker process and the scanning process itself read the headers,
+  each claiming the next span of the file list (spans shrink toward the end, so
+  both finish together); the scanning process sets DuckDB up while the worker
+  starts, and inserts the rows (in file order, in batches) and computes each
+  series' geometry while the other files are read: only the last batch, the
+  last series and the commit come after the reading;
 - ``medlab-1``: the same with ``workers=1`` (one core, no worker process);
 - ``pydicom``: ``pydicom.dcmread(path, stop_before_pixels=True)`` over the files
   (one process; the reference of the 5x target);
@@ -49,19 +52,29 @@ loop on both cohorts, the second worker adding at least 1.6x, the time linear
 in the number of files; a rescan with nothing changed under 1 s. The script
 prints the numbers and never fails on a ratio.
 
-Where it stands (2 cores, idle, December 2026). One medlab process spends ~340-360 us of
-CPU per file (the files of a series are read by comparing their header bytes with an
-earlier file's and patching the values that differ, rows and frames alike), pydicom's
-loop ~1,250-1,550 us, the open + read floor 12-20 us: medlab-1 is ~3.5-4.5x the pydicom
-loop, ~16-27x the floor; medlab-2 ~4.4-5.5x the pydicom loop. The rest, per file, as
-``stages`` prints it (its timing wrappers included): the header (open, read, byte
-comparison or walk: ~75 us), the loader's frame stage (~100-140 us) and its JSON records
-(~60-75 us), the instance row (~40-50 us), Arrow (~12 us), the DuckDB insert and series
-geometry (~30-40 us), the per-file loop (walk, stat, paths, checks: ~65 us), and
-~40-50 ms per scan to start DuckDB. With ``workers=2`` one forked worker and the scanning
-process read (it starts DuckDB meanwhile); the folder walk and the index write
-(~15% of a one-process scan) stay serial, so two free cores give at most ~1.7x; measured
-1.16-1.28x here (the target's 1.6x is not reached).
+Where it stands (2 cores shared with other sessions, December 2026: each run started when
+both cores had been idle for 0.5 s, 4-5 interleaved rounds; the machine's speed drifted by
+~25% from minute to minute, so the ratios are taken within a round). One medlab process
+spends ~240-375 us of CPU per file (a file is read by comparing its header bytes with an
+earlier file's of the same layout, and its row and frame are patched from the previous
+file of that layout, also across the series that share a layout), pydicom's loop
+~1,100-1,700 us, the open + read floor 12-20 us. On 2,000 512x512 and 2,500 64x64 files:
+medlab-1 is 3.2-5.9x the pydicom loop (medians 4.5 and 4.0); medlab-2 6.1-8.2x (512x512)
+and 6.4-7.8x (64x64) in the rounds with both cores free (before these changes 4.0-5.5x and
+4.1-4.7x), ~150-230 us of wall time per file, 10-15x the floor. The second worker adds 1.35-2.06x (medians of
+two series of rounds: 1.44 and 1.56 on 512x512, 1.59 and 1.79 on 64x64, 1.66 on 5,000
+files; pydicom-2/pydicom 2.1-2.2x): the target's 1.6x is reached in about half of the
+rounds, not reliably. What keeps it from 2x: the serial parts (the folder walk, ~5-10 us
+per file; the fork, ~10 ms; after the reading, the last batch's insert, the last series'
+geometry and the commit, ~20-30 ms per scan) and ~10-15% more CPU per file in two
+processes (copy-on-write faults after the fork, ~8,000 per 2,500 files; pickling the
+worker's Arrow tables and rows, ~2.5 kB per file; more, smaller DuckDB inserts). The rest
+of a one-process scan, per file, as ``stages`` prints it (its wrappers included): the
+header (open, read, byte comparison or walk: ~60-85 us), the instance row (~30-40 us), the
+loader's frame stage (~35-50 us) and its JSON records (~35-45 us), Arrow (~11-26 us), the
+DuckDB inserts (~12-20 us) and series geometry (~7-13 us), the per-file loop (walk, stat,
+paths, checks: ~40-70 us), and ~40-60 ms per scan to start DuckDB (which a 2-worker scan
+does while the worker reads).
 On a machine whose other tenants keep the cores busy a second process gets no
 second core: compare ``pydicom-2``/``pydicom`` in the same run before reading
 ``medlab-2``/``medlab-1``.
