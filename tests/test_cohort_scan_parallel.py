@@ -225,3 +225,16 @@ def test_a_scan_interrupted_while_the_workers_read_stops_them(tmp_path, monkeypa
     monkeypatch.undo()
     with ml.cohort.open_index(db) as idx:
         assert len(idx.instances) == 0 and idx.rescan(progress=False).n_new > 50
+
+
+@pytest.mark.slow
+def test_spawned_pool_where_processes_cannot_fork(monkeypatch):
+    """macOS and Windows read with a pool of spawned processes: the same index (run here
+    with Linux's spawn context; a spawned worker imports medlab, which takes seconds)."""
+    roots = [str(ml.data.fetch("sts-cohort", progress=False) / "dicom" / "STS_002")]
+    with ml.cohort.scan(roots, progress=False, workers=1) as one:
+        expected = _tables(one)
+    monkeypatch.setattr(_read, "_PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(_read, "_FORK", False)
+    with ml.cohort.scan(roots, progress=False, workers=2) as two:
+        _assert_same(_tables(two), expected)

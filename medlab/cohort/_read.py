@@ -90,6 +90,8 @@ _CHUNK_MAX = 256
 _CHUNK_MIN = 24
 #: below this many files to read, worker processes cost more than they save
 _PARALLEL_MIN_FILES = 400
+#: local worker processes are forked (Linux); elsewhere spawned (a pool, _run_pool)
+_FORK = sys.platform.startswith("linux")
 #: bytes a worker's result pipe holds (Linux; the most an unprivileged process may ask):
 #: a worker goes on reading while its last results wait for the scanning process
 _PIPE_BYTES = 1 << 20
@@ -254,13 +256,10 @@ def _run_forked(items: list[tuple[str, int, int]], workers: int, order: _InOrder
     import pickle
     from multiprocessing.connection import wait
 
-    if sys.platform.startswith("linux"):
-        ctx = mp.get_context("fork")
-    else:  # pragma: no cover - macOS / Windows: no fork, read here
-        start()
-        for c in _chunks(items, 1):
-            order.put(order.next, order.next + len(c), read_batch(c))
+    if not _FORK:  # macOS / Windows
+        _run_pool(items, workers, order, start, mp.get_context("spawn"))
         return
+    ctx = mp.get_context("fork")
     claims = _Claims(ctx, len(items), workers)
     procs: dict[Any, Any] = {}  # result connection -> process
     # forked workers must never collect the parent's garbage: finalising an object that
@@ -337,6 +336,28 @@ def _run_forked(items: list[tuple[str, int, int]], workers: int, order: _InOrder
                 proc.terminate()
             proc.join()
             conn.close()
+
+
+def _run_pool(items: list[tuple[str, int, int]], workers: int, order: _InOrder,
+              start: Callable[[], None], ctx: Any) -> None:
+    """Where processes cannot be forked (macOS, Windows): ``workers`` spawned processes of a
+    pool read the chunks; this one sets DuckDB up and takes in their results."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    chunks = _chunks(items, workers)
+    spans, lo = [], 0
+    for c in chunks:
+        spans.append((lo, lo + len(c)))
+        lo += len(c)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(read_batch, c): i for i, c in enumerate(chunks)}
+        try:
+            start()
+            for fut in as_completed(futures):
+                order.put(*spans[futures[fut]], fut.result())
+        except BaseException:  # (DuckDB failed, ctrl-C): no more chunks to read
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _exit_text(code: int | None) -> str:
