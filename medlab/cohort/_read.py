@@ -104,8 +104,8 @@ def _chunks(items: list, n_workers: int) -> list[list]:
 
 class _InOrder:
     """Hands the chunks' results to ``add`` in the order of the files, whatever order
-    they arrive in (so that the index's rows are inserted as a one-process scan inserts
-    them: its views' ``mode`` and ``any_value`` break ties by row order)."""
+    they arrive in: the index's rows are stored in the order a one-process scan stores
+    them, and a series' rows are complete when the next series' come."""
 
     def __init__(self, add: Callable[[dict[str, Any]], None], bar: Any) -> None:
         self.add, self.bar = add, bar
