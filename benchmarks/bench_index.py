@@ -53,22 +53,26 @@ in the number of files; a rescan with nothing changed under 1 s. The script
 prints the numbers and never fails on a ratio.
 
 Where it stands (2 cores shared with other sessions, December 2026: each run started when
-both cores had been idle for 0.5 s, 4-5 interleaved rounds; the machine's speed drifted by
+both cores had been idle for 0.5 s; three series of 3-5 interleaved rounds, main's code
+as the baseline in the same rounds; the machine's speed drifted by
 ~25% from minute to minute, so the ratios are taken within a round). One medlab process
 spends ~240-375 us of CPU per file (a file is read by comparing its header bytes with an
 earlier file's of the same layout, and its row and frame are patched from the previous
 file of that layout, also across the series that share a layout), pydicom's loop
-~1,100-1,700 us, the open + read floor 12-20 us. On 2,000 512x512 and 2,500 64x64 files:
-medlab-1 is 3.2-5.9x the pydicom loop (medians 4.5 and 4.0); medlab-2 6.1-8.2x (512x512)
-and 6.4-7.8x (64x64) in the rounds with both cores free (before these changes 4.0-5.5x and
-4.1-4.7x), ~150-230 us of wall time per file, 10-15x the floor. The second worker adds 1.35-2.06x (medians of
-two series of rounds: 1.44 and 1.56 on 512x512, 1.59 and 1.79 on 64x64, 1.66 on 5,000
-files; pydicom-2/pydicom 2.1-2.2x): the target's 1.6x is reached in about half of the
+~1,100-1,700 us, the open + read floor 12-20 us. On 2,000 512x512 and 2,500 64x64 files
+medlab-1 is 3.2-5.9x the pydicom loop (medians 4.0-4.7);
+medlab-2 6.1-8.2x (512x512) and 6.0-8.0x (64x64) in the rounds with both cores free (main
+before these changes: 4.0-6.0x and 4.1-4.9x), ~150-230 us of wall time
+per file, 10-15x the floor. The second worker adds 1.15-2.3x (medians of the series of
+rounds: 1.39-1.56 on 512x512, 1.53-1.79 on 64x64, 1.66 on 5,000 files; main 1.02-1.63;
+pydicom-2/pydicom 1.8-2.4x): the target's 1.6x is reached in fewer than half of the
 rounds, not reliably. What keeps it from 2x: the serial parts (the folder walk, ~5-10 us
 per file; the fork, ~10 ms; after the reading, the last batch's insert, the last series'
 geometry and the commit, ~20-30 ms per scan) and ~10-15% more CPU per file in two
-processes (copy-on-write faults after the fork, ~8,000 per 2,500 files; pickling the
-worker's Arrow tables and rows, ~2.5 kB per file; more, smaller DuckDB inserts). The rest
+processes (copy-on-write faults after the fork, ~8,000 per 2,500 files; sending the
+worker's rows, ~2.5 kB per file as Arrow IPC and pickled tuples; more, smaller DuckDB
+inserts). With 2 workers, 5,000 64x64 files took 1.5-2.1x the time of 2,500 (the 10k-40k
+linearity rows of the full run were not measured in that session). The rest
 of a one-process scan, per file, as ``stages`` prints it (its wrappers included): the
 header (open, read, byte comparison or walk: ~60-85 us), the instance row (~30-40 us), the
 loader's frame stage (~35-50 us) and its JSON records (~35-45 us), Arrow (~11-26 us), the
