@@ -238,3 +238,19 @@ def test_spawned_pool_where_processes_cannot_fork(monkeypatch):
     monkeypatch.setattr(_read, "_FORK", False)
     with ml.cohort.scan(roots, progress=False, workers=2) as two:
         _assert_same(_tables(two), expected)
+
+
+def test_a_lock_left_held_by_a_killed_worker_stops_the_scan_not_hangs(monkeypatch):
+    """A worker killed while it held the lock of the file list (held for microseconds):
+    the scanning process gives up after _LOCK_TIMEOUT_S with an error instead of waiting
+    for ever."""
+    import multiprocessing
+
+    claims = _read._Claims(multiprocessing.get_context("fork"), 100, 2)
+    assert claims.next() == (0, 25) and claims.left() == 75
+    monkeypatch.setattr(_read, "_LOCK_TIMEOUT_S", 0.2)
+    claims.lock.acquire()  # as a worker killed in next() leaves it
+    t0 = time.perf_counter()
+    with pytest.raises(_read.WorkerError, match=r"lock was not released in 0.2 s"):
+        claims.next()
+    assert time.perf_counter() - t0 < 5

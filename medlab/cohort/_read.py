@@ -90,6 +90,8 @@ _CHUNK_MAX = 256
 _CHUNK_MIN = 24
 #: below this many files to read, worker processes cost more than they save
 _PARALLEL_MIN_FILES = 400
+#: seconds a process waits for the lock of the file list (held for microseconds)
+_LOCK_TIMEOUT_S = 10.0
 #: local worker processes are forked (Linux); elsewhere spawned (a pool, _run_pool)
 _FORK = sys.platform.startswith("linux")
 #: bytes a worker's result pipe holds (Linux; the most an unprivileged process may ask):
@@ -172,13 +174,22 @@ class _Claims:
         self.lock = ctx.Lock()
 
     def next(self) -> tuple[int, int] | None:
-        with self.lock:
+        # the lock is held for microseconds: a process killed while it held it (the
+        # out-of-memory killer) must not leave the others waiting for ever
+        if not self.lock.acquire(timeout=_LOCK_TIMEOUT_S):
+            raise WorkerError(
+                f"the processes of the scan could not share out the files: their lock was "
+                f"not released in {_LOCK_TIMEOUT_S} s (a worker process killed while it held "
+                "it); nothing was written to the index. Scan again")
+        try:
             lo = self.pos.value
             left = self.n - lo
             if left <= 0:
                 return None
             size = min(left, max(_CHUNK_MIN, min(_CHUNK_MAX, left // (2 * self.n_procs))))
             self.pos.value = lo + size
+        finally:
+            self.lock.release()
         return lo, lo + size
 
     def left(self) -> int:
