@@ -17,9 +17,12 @@ machine may be shared):
 
 - ``medlab-2``: ``ml.cohort.scan(folder, workers=2)`` — the index in (in-memory)
   DuckDB with 60 instance columns, the loader's frames and the per-series geometry;
-  one forked worker process and the scanning process itself read the headers (it
-  sets DuckDB up while the worker starts, then reads the chunks no worker has
-  started), then it writes the index alone;
+  one forked worker process and the scanning process itself read the headers,
+  each claiming the next span of the file list (spans shrink toward the end, so
+  both finish together); the scanning process sets DuckDB up while the worker
+  starts, and inserts the rows (in file order, in batches) and computes each
+  series' geometry while the other files are read: only the last batch, the
+  last series and the commit come after the reading;
 - ``medlab-1``: the same with ``workers=1`` (one core, no worker process);
 - ``pydicom``: ``pydicom.dcmread(path, stop_before_pixels=True)`` over the files
   (one process; the reference of the 5x target);
@@ -49,19 +52,33 @@ loop on both cohorts, the second worker adding at least 1.6x, the time linear
 in the number of files; a rescan with nothing changed under 1 s. The script
 prints the numbers and never fails on a ratio.
 
-Where it stands (2 cores, idle, December 2026). One medlab process spends ~340-360 us of
-CPU per file (the files of a series are read by comparing their header bytes with an
-earlier file's and patching the values that differ, rows and frames alike), pydicom's
-loop ~1,250-1,550 us, the open + read floor 12-20 us: medlab-1 is ~3.5-4.5x the pydicom
-loop, ~16-27x the floor; medlab-2 ~4.4-5.5x the pydicom loop. The rest, per file, as
-``stages`` prints it (its timing wrappers included): the header (open, read, byte
-comparison or walk: ~75 us), the loader's frame stage (~100-140 us) and its JSON records
-(~60-75 us), the instance row (~40-50 us), Arrow (~12 us), the DuckDB insert and series
-geometry (~30-40 us), the per-file loop (walk, stat, paths, checks: ~65 us), and
-~40-50 ms per scan to start DuckDB. With ``workers=2`` one forked worker and the scanning
-process read (it starts DuckDB meanwhile); the folder walk and the index write
-(~15% of a one-process scan) stay serial, so two free cores give at most ~1.7x; measured
-1.16-1.28x here (the target's 1.6x is not reached).
+Where it stands (2 cores shared with other sessions, December 2026: each run started when
+both cores had been idle for 0.5 s; three series of 3-5 interleaved rounds, main's code
+as the baseline in the same rounds; the machine's speed drifted by
+~25% from minute to minute, so the ratios are taken within a round). One medlab process
+spends ~240-375 us of CPU per file (a file is read by comparing its header bytes with an
+earlier file's of the same layout, and its row and frame are patched from the previous
+file of that layout, also across the series that share a layout), pydicom's loop
+~1,100-1,700 us, the open + read floor 12-20 us. On 2,000 512x512 and 2,500 64x64 files
+medlab-1 is 3.2-5.9x the pydicom loop (medians 4.0-4.7);
+medlab-2 6.1-8.2x (512x512) and 6.0-8.0x (64x64) in the rounds with both cores free (main
+before these changes: 4.0-6.0x and 4.1-4.9x), ~150-230 us of wall time
+per file, 10-15x the floor. The second worker adds 1.15-2.3x (medians of the series of
+rounds: 1.39-1.56 on 512x512, 1.53-1.79 on 64x64, 1.66 on 5,000 files; main 1.02-1.63;
+pydicom-2/pydicom 1.8-2.4x): the target's 1.6x is reached in fewer than half of the
+rounds, not reliably. What keeps it from 2x: the serial parts (the folder walk, ~5-10 us
+per file; the fork, ~10 ms; after the reading, the last batch's insert, the last series'
+geometry and the commit, ~20-30 ms per scan) and ~10-15% more CPU per file in two
+processes (copy-on-write faults after the fork, ~8,000 per 2,500 files; sending the
+worker's rows, ~2.5 kB per file as Arrow IPC and pickled tuples; more, smaller DuckDB
+inserts). With 2 workers, 5,000 64x64 files took 1.5-2.1x the time of 2,500 (the 10k-40k
+linearity rows of the full run were not measured in that session). The rest
+of a one-process scan, per file, as ``stages`` prints it (its wrappers included): the
+header (open, read, byte comparison or walk: ~60-85 us), the instance row (~30-40 us), the
+loader's frame stage (~35-50 us) and its JSON records (~35-45 us), Arrow (~11-26 us), the
+DuckDB inserts (~12-20 us) and series geometry (~7-13 us), the per-file loop (walk, stat,
+paths, checks: ~40-70 us), and ~40-60 ms per scan to start DuckDB (which a 2-worker scan
+does while the worker reads).
 On a machine whose other tenants keep the cores busy a second process gets no
 second core: compare ``pydicom-2``/``pydicom`` in the same run before reading
 ``medlab-2``/``medlab-1``.
@@ -253,14 +270,18 @@ def run_stages(folders: list[Path]) -> dict:
     from medlab.cohort import _index, _scan, _store
 
     spent: dict[str, float] = {}
+    depth = [0]  # a stage called inside another is counted in the outer one
 
     def timed(name: str, fn):
         def wrapper(*args, **kwargs):
+            depth[0] += 1
             c = time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                spent[name] = spent.get(name, 0.0) + time.process_time() - c
+                depth[0] -= 1
+                if not depth[0]:
+                    spent[name] = spent.get(name, 0.0) + time.process_time() - c
         return wrapper
 
     class Headers:
@@ -271,10 +292,9 @@ def run_stages(folders: list[Path]) -> dict:
     _scan._FRAMES = timed("frames (the loader's frame stage)", _scan._FRAMES)
     _scan._frame_rows = timed("frame rows (JSON records)", _scan._frame_rows)
     _store._arrow_table = timed("Arrow tables", _store._arrow_table)
-    _index.Index.__init__ = timed("DuckDB set-up (connect, schema)", _index.Index.__init__)
-    _index._connect = timed("DuckDB set-up (connect, schema)", _index._connect)
-    _index.Index._write = timed("index write (DuckDB insert, series geometry)",
-                                _index.Index._write)
+    _index.Index._setup = timed("DuckDB set-up (connect, schema)", _index.Index._setup)
+    _index.Index._insert = timed("index write: DuckDB inserts", _index.Index._insert)
+    _index.series_rows = timed("index write: series geometry", _index.series_rows)
     c0 = time.process_time()
     index = ml.cohort.scan(folders, progress=False, workers=1)
     total = time.process_time() - c0

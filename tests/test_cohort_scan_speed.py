@@ -9,7 +9,7 @@ import pytest
 import medlab as ml
 from medlab.cohort import _scan
 from medlab.cohort._read import _walk
-from medlab.cohort._schema import INSTANCE_COLUMNS
+from medlab.cohort._schema import FRAME_COLUMNS, INSTANCE_COLUMNS
 from medlab.cohort._store import _INSTANCE_AT, _INSTANCE_INPUT, _arrow_table
 from medlab.geometry import ORIENTATION_DECIMALS, orientation_key
 
@@ -71,8 +71,14 @@ def test_arrow_batches_from_the_workers_hold_the_rows(items):
     assert batch["instances"].num_rows == len(rows["instances"]) > 100
     at = [_INSTANCE_AT[c] for c in _INSTANCE_INPUT]
     assert batch["inputs"] == [tuple(r[i] for i in at) for r in rows["instances"]]
-    assert batch["frames"] == rows["frames"] and batch["errors"] == rows["errors"]
-    assert _scan.read_batch([])["instances"].num_rows == 0
+    assert batch["frames"].equals(_arrow_table(FRAME_COLUMNS, rows["frames"]))
+    assert batch["frames"].num_rows == len(rows["frames"]) > 100
+    # the frame rows but for the stored record (the last column): what the series checks read
+    assert FRAME_COLUMNS[-1].name == "frame_record"
+    assert batch["geometry"] == [f[:-1] for f in rows["frames"]]
+    assert batch["errors"] == rows["errors"]
+    empty = _scan.read_batch([])
+    assert empty["instances"].num_rows == empty["frames"].num_rows == 0
 
 
 @pytest.mark.parametrize("iop", [
@@ -176,3 +182,53 @@ def test_duckdb_failing_while_the_workers_read_stops_the_scan(monkeypatch):
     root = ml.data.fetch("sts-cohort", progress=False)
     with pytest.raises(RuntimeError, match="DuckDB cannot start here"):
         ml.cohort.scan(root, progress=False, workers=2)
+
+
+def test_series_sharing_a_layout_read_like_full_reads(tmp_path, monkeypatch):
+    """Series cloned from one CT header (one layout: a scanner's series) that differ in
+    series values (UID, number, thickness, description) and per-file ones (SOP UID,
+    position, instance number, acquisition time), read A, B, C, then A again: each row
+    and frame is patched from the previous file of its layout, and equals a full read."""
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    src = sorted((ml.data.fetch("sts-cohort", progress=False) / "dicom" / "STS_002" / "CT"
+                  / "image").iterdir())[0]
+    template = pydicom.dcmread(src)
+    template.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    paths = []
+    for n, (series, k) in enumerate([(s, k) for s in (1, 2, 3) for k in range(4)]
+                                    + [(1, k) for k in range(4, 7)]):
+        ds = template.copy()
+        ds.file_meta = template.file_meta.copy()
+        ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.99.{series}"
+        ds.SeriesNumber = series
+        ds.SeriesDescription = f"series {series}"
+        ds.SliceThickness = f"{series}.25"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.99.{series}.{k + 10}"
+        ds.InstanceNumber = k + 10
+        ds.ImagePositionPatient = ["-250.0", "-250.0", f"{-100.0 - 2.5 * k:.2f}"]
+        ds.AcquisitionDate, ds.AcquisitionTime = "20190820", f"1200{k + 10:02d}"
+        path = tmp_path / f"{n:02d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append((str(path), path.stat().st_size, path.stat().st_mtime_ns))
+    _scan._MEMO.clear()
+    raw = _scan.read_chunk(paths)
+    fast = _shown(raw)
+    # one layout: every file but the first is read by comparison (its row and frame patched)
+    from medlab.io.dicom.frames import fast_frames
+    from medlab.io.dicom.header import HeaderReader
+
+    reader = HeaderReader(_scan._TOP_TAGS, items=_scan._ITEM_TAGS)
+    assert [reader.read(p).base is None for p, _, _ in paths] == [True] + [False] * 14
+    monkeypatch.setattr(_scan, "_HEADERS", _WalkEveryFile())
+
+    monkeypatch.setattr(_scan, "_FRAMES", lambda fh, path, size, dataset_type: fast_frames(
+        fh, path, size=size, dataset_type=dataset_type))
+    _scan._MEMO.clear()
+    assert _shown(_scan.read_chunk(paths)) == fast
+    assert len(fast["instances"]) == len(paths) and len(fast["frames"]) == len(paths)
+    uid = _scan._COL["series_uid"]
+    assert [r[uid][-1] for r in raw["instances"]] == list("111122223333111")
+    when = _scan._COL["acquisition_datetime"]
+    assert len({r[when] for r in raw["instances"]}) == 7

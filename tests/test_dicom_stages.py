@@ -258,3 +258,56 @@ def test_reused_frames_recompute_what_changed(tmp_path):
     assert [f[0].slope for f in got] == [1.0, 2.0, 2.0, 2.0, 1.0]  # slope 0 reads as 1
     assert [f[0].series_uid for f in got] == [f"file:{p}" for p in paths]
     assert len({f[0].time_s for f in got}) == 4
+
+
+def test_frames_reused_across_the_series_of_one_layout(tmp_path, monkeypatch):
+    """Series whose files share one header layout (a scanner's series: same tags, values of
+    the same lengths) but differ in series values (UID, number, thickness, spacing): the
+    first file of each series is computed in full, the others patched from it — also when
+    a series comes back after another, and when a value that is not a per-file value
+    changes within a series — and every frame equals what fast_frames reads alone."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+    def write(name, series, k, spacing):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.3.{series}.{k + 10}"
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID, ds.Modality = CTImageStorage, "CT"
+        ds.SOPInstanceUID = f"1.2.3.{series}.{k + 10}"
+        ds.SeriesInstanceUID, ds.SeriesNumber = f"1.2.4.{series}", series
+        ds.SliceThickness = f"{series}.5"
+        ds.InstanceNumber = k + 10
+        ds.ImagePositionPatient = [0, 0, k + 10 * series]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [spacing, spacing]
+        ds.Rows = ds.Columns = 4
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = bytes(32)
+        ds.save_as(tmp_path / name, enforce_file_format=True)
+        return tmp_path / name
+
+    paths = [write(f"s{s}_{k}.dcm", s, k, "0.8" if s == 3 and k >= 2 else f"0.{s + 4}")
+             for s in (1, 2, 3) for k in range(5)]
+    paths += [write(f"s1_{k}.dcm", 1, k, "0.5") for k in range(5, 8)]  # series 1 again
+    computed = []
+    full = frame_stage.frames_from_dataset
+
+    def counted(ds, path, **kwargs):
+        computed.append(path.name)
+        return full(ds, path, **kwargs)
+
+    monkeypatch.setattr(frame_stage, "frames_from_dataset", counted)
+    got, expected, reused = _reused_frames(paths)
+    assert got == expected and all(f is not None for f in got) and reused == len(paths) - 1
+    # fast_frames computes every file for `expected`: FastFrames' own are the first of
+    # each series and the spacing change in series 3 (not the files of series 1 that
+    # come back after series 2 and 3)
+    own = [n for n in computed if computed.count(n) == 2]
+    assert sorted(set(own)) == ["s1_0.dcm", "s2_0.dcm", "s3_0.dcm", "s3_2.dcm"]
+    assert [f[0].slice_thickness for f in got] == [1.5] * 5 + [2.5] * 5 + [3.5] * 5 + [1.5] * 3
+    assert [f[0].pixel_spacing for f in got][10:15] == [(0.7, 0.7)] * 2 + [(0.8, 0.8)] * 3
+    assert [f[0].series_uid for f in got][-3:] == ["1.2.4.1"] * 3

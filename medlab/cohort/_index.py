@@ -377,20 +377,33 @@ class Index:
         dask_client, own_client = (None, False)
         if client is not None:
             dask_client, own_client = _dask_client(client)
+        # the rows are inserted (in one transaction) while the headers are read: each chunk's
+        # as it comes, in the order of the files, in batches of _FLUSH_ROWS files
+        writer = _ScanWriter(self, drop=changed + removed, roots=roots, dir_errors=dir_errors,
+                             new_roots=new_roots)
+
+        def start() -> None:  # while the workers read
+            self._setup()
+            if (to_read or removed or dir_errors or new_roots != stored_roots
+                    or self._has_dir_errors(roots)):
+                writer.begin()
+
         try:
-            rows = _read_files([(p, *current[p]) for p in to_read], workers=n_workers,
-                               client=dask_client, progress=progress, meanwhile=self._setup)
-        finally:
-            if own_client:
-                dask_client.close()
-        self._setup()
-        if to_read or removed or dir_errors or new_roots != stored_roots or self._has_dir_errors(roots):
-            self._write(rows, drop=changed + removed, roots=roots, dir_errors=dir_errors,
-                        new_roots=new_roots)
+            try:
+                _read_files([(p, *current[p]) for p in to_read], workers=n_workers,
+                            client=dask_client, progress=progress, start=start, add=writer.add,
+                            idle=writer.flush)
+            finally:
+                if own_client:
+                    dask_client.close()
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
         report = ScanReport(
             n_files_seen=len(current), n_new=len(new), n_changed=len(changed),
             n_removed=len(removed), n_unchanged=len(current) - len(new) - len(changed),
-            n_errors=len(rows["errors"]), seconds=time.perf_counter() - t0,
+            n_errors=writer.n_errors, seconds=time.perf_counter() - t0,
         )
         self.last_report = report
         return report
@@ -405,46 +418,17 @@ class Index:
         exact = set(roots)
         return {p: (s, m) for p, s, m in rows if p in exact or p.startswith(prefixes)}
 
+    def _holds_local_rows(self) -> bool:
+        """Whether the index holds any row of a local file (False for a new index)."""
+        if self._pending:
+            return False
+        return self._con.execute(
+            "SELECT EXISTS (SELECT 1 FROM instances WHERE source = 'local') OR "
+            "EXISTS (SELECT 1 FROM frames)").fetchone()[0]
+
     def _has_dir_errors(self, roots: list[str]) -> bool:
         rows = self._con.execute("SELECT path FROM errors WHERE file_size IS NULL").fetchall()
         return any(_under(p, r) for (p,) in rows for r in roots)
-
-    def _write(self, rows: dict[str, list], *, drop: list[str], roots: list[str],
-               dir_errors: list[tuple], new_roots: list[str]) -> None:
-        import pyarrow as pa
-
-        con = self._con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            affected: set[str] = set()
-            if drop:
-                con.register("_drop", pa.table({"path": pa.array(drop, pa.string())}))
-                affected |= {u for (u,) in con.execute(
-                    "SELECT DISTINCT series_uid FROM instances WHERE source = 'local' AND "
-                    "series_uid IS NOT NULL AND path IN (SELECT path FROM _drop)").fetchall()}
-                for table in ("instances", "frames", "errors"):
-                    extra = " AND source = 'local'" if table == "instances" else ""
-                    con.execute(f"DELETE FROM {table} WHERE path IN (SELECT path FROM _drop){extra}")
-                con.unregister("_drop")
-            # folder errors are recomputed on every scan of their root
-            old_dir_errors = [p for (p,) in con.execute(
-                "SELECT path FROM errors WHERE file_size IS NULL").fetchall()
-                if any(_under(p, r) for r in roots)]
-            for p in old_dir_errors:
-                con.execute("DELETE FROM errors WHERE path = ? AND file_size IS NULL", [p])
-            # rows["inputs"]: the instances' _INSTANCE_INPUT columns, series UID first
-            affected |= {r[0] for r in rows["inputs"] if r[0] is not None}
-            # the series' other files, as indexed before (the new rows are still in memory)
-            before = self._series_inputs(affected)
-            self._insert("instances", INSTANCE_COLUMNS, rows["instances"])
-            self._insert("frames", FRAME_COLUMNS, rows["frames"])
-            self._insert("errors", ERROR_COLUMNS, rows["errors"] + dir_errors)
-            self._update_series(affected, before, rows)
-            self._set_meta("roots", json.dumps(new_roots))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     def _insert(self, table: str, columns: tuple[Column, ...], rows: list[tuple] | Any) -> None:
         """Insert ``rows``: tuples in the order of ``columns``, or an Arrow table of them."""
@@ -482,25 +466,23 @@ class Index:
             con.unregister("_uids")
         return inst, frames
 
-    def _update_series(self, uids: set[str], before: tuple[list[tuple], list[tuple]],
-                       new: dict[str, list]) -> None:
-        """Recompute the derived columns of the series ``uids`` (rows before + new rows)."""
+    def _replace_series_geometry(self, uids: set[str], rows: list[tuple], *,
+                                 new: bool = False) -> None:
+        """Replace the derived columns of the series ``uids`` with ``rows``
+        (:func:`~medlab.cohort._series.series_rows`); ``new``: the index has none of them."""
         if not uids:
+            return
+        if new:
+            self._insert("series_geometry", SERIES_COLUMNS, rows)
             return
         import pyarrow as pa
 
-        instances = before[0] + [r for r in new["inputs"] if r[0] in uids]
-        frames = before[1] + [r[:_N_GEOMETRY] for r in new["frames"] if r[1] in uids]
         con = self._con
         con.register("_uids", pa.table({"series_uid": pa.array(sorted(uids), pa.string())}))
         try:
             con.execute("DELETE FROM series_geometry WHERE series_uid IN (SELECT series_uid FROM _uids)")
         finally:
             con.unregister("_uids")
-        rows = series_rows(
-            ((r[0], InstanceRecord(*r[1:])) for r in instances),
-            # FRAME_COLUMNS order: path, series_uid, then the FrameRecord fields
-            ((f[1], FrameRecord(f[0], *f[2:12], f[12] or 0, f[13])) for f in frames))
         self._insert("series_geometry", SERIES_COLUMNS, rows)
 
     # ------------------------------------------------------------------ images
@@ -858,6 +840,151 @@ class Index:
         return (f"<medlab Index ({where}): {n_inst} instances, {n_series} series, "
                 f"{n_err} files not indexed; roots {self.roots}>")
 
+
+
+#: files whose rows a scan inserts at once (each INSERT of the 60 instance columns costs
+#: milliseconds whatever its size: batches amortise it, and keep the memory of a scan bounded)
+_FLUSH_ROWS = 2048
+
+
+class _ScanWriter:
+    """The writes of one scan, in one transaction: the rows of the files read, inserted in
+    batches while the other files are read (in the order of the files), and the series
+    geometry of the series the scan touched, computed for each series once its rows are in.
+
+    ``begin`` (after DuckDB is set up) drops the rows of changed and removed files;
+    ``add`` takes the result of a chunk (:func:`~medlab.cohort._scan.read_batch`);
+    ``flush`` inserts what was added; ``finish`` commits; ``abort`` rolls back.
+    """
+
+    def __init__(self, index: Index, *, drop: list[str], roots: list[str],
+                 dir_errors: list[tuple], new_roots: list[str]) -> None:
+        self.index, self.drop, self.roots = index, drop, roots
+        self.dir_errors, self.new_roots = dir_errors, new_roots
+        self.active = False
+        self.fresh = False
+        self.n_errors = 0
+        self.pending: list[dict[str, Any]] = []
+        self.n_pending = 0
+        #: the series the scan touches, and those whose rows before the scan were read
+        self.affected: set[str] = set()
+        self.looked_up: set[str] = set()
+        #: series UID -> its instance inputs (InstanceRecord fields) and frame geometry:
+        #: the rows the index held before the scan, then the scan's
+        self.instances: dict[str, list[tuple]] = {}
+        self.frames: dict[str, list[tuple]] = {}
+        #: series UID -> its SERIES_COLUMNS row, and the series whose row is out of date
+        self.geometry: dict[str, tuple] = {}
+        self.dirty: set[str] = set()
+
+    def begin(self) -> None:
+        import pyarrow as pa
+
+        index = self.index
+        con = index._con
+        self.fresh = not index._holds_local_rows()
+        con.execute("BEGIN TRANSACTION")
+        self.active = True
+        if self.drop:
+            con.register("_drop", pa.table({"path": pa.array(self.drop, pa.string())}))
+            self.affected |= {u for (u,) in con.execute(
+                "SELECT DISTINCT series_uid FROM instances WHERE source = 'local' AND "
+                "series_uid IS NOT NULL AND path IN (SELECT path FROM _drop)").fetchall()}
+            for table in ("instances", "frames", "errors"):
+                extra = " AND source = 'local'" if table == "instances" else ""
+                con.execute(f"DELETE FROM {table} WHERE path IN (SELECT path FROM _drop){extra}")
+            con.unregister("_drop")
+        # folder errors are recomputed on every scan of their root
+        old_dir_errors = [p for (p,) in con.execute(
+            "SELECT path FROM errors WHERE file_size IS NULL").fetchall()
+            if any(_under(p, r) for r in self.roots)]
+        for p in old_dir_errors:
+            con.execute("DELETE FROM errors WHERE path = ? AND file_size IS NULL", [p])
+        self._look_up(set(self.affected))
+        self.dirty |= self.affected
+
+    def _look_up(self, uids: set[str]) -> None:
+        """Keep the rows the index holds of the series ``uids`` (none of them inserted by
+        this scan yet): their geometry is computed from these and the new rows."""
+        uids = uids - self.looked_up  # (not in place: the caller's set is kept)
+        if not uids:
+            return
+        self.looked_up |= uids
+        if self.fresh:  # an index without local files: nothing to look up
+            return
+        inst, frames = self.index._series_inputs(uids)
+        for r in inst:
+            self.instances.setdefault(r[0], []).append(r)
+        for f in frames:
+            self.frames.setdefault(f[1], []).append(f)
+
+    def add(self, batch: dict[str, Any]) -> None:
+        self.pending.append(batch)
+        self.n_pending += batch["instances"].num_rows + len(batch["errors"])
+        self.n_errors += len(batch["errors"])
+        if self.n_pending >= _FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Insert the rows added since the last flush; compute the geometry of the series
+        whose rows are all in (all but the one of the last file, which the next files may
+        continue; a series whose files come back later is computed again)."""
+        if not self.pending or not self.active:
+            return
+        import pyarrow as pa
+
+        batches, self.pending, self.n_pending = self.pending, [], 0
+        inputs = [r for b in batches for r in b["inputs"]]
+        uids = {r[0] for r in inputs if r[0] is not None}
+        # the rows before this scan of the series seen first here (before these are inserted)
+        self._look_up(uids)
+        self.affected |= uids
+        self.dirty |= uids
+        for r in inputs:
+            if r[0] is not None:
+                self.instances.setdefault(r[0], []).append(r)
+        for b in batches:
+            for f in b["geometry"]:
+                self.frames.setdefault(f[1], []).append(f)
+        index = self.index
+        # (one chunk per column: DuckDB scans an Arrow table of many chunks much slower)
+        for table, columns in (("instances", INSTANCE_COLUMNS), ("frames", FRAME_COLUMNS)):
+            index._insert(table, columns,
+                          pa.concat_tables([b[table] for b in batches]).combine_chunks())
+        index._insert("errors", ERROR_COLUMNS, [e for b in batches for e in b["errors"]])
+        self._compute(self.dirty - {inputs[-1][0]} if inputs else set(self.dirty))
+
+    def _compute(self, uids: set[str]) -> None:
+        if not uids:
+            return
+        self.dirty -= uids
+        rows = series_rows(
+            ((u, InstanceRecord(*r[1:])) for u in uids for r in self.instances.get(u, ())),
+            # FRAME_COLUMNS order: path, series_uid, then the FrameRecord fields
+            ((u, FrameRecord(f[0], *f[2:12], f[12] or 0, f[13]))
+             for u in uids for f in self.frames.get(u, ())))
+        for uid in uids:  # a series whose files were all dropped has no row any more
+            self.geometry.pop(uid, None)
+        self.geometry.update((r[0], r) for r in rows)
+
+    def finish(self) -> None:
+        if not self.active:
+            return
+        self.flush()
+        self._compute(set(self.dirty))
+        index = self.index
+        index._insert("errors", ERROR_COLUMNS, self.dir_errors)
+        index._replace_series_geometry(
+            self.affected, [self.geometry[u] for u in self.geometry if u in self.affected],
+            new=self.fresh)
+        index._set_meta("roots", json.dumps(self.new_roots))
+        index._con.execute("COMMIT")
+        self.active = False
+
+    def abort(self) -> None:
+        if self.active:
+            self.active = False
+            self.index._con.execute("ROLLBACK")
 
 
 def scan(

@@ -82,22 +82,45 @@ def _walk(root: str, skip: frozenset[str], dir_errors: list[tuple]) -> Iterator[
 
 
 # ------------------------------------------------------------------------ reading
+#: files read per task at most (the first tasks of a scan); small enough for a smooth
+#: progress bar, large enough to amortise the cost of sending a task
+_CHUNK_MAX = 256
+#: the least a task reads: the last tasks of a local scan shrink to this, so that the
+#: processes finish within a few milliseconds of each other
+_CHUNK_MIN = 24
+#: below this many files to read, worker processes cost more than they save
+_PARALLEL_MIN_FILES = 400
+#: seconds a process waits for the lock of the file list (held for microseconds)
+_LOCK_TIMEOUT_S = 10.0
+#: local worker processes are forked (Linux); elsewhere spawned (a pool, _run_pool)
+_FORK = sys.platform.startswith("linux")
+#: bytes a worker's result pipe holds (Linux; the most an unprivileged process may ask):
+#: a worker goes on reading while its last results wait for the scanning process
+_PIPE_BYTES = 1 << 20
+
+
 def _chunks(items: list, n_workers: int) -> list[list]:
     size = max(16, min(_CHUNK_MAX, math.ceil(len(items) / max(1, 8 * n_workers))))
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _process_pool(workers: int) -> Any:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+class _InOrder:
+    """Hands the chunks' results to ``add`` in the order of the files, whatever order
+    they arrive in: the index's rows are stored in the order a one-process scan stores
+    them, and a series' rows are complete when the next series' come."""
 
-    # fork starts workers in milliseconds with medlab already imported; the children only
-    # run the header reader (no DuckDB, no threads) and leave with os._exit
-    if sys.platform.startswith("linux"):
-        ctx = mp.get_context("fork")
-    else:  # pragma: no cover - macOS / Windows
-        ctx = mp.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    def __init__(self, add: Callable[[dict[str, Any]], None], bar: Any) -> None:
+        self.add, self.bar = add, bar
+        self.next = 0
+        self.waiting: dict[int, tuple[int, dict[str, Any]]] = {}
+
+    def put(self, lo: int, hi: int, batch: dict[str, Any]) -> None:
+        self.bar.update(hi - lo)
+        self.waiting[lo] = (hi, batch)
+        while self.next in self.waiting:
+            hi, batch = self.waiting.pop(self.next)
+            self.next = hi
+            self.add(batch)
 
 
 def _read_files(
@@ -106,81 +129,261 @@ def _read_files(
     workers: int,
     client: Any,
     progress: bool,
-    meanwhile: Callable[[], None] = lambda: None,
-) -> dict[str, Any]:
+    start: Callable[[], None] = lambda: None,
+    add: Callable[[dict[str, Any]], None],
+    idle: Callable[[], None] = lambda: None,
+) -> None:
     """Run :func:`read_batch` over ``items`` here, in worker processes or on a dask cluster.
 
-    Returns the rows of all chunks in the order of ``items``: ``instances`` (one
-    Arrow table), ``inputs``, ``frames`` and ``errors`` (lists of tuples).
-    ``meanwhile`` runs in this process once the workers have their chunks (before
-    reading here).
+    ``add`` gets the result of each chunk of files (:func:`read_batch`), in the
+    order of ``items``, in this process, while the other chunks are read;
+    ``start`` runs in this process once, as soon as the workers read (before
+    the first ``add``); ``idle`` when this process waits for the workers, or
+    when few files are left to read (it may call it more than once).
     """
     from tqdm.auto import tqdm
 
-    out: dict[str, Any] = {"instances": [], "inputs": [], "frames": [], "errors": []}
     if not items:
-        meanwhile()
-        return out
+        start()
+        return
     bar = tqdm(total=len(items), desc="indexing DICOM headers", unit="file",
                disable=not progress or len(items) < 200)
-    results: dict[int, dict[str, Any]] = {}
+    order = _InOrder(add, bar)
     try:
         if client is not None:
-            chunks = _chunks(items, _dask_workers(client))
-            results = _run_on_dask(client, chunks, bar, meanwhile)
+            _run_on_dask(client, _chunks(items, _dask_workers(client)), order, start)
         elif workers > 1 and len(items) >= _PARALLEL_MIN_FILES:
-            from concurrent.futures import as_completed
-
-            chunks = _chunks(items, workers)
-            # forked workers must never collect the parent's garbage: finalising an object
-            # that holds native state of the parent (an unclosed DuckDB connection and its
-            # threads) crashed a worker. Frozen objects are left alone by the children's GC.
-            gc.freeze()
-            try:
-                # workers - 1 processes, and this one: it reads the chunks no worker has
-                # started, from the last one on (so as many processes read as there are
-                # workers, and none waits idle)
-                with _process_pool(min(workers - 1, len(chunks))) as pool:
-                    with warnings.catch_warnings():
-                        # Python >= 3.12 warns on fork() next to threads (DuckDB's); the
-                        # workers only read headers
-                        warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
-                                                category=DeprecationWarning)
-                        futures = {pool.submit(read_batch, c): i for i, c in enumerate(chunks)}
-                    try:
-                        meanwhile()
-                        for fut, i in reversed(futures.items()):
-                            if not fut.cancel():  # a worker has it, and every chunk before it
-                                break
-                            results[i] = read_batch(chunks[i])
-                            bar.update(len(chunks[i]))
-                        for fut in as_completed([f for f in futures if not f.cancelled()]):
-                            i = futures[fut]
-                            results[i] = fut.result()
-                            bar.update(len(chunks[i]))
-                    except BaseException:  # (DuckDB failed, ctrl-C): no more chunks to read
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        raise
-            finally:
-                gc.unfreeze()
+            _run_forked(items, workers, order, start, idle)
         else:
-            meanwhile()
-            chunks = _chunks(items, 1)
-            for i, c in enumerate(chunks):
-                results[i] = read_batch(c)
-                bar.update(len(c))
+            start()
+            for c in _chunks(items, 1):
+                order.put(order.next, order.next + len(c), read_batch(c))
     finally:
         bar.close()
-    tables = []
-    for i in range(len(results)):
-        tables.append(results[i]["instances"])
-        for key in ("inputs", "frames", "errors"):
-            out[key].extend(results[i][key])
-    if tables:
-        import pyarrow as pa
 
-        out["instances"] = pa.concat_tables(tables).combine_chunks()
-    return out
+
+# ------------------------------------------------------------------ local processes
+class _Claims:
+    """The next files to read, shared by the processes of a scan (forked with it): each
+    claims the next span of the list, shorter as fewer files are left (guided
+    self-scheduling), so that all processes stay busy to the end and finish together."""
+
+    def __init__(self, ctx: Any, n: int, n_procs: int) -> None:
+        self.n, self.n_procs = n, n_procs
+        self.pos = ctx.RawValue("q", 0)
+        self.lock = ctx.Lock()
+
+    def next(self) -> tuple[int, int] | None:
+        # the lock is held for microseconds: a process killed while it held it (the
+        # out-of-memory killer) must not leave the others waiting for ever
+        if not self.lock.acquire(timeout=_LOCK_TIMEOUT_S):
+            raise WorkerError(
+                f"the processes of the scan could not share out the files: their lock was "
+                f"not released in {_LOCK_TIMEOUT_S} s (a worker process killed while it held "
+                "it); nothing was written to the index. Scan again")
+        try:
+            lo = self.pos.value
+            left = self.n - lo
+            if left <= 0:
+                return None
+            size = min(left, max(_CHUNK_MIN, min(_CHUNK_MAX, left // (2 * self.n_procs))))
+            self.pos.value = lo + size
+        finally:
+            self.lock.release()
+        return lo, lo + size
+
+    def left(self) -> int:
+        """Files not claimed yet (read without the lock: an estimate)."""
+        return self.n - self.pos.value
+
+
+def _worker(items: list[tuple[str, int, int]], claims: _Claims, conn: Any) -> None:
+    """A forked worker: reads the spans it claims and sends each result, pickled, with its
+    span; ``("done",)`` at the end, or ``("error", exception, traceback)``."""
+    import pickle
+    import traceback
+
+    try:
+        while (span := claims.next()) is not None:
+            lo, hi = span
+            batch = read_batch(items[lo:hi])
+            for key in _ARROW_KEYS:  # (Arrow's IPC format: 5x cheaper than pickling a table)
+                batch[key] = _to_ipc(batch[key])
+            conn.send_bytes(pickle.dumps(("rows", lo, hi, batch), protocol=pickle.HIGHEST_PROTOCOL))
+        conn.send_bytes(pickle.dumps(("done",)))
+        conn.close()
+    except BaseException as exc:  # sent to the scanning process, which raises it
+        text = traceback.format_exc()
+        try:
+            try:
+                blob = pickle.dumps(("error", exc, text))
+            except Exception:  # an exception that cannot be pickled
+                blob = pickle.dumps(("error", RuntimeError(repr(exc)), text))
+            conn.send_bytes(blob)
+        finally:
+            os._exit(1)
+    # at once (multiprocessing's exit would run the finalisers of the parent's objects)
+    os._exit(0)
+
+
+#: the Arrow tables of a batch (read_batch)
+_ARROW_KEYS = ("instances", "frames")
+
+
+def _to_ipc(table: Any) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _from_ipc(data: bytes) -> Any:
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(data).read_all()
+
+
+class WorkerError(RuntimeError):
+    """A worker process of a scan failed (the message holds its traceback)."""
+
+
+def _grow_pipe(conn: Any) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(conn.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+    except (ImportError, OSError):  # not Linux, or a lower limit: the worker waits more
+        pass
+
+
+def _run_forked(items: list[tuple[str, int, int]], workers: int, order: _InOrder,
+                start: Callable[[], None], idle: Callable[[], None]) -> None:
+    """``workers - 1`` forked processes and this one read ``items``, claiming spans from
+    the front of the list (:class:`_Claims`); this one also sets DuckDB up (``start``) and
+    takes in the workers' results between its own spans."""
+    import multiprocessing as mp
+    import pickle
+    from multiprocessing.connection import wait
+
+    if not _FORK:  # macOS / Windows
+        _run_pool(items, workers, order, start, mp.get_context("spawn"))
+        return
+    ctx = mp.get_context("fork")
+    claims = _Claims(ctx, len(items), workers)
+    procs: dict[Any, Any] = {}  # result connection -> process
+    # forked workers must never collect the parent's garbage: finalising an object that
+    # holds native state of the parent (an unclosed DuckDB connection and its threads)
+    # crashed a worker. Frozen objects are left alone by the children's GC.
+    gc.freeze()
+    try:
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns on fork() next to threads (DuckDB's); the workers only
+            # read headers (no DuckDB, no threads) and leave with os._exit
+            warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
+                                    category=DeprecationWarning)
+            for _ in range(min(workers - 1, math.ceil(len(items) / _CHUNK_MIN) - 1)):
+                receive, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_worker, args=(items, claims, send), daemon=True,
+                                   name="medlab-scan-worker")
+                proc.start()
+                send.close()
+                _grow_pipe(receive)
+                procs[receive] = proc
+    finally:
+        gc.unfreeze()
+    live = dict(procs)
+
+    def take(ready: list) -> None:
+        for conn in ready:
+            try:
+                message = pickle.loads(conn.recv_bytes())
+            except EOFError:  # the process ended without a word: killed
+                proc = live.pop(conn)
+                proc.join(5)
+                raise WorkerError(
+                    f"a header-reading worker process (pid {proc.pid}) stopped before it "
+                    f"finished ({_exit_text(proc.exitcode)}); nothing was written to the "
+                    "index. Scan again (with workers=1 to read in this process only)"
+                ) from None
+            if message[0] == "rows":
+                _, lo, hi, batch = message
+                for key in _ARROW_KEYS:
+                    batch[key] = _from_ipc(batch[key])
+                order.put(lo, hi, batch)
+            elif message[0] == "done":
+                live.pop(conn)
+            else:
+                _, exc, text = message
+                live.pop(conn)
+                raise WorkerError(
+                    f"a header-reading worker process failed ({type(exc).__name__}: {exc}); "
+                    f"nothing was written to the index. Its traceback:\n{text}") from exc
+
+    try:
+        start()
+        tail = False
+        while True:
+            take(wait(list(live), timeout=0) if live else [])
+            if not tail and claims.left() <= _CHUNK_MAX * workers:
+                # the last files: what this process still has to do after the reading
+                # (insert the rows so far) is done now, while the workers read them
+                tail = True
+                idle()
+            if (span := claims.next()) is None:
+                break
+            lo, hi = span
+            order.put(lo, hi, read_batch(items[lo:hi]))
+        while live:
+            ready = wait(list(live), timeout=0)
+            if not ready:
+                idle()
+                ready = wait(list(live))
+            take(ready)
+    finally:
+        for conn, proc in procs.items():
+            if proc.is_alive() and conn in live:  # stopped early (an error, ctrl-C)
+                proc.terminate()
+            proc.join()
+            conn.close()
+
+
+def _run_pool(items: list[tuple[str, int, int]], workers: int, order: _InOrder,
+              start: Callable[[], None], ctx: Any) -> None:
+    """Where processes cannot be forked (macOS, Windows): ``workers`` spawned processes of a
+    pool read the chunks; this one sets DuckDB up and takes in their results."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    chunks = _chunks(items, workers)
+    spans, lo = [], 0
+    for c in chunks:
+        spans.append((lo, lo + len(c)))
+        lo += len(c)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(read_batch, c): i for i, c in enumerate(chunks)}
+        try:
+            start()
+            for fut in as_completed(futures):
+                order.put(*spans[futures[fut]], fut.result())
+        except BaseException:  # (DuckDB failed, ctrl-C): no more chunks to read
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (", e.g. by the out-of-memory killer" if name == "SIGKILL"
+                                      else "")
+    return f"exit code {code}"
 
 
 def _dask_client(client: Any) -> tuple[Any, bool]:
@@ -214,18 +417,15 @@ def _dask_workers(client: Any) -> int:
         return 4
 
 
-def _run_on_dask(client: Any, chunks: list[list], bar: Any,
-                 meanwhile: Callable[[], None]) -> dict[int, dict[str, Any]]:
+def _run_on_dask(client: Any, chunks: list[list], order: _InOrder,
+                 start: Callable[[], None]) -> None:
     from dask.distributed import as_completed
 
     futures = client.map(read_batch, chunks, pure=False)
-    meanwhile()
-    index_of = {f.key: i for i, f in enumerate(futures)}
-    results: dict[int, dict[str, Any]] = {}
+    start()
+    spans, lo = {}, 0
+    for f, c in zip(futures, chunks, strict=True):
+        spans[f.key] = (lo, lo + len(c))
+        lo += len(c)
     for fut in as_completed(futures):
-        i = index_of[fut.key]
-        results[i] = fut.result()
-        bar.update(len(chunks[i]))
-    return results
-
-
+        order.put(*spans[fut.key], fut.result())

@@ -66,7 +66,7 @@ from ..io.dicom.values import (
     to_int,
     to_str,
 )
-from ._schema import INSTANCE_COLUMNS, Column
+from ._schema import FRAME_COLUMNS, INSTANCE_COLUMNS, Column
 
 __all__ = ["parse_date", "parse_datetime", "read_batch", "read_chunk", "read_file"]
 
@@ -240,30 +240,50 @@ class _MemoDataset(FastDataset):
         return list(value) if isinstance(value, list) else value  # the memo's copy stays intact
 
 
-#: the header read in full (FastHeader.base None) last, and its row before the file's own
-#: location: the row of a header read by comparison with it differs only in the cells of the
-#: values that differ (FastHeader.changed)
-_ROW_BASE: list[Any] = [(None, None, None)]  # [(header, row, encoding)], replaced whole
+#: per header layout (the header read in full, FastHeader.base None), the last file of that
+#: layout whose row was made here, and its row before the file's own location: the row of a
+#: header of the same layout differs from it only in the cells of the values that differ
+#: between the two files (those of FastHeader.changed of either). Newest first, at most
+#: HeaderReader.LAYOUTS; one tuple (layout, header, row, encoding) per layout, the whole
+#: list replaced at once (threads of a dask worker may share it).
+_ROW_REFS: list[tuple] = [()]
 _ACQ_TAGS = frozenset({_T_ACQ_DT, _T_ACQ_DATE, _T_ACQ_TIME, _T_CON_DATE, _T_CON_TIME})
+
+
+def _keep_row(layout: FastHeader, fh: FastHeader, row: list[Any], encoding: str) -> None:
+    refs = _ROW_REFS[0]
+    _ROW_REFS[0] = ((layout, fh, tuple(row), encoding),
+                    *(r for r in refs if r[0] is not layout))[: HeaderReader.LAYOUTS]
 
 
 def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[Any] | None:
     """An instance row from the fast reader's values; None when pydicom must do it."""
     values = fh.values
-    base_fh, base_row, encoding = _ROW_BASE[0]
-    if fh.base is not None and fh.base is base_fh and _CHARSET not in fh.changed:
-        row = list(base_row)
-        changed = fh.changed
-        if changed:  # (values of one file, mostly: not memoised)
-            _fill_fast(row, {t: values[t] for t in changed if t in _TOP_SPECS}, _TOP_SPECS,
-                       encoding)
-            if changed & _ACQ_TAGS:
-                row[_COL["acquisition_datetime"]] = _acquisition_datetime(
-                    lambda tag: _text(values, tag))
+    layout = fh.base
+    if layout is not None and _CHARSET not in fh.changed:  # type: ignore[operator]
+        ref = next((r for r in _ROW_REFS[0] if r[0] is layout), None)
+        if ref is not None:
+            _, ref_fh, ref_row, encoding = ref
+            row = list(ref_row)
+            ref_values = ref_fh.values
+            # the values that may differ between the two files: where either differs from
+            # the layout's header (values of one file, mostly: not memoised)
+            differ = [t for t in (fh.changed | ref_fh.changed if ref_fh.changed  # type: ignore[operator]
+                                  else fh.changed)
+                      if values.get(t) != ref_values.get(t)]
+            if differ:
+                _fill_fast(row, {t: values[t] for t in differ if t in _TOP_SPECS and t in values},
+                           _TOP_SPECS, encoding)
+                if any(t not in values for t in differ if t in _TOP_SPECS):
+                    return None  # (a layout has the same tags: never here)
+                if not _ACQ_TAGS.isdisjoint(differ):
+                    row[_COL["acquisition_datetime"]] = _acquisition_datetime(
+                        lambda tag: _text(values, tag))
             if row[_COL["n_frames"]] is None and fh.pixel_offset is not None:
                 row[_COL["n_frames"]] = 1
-        _fill_location(row, path, size, mtime_ns)
-        return row
+            _keep_row(layout, fh, row, encoding)
+            _fill_location(row, path, size, mtime_ns)
+            return row
     charset = values.get(_CHARSET)
     encoding = "latin-1"
     if charset is not None:
@@ -288,7 +308,9 @@ def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[
     if row[_COL["n_frames"]] is None and fh.pixel_offset is not None:
         row[_COL["n_frames"]] = 1
     if fh.base is None:
-        _ROW_BASE[0] = (fh, tuple(row), encoding)
+        _keep_row(fh, fh, row, encoding)
+    elif _CHARSET not in fh.changed:  # type: ignore[operator]
+        _keep_row(fh.base, fh, row, encoding)  # (its layout's reference had been dropped)
     _fill_location(row, path, size, mtime_ns)
     return row
 
@@ -499,20 +521,25 @@ def read_chunk(items: list[tuple[str, int, int]]) -> dict[str, list]:
 
 
 def read_batch(items: list[tuple[str, int, int]]) -> dict[str, Any]:
-    """:func:`read_chunk`, with the instance rows as one Arrow table, built where they are read.
+    """:func:`read_chunk`, with the rows as Arrow tables, built where they are read.
 
     The work of a scan's worker process or dask task: converting the rows to
     the index's Arrow schema there keeps it off the process that writes the
-    index (which would otherwise do it alone, after the workers), and an
-    Arrow table travels back as a few buffers instead of thousands of
-    Python objects. ``inputs`` has the columns the series checks read
-    (``_INSTANCE_INPUT``, series UID first) as tuples.
+    index, and an Arrow table travels back as a few buffers instead of
+    thousands of Python objects. Returns ``instances`` and ``frames`` (Arrow
+    tables of :data:`INSTANCE_COLUMNS` and :data:`FRAME_COLUMNS`), ``inputs``
+    (the instance columns the series checks read, ``_INSTANCE_INPUT``, series
+    UID first, as tuples), ``geometry`` (the frame rows without the stored
+    frame record: the columns the series checks read) and ``errors`` (tuples).
     """
     from ._store import _INSTANCE_AT, _INSTANCE_INPUT, _arrow_table
 
     out: dict[str, Any] = read_chunk(items)
-    rows = out["instances"]
+    rows, frames = out["instances"], out["frames"]
     at = [_INSTANCE_AT[c] for c in _INSTANCE_INPUT]
+    n_geometry = len(FRAME_COLUMNS) - 1  # all but frame_record, the last
     out["inputs"] = [tuple(r[i] for i in at) for r in rows]
+    out["geometry"] = [f[:n_geometry] for f in frames]
     out["instances"] = _arrow_table(INSTANCE_COLUMNS, rows)
+    out["frames"] = _arrow_table(FRAME_COLUMNS, frames)
     return out

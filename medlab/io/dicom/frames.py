@@ -100,40 +100,60 @@ class FastFrames:
 
     For a header that :class:`~.header.HeaderReader` read by comparison with
     an earlier file's (:attr:`FastHeader.base`), whose values the frame
-    stage read differ from that file's only in values that change from
-    file to file of a series (:data:`~._frames.PER_FILE_FIELDS`: instance
-    number, position, times, rescale), the frame is that file's frame with
-    those fields recomputed (:func:`~._frames.frame_like`); otherwise
+    stage read are those of a reference file (the base itself, or an earlier
+    file of the same layout whose frame was computed in full: the first file
+    of each series that shares a layout with another series) but for values
+    that change from file to file of a series (:data:`~._frames.PER_FILE_FIELDS`:
+    instance number, position, times, rescale), the frame is that file's frame
+    with those fields recomputed (:func:`~._frames.frame_like`); otherwise
     :func:`fast_frames` runs, noting the tags it reads. Either way the result
     is what :func:`fast_frames` gives (tests/test_dicom_stages.py).
     """
 
     __slots__ = ("_refs", "_traced")
 
+    #: reference frames kept (newest first): a few per layout
+    REFS = 2 * HeaderReader.LAYOUTS
+
     def __init__(self) -> None:
-        #: (header read in full, its frame, the tags its frame stage read) of the last few
-        #: such headers (as many as a HeaderReader keeps layouts), newest first; a tuple
-        #: replaced whole (threads of one process may share this object)
-        self._refs: tuple[tuple[FastHeader, Frame, frozenset[int]], ...] = ()
+        #: (layout's header read in full, the reference header, its frame, the tags its
+        #: frame stage read, the values of those tags that differ from the layout's header
+        #: and do not change from file to file) of the last few files whose frames were
+        #: computed in full, newest first; a tuple replaced whole (threads of one process may
+        #: share this object)
+        self._refs: tuple[tuple[FastHeader, FastHeader, Frame, frozenset[int], frozenset],
+                          ...] = ()
         self._traced: dict[type, type] = {}
+
+    @staticmethod
+    def _signature(fh: FastHeader, reads: frozenset[int]) -> frozenset:
+        """The values read by the frame stage that differ from the layout's header and are
+        not per-file values (tag and raw bytes): two files of a layout with the same
+        signature have the same values but for the per-file ones."""
+        values = fh.values
+        return frozenset((t, values.get(t)) for t in fh.changed & reads  # type: ignore[operator]
+                         if t not in _PER_FILE_TAGS)
 
     def __call__(self, fh: FastHeader | None, path: Path, *, size: int | None = None,
                  dataset_type: type[FastDataset] = FastDataset) -> list[Frame] | None:
         if fh is None or fh.pixel_offset is None or fh.seen & FAST_DECLINE:
             return None
         base = fh.base
-        ref = None
         if base is not None:
-            ref = next((r for r in self._refs if r[0] is base), None)
-        if ref is not None:
-            _, frame, reads = ref
-            differ = fh.changed & reads  # type: ignore[operator]
-            if all(t in _PER_FILE_TAGS for t in differ) and (
-                    fh.pixel_length is None or fh.pixel_offset + fh.pixel_length
-                    <= (path.stat().st_size if size is None else size)):
+            for layout, ref_fh, frame, reads, signature in self._refs:
+                if layout is not base or self._signature(fh, reads) != signature:
+                    continue
+                if fh.pixel_length is not None and (
+                        fh.pixel_offset + fh.pixel_length
+                        > (path.stat().st_size if size is None else size)):
+                    break
+                # the per-file values that may differ from the reference file's: those that
+                # differ from the layout's header in either (recomputed from this file)
+                differ = (fh.changed | (ref_fh.changed or frozenset())) & reads  # type: ignore[operator]
                 try:  # (medlab's own converters: no pydicom warning to silence)
                     return [frame_like(frame, dataset_type(fh),
-                                       [_PER_FILE_TAGS[t] for t in differ], path)]
+                                       [_PER_FILE_TAGS[t] for t in differ
+                                        if t in _PER_FILE_TAGS], path)]
                 except Exception:  # as fast_frames: the full reader explains it
                     return None
         traced = self._traced.get(dataset_type)
@@ -142,11 +162,15 @@ class FastFrames:
         ds = traced(fh)
         ds.reads = set()
         frames = _fast_frames(fh, path, size, ds)
-        if (fh.base is None and frames is not None and len(frames) == 1
-                and frames[0].index is None and frames[0].tile is None):
-            # a plain header read in full: the reference of the files like it
-            self._refs = ((fh, frames[0], frozenset(ds.reads)),
-                          *self._refs)[: HeaderReader.LAYOUTS]
+        if (frames is not None and len(frames) == 1 and frames[0].index is None
+                and frames[0].tile is None):
+            # a plain header: the reference of the files like it (of its layout, with its
+            # values but for the per-file ones)
+            reads = frozenset(ds.reads)
+            layout = fh if fh.base is None else fh.base
+            ref = (layout, fh, frames[0], reads,
+                   frozenset() if fh.base is None else self._signature(fh, reads))
+            self._refs = (ref, *self._refs)[: self.REFS]
         return frames
 
 
