@@ -658,3 +658,19 @@ def test_dask_cluster_writes_the_same_index():
         with ml.cohort.scan(roots[2], progress=False, client=cluster.scheduler_address) as by_addr:
             assert len(by_addr.instances) == len(expected["instances"].query(
                 "path.str.contains('breast-dce')", engine="python"))
+
+
+@pytest.mark.parametrize("first", ["zeta", "alpha"])
+def test_series_value_tie_is_broken_the_same_way_whatever_the_file_order(tmp_path, first):
+    """A series whose files disagree half and half on a value (here SeriesDescription and
+    StudyDescription) shows the smallest of the tied values, whichever comes first in the
+    folder: DuckDB's plain ``mode()`` returned whichever its hash table met first."""
+    paths, _ = write_dicom_series(tmp_path / "s", np.zeros((4, 6, 5), np.int16))
+    other = "alpha" if first == "zeta" else "zeta"
+    for k, path in enumerate(sorted(paths)):
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription = ds.StudyDescription = first if k < 2 else other
+        ds.save_as(path)
+    with ml.cohort.scan(tmp_path, progress=False) as idx:
+        assert idx.series["series_description"].tolist() == ["alpha"]
+        assert idx.studies["study_description"].tolist() == ["alpha"]
