@@ -52,7 +52,14 @@ loop on both cohorts, the second worker adding at least 1.6x, the time linear
 in the number of files; a rescan with nothing changed under 1 s. The script
 prints the numbers and never fails on a ratio.
 
-Where it stands (2 cores shared with other sessions, December 2026: each run started when
+Final run (idle 2-core machine, December 2026, ``--series 20 --slices 100 --small-series 25
+--repeat 5``): medlab-2/pydicom 7.65 (512x512) and 6.96 (64x64), medlab-1/pydicom 5.68 and
+4.90; the second worker 1.35 and 1.42 (target 1.6: not met; pydicom-2/pydicom 2.08 and
+2.39); CPU per file 255 and 276 us with one process, 340 and 336 us with two (both
+processes); 2,500 / 5,000 / 10,000 64x64 files 1.00 / 1.82 / 3.63x the time with 2 workers
+(4,951 / 5,443 / 5,462 files/s: linear but for a fixed cost of a few tens of ms per scan).
+
+Where it stood while this was built (2 cores shared with other sessions: each run started when
 both cores had been idle for 0.5 s; three series of 3-5 interleaved rounds, main's code
 as the baseline in the same rounds; the machine's speed drifted by
 ~25% from minute to minute, so the ratios are taken within a round). One medlab process
