@@ -828,3 +828,45 @@ def test_default_fit_without_numba_names_the_fix(monkeypatch):
         ts.fit_curves(times, curve, aif)
     res = ts.fit_curves(times, curve, aif, refine=True)
     np.testing.assert_allclose(res["ktrans"], 0.2, rtol=1e-2)
+
+
+@pytest.mark.slow
+def test_default_fit_where_numba_has_no_writable_cache():
+    """A read-only install and home: numba finds no place for the compiled steps (here: no
+    cache locator admitted) and would raise on import; the fit compiles them in memory,
+    warns with the fix (NUMBA_CACHE_DIR) and gives the same maps as the cached code."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import json, warnings
+        import numpy as np
+        import medlab.timeseries as ts
+        times = np.arange(30) * 5.0
+        aif = ts.parker_aif(delay_s=30)
+        curves = np.stack([ts.tofts(times, aif, ktrans=k, ve=v)
+                           for k, v in [(0.05, 0.1), (0.2, 0.3), (0.35, 0.5)]])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = ts.fit_curves(times, curves, aif)
+        print(json.dumps({"warnings": [str(w.message) for w in caught],
+                          "ktrans": np.asarray(res["ktrans"]).tolist(),
+                          "ve": np.asarray(res["ve"]).tolist()}))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="ZipCacheLocator")
+    env.pop("NUMBA_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=300)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert any("NUMBA_CACHE_DIR" in w for w in got["warnings"]), got["warnings"]
+    times = np.arange(30) * 5.0
+    aif = ts.parker_aif(delay_s=30)
+    curves = np.stack([ts.tofts(times, aif, ktrans=k, ve=v)
+                       for k, v in [(0.05, 0.1), (0.2, 0.3), (0.35, 0.5)]])
+    res = ts.fit_curves(times, curves, aif)
+    np.testing.assert_allclose(got["ktrans"], np.asarray(res["ktrans"]), rtol=1e-9)
+    np.testing.assert_allclose(got["ve"], np.asarray(res["ve"]), rtol=1e-9)
+    np.testing.assert_allclose(got["ktrans"], [0.05, 0.2, 0.35], rtol=1e-2)

@@ -20,15 +20,40 @@ step of a row waits on each gather in turn: 1.7x slower). The algebra is that of
 from __future__ import annotations
 
 import math
+import warnings
 
 import numba
 import numpy as np
 
 __all__ = ["fit_block", "sum_squares"]
 
+
+def _probe() -> None:  # pragma: no cover - never called, only decorated
+    pass
+
+
+def _cache_location() -> bool:
+    """Whether numba finds a writable place for this module's compiled code (the package's
+    ``__pycache__``, ``NUMBA_CACHE_DIR`` or the user's cache directory).
+
+    Where none is (a read-only install and home), ``njit(cache=True)`` raises at the
+    decoration, i.e. on import: the functions are then compiled in memory, in each
+    process, and a warning names the fix."""
+    try:
+        numba.njit(cache=True)(_probe)
+    except RuntimeError:
+        warnings.warn(
+            "numba found no writable cache directory for medlab's compiled Tofts steps, so "
+            "each Python process compiles them again (a few seconds per data type); set "
+            "NUMBA_CACHE_DIR to a writable directory to compile them once",
+            RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
 # no 'nnan'/'ninf': rows that are not finite are detected with math.isfinite
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
-_JIT = {"cache": True, "nogil": True, "fastmath": _FAST, "error_model": "numpy"}
+_JIT = {"cache": _cache_location(), "nogil": True, "fastmath": _FAST, "error_model": "numpy"}
 
 
 @numba.njit(**_JIT)
