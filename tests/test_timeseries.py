@@ -422,17 +422,26 @@ def test_noisy_tofts_at_least_as_good_as_curve_fit(seed):
     assert n_cf > 0.6 * kt.size
 
 
-def _least_squares_sse(model, times, row, starts):
-    """Smallest SSE of the bounded Tofts least-squares fit of ``row`` (scipy, from each start)."""
+def _least_squares(model, row, starts, *, kep=False):
+    """scipy's bounded least-squares fit of the Tofts model to ``row``, the best of ``starts``:
+    its SSE and second parameter. In (Ktrans, ve) with ``0 <= Ktrans <= 5`` and
+    ``1e-3 <= ve <= 1``; with ``kep``, in (Ktrans, kep) with ``1e-3 <= kep <= 100`` /min (the
+    bound of medlab's kep range) instead."""
     from scipy.optimize import least_squares
 
-    best = np.inf
-    for kt0, ve0 in starts:
-        fit = least_squares(lambda p: model(p[0], p[1])[0] - row,
-                            [min(max(kt0, 1e-4), 4.9), min(max(ve0, 2e-3), 0.99)],
-                            bounds=([0, 1e-3], [5, 1]), x_scale=[0.1, 0.1])
-        best = min(best, 2 * fit.cost)
-    return best
+    if kep:
+        fun = lambda p: model(p[0], p[0] / p[1])[0] - row  # noqa: E731
+        lo, hi, scale = [0, 1e-3], [5, 100], [0.1, 10.0]
+    else:
+        fun = lambda p: model(p[0], p[1])[0] - row  # noqa: E731
+        lo, hi, scale = [0, 1e-3], [5, 1], [0.1, 0.1]
+    best, best_x = np.inf, np.nan
+    for start in starts:
+        x0 = np.clip(start, [1e-4, 2e-3], [4.9, 0.99 * hi[1]])
+        fit = least_squares(fun, x0, bounds=(lo, hi), x_scale=scale)
+        if 2 * fit.cost < best:
+            best, best_x = 2 * fit.cost, fit.x[1]
+    return best, best_x
 
 
 @pytest.mark.parametrize(("n_frames", "sigma"), [(60, 0.01), (30, 0.05)])
@@ -451,7 +460,7 @@ def test_default_fit_reaches_the_least_squares_minimum(n_frames, sigma):
     res = ts.fit_curves(times, noisy, ts.parker_aif(delay_s=30))
     murase = ts.fit_curves(times, noisy, ts.parker_aif(delay_s=30), search=False, polish=False)
     ours = ((model(res["ktrans"], np.maximum(res["ve"], 1e-3)) - noisy) ** 2).sum(axis=1)
-    best = np.array([_least_squares_sse(model, times, row, [(k, v), (k0, v0)])
+    best = np.array([_least_squares(model, row, [(k, v), (k0, v0)])[0]
                      for row, k, v, k0, v0 in zip(noisy, kt, ve, res["ktrans"], res["ve"],
                                                   strict=True)])
     # medlab bounds kep to kep_range (100/min by default), scipy's (Ktrans, ve) fit does not
@@ -476,7 +485,6 @@ def test_default_fit_flat_valleys_reach_scipy_bounded_minimum():
     # 10-100/min; judged against scipy's least squares in (Ktrans, kep) with medlab's
     # bound kep <= 100/min, on an independent FFT model, from the truth and from
     # medlab's estimate -- including curves whose best kep is the bound
-    from scipy.optimize import least_squares
 
     rng = np.random.default_rng(21)
     kep_true = np.repeat([15.0, 25.0, 40.0, 70.0, 150.0], 8)
@@ -488,14 +496,9 @@ def test_default_fit_flat_valleys_reach_scipy_bounded_minimum():
     res = ts.fit_curves(times, noisy, ts.parker_aif(delay_s=30))
     assert np.count_nonzero(res["kep"] > 20) >= 20  # the flat-valley path is exercised
     ours = ((model(res["ktrans"], np.maximum(res["ve"], 1e-6)) - noisy) ** 2).sum(axis=1)
-    best, best_kep = np.full(kt.size, np.inf), np.zeros(kt.size)
-    for i, row in enumerate(noisy):
-        for start in ((kt[i], min(kep_true[i], 99.0)), (res["ktrans"][i], res["kep"][i])):
-            fit = least_squares(lambda p, row=row: model(p[0], p[0] / p[1])[0] - row,
-                                np.clip(start, [1e-4, 1e-3], [4.9, 99.9]),
-                                bounds=([0, 1e-3], [5, 100]), x_scale=[0.1, 10.0])
-            if 2 * fit.cost < best[i]:
-                best[i], best_kep[i] = 2 * fit.cost, fit.x[1]
+    best, best_kep = np.array([
+        _least_squares(model, row, [(kt[i], kep_true[i]), (res["ktrans"][i], res["kep"][i])],
+                       kep=True) for i, row in enumerate(noisy)]).T
     excess = (ours - best) / best
     print(f"flat valleys: SSE excess over scipy median {np.median(excess):.1e}, max "
           f"{excess.max():.1e}; kep {np.round(res['kep'], 1)} scipy {np.round(best_kep, 1)}")
@@ -510,7 +513,6 @@ def test_default_fit_on_the_ve_bound_reaches_scipy_bounded_minimum():
     # curves of large ve, short acquisitions): fitted on the bound ve = 1 (Ktrans = kep),
     # judged against scipy's bounded least squares in (Ktrans, ve) on an independent FFT
     # model, from the truth and from medlab's estimate
-    from scipy.optimize import least_squares
 
     rng = np.random.default_rng(31)
     kt = np.tile([0.02, 0.05, 0.1, 0.2], 10)
@@ -523,14 +525,9 @@ def test_default_fit_on_the_ve_bound_reaches_scipy_bounded_minimum():
     assert on_bound.sum() >= 8  # the bound's path is exercised
     assert np.all(res["ve"] <= 1.0 + 1e-6)
     ours = ((model(res["ktrans"], res["ve"]) - noisy) ** 2).sum(axis=1)
-    best, best_ve = np.full(kt.size, np.inf), np.zeros(kt.size)
-    for i, row in enumerate(noisy):
-        for start in ((kt[i], ve[i]), (res["ktrans"][i], res["ve"][i])):
-            fit = least_squares(lambda p, row=row: model(p[0], p[1])[0] - row,
-                                np.clip(start, [1e-4, 2e-3], [4.9, 0.999]),
-                                bounds=([0, 1e-3], [5, 1]), x_scale=[0.1, 0.1])
-            if 2 * fit.cost < best[i]:
-                best[i], best_ve[i] = 2 * fit.cost, fit.x[1]
+    best, best_ve = np.array([
+        _least_squares(model, row, [(kt[i], ve[i]), (res["ktrans"][i], res["ve"][i])])
+        for i, row in enumerate(noisy)]).T
     excess = (ours - best) / best
     print(f"ve bound: {on_bound.sum()} of {kt.size} on it (scipy: "
           f"{np.count_nonzero(best_ve > 0.999)}); SSE excess over scipy median "
