@@ -272,10 +272,10 @@ def _row_from_fast(fh: FastHeader, path: str, size: int, mtime_ns: int) -> list[
                                   else fh.changed)
                       if values.get(t) != ref_values.get(t)]
             if differ:
-                _fill_fast(row, {t: values[t] for t in differ if t in _TOP_SPECS and t in values},
-                           _TOP_SPECS, encoding)
                 if any(t not in values for t in differ if t in _TOP_SPECS):
                     return None  # (a layout has the same tags: never here)
+                _fill_fast(row, {t: values[t] for t in differ if t in _TOP_SPECS}, _TOP_SPECS,
+                           encoding)
                 if not _ACQ_TAGS.isdisjoint(differ):
                     row[_COL["acquisition_datetime"]] = _acquisition_datetime(
                         lambda tag: _text(values, tag))
