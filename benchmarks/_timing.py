@@ -18,3 +18,32 @@ def best_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
         out = fn()
         times.append(time.perf_counter() - t0)
     return min(times), out
+
+
+def wait_idle(*, threshold: float = 0.85, window_s: float = 0.5, max_wait_s: float = 15.0
+              ) -> float:
+    """Wait until the CPUs were at least ``threshold`` idle over ``window_s`` (at most
+    ``max_wait_s``); return the idle fraction last seen (1.0 where /proc/stat is missing).
+
+    A contender started right after another one's processes (or the page cache's write-back)
+    would otherwise pay for them: on a 2-core machine a busy core halves what a second
+    worker can gain.
+    """
+
+    def snapshot() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, all
+
+    try:
+        snapshot()
+    except OSError:
+        return 1.0
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        idle0, all0 = snapshot()
+        time.sleep(window_s)
+        idle1, all1 = snapshot()
+        fraction = (idle1 - idle0) / max(1, all1 - all0)
+        if fraction >= threshold or time.monotonic() > deadline:
+            return fraction
