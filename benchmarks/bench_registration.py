@@ -80,6 +80,29 @@ optima a few mm apart at every level of detail:
   grid): the first is the better optimum. The second run's three coarse
   candidates end at -0.545, -0.527 and -0.456, none in the first run's
   basin; optimising all seven coarse starts reaches -0.566, 14.9 mm away.
+* Also tried, none kept (max start-pose dependence in mm for STS_002, 008,
+  019, 025, 042, seeds 0/1/2; main's code: 0.91/0.62/9.25, 1.74/6.62/3.11,
+  2.90/1.32/2.69, 11.5/13.4/9.42, 0.41/0.62/0.05). Basin hopping on the
+  coarsest level (from each coarse optimum, the 12 moves +-5 degrees about
+  and +-5 mm along each axis, each optimised, the best by the level's
+  every-voxel metric kept, up to 4 rounds): 3.23/1.25/1.80, 1.11/4.17/1.52,
+  1.57/2.79/1.96, 3.94/5.36/9.49, 0.36/0.25/0.04, at 3-4 times the time.
+  Optimising each level as a rigid correction in the fixed image's frame
+  (steps and scales then depend on the physical pose only, not on the
+  start's parameters): 0.72/0.77/3.29, 5.99/4.02/2.16, 2.88/1.69/1.14,
+  11.2/3.23/17.7, 0.32/0.89/0.04; with the coarse levels also converged
+  (regular-step descent): 0.74/1.76/7.05, 1.35/2.66/3.94, 1.29/5.04/1.80,
+  10.9/11.6/9.07, 0.39/0.47/0.04 (STS_008's two converged coarse optima are
+  2.3 mm apart). A response surface (a full quadratic fitted to the
+  every-voxel metric at 73 poses within 2 mm of the result, a step to its
+  minimum, repeated) makes the runs agree where the landscape is flat, but
+  its optimum is not the answer: on the 2x level after the pipeline STS_019
+  2.90 -> 0.10 and STS_008 1.74 -> 0.12 mm (seed 0), 128^3 TRE 0.044 ->
+  0.52 mm; on the 4x level 0.08/0.04/3.63, 2.55/0.31/0.82, 0.01/5.47/0.16,
+  4.56/9.26/3.36, 0.01/0.01/0.01, TRE 1.03 mm; on the finest level STS_019
+  0.03 mm, TRE 0.23 mm, minutes per run. Fitted on the 2x level and
+  followed by the finest level's descent: TRE 0.044 mm, STS_019 2.48 mm
+  again: the runs part in the finest level's descent.
 
 The MR series share the CT's frame of reference (co-registered upstream), but
 that pose is no reference here: MI over every voxel is far worse there
