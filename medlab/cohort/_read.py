@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._scan import read_batch
 
-if TYPE_CHECKING:
-
-    pass
-
-
-
-#: files read per task; small enough for a smooth progress bar, large enough to amortise
-#: the cost of sending a task
-_CHUNK_MAX = 256
-#: below this many files to read, worker processes cost more than they save
-_PARALLEL_MIN_FILES = 400
 
 # ------------------------------------------------------------------------ walking
 def _norm_root(path: str | os.PathLike) -> str:
@@ -102,6 +92,12 @@ _PIPE_BYTES = 1 << 20
 def _chunks(items: list, n_workers: int) -> list[list]:
     size = max(16, min(_CHUNK_MAX, math.ceil(len(items) / max(1, 8 * n_workers))))
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _spans(chunks: list[list]) -> list[tuple[int, int]]:
+    """(lo, hi) of each of the consecutive ``chunks`` in the list they were cut from."""
+    ends = list(itertools.accumulate(len(c) for c in chunks))
+    return list(zip([0, *ends], ends, strict=False))  # starts: 0, then each end but the last
 
 
 class _InOrder:
@@ -355,17 +351,14 @@ def _run_pool(items: list[tuple[str, int, int]], workers: int, order: _InOrder,
     pool read the chunks; this one sets DuckDB up and takes in their results."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    chunks = _chunks(items, workers)
-    spans, lo = [], 0
-    for c in chunks:
-        spans.append((lo, lo + len(c)))
-        lo += len(c)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(read_batch, c): i for i, c in enumerate(chunks)}
+        chunks = _chunks(items, workers)
+        futures = {pool.submit(read_batch, c): span
+                   for c, span in zip(chunks, _spans(chunks), strict=True)}
         try:
             start()
             for fut in as_completed(futures):
-                order.put(*spans[futures[fut]], fut.result())
+                order.put(*futures[fut], fut.result())
         except BaseException:  # (DuckDB failed, ctrl-C): no more chunks to read
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -423,9 +416,6 @@ def _run_on_dask(client: Any, chunks: list[list], order: _InOrder,
 
     futures = client.map(read_batch, chunks, pure=False)
     start()
-    spans, lo = {}, 0
-    for f, c in zip(futures, chunks, strict=True):
-        spans[f.key] = (lo, lo + len(c))
-        lo += len(c)
+    spans = {f.key: span for f, span in zip(futures, _spans(chunks), strict=True)}
     for fut in as_completed(futures):
         order.put(*spans[fut.key], fut.result())
