@@ -20,8 +20,12 @@ def best_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return min(times), out
 
 
-def wait_idle(*, threshold: float = 0.85, window_s: float = 0.5, max_wait_s: float = 15.0
-              ) -> float:
+#: the idle fraction of the CPUs that wait_idle waits for
+IDLE_THRESHOLD = 0.85
+
+
+def wait_idle(*, threshold: float = IDLE_THRESHOLD, window_s: float = 0.5,
+              max_wait_s: float = 15.0) -> float:
     """Wait until the CPUs were at least ``threshold`` idle over ``window_s`` (at most
     ``max_wait_s``); return the idle fraction last seen (1.0 where /proc/stat is missing).
 

@@ -246,8 +246,8 @@ def load_pair(patient: str, modality: str):
 def start_pose_dependence(run, ct, moving) -> dict | None:
     """``run`` on the pair and on the pair with ``moving`` moved by a known rigid motion M;
     the second result should be M after the first. Their distance (mm) at CT body points:
-    ``mean``/``max`` over the whole CT body, ``overlap_mean``/``overlap_max`` over the body
-    points the first result maps inside the moving image's grid (where the registration has
+    ``mean``/``max`` over the whole CT body, ``overlap_max`` over the body points the
+    first result maps inside the moving image's grid (where the registration has
     data; elsewhere it is an extrapolation, whose error grows with the distance from the
     moving image); ``seconds`` of the two runs. None when the method fails on one of them."""
     from medlab import geometry as geo
@@ -271,9 +271,12 @@ def start_pose_dependence(run, ct, moving) -> dict | None:
     index = moving.world_to_index(found[0])
     inside = np.all((index >= 0) & (index <= np.asarray(moving.spatial_shape) - 1), axis=1)
     return {"mean": float(err.mean()), "max": float(err.max()), "seconds": seconds,
-            "overlap_mean": float(err[inside].mean()) if inside.any() else float("nan"),
             "overlap_max": float(err[inside].max()) if inside.any() else float("nan"),
             "overlap_fraction": float(inside.mean())}
+
+
+#: the measures of start_pose_dependence the summary reports: key -> where it is taken
+MEASURES = {"max": "CT body", "overlap_max": "inside the moving image"}
 
 
 def real_pairs(quick: bool, runners: dict) -> None:
@@ -283,12 +286,11 @@ def real_pairs(quick: bool, runners: dict) -> None:
     print(f"real multimodal pairs (sts-cohort CT vs PET / MR T1), moved copy: rotation "
           f"{ROTATION_DEG} deg, translation {SHIFT_MM} mm; start-pose dependence in mm, max "
           f"over the CT body and (in brackets) over the body points inside the moving image")
-    measures = ("max", "overlap_max")
     # method -> measure -> pair -> mm
-    maxima: dict[str, dict[str, dict[str, float]]] = {n: {m: {} for m in measures}
+    maxima: dict[str, dict[str, dict[str, float]]] = {n: {m: {} for m in MEASURES}
                                                       for n in names}
     seeds = () if quick else SEEDS
-    worst_seed: dict[str, dict[str, float]] = {m: {} for m in measures}  # over medlab's seeds
+    worst_seed: dict[str, dict[str, float]] = {m: {} for m in MEASURES}  # over medlab's seeds
     for patient in patients:
         for modality in modalities:
             pair = f"{patient} {modality}"
@@ -302,16 +304,17 @@ def real_pairs(quick: bool, runners: dict) -> None:
                 if out is None:
                     cells.append(f"{name} FAILED (no result from one start)")
                     continue
-                for m in measures:
+                for m in MEASURES:
                     maxima[name][m][pair] = out[m]
                 cells.append(f"{name} mean {out['mean']:6.3f} max {out['max']:6.3f} "
                              f"[{out['overlap_max']:6.3f}] ({out['seconds']:5.1f} s)")
             if seeds:
                 runs = [start_pose_dependence(lambda f, m, s=s: run_medlab(f, m, seed=s),
                                               ct, moving) for s in seeds]
-                for m in measures:
+                for m in MEASURES:
                     other = [float("inf") if r is None else r[m] for r in runs]
-                    worst_seed[m][pair] = max([maxima["medlab"][m][pair], *other])
+                    first = maxima["medlab"][m].get(pair, float("inf"))  # inf: seed 0 failed
+                    worst_seed[m][pair] = max([first, *other])
                 cells.append("medlab seeds " + ", ".join(map(str, seeds)) + " max " + " / ".join(
                     "inf" if r is None else f"{r['max']:.2f} [{r['overlap_max']:.2f}]"
                     for r in runs))
@@ -322,26 +325,23 @@ def real_pairs(quick: bool, runners: dict) -> None:
     for name, per_measure in maxima.items():
         for m, per_pair in per_measure.items():
             if per_pair:
-                where = "CT body" if m == "max" else "inside the moving image"
                 print(f"  {name}: {len(per_pair)}/{n_pairs} pairs registered, max start-pose "
-                      f"dependence ({where}) median {np.median(list(per_pair.values())):.3f} "
+                      f"dependence ({MEASURES[m]}) median {np.median(list(per_pair.values())):.3f} "
                       f"mm, worst {max(per_pair.values()):.3f} mm, "
                       f"{sum(v <= 1.0 for v in per_pair.values())} within 1 mm")
     for m, per_pair in worst_seed.items():
         if per_pair:
-            where = "CT body" if m == "max" else "inside the moving image"
             within = sum(v <= 1.0 for v in per_pair.values())
-            print(f"  medlab over seeds 0, {', '.join(map(str, seeds))} ({where}): "
+            print(f"  medlab over seeds 0, {', '.join(map(str, seeds))} ({MEASURES[m]}): "
                   f"{within}/{len(per_pair)} pairs within 1 mm with every seed, worst "
                   f"{max(per_pair.values()):.3f} mm")
     if "elastix" in maxima:
-        for m in measures:
+        for m in MEASURES:
             both = sorted(set(maxima["medlab"][m]) & set(maxima["elastix"][m]))
             if both:
                 ratio = (np.median([maxima["medlab"][m][k] for k in both])
                          / max(np.median([maxima["elastix"][m][k] for k in both]), 1e-9))
-                where = "CT body" if m == "max" else "inside the moving image"
-                print(f"ratio medlab/elastix: median max start-pose dependence ({where}) "
+                print(f"ratio medlab/elastix: median max start-pose dependence ({MEASURES[m]}) "
                       f"{ratio:.3g} (over the {len(both)} pairs both registered)")
 
 
