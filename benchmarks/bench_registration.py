@@ -32,77 +32,65 @@ that agrees with one seed only agrees by the luck of that sample set); quick:
 one PET/CT pair, medlab only, seed 0.
 
 What the numbers mean (measured on this machine, December 2026): both runs of a
-pair sample the same points of the fixed CT (seeded on its grid), so the
-metric is the same function of the physical pose in both; any difference
-comes from the optimiser's path. The PET/CT pairs agree within 0.18 mm (0.82
-mm with seeds 1 and 2). The
-MR/CT pairs (the MR cropped to a few cm around the tumour) do not, and which
-of them pass is seed luck: max start-pose dependence (mm) for STS_002, 008,
-019, 025, 042 with seed 0: 0.91, 1.74, 2.90, 11.5, 0.41; seed 1: 0.62, 6.62,
-1.32, 13.4, 0.62; seed 2: 9.25, 3.11, 2.69, 9.42, 0.05 (6 of the 10 pairs
-within 1 mm with every seed; elastix, which fails on STS_008, 025 and 042,
-2.20 and 1.28 mm on STS_002 and 019). The script also prints the maximum
-over the body points that the first result maps inside the moving image (16-35% of
-the CT body for four of the MR series, 87% for STS_019's), since outside it the
-transform is an extrapolation whose error grows with the distance from the moving
-image: the MR pairs barely change (seed 0: 0.64, 1.54, 2.64, 5.99, 0.38 mm; worst
-over the seeds 6.88, 4.37, 2.69, 7.43, 0.51; elastix 1.69 and 1.28), so the
-disagreement is in the registered region itself, not an artefact of
-extrapolating a small rotation to the whole CT. The landscape has
-optima a few mm apart at every level of detail:
+pair sample the same points of one image, so the metric is the same function
+of the physical pose in both; any difference comes from the optimiser's path.
 
-* Sampling noise: with the finest level's 20,000 samples the change of the
-  metric for a 1 mm shift varies across sample sets as much as the change
-  itself (STS_025 along z: +0.0004 +- 0.0088, every voxel +0.0084).
-* Overlap: 26% of STS_019's CT maps outside the cropped MR. Samples entering
-  and leaving the overlap change the metric's value, which its gradient does
-  not see: regular-step descent over every voxel from STS_019's result climbs
-  the every-voxel metric monotonically (-0.3060 to -0.3009 in 20 steps of
-  0.5 mm); restricted to a fixed mask 5 mm inside the MR it descends.
-* Every voxel is not enough: a final descent over every voxel (CT strided 2x
-  in-plane, following the gradient to a 0.01 mm step) brings STS_019, 008,
-  002 and 042 within 0.13 mm with seed 0, but with seeds 1 and 2 STS_008
-  ends 3.4 / 1.3 mm and STS_002 0.02 / 5.9 mm apart; on the 128^3 case it
-  moves the TRE from 0.044 to 0.19 mm (dense metrics: 0.11-0.27 mm, 80,000
-  random samples 0.051) and adds 1.6 s. Every voxel at the whole finest
-  level: 0.08 (STS_019), 0.57 (STS_002), 1.37 (STS_008), 8.4 mm (STS_025)
-  at 15-45 times the time.
-* Elastix-like new samples: the finest level in 4 rounds of 6 iterations,
-  each on a new sample set with half the step, gave 3 of 5 MR pairs within
-  1 mm with seeds 11-14 (128^3 TRE 0.047 mm) and STS_019 3.1, STS_002 1.4 mm
-  with seeds 1-4. The mean of 4 seeds' results: STS_019 1.32 mm (one seed
-  2.90). More samples, overlap-relative sample counts, regular sampling,
-  finest-level smoothing, other SimpleITK optimisers (conjugate gradient with
-  line search: 40-100 s) or no metric-based stop: each helped one pair and
-  hurt another.
-* Coarse basins (STS_025): Mattes MI over every voxel is -0.586 at the first
-  run's result and -0.545 at the second's (-0.658 / -0.612 on the 2x shrunk
-  grid): the first is the better optimum. The second run's three coarse
-  candidates end at -0.545, -0.527 and -0.456, none in the first run's
-  basin; optimising all seven coarse starts reaches -0.566, 14.9 mm away.
-* Also tried, none kept (max start-pose dependence in mm for STS_002, 008,
-  019, 025, 042, seeds 0/1/2; main's code: 0.91/0.62/9.25, 1.74/6.62/3.11,
-  2.90/1.32/2.69, 11.5/13.4/9.42, 0.41/0.62/0.05). Basin hopping on the
-  coarsest level (from each coarse optimum, the 12 moves +-5 degrees about
-  and +-5 mm along each axis, each optimised, the best by the level's
-  every-voxel metric kept, up to 4 rounds): 3.23/1.25/1.80, 1.11/4.17/1.52,
-  1.57/2.79/1.96, 3.94/5.36/9.49, 0.36/0.25/0.04, at 3-4 times the time.
-  Optimising each level as a rigid correction in the fixed image's frame
-  (steps and scales then depend on the physical pose only, not on the
-  start's parameters): 0.72/0.77/3.29, 5.99/4.02/2.16, 2.88/1.69/1.14,
-  11.2/3.23/17.7, 0.32/0.89/0.04; with the coarse levels also converged
-  (regular-step descent): 0.74/1.76/7.05, 1.35/2.66/3.94, 1.29/5.04/1.80,
-  10.9/11.6/9.07, 0.39/0.47/0.04 (STS_008's two converged coarse optima are
-  2.3 mm apart). A response surface (a full quadratic fitted to the
-  every-voxel metric at 73 poses within 2 mm of the result, a step to its
-  minimum, repeated) makes the runs agree where the landscape is flat, but
-  its optimum is not the answer: on the 2x level after the pipeline STS_019
-  2.90 -> 0.10 and STS_008 1.74 -> 0.12 mm (seed 0), 128^3 TRE 0.044 ->
-  0.52 mm; on the 4x level 0.08/0.04/3.63, 2.55/0.31/0.82, 0.01/5.47/0.16,
-  4.56/9.26/3.36, 0.01/0.01/0.01, TRE 1.03 mm; on the finest level STS_019
-  0.03 mm, TRE 0.23 mm, minutes per run. Fitted on the 2x level and
-  followed by the finest level's descent: TRE 0.044 mm, STS_019 2.48 mm
-  again: the runs part in the finest level's descent.
+* PET/CT: medlab samples 20,000 random CT voxels (the PET's voxels are 16-31
+  times the CT's; see below). The two results agree within 0.18 mm (0.82 mm
+  with seeds 1 and 2).
+* MR/CT: the MR series are cropped around the tumour (0.1-0.6 million voxels;
+  four cover a tenth to a third of the CT's field of view, STS_019's nearly
+  all of it). medlab samples a crop of less than half the fixed image's field
+  of view on the crop (the moving image) and inverts the result, and samples
+  an image of at most a million voxels at every voxel (``sampling='auto'``).
+  Max start-pose dependence for STS_002, 008, 019, 025, 042: 0.01, 0.13,
+  0.62, 0.00, 0.00 mm, the same with every seed (nothing is drawn at random);
+  elastix fails on STS_008, 025 and 042, 2.20 and 1.28 mm on STS_002 and 019.
+  Each MR registration takes 6-14 s instead of 2-5 s.
+* The script also prints the maximum over the body points that the first
+  result maps inside the moving image (16-35% of the CT body for four of the
+  MR series, 88% for STS_019's), since outside it the transform is an
+  extrapolation whose error grows with the distance from the moving image.
+
+How it got there (max start-pose dependence in mm for the MR/CT pairs STS_002,
+008, 019, 025, 042; seeds 0/1/2 where three numbers are given):
+
+* Until December 2026 medlab sampled 20,000 random voxels of the CT:
+  0.91/0.62/9.25, 1.74/6.62/3.11, 2.90/1.32/2.69, 11.5/13.4/9.42,
+  0.41/0.62/0.05. Inside the moving image hardly less (seed 0: 0.64, 1.54,
+  2.64, 5.99, 0.38), so the disagreement was in the registered region.
+  Two causes, measured on the way:
+* Overlap: 26% of STS_019's CT maps outside the cropped MR, 65-84% for the
+  other four. Samples entering and leaving the overlap change the metric's
+  value, which its gradient does not see: regular-step descent over every CT
+  voxel from STS_019's result climbed the every-voxel metric monotonically
+  (-0.3060 to -0.3009 in 20 steps of 0.5 mm). Sampled on the MR, 20,000
+  random samples: 1.81/1.25/2.11, 1.05/0.28/0.76, 2.44/4.08/3.77,
+  1.90/0.64/2.35, 0.19/0.27/0.16 (better, not enough).
+* Sampling noise: with 20,000 samples the change of the metric for a 1 mm
+  shift varied across sample sets as much as the change itself (STS_025
+  along z: +0.0004 +- 0.0088, every voxel +0.0084). Sampled on the MR:
+  100,000 random samples, STS_002 0.61/5.85/0.73, STS_019 0.35/0.79/2.65;
+  every voxel on the finest level only, STS_002 0.01/0.12/0.16, STS_019
+  2.11/0.74/1.35; on the coarse levels only, STS_002 1.81/3.49/3.73; on
+  every level 0.01, 0.13, 0.14, 0.00, 0.00. STS_019's MR covers 97% of the
+  CT's field of view and is not treated as a crop: every CT voxel gives 0.62.
+* Every voxel against a much coarser image does harm: every CT voxel of
+  STS_025's PET/CT (PET voxels 16 times the CT's) gave 3.19 mm, 20,000 random
+  ones 0.18 mm (a regular grid of samples adds interpolation artefacts at the
+  coarse grid's period, which random samples average out); sampled on the
+  PET, 3.34 mm. Hence ``'auto'`` keeps random samples when one image's voxels
+  are more than 8 times the other's, and only crops are sampled on the
+  moving image.
+* Tried before on the CT-sampled metric, none kept: a final descent over
+  every voxel; every voxel on the finest level (0.08, 0.57, 1.37 mm for
+  STS_019, 002, 008; 8.4 mm STS_025); elastix-like new samples each round;
+  seed averaging; more samples; regular sampling; finest-level smoothing;
+  conjugate gradients with line search (40-100 s); basin hopping on the
+  coarsest level (3.94/5.36/9.49 on STS_025); optimising each level in the
+  fixed image's frame; converged coarse levels; a quadratic response surface
+  (makes the runs agree, but its optimum is biased: 128^3 TRE 0.044 ->
+  0.52 mm).
 
 The MR series share the CT's frame of reference (co-registered upstream), but
 that pose is no reference here: MI over every voxel is far worse there

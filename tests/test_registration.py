@@ -26,6 +26,7 @@ import SimpleITK as sitk
 import medlab as ml
 from medlab import geometry as geo
 from medlab.registration import RegistrationError
+from medlab.registration import _stage as stage  # its documented constants
 
 reg = ml.registration
 CENTRE = (110.5, 128.5)  # (221 x 257) pixels, unit spacing: the guide's image centre
@@ -181,18 +182,43 @@ def test_ct_3d_multimodal_known_answer(ct):
     assert ev["tre_mean_mm"] < 1.0, ev["tre_mean_mm"]
 
 
+
+def test_a_smaller_moving_image_is_sampled_and_the_result_inverted(ct):
+    """The moving image is a crop (a fifth of the CT's field of view) of the CT moved by
+    a known rigid motion. The stage samples the metric on the crop (less than half the
+    CT's field of view) and returns the inverse of crop -> CT: still fixed -> moving, the known answer
+    everywhere in the body. The pair the other way round is not reversed."""
+    truth = rigid_truth((4.0, -5.0, 7.0), (12.0, -10.0, 12.0), ct.center)  # 9.5 deg, 19.9 mm
+    s = sitk.Cast(ct.to_simpleitk(), sitk.sitkFloat32)
+    moved = sitk.Resample(s, s, truth.GetInverse(), sitk.sitkLinear, -1024.0)
+    n = moved.GetSize()
+    crop = ml.Image.from_simpleitk(sitk.RegionOfInterest(
+        moved, [n[0] // 2, n[1] // 2, n[2] * 3 // 4], [n[0] // 4, n[1] // 4, n[2] // 8]))
+    assert stage.sampled_on_moving(ct, crop)
+    assert not stage.sampled_on_moving(crop, ct)
+    result = reg.rigid(ct, crop, progress=False)
+    assert result.fixed is ct and result.moving is crop
+    ev = reg.evaluate(result, truth=truth, mask=ct.with_array(ct.array > -300))
+    assert ev["misalignment_mean_mm"] > 15
+    assert ev["tre_max_mm"] < 1.0, ev["tre_max_mm"]
+    # the start given as a transform (fixed -> moving) is reversed with the pair
+    again = reg.rigid(ct, crop, initial=result, progress=False)
+    assert reg.evaluate(again, truth=truth, mask=ct.with_array(ct.array > -300)
+                        )["tre_max_mm"] < 1.0
+
+
 @pytest.mark.parametrize(("patient", "modality"),
-                         [("STS_019", "PET"), ("STS_042", "MR_T1"), ("STS_002", "MR_T1")])
+                         [("STS_019", "PET"), ("STS_002", "MR_T1"), ("STS_008", "MR_T1"),
+                          ("STS_019", "MR_T1"), ("STS_025", "MR_T1"), ("STS_042", "MR_T1")])
 def test_real_multimodal_pair_does_not_depend_on_the_start_pose(patient, modality):
-    """A real PET/CT and MR/CT pair (CT 2x downsampled in-plane to keep it fast), and the
-    same moving image moved by a known rigid motion M (its affine changed: no
-    resampling). The two registrations start 14 degrees and 21 mm apart; the second
-    must equal M after the first, within 1 mm everywhere in the body. STS_002's MR/CT
-    needs the finest level's metric to choose among the coarse multi-start's optima:
-    when the coarsest level alone chose, the two results were 6.5 mm apart (14.5 mm at
-    worst). It guards the default seed's behaviour, not seed independence: with
-    sampling seeds 1 and 2 STS_002's results are 10.1 and 1.8 mm apart (STS_042's
-    0.27 and 0.15 mm; see bench_registration's notes on the MR/CT pairs)."""
+    """A real PET/CT pair and every MR/CT pair of the cohort (CT 2x downsampled in-plane
+    to keep it fast), and the same moving image moved by a known rigid motion M (its
+    affine changed: no resampling). The two registrations start 14 degrees and 21 mm
+    apart; the second must equal M after the first, within 1 mm everywhere in the body.
+    The MR series (0.1-0.6 million voxels; all but STS_019's crops of less than half the
+    CT's field of view, sampled on the MR) pass because they are sampled at every voxel:
+    with 20,000 random samples of the CT they ended 0.4-11.5 mm apart, and which passed
+    depended on the seed (see bench_registration's notes)."""
     load = lambda m: ml.load(ml.data.path("sts-cohort", f"dicom/{patient}/{m}/image"),  # noqa: E731
                              progress=False)
     ct, moving = load("CT"), load(modality)
@@ -225,7 +251,11 @@ def test_affine_stage_recovers_a_known_scaling(pd_fixed, brain_mask):
 
 
 # --------------------------------------------------------- reproducibility
-def test_seeded_runs_are_identical_and_seeds_matter(pd_fixed):
+def test_seeded_runs_are_identical_and_seeds_matter(pd_fixed, monkeypatch):
+    """Random sampling (by default images of more than EVERY_VOXEL_MAX voxels; lowered
+    here so that a brain slice is sampled at random): the same seed gives the same
+    result, another seed a slightly different one."""
+    monkeypatch.setattr(stage, "EVERY_VOXEL_MAX", 0)
     moving = brain("BrainProtonDensitySliceR10X13Y17.png")
     runs = [reg.rigid(pd_fixed, moving, progress=False, seed=7) for _ in range(2)]
     assert runs[0].transform.GetParameters() == runs[1].transform.GetParameters()
@@ -235,6 +265,23 @@ def test_seeded_runs_are_identical_and_seeds_matter(pd_fixed):
     assert np.abs(np.subtract(other.transform.GetParameters(),
                               runs[0].transform.GetParameters())).max() < 0.2
 
+
+
+def test_small_images_use_every_voxel_whatever_the_seed(pd_fixed):
+    """With ``sampling='auto'`` (the default) an image of at most EVERY_VOXEL_MAX voxels
+    is sampled at every voxel on every level: the seed changes nothing, the result is
+    ``sampling=None``'s and the known answer. A fraction asked for is drawn at random."""
+    moving = brain("BrainProtonDensitySliceR10X13Y17.png")
+    assert pd_fixed.array.size <= stage.EVERY_VOXEL_MAX
+    runs = [reg.rigid(pd_fixed, moving, progress=False, **kw)
+            for kw in ({"seed": 7}, {"seed": 8}, {"sampling": None})]
+    for other in runs[1:]:
+        assert other.transform.GetParameters() == runs[0].transform.GetParameters()
+    sampled = reg.rigid(pd_fixed, moving, progress=False, sampling=0.05, seed=7)
+    assert sampled.transform.GetParameters() != runs[0].transform.GetParameters()
+    truth = TRUTHS["BrainProtonDensitySliceR10X13Y17.png"]
+    assert reg.evaluate(runs[0], truth=truth, mask=brain("BrainProtonDensitySliceBorder20Mask.png")
+                        )["tre_mean_mm"] < 0.5
 
 # ------------------------------------------------------- results and trace
 def test_result_trace_points_resampling_and_files(pd_fixed, tmp_path, capsys):

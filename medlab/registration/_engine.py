@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ..image import Image
 from ._result import RegistrationResult
-from ._stage import DEFAULT_GRID_SPACING_MM, MAX_SAMPLES, Initial, Metric, run_stage
+from ._stage import DEFAULT_GRID_SPACING_MM, MAX_SAMPLES, Initial, Metric, Sampling, run_stage
 
 __all__ = ["affine", "deformable", "register", "rigid"]
 
@@ -32,7 +32,7 @@ def rigid(
     moving_mask: Image | None = None,
     levels: Sequence[int] = (4, 2, 1),
     sigmas_mm: Sequence[float] | None = None,
-    sampling: float | None = 0.2,
+    sampling: Sampling = "auto",
     max_samples: int | None = MAX_SAMPLES,
     seed: int | None = 0,
     iterations: int = DEFAULT_ITERATIONS["rigid"],
@@ -71,17 +71,21 @@ def rigid(
     sigmas_mm : sequence of float, optional
         Gaussian smoothing per level in mm; default ``0.5 * factor * finest
         fixed spacing`` for shrunk levels and 0 at full resolution.
-    sampling : float or None
-        Fraction of fixed voxels (inside ``fixed_mask``) sampled at random
-        for the metric at each level, at least 5000 voxels (or all of
-        them); ``None`` uses every voxel.
+    sampling : 'auto', float or None
+        Fraction of the sampled image's voxels (inside its mask) drawn at
+        random for the metric at each level, at least 5000 voxels (or all
+        of them); ``None`` uses every voxel. ``'auto'`` (the default):
+        every voxel of an image of at most a million voxels (inside its
+        mask) when the two images' voxels are of similar size (see Notes),
+        else 0.2; B-spline stages always 0.2.
     max_samples : int or None
-        Upper bound on the voxels sampled per level (default 20 000):
-        beyond it more samples cost time without improving accuracy.
-        ``None`` lifts it.
+        Upper bound on the voxels sampled at random per level (default
+        20 000): beyond it more samples cost time without improving
+        accuracy on large images. ``None`` lifts it.
     seed : int or None
         Seed of the random sampling: the same seed gives the same result
-        run to run. ``None`` draws a new sample each run.
+        run to run. ``None`` draws a new sample each run. No effect where
+        every voxel is sampled.
     iterations : int
         Maximum optimiser iterations per level.
     bins : int
@@ -106,6 +110,30 @@ def rigid(
         masks on other grids, or images that do not overlap after
         initialisation.
 
+    Notes
+    -----
+    Rigid and affine stages sample the metric on ``fixed``, unless
+    ``moving`` is a crop of it: less than half its field of view (physical
+    size of the grid, or of the mask), such as a cropped MR against a CT.
+    Then the samples are drawn on ``moving`` and stay inside the other
+    image as the pose changes, instead of entering and leaving the overlap
+    from step to step (which changes the metric in ways its gradient does
+    not see). The metrics are symmetric and a
+    linear transform inverts exactly, so the stage registers ``fixed``
+    onto ``moving`` and ``.transform`` is its inverse, still fixed ->
+    moving; ``metric_trace`` and ``final_metric`` are that run's.
+
+    A random sample of a small image makes a rough metric landscape with
+    local optima millimetres apart; hence ``sampling='auto'`` uses every
+    voxel up to a million. Not against an image with voxels more than 8
+    times larger or smaller (a PET against a CT): a regular grid of
+    samples then adds interpolation artefacts, optima at the coarse grid's
+    period, which random samples average out. On the real MR/CT pairs of
+    ``benchmarks/bench_registration.py`` (MR crops of 0.1-0.6 million
+    voxels) the result depends on the start pose by at most 0.62 mm,
+    against up to 11.5 mm with 20,000 random samples of the CT; it takes
+    6-14 s per registration instead of 2-5 s.
+
     Examples
     --------
     >>> result = ml.registration.rigid(ct, mr)            # doctest: +SKIP
@@ -124,7 +152,7 @@ def affine(
     moving_mask: Image | None = None,
     levels: Sequence[int] = (4, 2, 1),
     sigmas_mm: Sequence[float] | None = None,
-    sampling: float | None = 0.2,
+    sampling: Sampling = "auto",
     max_samples: int | None = MAX_SAMPLES,
     seed: int | None = 0,
     iterations: int = DEFAULT_ITERATIONS["affine"],
@@ -156,7 +184,7 @@ def deformable(
     moving_mask: Image | None = None,
     levels: Sequence[int] = (4, 2, 1),
     sigmas_mm: Sequence[float] | None = None,
-    sampling: float | None = 0.2,
+    sampling: Sampling = "auto",
     max_samples: int | None = MAX_SAMPLES,
     seed: int | None = 0,
     iterations: int = DEFAULT_ITERATIONS["bspline"],
@@ -198,7 +226,7 @@ def register(
     moving_mask: Image | None = None,
     levels: Sequence[int] = (4, 2, 1),
     sigmas_mm: Sequence[float] | None = None,
-    sampling: float | None = 0.2,
+    sampling: Sampling = "auto",
     max_samples: int | None = MAX_SAMPLES,
     seed: int | None = 0,
     iterations: int | dict[str, int] | None = None,

@@ -27,17 +27,37 @@ if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
 
 Metric = Literal["mattes", "correlation", "mean_squares"]
+Sampling = float | Literal["auto"] | None
 Initial = Any  # 'geometry' | 'moments' | SimpleITK.Transform | RegistrationResult | (fixed, moving points)
 
 METRICS = ("mattes", "correlation", "mean_squares")
 #: a level samples at least this many voxels (or all of them) whatever ``sampling`` says
 MIN_SAMPLES = 5000
+#: the fraction of voxels ``sampling='auto'`` draws at random where it samples (larger images,
+#: B-spline stages)
+DEFAULT_SAMPLING = 0.2
 #: default cap of sampled voxels per level (more add time, not accuracy)
 MAX_SAMPLES = 20_000
 #: default B-spline control point spacing (mm) of the finest grid
 DEFAULT_GRID_SPACING_MM = 32.0
 #: registration refuses to start when less of the fixed image than this overlaps the moving one
 MIN_OVERLAP = 0.05
+#: ``sampling='auto'``: rigid and affine stages sample every voxel (in the mask), on every
+#: level, of an image with at most EVERY_VOXEL_MAX voxels, unless one image's voxels are
+#: more than EVERY_VOXEL_COARSER times the other's (in volume). A random sample of a small
+#: image (a cropped MR: 0.1-0.6 million voxels) makes a rough landscape whose local optima
+#: lie millimetres apart: on the real MR/CT pairs of benchmarks/bench_registration.py the
+#: result then depended on the start pose by up to 6 mm even with 100,000 samples on the
+#: finest level, and by up to 2 mm with every voxel there but random samples on the coarser
+#: levels; with every voxel on every level by at most 0.14 mm (0.62 mm where sampled on the
+#: CT). Against a much coarser image, a regular grid of samples adds interpolation
+#: artefacts (optima at the coarse grid's period; Pluim et al., IEEE TMI 2000) that random
+#: samples average out: on one PET/CT pair (PET voxels 16 times the CT's) every CT voxel
+#: moved the result 3.2 mm with the start pose, 20,000 random ones 0.18 mm. Larger images
+#: are sampled at random (DEFAULT_SAMPLING, at most MAX_SAMPLES a level): every voxel would
+#: take many times as long
+EVERY_VOXEL_MAX = 1_000_000
+EVERY_VOXEL_COARSER = 8.0
 #: optimiser step length, in voxels of the level (mm of motion / level spacing)
 STEP = 0.5
 #: regular-step gradient descent (finest level): step reduction when the gradient turns
@@ -53,12 +73,15 @@ SEARCH_DEG = 15.0
 SEARCH_KEEP = 3
 #: coarse levels hand the best position they visited to the next level (not the last one)
 KEEP_BEST = True
+#: rigid and affine stages sample the metric on the moving image when its field of view is
+#: less than this fraction of the fixed image's (a crop: see sampled_on_moving)
+SWAP_BELOW = 0.5
 #: B-spline L-BFGS: stop when |gradient| / max(1, |parameters|) falls below this
 LBFGS_ACCURACY = 1e-6
 
 
 def check_options(metric: str, levels: Sequence[int], sigmas_mm: Sequence[float] | None,
-                  sampling: float | None, iterations: int, f_s: sitk.Image, bins: int
+                  sampling: Sampling, iterations: int, f_s: sitk.Image, bins: int
                   ) -> tuple[list[int], list[float]]:
     """Validated shrink factors and smoothing sigmas (mm), or a clear ValueError."""
     if metric not in METRICS:
@@ -78,8 +101,13 @@ def check_options(metric: str, levels: Sequence[int], sigmas_mm: Sequence[float]
         if len(sig) != len(lv) or any(s < 0 for s in sig):
             raise ValueError(f"sigmas_mm needs one value >= 0 per level ({len(lv)}), got "
                              f"{list(sigmas_mm)!r}")
-    if sampling is not None and not 0 < float(sampling) <= 1:
-        raise ValueError(f"sampling is a fraction of voxels in (0, 1], got {sampling!r}")
+    if isinstance(sampling, str):
+        if sampling != "auto":
+            raise ValueError(f"sampling is 'auto', a fraction of voxels in (0, 1] or None, "
+                             f"got {sampling!r}")
+    elif sampling is not None and not 0 < float(sampling) <= 1:
+        raise ValueError(f"sampling is 'auto', a fraction of voxels in (0, 1] or None, got "
+                         f"{sampling!r}")
     if int(iterations) < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations!r}")
     if int(bins) < 4:
@@ -160,6 +188,57 @@ def _start(kind: str, dim: int, initial: Initial, f_s: sitk.Image, m_s: sitk.Ima
                        own_centre if own_centre is not None else centre), None
 
 
+def _field_of_view_mm(image: Image, mask: Image | None, dim: int) -> float:
+    """Area (2D) or volume (3D) in mm of an image's grid, or of its mask's voxels."""
+    spacing = np.asarray(image.spacing, dtype=float)[-dim:]
+    if mask is not None:
+        return float(np.count_nonzero(np.asarray(mask.array))) * float(np.prod(spacing))
+    return float(np.prod(np.asarray(image.spatial_shape, dtype=float)[-dim:] * spacing))
+
+
+def sampled_on_moving(fixed: Image, moving: Image, fixed_mask: Image | None = None,
+                      moving_mask: Image | None = None) -> bool:
+    """Whether a rigid or affine stage samples its metric on ``moving``.
+
+    It does when ``moving`` (or its mask) is a crop of the fixed image's
+    field of view: less than :data:`SWAP_BELOW` (half) of the area or
+    volume of ``fixed`` (or its mask). The metric's samples then stay
+    inside the other image as the pose changes; sampled on the larger
+    image, most samples fall outside the crop and enter and leave it from
+    step to step, which changes the metric in ways its gradient does not
+    see. Mutual information, correlation and mean squares are symmetric in
+    the two images, and a linear transform inverts exactly, so the stage
+    registers ``fixed`` onto ``moving`` and returns the inverse. Images of
+    about the same field of view are not swapped (a PET against its CT:
+    sampled on the PET's 4-5 mm voxels, the result of one sts-cohort pair
+    moved 3.3 mm with the start pose). The field of view is a property of
+    the images, not of their pose, so the choice is the same from any start.
+    """
+    dim = pair_dimension(fixed, moving)
+    return (_field_of_view_mm(moving, moving_mask, dim)
+            < SWAP_BELOW * _field_of_view_mm(fixed, fixed_mask, dim))
+
+
+def _reverse_initial(initial: Initial, dim: int) -> Initial | None:
+    """``initial`` for the reversed pair (moving -> fixed), or None when it has no inverse."""
+    import SimpleITK as sitk
+
+    if isinstance(initial, str):
+        return initial  # centres of the grids or of mass, the shared frame: symmetric
+    if isinstance(initial, tuple | list) and len(initial) == 2:
+        return (initial[1], initial[0])
+    if isinstance(initial, RegistrationResult):
+        initial = initial.transform
+    if not isinstance(initial, sitk.Transform) or initial.GetDimension() != dim:
+        return None  # not ours to judge: the unreversed stage raises its clear error
+    if affine_parts(initial, dim) is None:
+        return None  # a deformation: optimise on top of it, unreversed
+    try:
+        return initial.GetInverse()
+    except RuntimeError:
+        return None
+
+
 def _transform_centre(transform: sitk.Transform) -> np.ndarray | None:
     try:
         return np.asarray(transform.Downcast().GetCenter(), dtype=float)
@@ -212,13 +291,14 @@ def sitk_array(image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayViewFromImage(image)
 
 
-def _sample_fraction(sampling: float | None, max_samples: int | None, n_voxels: float,
+def _sample_fraction(sampling: Sampling, max_samples: int | None, n_voxels: float,
                      inside: float) -> float:
     """Fraction of a level's voxels to draw (ITK draws it over the whole grid and drops
     the points outside the fixed mask, so draw proportionally more)."""
     if sampling is None:
         return 1.0
-    wanted = max(float(sampling) * n_voxels * inside, MIN_SAMPLES)
+    fraction = DEFAULT_SAMPLING if sampling == "auto" else float(sampling)
+    wanted = max(fraction * n_voxels * inside, MIN_SAMPLES)
     if max_samples is not None:
         wanted = min(wanted, float(max_samples))
     return min(wanted / max(n_voxels * inside, 1.0), 1.0)
@@ -444,14 +524,45 @@ def configure_optimizer(reg: sitk.ImageRegistrationMethod, transform: sitk.Trans
 
 def run_stage(kind: str, fixed: Image, moving: Image, *, metric: Metric, initial: Initial,
               fixed_mask: Image | None, moving_mask: Image | None, levels: Sequence[int],
-              sigmas_mm: Sequence[float] | None, sampling: float | None,
+              sigmas_mm: Sequence[float] | None, sampling: Sampling,
               max_samples: int | None, seed: int | None, iterations: int, bins: int,
-              progress: bool, grid_spacing_mm: float | Sequence[float] = DEFAULT_GRID_SPACING_MM
-              ) -> RegistrationResult:
-    """Run one stage (``'rigid'``, ``'affine'`` or ``'bspline'``); see :func:`rigid`."""
+              progress: bool, grid_spacing_mm: float | Sequence[float] = DEFAULT_GRID_SPACING_MM,
+              swap: bool = True) -> RegistrationResult:
+    """Run one stage (``'rigid'``, ``'affine'`` or ``'bspline'``); see :func:`rigid`.
+
+    Rigid and affine stages sample the metric on ``moving`` when it is a crop
+    of ``fixed``'s field of view (:func:`sampled_on_moving`): the stage then
+    registers ``fixed`` onto ``moving`` and returns the inverse.
+    """
     dim = pair_dimension(fixed, moving)
     for image in (fixed, moving):  # transforms, sigmas and grids are in mm
         image.require_spacing("registration")
+    if swap and kind != "bspline" and sampled_on_moving(fixed, moving, fixed_mask, moving_mask):
+        reverse = _reverse_initial(initial, dim)
+        if reverse is not None:
+            options = {"metric": metric, "levels": levels, "sigmas_mm": sigmas_mm,
+                       "sampling": sampling, "max_samples": max_samples, "seed": seed,
+                       "iterations": iterations, "bins": bins, "progress": progress}
+            # the overlap check (and its message) in the caller's terms
+            f_s = fixed.to_simpleitk(dimension=dim, dtype=np.float32)
+            m_s = moving.to_simpleitk(dimension=dim, dtype=np.float32)
+            optimised, after = _start(kind, dim, initial, f_s, m_s,
+                                      mask_to_sitk(fixed_mask, fixed, dim, "fixed"),
+                                      mask_to_sitk(moving_mask, moving, dim, "moving"))
+            _check_overlap(fixed, fixed_mask,
+                           optimised if after is None else compose(after, optimised), m_s, moving)
+            try:
+                back = run_stage(kind, moving, fixed, initial=reverse, fixed_mask=moving_mask,
+                                 moving_mask=fixed_mask, swap=False, **options)
+            except RegistrationError as exc:
+                raise RegistrationError(
+                    f"{exc} [the metric was sampled on the moving image, a crop of the fixed "
+                    "image's field of view: this message's 'fixed' is your moving image]") from exc
+            return RegistrationResult(back.transform.GetInverse(),
+                                      metric_trace=back.metric_trace,
+                                      final_metric=back.final_metric, seconds=back.seconds,
+                                      fixed=fixed, moving=moving, kind=kind, metric=metric,
+                                      stop_conditions=back.stop_conditions)
     f_s = fixed.to_simpleitk(dimension=dim, dtype=np.float32)
     m_s = moving.to_simpleitk(dimension=dim, dtype=np.float32)
     lv, sig = check_options(metric, levels, sigmas_mm, sampling, iterations, f_s, bins)
@@ -488,7 +599,7 @@ def run_stage(kind: str, fixed: Image, moving: Image, *, metric: Metric, initial
 def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
             f_mask: sitk.Image | None, m_mask: sitk.Image | None,
             after: sitk.Transform | None, lv: list[int], sig: list[float], metric: str,
-            bins: int, sampling: float | None, max_samples: int | None, seed: int | None,
+            bins: int, sampling: Sampling, max_samples: int | None, seed: int | None,
             iterations: int, inside: float, tracker: _Tracker, search: bool = False
             ) -> tuple[float, str]:
     """Optimise ``transform`` in place, one SimpleITK registration per pyramid level.
@@ -502,6 +613,12 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
 
     finest = float(min(f_s.GetSpacing()))
     corners = _corners(f_s)
+    # sampling='auto': a small image is sampled at every voxel on every level, unless one
+    # image is much coarser than the other (see EVERY_VOXEL_MAX)
+    voxel_ratio = float(np.prod(m_s.GetSpacing())) / float(np.prod(f_s.GetSpacing()))
+    every_voxel = (sampling == "auto"
+                   and float(np.prod(f_s.GetSize())) * inside <= EVERY_VOXEL_MAX
+                   and 1.0 / EVERY_VOXEL_COARSER <= voxel_ratio <= EVERY_VOXEL_COARSER)
     value, stop = float("nan"), ""
     candidates = [transform]
     paths: list[list[tuple]] = [[]]
@@ -509,7 +626,8 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
         target = factor * finest
         f_l, m_l = _level_image(f_s, sigma, target), _level_image(m_s, sigma, target)
         n_level = float(np.prod(f_l.GetSize()))
-        frac = _sample_fraction(sampling, max_samples, n_level, inside)
+        frac = 1.0 if every_voxel else _sample_fraction(sampling, max_samples, n_level,
+                                                        inside)
 
         def method(start: sitk.Transform, *, frac: float = frac,
                    n_level: float = n_level) -> sitk.ImageRegistrationMethod:
@@ -552,6 +670,11 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
             results.append((float(reg.GetMetricValue()), stop))
             path.extend(tracker.rows)  # each candidate's own trace
             del tracker.rows[:]
+        if len(candidates) > 1 and level < len(lv) - 1:
+            # optima of the coarse search that this level brought into one basin (within a
+            # level voxel at the fixed image's corners) go on as one: the best of them
+            candidates, paths, results = _merge_basins(candidates, paths, results, corners,
+                                                       target)
         if len(candidates) > 1 and level == len(lv) - 1:
             # distinct optima of the coarse search: the best on the finest level's metric,
             # free of sampling noise (SimpleITK's MetricEvaluate uses every voxel)
@@ -568,6 +691,32 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
     tracker.rows.extend(paths[0])  # the trace is the path of the optimum returned
     return value, stop
 
+
+
+def _distinct_basins(transforms: list, corners: list[tuple[float, ...]], target: float
+                     ) -> list[int]:
+    """Indices of the ``transforms`` (best first) each in its own basin: a transform
+    within ``target`` mm of a kept one at every corner of the fixed image is in its
+    basin. Distances at fixed points do not depend on the moving image's pose."""
+    kept: list[int] = []
+    points: list[np.ndarray] = []
+    for i, t in enumerate(transforms):
+        at = np.array([t.TransformPoint(c) for c in corners])
+        if all(np.max(np.linalg.norm(at - q, axis=1)) > target for q in points):
+            kept.append(i)
+            points.append(at)
+    return kept
+
+
+def _merge_basins(candidates: list, paths: list, results: list,
+                  corners: list[tuple[float, ...]], target: float) -> tuple[list, list, list]:
+    """The candidates in distinct basins (:func:`_distinct_basins`), each basin's best
+    (lowest metric), in their order; ``paths`` and ``results`` follow."""
+    order = sorted(range(len(candidates)), key=lambda i: results[i][0])
+    kept = sorted(order[j] for j in _distinct_basins([candidates[i] for i in order],
+                                                      corners, target))  # the search's order
+    return ([candidates[i] for i in kept], [paths[i] for i in kept],
+            [results[i] for i in kept])
 
 def _search_starts(transform: sitk.Transform) -> list[sitk.Transform]:
     """Copies of a linear ``transform`` rotated in fixed space about its centre, by
@@ -631,20 +780,14 @@ def _coarse_search(transform: sitk.Transform,
             reg.Execute(f_l, m_l)
         found.append((float(reg.GetMetricValue()), starts[i]))
     found.sort(key=lambda vt: vt[0])
-    distinct: list[sitk.Transform] = []
-    points: list[np.ndarray] = []
-    for _, candidate in found:
-        at = np.array([candidate.TransformPoint(c) for c in corners])
-        if all(np.max(np.linalg.norm(at - q, axis=1)) > target for q in points):
-            distinct.append(candidate)
-            points.append(at)
+    distinct = [found[i][1] for i in _distinct_basins([t for _, t in found], corners, target)]
     transform.SetParameters(distinct[0].GetParameters())
     return [transform, *distinct[1:]]
 
 
 def _bspline(f_s: sitk.Image, m_s: sitk.Image, f_mask: sitk.Image | None,
              m_mask: sitk.Image | None, after: sitk.Transform | None, lv: list[int],
-             sig: list[float], metric: str, bins: int, sampling: float | None,
+             sig: list[float], metric: str, bins: int, sampling: Sampling,
              max_samples: int | None, seed: int | None, iterations: int, inside: float,
              grid_spacing_mm: float | Sequence[float], tracker: _Tracker, fixed: Image,
              moving: Image, fixed_mask: Image | None) -> tuple[sitk.Transform, float, str]:
