@@ -39,12 +39,13 @@ of the physical pose in both; any difference comes from the optimiser's path.
   times the CT's; see below). The two results agree within 0.18 mm (0.82 mm
   with seeds 1 and 2).
 * MR/CT: the MR series are cropped around the tumour (0.1-0.6 million voxels;
-  four cover a tenth to a third of the CT's field of view, STS_019's nearly
-  all of it). medlab samples a crop of less than half the fixed image's field
-  of view on the crop (the moving image) and inverts the result, and samples
-  an image of at most a million voxels at every voxel (``sampling='auto'``).
-  Max start-pose dependence for STS_002, 008, 019, 025, 042: 0.01, 0.13,
-  0.62, 0.00, 0.00 mm, the same with every seed (nothing is drawn at random);
+  four cover a tenth to a third of the CT's field of view, STS_019's 97% of
+  it). medlab samples the metric on the image with the smaller field of view
+  (here the moving MR; not on a much coarser image such as a PET) and inverts
+  the result, and samples an image of at most a million voxels at every voxel
+  (``sampling='auto'``). Max start-pose dependence for STS_002, 008, 019, 025,
+  042: 0.01, 0.13, 0.08, 0.00, 0.00 mm, the same with every seed (nothing is
+  drawn at random);
   elastix fails on STS_008, 025 and 042, 2.20 and 1.28 mm on STS_002 and 019.
   Each MR registration takes 6-14 s instead of 2-5 s.
 * The script also prints the maximum over the body points that the first
@@ -73,15 +74,15 @@ How it got there (max start-pose dependence in mm for the MR/CT pairs STS_002,
   100,000 random samples, STS_002 0.61/5.85/0.73, STS_019 0.35/0.79/2.65;
   every voxel on the finest level only, STS_002 0.01/0.12/0.16, STS_019
   2.11/0.74/1.35; on the coarse levels only, STS_002 1.81/3.49/3.73; on
-  every level 0.01, 0.13, 0.14, 0.00, 0.00. STS_019's MR covers 97% of the
-  CT's field of view and is not treated as a crop: every CT voxel gives 0.62.
+  every level 0.01, 0.13, 0.14, 0.00, 0.00 (every CT voxel instead: STS_019
+  0.62 mm, 1.32 mm with the CT 2x downsampled in-plane).
 * Every voxel against a much coarser image does harm: every CT voxel of
   STS_025's PET/CT (PET voxels 16 times the CT's) gave 3.19 mm, 20,000 random
   ones 0.18 mm (a regular grid of samples adds interpolation artefacts at the
   coarse grid's period, which random samples average out); sampled on the
   PET, 3.34 mm. Hence ``'auto'`` keeps random samples when one image's voxels
-  are more than 8 times the other's, and only crops are sampled on the
-  moving image.
+  are more than 8 times the other's, and a much coarser moving image is not
+  sampled even when its field of view is the smaller.
 * Tried before on the CT-sampled metric, none kept: a final descent over
   every voxel; every voxel on the finest level (0.08, 0.57, 1.37 mm for
   STS_019, 002, 008; 8.4 mm STS_025); elastix-like new samples each round;

@@ -185,8 +185,8 @@ def test_ct_3d_multimodal_known_answer(ct):
 
 def test_a_smaller_moving_image_is_sampled_and_the_result_inverted(ct):
     """The moving image is a crop (a fifth of the CT's field of view) of the CT moved by
-    a known rigid motion. The stage samples the metric on the crop (less than half the
-    CT's field of view) and returns the inverse of crop -> CT: still fixed -> moving, the known answer
+    a known rigid motion. The stage samples the metric on the crop, the smaller field of
+    view, and returns the inverse of crop -> CT: still fixed -> moving, the known answer
     everywhere in the body. The pair the other way round is not reversed."""
     truth = rigid_truth((4.0, -5.0, 7.0), (12.0, -10.0, 12.0), ct.center)  # 9.5 deg, 19.9 mm
     s = sitk.Cast(ct.to_simpleitk(), sitk.sitkFloat32)
@@ -215,10 +215,9 @@ def test_real_multimodal_pair_does_not_depend_on_the_start_pose(patient, modalit
     to keep it fast), and the same moving image moved by a known rigid motion M (its
     affine changed: no resampling). The two registrations start 14 degrees and 21 mm
     apart; the second must equal M after the first, within 1 mm everywhere in the body.
-    The MR series (0.1-0.6 million voxels; all but STS_019's crops of less than half the
-    CT's field of view, sampled on the MR) pass because they are sampled at every voxel:
-    with 20,000 random samples of the CT they ended 0.4-11.5 mm apart, and which passed
-    depended on the seed (see bench_registration's notes)."""
+    The MR series (crops of 0.1-0.6 million voxels) pass because they are sampled, on
+    the MR, at every voxel: with 20,000 random samples of the CT they ended 0.4-11.5 mm
+    apart, and which passed depended on the seed (see bench_registration's notes)."""
     load = lambda m: ml.load(ml.data.path("sts-cohort", f"dicom/{patient}/{m}/image"),  # noqa: E731
                              progress=False)
     ct, moving = load("CT"), load(modality)

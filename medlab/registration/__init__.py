@@ -48,10 +48,10 @@ Defaults (no tuning needed on typical data)
   isotropic voxels, Gaussian smoothing of ``0.5 * factor * finest
   spacing`` mm on shrunk levels.
 * Rigid and affine stages sample the metric on the moving image when it
-  covers less than half the fixed image's field of view (a cropped MR
-  against a CT), so that the samples stay inside the other image as the
-  pose changes, and return the inverse of that registration (still fixed
-  -> moving).
+  covers a smaller field of view than the fixed one (a cropped MR against a
+  CT) and its voxels are not 8 times larger, so that the samples stay
+  inside the other image as the pose changes, and return the inverse of
+  that registration (still fixed -> moving).
 * ``sampling='auto'``: an image of at most a million voxels (rigid and
   affine) is sampled at every voxel on every level, unless the other
   image's voxels are more than 8 times larger or smaller (PET against CT):

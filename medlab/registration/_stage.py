@@ -74,8 +74,8 @@ SEARCH_KEEP = 3
 #: coarse levels hand the best position they visited to the next level (not the last one)
 KEEP_BEST = True
 #: rigid and affine stages sample the metric on the moving image when its field of view is
-#: less than this fraction of the fixed image's (a crop: see sampled_on_moving)
-SWAP_BELOW = 0.5
+#: smaller than the fixed image's by more than this fraction (see sampled_on_moving)
+SWAP_MARGIN = 0.02
 #: B-spline L-BFGS: stop when |gradient| / max(1, |parameters|) falls below this
 LBFGS_ACCURACY = 1e-6
 
@@ -200,23 +200,28 @@ def sampled_on_moving(fixed: Image, moving: Image, fixed_mask: Image | None = No
                       moving_mask: Image | None = None) -> bool:
     """Whether a rigid or affine stage samples its metric on ``moving``.
 
-    It does when ``moving`` (or its mask) is a crop of the fixed image's
-    field of view: less than :data:`SWAP_BELOW` (half) of the area or
-    volume of ``fixed`` (or its mask). The metric's samples then stay
-    inside the other image as the pose changes; sampled on the larger
-    image, most samples fall outside the crop and enter and leave it from
-    step to step, which changes the metric in ways its gradient does not
-    see. Mutual information, correlation and mean squares are symmetric in
-    the two images, and a linear transform inverts exactly, so the stage
-    registers ``fixed`` onto ``moving`` and returns the inverse. Images of
-    about the same field of view are not swapped (a PET against its CT:
-    sampled on the PET's 4-5 mm voxels, the result of one sts-cohort pair
-    moved 3.3 mm with the start pose). The field of view is a property of
-    the images, not of their pose, so the choice is the same from any start.
+    It does when ``moving`` (or its mask) covers a smaller field of view
+    (area or volume) than ``fixed`` (or its mask), by more than
+    :data:`SWAP_MARGIN`, and its voxels are at most
+    :data:`EVERY_VOXEL_COARSER` times the fixed image's. The metric's
+    samples then stay inside the other image as the pose changes; sampled
+    on the larger image, samples that fall outside the smaller one enter
+    and leave it from step to step, which changes the metric in ways its
+    gradient does not see. Mutual information, correlation and mean squares
+    are symmetric in the two images, and a linear transform inverts
+    exactly, so the stage registers ``fixed`` onto ``moving`` and returns
+    the inverse. A much coarser image is not sampled (a PET against its
+    CT: on the PET's 4-5 mm voxels the result of one sts-cohort pair moved
+    3.3 mm with the start pose, on the CT 0.18 mm). Fields of view and
+    voxel sizes are properties of the images, not of their pose, so the
+    choice is the same from any start.
     """
     dim = pair_dimension(fixed, moving)
+    voxel = [float(np.prod(np.asarray(im.spacing, dtype=float)[-dim:])) for im in (fixed, moving)]
+    if voxel[1] > EVERY_VOXEL_COARSER * voxel[0]:
+        return False  # a much coarser grid: few samples, interpolation artefacts
     return (_field_of_view_mm(moving, moving_mask, dim)
-            < SWAP_BELOW * _field_of_view_mm(fixed, fixed_mask, dim))
+            < (1.0 - SWAP_MARGIN) * _field_of_view_mm(fixed, fixed_mask, dim))
 
 
 def _reverse_initial(initial: Initial, dim: int) -> Initial | None:
@@ -530,9 +535,9 @@ def run_stage(kind: str, fixed: Image, moving: Image, *, metric: Metric, initial
               swap: bool = True) -> RegistrationResult:
     """Run one stage (``'rigid'``, ``'affine'`` or ``'bspline'``); see :func:`rigid`.
 
-    Rigid and affine stages sample the metric on ``moving`` when it is a crop
-    of ``fixed``'s field of view (:func:`sampled_on_moving`): the stage then
-    registers ``fixed`` onto ``moving`` and returns the inverse.
+    Rigid and affine stages sample the metric on ``moving`` when its field of
+    view is the smaller (:func:`sampled_on_moving`): the stage then registers
+    ``fixed`` onto ``moving`` and returns the inverse.
     """
     dim = pair_dimension(fixed, moving)
     for image in (fixed, moving):  # transforms, sigmas and grids are in mm
@@ -556,8 +561,8 @@ def run_stage(kind: str, fixed: Image, moving: Image, *, metric: Metric, initial
                                  moving_mask=fixed_mask, swap=False, **options)
             except RegistrationError as exc:
                 raise RegistrationError(
-                    f"{exc} [the metric was sampled on the moving image, a crop of the fixed "
-                    "image's field of view: this message's 'fixed' is your moving image]") from exc
+                    f"{exc} [the metric was sampled on the moving image, whose field of view "
+                    "is the smaller: this message's 'fixed' is your moving image]") from exc
             return RegistrationResult(back.transform.GetInverse(),
                                       metric_trace=back.metric_trace,
                                       final_metric=back.final_metric, seconds=back.seconds,
