@@ -49,8 +49,8 @@ MIN_OVERLAP = 0.05
 #: lie millimetres apart: on the real MR/CT pairs of benchmarks/bench_registration.py the
 #: result then depended on the start pose by up to 6 mm even with 100,000 samples on the
 #: finest level, and by up to 2 mm with every voxel there but random samples on the coarser
-#: levels; with every voxel on every level by at most 0.14 mm (0.62 mm where sampled on the
-#: CT). Against a much coarser image, a regular grid of samples adds interpolation
+#: levels; with every voxel on every level by at most 0.13 mm (sampled on the MR; 0.62 mm on
+#: the CT for the MR that covers 97% of it). Against a much coarser image, a regular grid of samples adds interpolation
 #: artefacts (optima at the coarse grid's period; Pluim et al., IEEE TMI 2000) that random
 #: samples average out: on one PET/CT pair (PET voxels 16 times the CT's) every CT voxel
 #: moved the result 3.2 mm with the start pose, 20,000 random ones 0.18 mm. Larger images
