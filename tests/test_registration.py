@@ -454,6 +454,13 @@ def test_clear_errors(pd_fixed, ct):
     far = moving.with_array(moving.array, affine=far_affine)
     with pytest.raises(RegistrationError, match="overlaps the moving"):
         reg.rigid(pd_fixed, far, initial=sitk.Euler2DTransform(), progress=False)
+    # a smaller moving image is the one sampled: the message still names the caller's roles
+    crop = far.with_array(far.array[:, 40:140, 40:160])  # same origin and spacing, far away
+    assert stage.sampled_on_moving(pd_fixed, crop)
+    with pytest.raises(RegistrationError, match=r"of the moving image overlaps the fixed image"):
+        reg.rigid(pd_fixed, crop, initial=sitk.Euler2DTransform(), progress=False)
+    with pytest.raises(ValueError, match="sampling"):
+        reg.rigid(pd_fixed, moving, sampling="fast", progress=False)
     with pytest.raises(ValueError, match="metric"):
         reg.rigid(pd_fixed, moving, metric="mutual_information", progress=False)
     with pytest.raises(ValueError, match="sampling"):

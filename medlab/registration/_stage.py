@@ -43,8 +43,8 @@ DEFAULT_GRID_SPACING_MM = 32.0
 #: registration refuses to start when less of the fixed image than this overlaps the moving one
 MIN_OVERLAP = 0.05
 #: ``sampling='auto'``: rigid and affine stages sample every voxel (in the mask), on every
-#: level, of an image with at most EVERY_VOXEL_MAX voxels, unless one image's voxels are
-#: more than EVERY_VOXEL_COARSER times the other's (in volume). A random sample of a small
+#: level, of an image with at most EVERY_VOXEL_MAX voxels, unless one of the two images is
+#: MUCH_COARSER than the other. A random sample of a small
 #: image (a cropped MR: 0.1-0.6 million voxels) makes a rough landscape whose local optima
 #: lie millimetres apart: on the real MR/CT pairs of benchmarks/bench_registration.py the
 #: result then depended on the start pose by up to 6 mm even with 100,000 samples on the
@@ -57,7 +57,10 @@ MIN_OVERLAP = 0.05
 #: are sampled at random (DEFAULT_SAMPLING, at most MAX_SAMPLES a level): every voxel would
 #: take many times as long
 EVERY_VOXEL_MAX = 1_000_000
-EVERY_VOXEL_COARSER = 8.0
+#: an image whose voxels are more than this many times another's (in volume) is much
+#: coarser: it is not the one sampled (sampled_on_moving), and no image is sampled at every
+#: voxel against it (EVERY_VOXEL_MAX)
+MUCH_COARSER = 8.0
 #: optimiser step length, in voxels of the level (mm of motion / level spacing)
 STEP = 0.5
 #: regular-step gradient descent (finest level): step reduction when the gradient turns
@@ -101,11 +104,8 @@ def check_options(metric: str, levels: Sequence[int], sigmas_mm: Sequence[float]
         if len(sig) != len(lv) or any(s < 0 for s in sig):
             raise ValueError(f"sigmas_mm needs one value >= 0 per level ({len(lv)}), got "
                              f"{list(sigmas_mm)!r}")
-    if isinstance(sampling, str):
-        if sampling != "auto":
-            raise ValueError(f"sampling is 'auto', a fraction of voxels in (0, 1] or None, "
-                             f"got {sampling!r}")
-    elif sampling is not None and not 0 < float(sampling) <= 1:
+    if not (sampling is None or sampling == "auto"
+            or (not isinstance(sampling, str) and 0 < float(sampling) <= 1)):
         raise ValueError(f"sampling is 'auto', a fraction of voxels in (0, 1] or None, got "
                          f"{sampling!r}")
     if int(iterations) < 1:
@@ -196,14 +196,18 @@ def _field_of_view_mm(image: Image, mask: Image | None, dim: int) -> float:
     return float(np.prod(np.asarray(image.spatial_shape, dtype=float)[-dim:] * spacing))
 
 
+def _much_coarser(spacing: Sequence[float], other: Sequence[float]) -> bool:
+    """Whether voxels of ``spacing`` (mm per axis) are MUCH_COARSER than ``other``'s."""
+    return float(np.prod(spacing)) > MUCH_COARSER * float(np.prod(other))
+
+
 def sampled_on_moving(fixed: Image, moving: Image, fixed_mask: Image | None = None,
                       moving_mask: Image | None = None) -> bool:
     """Whether a rigid or affine stage samples its metric on ``moving``.
 
     It does when ``moving`` (or its mask) covers a smaller field of view
     (area or volume) than ``fixed`` (or its mask), by more than
-    :data:`SWAP_MARGIN`, and its voxels are at most
-    :data:`EVERY_VOXEL_COARSER` times the fixed image's. The metric's
+    :data:`SWAP_MARGIN`, and is not :data:`MUCH_COARSER` than ``fixed``. The metric's
     samples then stay inside the other image as the pose changes; sampled
     on the larger image, samples that fall outside the smaller one enter
     and leave it from step to step, which changes the metric in ways its
@@ -217,9 +221,8 @@ def sampled_on_moving(fixed: Image, moving: Image, fixed_mask: Image | None = No
     choice is the same from any start.
     """
     dim = pair_dimension(fixed, moving)
-    voxel = [float(np.prod(np.asarray(im.spacing, dtype=float)[-dim:])) for im in (fixed, moving)]
-    if voxel[1] > EVERY_VOXEL_COARSER * voxel[0]:
-        return False  # a much coarser grid: few samples, interpolation artefacts
+    if _much_coarser(moving.spacing[-dim:], fixed.spacing[-dim:]):
+        return False  # few samples, interpolation artefacts
     return (_field_of_view_mm(moving, moving_mask, dim)
             < (1.0 - SWAP_MARGIN) * _field_of_view_mm(fixed, fixed_mask, dim))
 
@@ -263,16 +266,20 @@ def _inside_fraction(points: np.ndarray, transform: sitk.Transform, m_s: sitk.Im
 
 
 def _check_overlap(fixed: Image, fixed_mask: Image | None, transform: sitk.Transform,
-                   m_s: sitk.Image, moving: Image) -> None:
+                   m_s: sitk.Image, moving: Image,
+                   roles: tuple[str, str] = ("fixed", "moving")) -> None:
+    """Refuse a start where less than MIN_OVERLAP of the sampled image (``fixed``, called
+    ``roles[0]`` in the message) maps inside the other."""
     mask = None if fixed_mask is None else np.asarray(fixed_mask.array)
     pts = grid_points(fixed, mask=mask, max_points=800, seed=1)
     frac = _inside_fraction(pts, transform, m_s)
     if frac < MIN_OVERLAP:
-        region = "fixed mask" if fixed_mask is not None else "fixed image"
+        region = f"{roles[0]} mask" if fixed_mask is not None else f"{roles[0]} image"
         raise RegistrationError(
-            f"after initialisation only {100 * frac:.1f}% of the {region} overlaps the moving "
-            f"image (at least {100 * MIN_OVERLAP:.0f}% is needed). Fixed {fixed!r} is centred at "
-            f"{np.round(fixed.center, 1).tolist()} mm, moving {moving!r} at "
+            f"after initialisation only {100 * frac:.1f}% of the {region} overlaps the "
+            f"{roles[1]} image (at least {100 * MIN_OVERLAP:.0f}% is needed). "
+            f"{roles[0].capitalize()} {fixed!r} is centred at "
+            f"{np.round(fixed.center, 1).tolist()} mm, {roles[1]} {moving!r} at "
             f"{np.round(moving.center, 1).tolist()} mm (LPS). Check that both are in one "
             "physical space, or start from initial='geometry', 'moments' or paired landmarks"
         )
@@ -531,8 +538,8 @@ def run_stage(kind: str, fixed: Image, moving: Image, *, metric: Metric, initial
               fixed_mask: Image | None, moving_mask: Image | None, levels: Sequence[int],
               sigmas_mm: Sequence[float] | None, sampling: Sampling,
               max_samples: int | None, seed: int | None, iterations: int, bins: int,
-              progress: bool, grid_spacing_mm: float | Sequence[float] = DEFAULT_GRID_SPACING_MM,
-              swap: bool = True) -> RegistrationResult:
+              progress: bool, grid_spacing_mm: float | Sequence[float] = DEFAULT_GRID_SPACING_MM
+              ) -> RegistrationResult:
     """Run one stage (``'rigid'``, ``'affine'`` or ``'bspline'``); see :func:`rigid`.
 
     Rigid and affine stages sample the metric on ``moving`` when its field of
@@ -542,37 +549,36 @@ def run_stage(kind: str, fixed: Image, moving: Image, *, metric: Metric, initial
     dim = pair_dimension(fixed, moving)
     for image in (fixed, moving):  # transforms, sigmas and grids are in mm
         image.require_spacing("registration")
-    if swap and kind != "bspline" and sampled_on_moving(fixed, moving, fixed_mask, moving_mask):
+    options = {"metric": metric, "levels": levels, "sigmas_mm": sigmas_mm, "sampling": sampling,
+               "max_samples": max_samples, "seed": seed, "iterations": iterations, "bins": bins,
+               "progress": progress, "grid_spacing_mm": grid_spacing_mm}
+    if kind != "bspline" and sampled_on_moving(fixed, moving, fixed_mask, moving_mask):
         reverse = _reverse_initial(initial, dim)
         if reverse is not None:
-            options = {"metric": metric, "levels": levels, "sigmas_mm": sigmas_mm,
-                       "sampling": sampling, "max_samples": max_samples, "seed": seed,
-                       "iterations": iterations, "bins": bins, "progress": progress}
-            # the overlap check (and its message) in the caller's terms
-            f_s = fixed.to_simpleitk(dimension=dim, dtype=np.float32)
-            m_s = moving.to_simpleitk(dimension=dim, dtype=np.float32)
-            optimised, after = _start(kind, dim, initial, f_s, m_s,
-                                      mask_to_sitk(fixed_mask, fixed, dim, "fixed"),
-                                      mask_to_sitk(moving_mask, moving, dim, "moving"))
-            _check_overlap(fixed, fixed_mask,
-                           optimised if after is None else compose(after, optimised), m_s, moving)
-            try:
-                back = run_stage(kind, moving, fixed, initial=reverse, fixed_mask=moving_mask,
-                                 moving_mask=fixed_mask, swap=False, **options)
-            except RegistrationError as exc:
-                raise RegistrationError(
-                    f"{exc} [the metric was sampled on the moving image, whose field of view "
-                    "is the smaller: this message's 'fixed' is your moving image]") from exc
+            back = _run_stage(kind, moving, fixed, dim, ("moving", "fixed"), initial=reverse,
+                              fixed_mask=moving_mask, moving_mask=fixed_mask, **options)
             return RegistrationResult(back.transform.GetInverse(),
                                       metric_trace=back.metric_trace,
                                       final_metric=back.final_metric, seconds=back.seconds,
                                       fixed=fixed, moving=moving, kind=kind, metric=metric,
                                       stop_conditions=back.stop_conditions)
+    return _run_stage(kind, fixed, moving, dim, ("fixed", "moving"), initial=initial,
+                      fixed_mask=fixed_mask, moving_mask=moving_mask, **options)
+
+
+def _run_stage(kind: str, fixed: Image, moving: Image, dim: int, roles: tuple[str, str], *,
+               metric: Metric, initial: Initial, fixed_mask: Image | None,
+               moving_mask: Image | None, levels: Sequence[int],
+               sigmas_mm: Sequence[float] | None, sampling: Sampling, max_samples: int | None,
+               seed: int | None, iterations: int, bins: int, progress: bool,
+               grid_spacing_mm: float | Sequence[float]) -> RegistrationResult:
+    """:func:`run_stage` on ``fixed`` (sampled) and ``moving``; ``roles`` are the names the
+    caller gave them (``('moving', 'fixed')`` for a reversed pair), for the messages."""
     f_s = fixed.to_simpleitk(dimension=dim, dtype=np.float32)
     m_s = moving.to_simpleitk(dimension=dim, dtype=np.float32)
     lv, sig = check_options(metric, levels, sigmas_mm, sampling, iterations, f_s, bins)
-    f_mask = mask_to_sitk(fixed_mask, fixed, dim, "fixed")
-    m_mask = mask_to_sitk(moving_mask, moving, dim, "moving")
+    f_mask = mask_to_sitk(fixed_mask, fixed, dim, roles[0])
+    m_mask = mask_to_sitk(moving_mask, moving, dim, roles[1])
     optimised, after = _start(kind, dim, initial, f_s, m_s, f_mask, m_mask)
     inside = 1.0 if f_mask is None else float(np.mean(sitk_array(f_mask) != 0))
     tracker = _Tracker(kind, int(iterations) * len(lv), progress)
@@ -585,13 +591,13 @@ def run_stage(kind: str, fixed: Image, moving: Image, *, metric: Metric, initial
                                               fixed_mask)
         else:
             start = optimised if after is None else compose(after, optimised)
-            _check_overlap(fixed, fixed_mask, start, m_s, moving)
+            _check_overlap(fixed, fixed_mask, start, m_s, moving, roles)
             # a string start is a guess: search around it; a given transform is trusted
             value, stop = _linear(optimised, f_s, m_s, f_mask, m_mask, after, lv, sig, metric,
                                   bins, sampling, max_samples, seed, iterations, inside,
                                   tracker, search=isinstance(initial, str))
     except RuntimeError as exc:
-        raise _explain(exc, fixed, moving) from exc
+        raise _explain(exc, fixed, moving, roles) from exc
     finally:
         trace = tracker.frame()
     seconds = time.perf_counter() - t0
@@ -620,10 +626,10 @@ def _linear(transform: sitk.Transform, f_s: sitk.Image, m_s: sitk.Image,
     corners = _corners(f_s)
     # sampling='auto': a small image is sampled at every voxel on every level, unless one
     # image is much coarser than the other (see EVERY_VOXEL_MAX)
-    voxel_ratio = float(np.prod(m_s.GetSpacing())) / float(np.prod(f_s.GetSpacing()))
+    f_sp, m_sp = f_s.GetSpacing(), m_s.GetSpacing()
     every_voxel = (sampling == "auto"
                    and float(np.prod(f_s.GetSize())) * inside <= EVERY_VOXEL_MAX
-                   and 1.0 / EVERY_VOXEL_COARSER <= voxel_ratio <= EVERY_VOXEL_COARSER)
+                   and not (_much_coarser(m_sp, f_sp) or _much_coarser(f_sp, m_sp)))
     value, stop = float("nan"), ""
     candidates = [transform]
     paths: list[list[tuple]] = [[]]
@@ -840,12 +846,14 @@ def _bspline(f_s: sitk.Image, m_s: sitk.Image, f_mask: sitk.Image | None,
     return out, float(reg.GetMetricValue()), reg.GetOptimizerStopConditionDescription()
 
 
-def _explain(exc: RuntimeError, fixed: Image, moving: Image) -> Exception:
+def _explain(exc: RuntimeError, fixed: Image, moving: Image,
+             roles: tuple[str, str] = ("fixed", "moving")) -> Exception:
     text = str(exc)
     if "outside" in text.lower() or "samples" in text.lower():
         return RegistrationError(
             "the images stopped overlapping during registration (ITK: "
-            f"{text.strip().splitlines()[-1][:200]}). Fixed {fixed!r}, moving {moving!r}. "
+            f"{text.strip().splitlines()[-1][:200]}). {roles[0].capitalize()} {fixed!r}, "
+            f"{roles[1]} {moving!r}. "
             "Start closer (initial='moments' or landmarks), add masks, or check the geometry"
         )
     return RegistrationError(f"SimpleITK registration failed: {text.strip()[-400:]}")
