@@ -40,22 +40,22 @@ DEFAULT_SAMPLING = 0.2
 MAX_SAMPLES = 20_000
 #: default B-spline control point spacing (mm) of the finest grid
 DEFAULT_GRID_SPACING_MM = 32.0
-#: registration refuses to start when less of the fixed image than this overlaps the moving one
+#: registration refuses to start when less of the sampled image than this overlaps the other
 MIN_OVERLAP = 0.05
 #: ``sampling='auto'``: rigid and affine stages sample every voxel (in the mask), on every
 #: level, of an image with at most EVERY_VOXEL_MAX voxels, unless one of the two images is
-#: MUCH_COARSER than the other. A random sample of a small
-#: image (a cropped MR: 0.1-0.6 million voxels) makes a rough landscape whose local optima
-#: lie millimetres apart: on the real MR/CT pairs of benchmarks/bench_registration.py the
-#: result then depended on the start pose by up to 6 mm even with 100,000 samples on the
-#: finest level, and by up to 2 mm with every voxel there but random samples on the coarser
-#: levels; with every voxel on every level by at most 0.13 mm (sampled on the MR; 0.62 mm on
-#: the CT for the MR that covers 97% of it). Against a much coarser image, a regular grid of samples adds interpolation
-#: artefacts (optima at the coarse grid's period; Pluim et al., IEEE TMI 2000) that random
-#: samples average out: on one PET/CT pair (PET voxels 16 times the CT's) every CT voxel
-#: moved the result 3.2 mm with the start pose, 20,000 random ones 0.18 mm. Larger images
-#: are sampled at random (DEFAULT_SAMPLING, at most MAX_SAMPLES a level): every voxel would
-#: take many times as long
+#: MUCH_COARSER than the other. A random sample of a small image (a cropped MR: 0.1-0.6
+#: million voxels) makes a rough landscape whose local optima lie millimetres apart: on the
+#: real MR/CT pairs of benchmarks/bench_registration.py the result then depended on the
+#: start pose by up to 6 mm even with 100,000 samples on the finest level, and by up to 2 mm
+#: with every voxel there but random samples on the coarser levels; with every voxel on
+#: every level by at most 0.13 mm (sampled on the MR; 0.62 mm on the CT for the MR that
+#: covers 97% of it). Against a much coarser image, a regular grid of samples adds
+#: interpolation artefacts (optima at the coarse grid's period; Pluim et al., IEEE TMI 2000)
+#: that random samples average out: on one PET/CT pair (PET voxels 16 times the CT's) every
+#: CT voxel moved the result 3.2 mm with the start pose, 20,000 random ones 0.18 mm. Larger
+#: images are sampled at random (DEFAULT_SAMPLING, at most MAX_SAMPLES a level): every voxel
+#: would take many times as long
 EVERY_VOXEL_MAX = 1_000_000
 #: an image whose voxels are more than this many times another's (in volume) is much
 #: coarser: it is not the one sampled (sampled_on_moving), and no image is sampled at every
@@ -207,8 +207,9 @@ def sampled_on_moving(fixed: Image, moving: Image, fixed_mask: Image | None = No
 
     It does when ``moving`` (or its mask) covers a smaller field of view
     (area or volume) than ``fixed`` (or its mask), by more than
-    :data:`SWAP_MARGIN`, and is not :data:`MUCH_COARSER` than ``fixed``. The metric's
-    samples then stay inside the other image as the pose changes; sampled
+    :data:`SWAP_MARGIN`, and is not :data:`MUCH_COARSER` than ``fixed``.
+    The metric's samples then stay inside the other image as the pose
+    changes; sampled
     on the larger image, samples that fall outside the smaller one enter
     and leave it from step to step, which changes the metric in ways its
     gradient does not see. Mutual information, correlation and mean squares
